@@ -1,0 +1,178 @@
+"""The three SSH servers of the benchmark, each a context manager yielding a client.
+
+- the gateway under test (``twistd containerssh``) with a static user ``bench``;
+- OpenSSH's sshd on its own port, config and host key, for the current user;
+- a bare Twisted Conch server (``bench/bare_conch.py``).
+
+Each one is stopped on exit from its ``with`` block, also on errors and Ctrl-C.
+"""
+
+from __future__ import annotations
+
+import getpass
+import json
+import os
+import secrets
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+from bench.procs import LOOPBACK, BenchError, Server, free_port, run_quietly
+from bench.sshclient import Client, KeyPair, generate_key
+
+SSHD = "/usr/sbin/sshd"
+GATEWAY_USER = "bench"
+IDLE_COMMAND = ["/bin/sh", "-c", "trap 'exit 0' TERM INT; while :; do sleep 3600 & wait $!; done"]
+
+
+@dataclass(frozen=True)
+class Workspace:
+    """What every server needs: a private temp dir, the client key, the known_hosts file."""
+
+    root: Path
+    client_key: KeyPair
+    known_hosts: Path
+
+    def client(self, label: str, port: int, user: str) -> Client:
+        """An OpenSSH client for a server on ``port``."""
+        return Client(label, port, user, self.client_key, self.known_hosts)
+
+
+def _yaml(value: object, indent: int = 0) -> str:
+    """Block-style YAML for nested dicts; JSON-quoted scalars and flow lists are valid YAML."""
+    if not isinstance(value, dict):
+        return json.dumps(value)
+    pad = "  " * indent
+    lines = []
+    for key, item in value.items():
+        if isinstance(item, dict):
+            lines.append(f"{pad}{key}:\n{_yaml(item, indent + 1)}")
+        else:
+            lines.append(f"{pad}{key}: {_yaml(item)}")
+    return "\n".join(lines)
+
+
+def gateway_config(work: Workspace, image: str, port: int) -> Path:
+    """Write the gateway's ContainerSSH config and users file; return the config path."""
+    try:
+        import bcrypt  # the project's own dependency: only in its virtualenv
+    except ImportError:
+        raise BenchError("bcrypt is not installed: run through ./bench/run") from None
+
+    host_key = generate_key(work.root / "gateway_host_ed25519", "gateway host key")
+    password = secrets.token_urlsafe(24).encode()
+    users = {
+        "users": {
+            GATEWAY_USER: {
+                "passwordHash": bcrypt.hashpw(password, bcrypt.gensalt(rounds=10)).decode(),
+                "authorizedKeys": [work.client_key.public_line],
+            }
+        }
+    }
+    users_file = work.root / "users.yaml"
+    users_file.write_text(_yaml(users) + "\n")
+    config = {
+        "ssh": {"listen": f"{LOOPBACK}:{port}", "hostkeys": [host_key.private_pem()]},
+        "auth": {"publicKey": {"method": "static", "static": {"usersFile": str(users_file)}}},
+        "log": {"level": "warning"},
+        "docker": {
+            "execution": {
+                "container": {"image": image},
+                "imagePullPolicy": "Never",
+                "disableAgent": True,
+                "idleCommand": IDLE_COMMAND,
+                "shellCommand": ["/bin/sh"],
+            }
+        },
+    }
+    path = work.root / "gateway.yaml"
+    path.write_text(_yaml(config) + "\n")
+    return path
+
+
+@contextmanager
+def gateway(work: Workspace, python: str, project_root: Path, image: str) -> Iterator[Client]:
+    """The gateway under test, run by twistd from the project root."""
+    port = free_port()
+    config = gateway_config(work, image, port)
+    # ``python -m twisted.scripts.twistd`` would exit 0 doing nothing (the module
+    # has no __main__ block); this is what the ``twistd`` script itself runs.
+    # With ``-c`` the working directory (the project root) comes first on sys.path.
+    argv = [python, "-c", "from twisted.scripts.twistd import run; run()",
+            "--nodaemon", "--pidfile=", "containerssh", "-c", str(config)]  # fmt: skip
+    server = Server.start("gateway (twistd containerssh)", argv, work.root / "gateway.log",
+                          cwd=project_root)  # fmt: skip
+    try:
+        server.wait_for_port(port, timeout=30.0)
+        yield work.client("gateway", port, GATEWAY_USER)
+    finally:
+        # The gateway removes its containers while shutting down: give it time.
+        server.stop(timeout=30.0)
+
+
+def _sshd_config(work: Workspace, port: int) -> Path:
+    host_key = generate_key(work.root / "sshd_host_ed25519", "sshd host key")
+    authorized = work.root / "authorized_keys"
+    authorized.write_text(work.client_key.public_line + "\n")
+    authorized.chmod(0o600)
+    lines = [
+        f"ListenAddress {LOOPBACK}:{port}",
+        f"HostKey {host_key.private_path}",
+        f"AuthorizedKeysFile {authorized}",
+        "PidFile none",
+        "UsePAM no",
+        "PermitRootLogin yes",
+        "StrictModes no",
+        "PubkeyAuthentication yes",
+        "PasswordAuthentication no",
+        "KbdInteractiveAuthentication no",
+        "PrintMotd no",
+        "PrintLastLog no",
+        "LogLevel ERROR",
+    ]
+    path = work.root / "sshd_config"
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def _privsep_dir() -> None:
+    # Debian's sshd refuses to start without it; its service unit normally creates it.
+    if os.geteuid() == 0:
+        os.makedirs("/run/sshd", mode=0o755, exist_ok=True)
+
+
+@contextmanager
+def sshd(work: Workspace) -> Iterator[Client]:
+    """OpenSSH's sshd on a free loopback port, with key auth for the current user."""
+    if not os.access(SSHD, os.X_OK):
+        raise BenchError(f"{SSHD} not found: apt-get install openssh-server")
+    port = free_port()
+    config = _sshd_config(work, port)
+    _privsep_dir()
+    run_quietly([SSHD, "-t", "-f", str(config)])
+    server = Server.start("OpenSSH sshd", [SSHD, "-D", "-e", "-f", str(config)],
+                          work.root / "sshd.log")  # fmt: skip
+    try:
+        server.wait_for_port(port, timeout=15.0)
+        yield work.client("sshd", port, getpass.getuser())
+    finally:
+        server.stop()
+
+
+@contextmanager
+def bare_conch(work: Workspace, python: str) -> Iterator[Client]:
+    """The bare Twisted Conch server of ``bench/bare_conch.py``."""
+    port = free_port()
+    host_key = generate_key(work.root / "bare_host_ed25519", "bare conch host key")
+    public = work.root / "bare_authorized.pub"
+    public.write_text(work.client_key.public_line + "\n")
+    script = Path(__file__).with_name("bare_conch.py")
+    argv = [python, str(script), "--port", str(port),
+            "--host-key", str(host_key.private_path), "--authorized-key", str(public)]  # fmt: skip
+    server = Server.start("bare Conch server", argv, work.root / "bare_conch.log")
+    try:
+        server.wait_for_port(port, timeout=15.0)
+        yield work.client("bare Conch", port, GATEWAY_USER)
+    finally:
+        server.stop()

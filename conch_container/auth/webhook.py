@@ -1,0 +1,232 @@
+"""Authentication and authorization through ContainerSSH's webhook protocol.
+
+:class:`WebhookAuthenticator` asks ``POST {url}/password`` and
+``POST {url}/pubkey``; :class:`WebhookAuthorizer` asks ``POST {url}/authz``
+after any successful authentication. A call that yields no decision
+(connection failure, timeout, non-200 status, malformed answer) is retried
+every 10 seconds until ``authTimeout`` (60 s by default) is spent; then the
+user is told authentication is unavailable. All waiting runs on the injected
+clock, so the whole schedule is testable with :class:`~twisted.internet.task.Clock`.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from twisted.internet import task
+from twisted.internet.defer import Deferred
+from twisted.internet.interfaces import IReactorTime
+from zope.interface import implementer
+
+from conch_container import messages
+from conch_container.errors import AUTH_UNAVAILABLE_USER_MESSAGE, ContainerSSHError
+from conch_container.interfaces import IAuthorizer, IPasswordAuthenticator, IPublicKeyAuthenticator
+from conch_container.log import CodeLogger, Level
+from conch_container.metadata import AuthResult, ConnectionMetadata
+from conch_container.webhook import protocol
+from conch_container.webhook.client import WebhookClient, WebhookError, WebhookStatusError
+
+#: ContainerSSH's overall budget for one decision, retries included (``authTimeout``).
+DEFAULT_AUTH_TIMEOUT = 60.0
+#: ContainerSSH's pause between attempts.
+RETRY_INTERVAL = 10.0
+
+_LABELS = {
+    "password": "Password authentication",
+    "pubkey": "Public key authentication",
+    "authorization": "Authorization",
+}
+
+
+class _RetryingCaller:
+    """Calls one webhook endpoint until it decides or the budget is spent."""
+
+    def __init__(
+        self,
+        client: WebhookClient,
+        *,
+        clock: IReactorTime,
+        log: CodeLogger | None,
+        auth_timeout: float,
+        retry_interval: float,
+    ) -> None:
+        self.client = client
+        self._clock = clock
+        self._log = log if log is not None else CodeLogger("conch_container.auth.webhook")
+        self._auth_timeout = auth_timeout
+        self._retry_interval = retry_interval
+
+    async def decide(
+        self,
+        metadata: ConnectionMetadata,
+        path: str,
+        body: dict[str, Any],
+        authtype: str,
+    ) -> AuthResult:
+        url = self.client.url_for(path)
+        log = self._log.bind(**metadata.log_fields(), authtype=authtype, url=url)
+        if metadata.authenticated_username:
+            log = log.bind(authenticatedUsername=metadata.authenticated_username)
+        label = _LABELS[authtype]
+        deadline = self._clock.seconds() + self._auth_timeout
+        while True:
+            log.event(messages.AUTH, "{method} request", method=label)
+            remaining = deadline - self._clock.seconds()
+            try:
+                result = await self.client.post(
+                    path,
+                    body,
+                    decode=protocol.decode_auth_response,
+                    timeout=min(self.client.timeout, remaining),
+                    log=log,
+                )
+            except WebhookStatusError as e:
+                log.event(
+                    messages.AUTH_INVALID_STATUS,
+                    "The authentication server responded with an invalid status code: {statusCode}",
+                    statusCode=e.status,
+                )
+                failure: WebhookError = e
+                reason = messages.AUTH_INVALID_STATUS.code
+            except WebhookError as e:
+                failure = e
+                reason = e.code.code if e.code is not None else messages.UNKNOWN_ERROR.code
+            else:
+                self._log_decision(log, label, result)
+                return result
+
+            # Another attempt only if one fits before the deadline; otherwise
+            # answer now rather than wait for nothing.
+            if deadline - self._clock.seconds() <= self._retry_interval:
+                break
+            log.event(
+                messages.AUTH_BACKEND_ERROR,
+                "{method} request to backend failed, retrying in {delay:g} seconds: {error}",
+                level=Level.DEBUG,
+                method=label,
+                delay=self._retry_interval,
+                error=failure.reason,
+                reason=reason,
+            )
+            await task.deferLater(self._clock, self._retry_interval)
+
+        error = ContainerSSHError(
+            messages.AUTH_BACKEND_ERROR,
+            AUTH_UNAVAILABLE_USER_MESSAGE,
+            f"Backend request for {label.lower()} failed, giving up: {failure.reason}",
+            url=url,
+            authtype=authtype,
+        )
+        log.event(
+            messages.AUTH_BACKEND_ERROR,
+            "{method} request to backend failed, giving up: {error}",
+            method=label,
+            error=failure.reason,
+            reason=reason,
+        )
+        raise error
+
+    @staticmethod
+    def _log_decision(log: CodeLogger, label: str, result: AuthResult) -> None:
+        # ContainerSSH logs these at debug: the SSH layer's SSH_AUTH_* events
+        # are the ones operators see at info.
+        if result.success:
+            log.event(
+                messages.AUTH_SUCCESSFUL,
+                "{method} successful",
+                level=Level.DEBUG,
+                method=label,
+            )
+        else:
+            log.event(
+                messages.AUTH_FAILED,
+                "{method} failed",
+                level=Level.DEBUG,
+                method=label,
+            )
+
+
+@implementer(IPasswordAuthenticator, IPublicKeyAuthenticator)
+class WebhookAuthenticator:
+    """Password and public-key authentication by webhook (``auth.*.method: webhook``).
+
+    :param client: the HTTP client for the configured ``webhook`` block.
+    :param clock: retries and the ``authTimeout`` deadline run on it.
+    :param auth_timeout: the overall budget per decision, in seconds.
+    """
+
+    name = "webhook"
+
+    def __init__(
+        self,
+        client: WebhookClient,
+        *,
+        clock: IReactorTime,
+        log: CodeLogger | None = None,
+        auth_timeout: float = DEFAULT_AUTH_TIMEOUT,
+        retry_interval: float = RETRY_INTERVAL,
+    ) -> None:
+        self._caller = _RetryingCaller(
+            client,
+            clock=clock,
+            log=log,
+            auth_timeout=auth_timeout,
+            retry_interval=retry_interval,
+        )
+
+    def authenticate_password(
+        self, metadata: ConnectionMetadata, password: bytes
+    ) -> Deferred[AuthResult]:
+        """Ask ``{url}/password`` (see :class:`~.interfaces.IPasswordAuthenticator`)."""
+        body = protocol.password_request(metadata, password)
+        return Deferred.fromCoroutine(
+            self._caller.decide(metadata, protocol.PASSWORD_PATH, body, "password")
+        )
+
+    def authenticate_public_key(
+        self, metadata: ConnectionMetadata, public_key: str
+    ) -> Deferred[AuthResult]:
+        """Ask ``{url}/pubkey`` (see :class:`~.interfaces.IPublicKeyAuthenticator`)."""
+        body = protocol.public_key_request(metadata, public_key)
+        return Deferred.fromCoroutine(
+            self._caller.decide(metadata, protocol.PUBLIC_KEY_PATH, body, "pubkey")
+        )
+
+    def close(self) -> Deferred[None]:
+        """Close the HTTP client's pooled connections."""
+        return self._caller.client.close()
+
+
+@implementer(IAuthorizer)
+class WebhookAuthorizer:
+    """Authorization by webhook (``auth.authz.method: webhook``)."""
+
+    name = "webhook"
+
+    def __init__(
+        self,
+        client: WebhookClient,
+        *,
+        clock: IReactorTime,
+        log: CodeLogger | None = None,
+        auth_timeout: float = DEFAULT_AUTH_TIMEOUT,
+        retry_interval: float = RETRY_INTERVAL,
+    ) -> None:
+        self._caller = _RetryingCaller(
+            client,
+            clock=clock,
+            log=log,
+            auth_timeout=auth_timeout,
+            retry_interval=retry_interval,
+        )
+
+    def authorize(self, metadata: ConnectionMetadata) -> Deferred[AuthResult]:
+        """Ask ``{url}/authz``; see :class:`~conch_container.interfaces.IAuthorizer`."""
+        body = protocol.authz_request(metadata)
+        return Deferred.fromCoroutine(
+            self._caller.decide(metadata, protocol.AUTHZ_PATH, body, "authorization")
+        )
+
+    def close(self) -> Deferred[None]:
+        """Close the HTTP client's pooled connections."""
+        return self._caller.client.close()

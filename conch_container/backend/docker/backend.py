@@ -1,0 +1,304 @@
+"""The Docker backend: one object for the gateway's lifetime.
+
+It owns a bounded thread pool (named ``docker``) on which every docker-py call
+runs, and a cache of docker-py clients keyed by engine endpoint settings.
+Everything else is read per connection from the connection's config, because
+the config webhook may change it for one user.
+"""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+from typing import Any
+
+from twisted.internet.defer import Deferred, DeferredList
+from twisted.internet.threads import deferToThreadPool
+from twisted.python.failure import Failure
+from twisted.python.threadpool import ThreadPool
+from zope.interface import implementer
+
+from conch_container import messages
+from conch_container.backend.docker.client import EngineSettings, thd_connect
+from conch_container.backend.docker.connection import DockerConnection, launch_error
+from conch_container.backend.docker.containerconfig import (
+    LABEL_CONNECTION_ID,
+    LABEL_INSTANCE,
+    LABEL_IP,
+    LABEL_USERNAME,
+    ContainerConfigError,
+    CreateRequest,
+    build_create_request,
+)
+from conch_container.backend.docker.deferutil import Once
+from conch_container.backend.docker.engine import Engine, EngineError
+from conch_container.backend.docker.pull import PullPolicy, registry_auth
+from conch_container.errors import GENERIC_USER_MESSAGE, ContainerSSHError
+from conch_container.interfaces import ConnectionContext, IContainerBackend
+from conch_container.log.levels import Level
+from conch_container.log.logger import CodeLogger
+
+#: ContainerSSH retries backend calls every 10 seconds within the step's timeout.
+RETRY_INTERVAL = 10.0
+#: The idle command ContainerSSH uses by default (it needs the guest agent).
+AGENT_IDLE_COMMAND = ("/usr/bin/containerssh-agent", "wait-signal")
+
+
+@implementer(IContainerBackend)
+class DockerBackend:
+    """Runs each SSH connection in its own Docker container (``backend: docker``).
+
+    :param reactor: the reactor (threads, time, ``adoptStreamConnection``).
+    :param log: the backend's logger.
+    :param instance_id: this gateway's identity, put on every container as the
+        ``conch_container_instance`` label so :meth:`remove_all` can find them.
+    :param max_threads: the size of the thread pool for engine calls.
+    :param retry_interval: seconds between attempts of a retried engine call.
+    """
+
+    name = "docker"
+
+    def __init__(
+        self,
+        reactor: Any,
+        log: CodeLogger,
+        *,
+        instance_id: str,
+        max_threads: int = 20,
+        retry_interval: float = RETRY_INTERVAL,
+    ) -> None:
+        self._reactor = reactor
+        self._log = log.bind(backend=self.name)
+        self.instance_id = instance_id
+        self._max_threads = max_threads
+        self._retry_interval = retry_interval
+        self._pool = ThreadPool(minthreads=0, maxthreads=max_threads, name="docker")
+        self._engines: dict[EngineSettings, Once[Engine]] = {}
+        self._connections: set[DockerConnection] = set()
+        self._tls_root: str | None = None
+        self._running = False
+
+    # -- lifecycle
+
+    def start(self) -> None:
+        """Start the thread pool; call once before :meth:`connect`."""
+        if self._running:
+            return
+        self._tls_root = tempfile.mkdtemp(prefix="conch-container-docker-")
+        self._pool.start()
+        self._running = True
+
+    def stop(self) -> Deferred[None]:
+        """Close every connection, release the clients and stop the pool."""
+        return Deferred.fromCoroutine(self._stop())
+
+    async def _stop(self) -> None:
+        if not self._running:
+            return
+        self._running = False
+        await DeferredList([c.close() for c in list(self._connections)], consumeErrors=True)
+        engines, self._engines = self._engines, {}
+        for once in engines.values():
+            if once.done:
+                try:
+                    engine = await once.wait()
+                    await engine.close()
+                except Exception:
+                    pass  # a client that never connected has nothing to release
+        # Joining the pool's threads blocks until their calls return, so it is
+        # done from a thread of the reactor's own pool.
+        await deferToThreadPool(self._reactor, self._reactor.getThreadPool(), self._pool.stop)
+        if self._tls_root is not None:
+            shutil.rmtree(self._tls_root, ignore_errors=True)
+            self._tls_root = None
+
+    # -- engines
+
+    def engine_for(self, settings: EngineSettings) -> Deferred[Engine]:
+        """The (cached) engine for ``settings``; a failed attempt is not cached."""
+        once = self._engines.get(settings)
+        if once is None:
+            if not self._running or self._tls_root is None:
+                return Deferred.fromCoroutine(
+                    _raise(EngineError("the Docker backend is not running"))
+                )
+            once = Once()
+            self._engines[settings] = once
+            d = deferToThreadPool(
+                self._reactor, self._pool, thd_connect, settings, self._tls_root, self._max_threads
+            )
+
+            def connected(result: tuple[Any, str | None]) -> Engine:
+                client, tls_dir = result
+                return Engine(self._reactor, self._pool, client, settings, tls_dir)
+
+            def failed(failure: Failure) -> Failure:
+                if self._engines.get(settings) is once:
+                    del self._engines[settings]
+                return failure
+
+            engine_d: Deferred[Engine] = d.addCallbacks(connected, failed)
+            engine_d.addBoth(once.fire)
+        return once.wait()
+
+    # -- connections
+
+    def connect(self, context: ConnectionContext) -> Deferred[DockerConnection]:
+        """Create and start the connection's container (see :class:`DockerConnection`)."""
+        return Deferred.fromCoroutine(self._connect(context))
+
+    async def _connect(self, context: ConnectionContext) -> DockerConnection:
+        metadata: Any = context.metadata
+        config: Any = context.config
+        docker_config = config.docker
+        execution = docker_config.execution
+        log = _bind(context.log, backend=self.name)
+        if not self._running:
+            error = ContainerSSHError(
+                messages.DOCKER_CONNECTION_FAILED,
+                GENERIC_USER_MESSAGE,
+                "the Docker backend is not running",
+            )
+            error.log(log)
+            raise error
+        if execution.mode != "connection":
+            raise _config_error(log, f"execution mode {execution.mode!r} is not supported yet")
+        try:
+            policy = PullPolicy.parse(execution.image_pull_policy)
+        except ValueError as e:
+            raise _config_error(log, str(e)) from None
+        if execution.disable_agent:
+            log.event(
+                messages.DOCKER_GUEST_AGENT_DISABLED,
+                "The guest agent is disabled: signals and file writes are not available",
+            )
+            if tuple(execution.idle_command[:2]) == AGENT_IDLE_COMMAND:
+                log.event(
+                    messages.DOCKER_GUEST_AGENT_DISABLED,
+                    "The guest agent is disabled but the idle command still runs it",
+                )
+        request = self._create_request(execution, metadata, log)
+        settings = EngineSettings.from_config(docker_config)
+        if settings.tls:
+            # Twisted's TLS transport cannot half-close, and a program's stdin
+            # EOF is a half-close of the exec stream.
+            raise _config_error(
+                log,
+                "program streams over a TLS connection to the Docker engine are not "
+                "supported yet; reach the engine through a unix socket",
+            )
+        connection = DockerConnection(
+            reactor=self._reactor,
+            docker_config=docker_config,
+            log=log,
+            retry_interval=self._retry_interval,
+            on_closed=self._connections.discard,
+        )
+        self._connections.add(connection)
+        try:
+            await connection.launch(
+                lambda: self.engine_for(settings),
+                request,
+                policy,
+                registry_auth(execution.auth),
+                metadata.files,
+                timeout=docker_config.timeouts.container_start,
+            )
+        except BaseException as e:
+            await connection.close()
+            raise launch_error(e, connection) from None
+        return connection
+
+    def _create_request(self, execution: Any, metadata: Any, log: CodeLogger) -> CreateRequest:
+        labels = {
+            LABEL_CONNECTION_ID: metadata.connection_id,
+            LABEL_IP: metadata.remote_ip,
+            LABEL_USERNAME: metadata.username,
+            LABEL_INSTANCE: self.instance_id,
+        }
+        env: list[tuple[str, str]] = []
+        if execution.expose_auth_metadata_as_env:
+            env.extend((name, value.value) for name, value in metadata.metadata.items())
+        env.extend((name, value.value) for name, value in metadata.environment.items())
+        try:
+            request = build_create_request(
+                container=execution.container,
+                host=execution.host,
+                network=execution.network,
+                platform=execution.platform,
+                container_name=execution.containername,
+                idle_command=execution.idle_command,
+                labels=labels,
+                env=env,
+            )
+        except ContainerConfigError as e:
+            raise _config_error(log, str(e)) from None
+        if request.unknown_keys:
+            log.event(
+                messages.DOCKER_CONFIG_ERROR,
+                "Passing unrecognised keys to the Docker engine as they are: {keys}",
+                keys=", ".join(request.unknown_keys),
+                level=Level.WARNING,
+            )
+        return request
+
+    # -- clean-up
+
+    def remove_all(self, docker_config: Any = None) -> Deferred[int]:
+        """Remove every container labelled with this gateway's instance id.
+
+        Looks on every engine this backend has talked to, plus the one
+        ``docker_config`` (a ``docker`` config section) names, if given.
+        Failures are logged; the result is the number of containers removed.
+        """
+        return Deferred.fromCoroutine(self._remove_all(docker_config))
+
+    async def _remove_all(self, docker_config: Any) -> int:
+        settings = set(self._engines)
+        if docker_config is not None:
+            settings.add(EngineSettings.from_config(docker_config))
+        removed = 0
+        for item in settings:
+            try:
+                engine = await self.engine_for(item)
+                ids = await engine.list_labelled(LABEL_INSTANCE, self.instance_id)
+            except EngineError as e:
+                self._log.event(
+                    messages.DOCKER_CONTAINER_REMOVE_FAILED,
+                    "Cannot list this gateway's containers: {reason}",
+                    reason=e.message,
+                )
+                continue
+            for container_id in ids:
+                log = self._log.bind(containerId=container_id)
+                log.event(messages.DOCKER_CONTAINER_REMOVE, "Removing container {containerId}")
+                try:
+                    await engine.remove_container(container_id)
+                except EngineError as e:
+                    log.event(
+                        messages.DOCKER_CONTAINER_REMOVE_FAILED,
+                        "Failed to remove container {containerId}: {reason}",
+                        reason=e.message,
+                    )
+                    continue
+                log.event(
+                    messages.DOCKER_CONTAINER_REMOVE_SUCCESSFUL, "Removed container {containerId}"
+                )
+                removed += 1
+        return removed
+
+
+async def _raise(error: Exception) -> Any:
+    raise error
+
+
+def _bind(log: Any, **fields: Any) -> CodeLogger:
+    if isinstance(log, CodeLogger):
+        return log.bind(**fields)
+    return CodeLogger("conch_container.backend.docker", fields)
+
+
+def _config_error(log: CodeLogger, explanation: str) -> ContainerSSHError:
+    error = ContainerSSHError(messages.DOCKER_CONFIG_ERROR, GENERIC_USER_MESSAGE, explanation)
+    error.log(log)
+    return error

@@ -1,0 +1,407 @@
+"""One SSH connection's container (Docker ``connection`` mode).
+
+:meth:`DockerConnection.launch` pulls (per ``imagePullPolicy``), creates and
+starts the container; the backend bounds it by ``timeouts.containerStart``.
+Each step logs its code, and its ``_FAILED`` code with the engine's
+explanation when it fails. Engine and pull errors that may be transient are
+retried every ``retry_interval`` seconds until the deadline.
+
+:meth:`DockerConnection.close` ends every session and force-removes the
+container, retrying within ``timeouts.containerStop``. A container whose
+create call returns after the connection gave up on it is removed as soon as
+it is known, so no container outlives its connection.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Any, TypeVar
+
+from twisted.internet import task
+from twisted.internet.defer import CancelledError, Deferred, DeferredList
+from zope.interface import implementer
+
+from conch_container import messages
+from conch_container.backend.docker.containerconfig import CreateRequest
+from conch_container.backend.docker.deferutil import DeadlineExceeded, Once, with_deadline
+from conch_container.backend.docker.engine import Engine, EngineError
+from conch_container.backend.docker.pull import (
+    PullPolicy,
+    canonical_image_name,
+    is_permanent_pull_error,
+)
+from conch_container.backend.docker.session import DockerExecSession
+from conch_container.errors import GENERIC_USER_MESSAGE, ContainerSSHError
+from conch_container.interfaces import IBackendConnection
+from conch_container.log.codes import MessageCode
+from conch_container.log.levels import Level
+from conch_container.log.logger import CodeLogger
+
+T = TypeVar("T")
+
+
+class StepFailed(Exception):
+    """A launch step failed for good (already logged under ``code``)."""
+
+    def __init__(self, code: MessageCode, explanation: str) -> None:
+        super().__init__(explanation)
+        self.code = code
+        self.explanation = explanation
+
+
+def _never(error: EngineError) -> bool:
+    return False
+
+
+def _always(error: EngineError) -> bool:
+    return True
+
+
+@implementer(IBackendConnection)
+class DockerConnection:
+    """The container of one SSH connection and the sessions running in it.
+
+    :param reactor: the reactor (clock, ``adoptStreamConnection``).
+    :param docker_config: the connection's ``docker`` config section.
+    :param log: the connection's logger (``backend`` bound).
+    :param retry_interval: seconds between attempts of a retried step.
+    :param on_closed: called once the connection has been closed.
+    """
+
+    def __init__(
+        self,
+        *,
+        reactor: Any,
+        docker_config: Any,
+        log: CodeLogger,
+        retry_interval: float,
+        on_closed: Callable[[DockerConnection], object] | None = None,
+    ) -> None:
+        self._reactor = reactor
+        self._config = docker_config
+        self._timeouts = docker_config.timeouts
+        self._log = log
+        self._retry_interval = retry_interval
+        self._on_closed = on_closed
+        self.engine: Engine | None = None
+        self.container_id: str | None = None
+        self._create_result: Once[str] | None = None
+        self._launch_d: Deferred[None] | None = None
+        self._sessions: set[DockerExecSession] = set()
+        self._closing = False
+        self._closed = False
+        self._close_once: Once[None] | None = None
+        #: The ``_FAILED`` code of the step in progress, for a deadline that expires in it.
+        self.current_failure_code: MessageCode = messages.DOCKER_CONNECTION_FAILED
+
+    # -- launch
+
+    def launch(
+        self,
+        engine_source: Callable[[], Awaitable[Engine]],
+        request: CreateRequest,
+        policy: PullPolicy,
+        registry_auth: dict[str, str],
+        files: Mapping[str, object],
+        *,
+        timeout: float,
+    ) -> Deferred[None]:
+        """Pull if needed, create and start the container, within ``timeout`` seconds.
+
+        :meth:`close` cancels a launch still in progress.
+        :raises StepFailed: (through the Deferred) when a step fails for good.
+        :raises DeadlineExceeded: when the time is up.
+        """
+        d = Deferred.fromCoroutine(
+            with_deadline(
+                self._reactor,
+                timeout,
+                self._launch(engine_source, request, policy, registry_auth, files),
+            )
+        )
+        if not d.called:
+            self._launch_d = d
+        return d
+
+    async def _launch(
+        self,
+        engine_source: Callable[[], Awaitable[Engine]],
+        request: CreateRequest,
+        policy: PullPolicy,
+        registry_auth: dict[str, str],
+        files: Mapping[str, object],
+    ) -> None:
+        self.engine = await self._step(
+            messages.DOCKER_CONNECTION_FAILED,
+            "Cannot reach the Docker engine: {reason}",
+            engine_source,
+            permanent=_never,
+        )
+        await self._pull_if_needed(request, policy, registry_auth)
+        await self._create(request)
+        await self._start()
+        self._write_files(files)
+
+    async def _pull_if_needed(
+        self, request: CreateRequest, policy: PullPolicy, registry_auth: dict[str, str]
+    ) -> None:
+        engine = self.engine
+        assert engine is not None
+        image = request.image
+        self._log.event(
+            messages.DOCKER_IMAGE_PULL_NEEDED_CHECKING,
+            "Checking whether image {image} needs a pull (policy {policy})",
+            image=image,
+            policy=policy.value,
+        )
+        present: bool | None = None
+        if policy.needs_inspect:
+            self._log.event(messages.DOCKER_IMAGE_LISTING, "Looking for image {image}", image=image)
+            present = await self._step(
+                messages.DOCKER_IMAGE_LISTING_FAILED,
+                "Cannot look up image {image}: {reason}",
+                lambda: engine.image_present(image),
+                permanent=_never,
+                image=image,
+            )
+        if not policy.should_pull(present):
+            return
+        name = canonical_image_name(image)
+        self._log.event(messages.DOCKER_IMAGE_PULL, "Pulling image {image}", image=name)
+        await self._step(
+            messages.DOCKER_IMAGE_PULL_FAILED,
+            "Failed to pull image {image}: {reason}",
+            lambda: engine.pull(image, registry_auth, request.platform),
+            permanent=lambda e: is_permanent_pull_error(e.status, e.message),
+            image=name,
+        )
+
+    async def _create(self, request: CreateRequest) -> None:
+        engine = self.engine
+        assert engine is not None
+        self._log.event(
+            messages.DOCKER_CONTAINER_CREATE, "Creating container from {image}", image=request.image
+        )
+        # The create call cannot be cancelled: its result is recorded whenever it
+        # arrives, so that close() (or a late arrival) removes the container.
+        result: Once[str] = Once()
+        self._create_result = result
+        d = engine.create_container(request)
+        d.addCallback(self._record_container)
+        d.addBoth(result.fire)
+        await self._step(
+            messages.DOCKER_CONTAINER_CREATE_FAILED,
+            "Failed to create container: {reason}",
+            result.wait,
+            permanent=_always,
+        )
+
+    def _record_container(self, container_id: str) -> str:
+        self.container_id = container_id
+        self._log = self._log.bind(containerId=container_id)
+        if self._closed:
+            # The connection was closed before the create call returned.
+            Deferred.fromCoroutine(
+                self._remove(self._reactor.seconds() + self._timeouts.container_stop)
+            )
+        return container_id
+
+    async def _start(self) -> None:
+        engine, container_id = self.engine, self.container_id
+        assert engine is not None and container_id is not None
+        self._log.event(messages.DOCKER_CONTAINER_START, "Starting container {containerId}")
+        await self._step(
+            messages.DOCKER_CONTAINER_START_FAILED,
+            "Failed to start container: {reason}",
+            lambda: engine.start_container(container_id),
+            permanent=_always,
+        )
+
+    def _write_files(self, files: Mapping[str, object]) -> None:
+        """Place authentication's ``files`` in the container.
+
+        This needs the guest agent's ``write-file`` mode, which is not used yet:
+        the files are skipped with a debug message.
+        """
+        if files:
+            self._log.event(
+                messages.DOCKER_FILE_WRITE_SKIPPED,
+                "Not writing {count} file(s) into the container",
+                count=len(files),
+            )
+
+    async def _step(
+        self,
+        failed_code: MessageCode,
+        failed_format: str,
+        action: Callable[[], Awaitable[T]],
+        *,
+        permanent: Callable[[EngineError], bool],
+        **fields: Any,
+    ) -> T:
+        """Run ``action``, retrying transient engine errors until cancelled."""
+        self.current_failure_code = failed_code
+        if self._closing:
+            self._log.event(
+                failed_code, failed_format, reason="the connection was closed", **fields
+            )
+            raise StepFailed(failed_code, "the connection was closed while the container started")
+        last = "timed out"
+        while True:
+            try:
+                return await action()
+            except CancelledError:
+                reason = "the connection was closed" if self._closing else last
+                self._log.event(failed_code, failed_format, reason=reason, **fields)
+                raise
+            except EngineError as e:
+                if permanent(e):
+                    self._log.event(failed_code, failed_format, reason=e.message, **fields)
+                    raise StepFailed(failed_code, e.message) from None
+                last = f"{e.message} (timed out while retrying)"
+                self._log.event(
+                    failed_code,
+                    failed_format + "; retrying in {retryIn} s",
+                    reason=e.message,
+                    retryIn=self._retry_interval,
+                    level=Level.DEBUG,
+                    **fields,
+                )
+            try:
+                await task.deferLater(self._reactor, self._retry_interval)
+            except CancelledError:
+                reason = "the connection was closed" if self._closing else last
+                self._log.event(failed_code, failed_format, reason=reason, **fields)
+                raise
+
+    # -- sessions
+
+    def open_session(self, channel_id: object) -> DockerExecSession:
+        """A new exec session for a session channel."""
+        if self._closing or self.engine is None or self.container_id is None:
+            error = ContainerSSHError(
+                messages.DOCKER_CONTAINER_SHUTTING_DOWN,
+                GENERIC_USER_MESSAGE,
+                "the connection's container is being removed",
+                channelId=channel_id,
+            )
+            error.log(self._log)
+            raise error
+        session = DockerExecSession(
+            reactor=self._reactor,
+            engine=self.engine,
+            container_id=self.container_id,
+            docker_config=self._config,
+            log=self._log,
+            channel_id=channel_id,
+            on_closed=self._sessions.discard,
+        )
+        self._sessions.add(session)
+        return session
+
+    # -- close
+
+    def close(self) -> Deferred[None]:
+        """End every session and remove the container; idempotent, never fails."""
+        if self._close_once is None:
+            once: Once[None] = Once()
+            self._close_once = once
+            Deferred.fromCoroutine(self._close()).addBoth(once.fire)
+        return self._close_once.wait()
+
+    async def _close(self) -> None:
+        self._closing = True
+        if self._launch_d is not None and not self._launch_d.called:
+            self._launch_d.cancel()
+        deadline = self._reactor.seconds() + self._timeouts.container_stop
+        try:
+            sessions = list(self._sessions)
+            self._sessions.clear()
+            if sessions:
+                await DeferredList([s.shutdown(kill=False) for s in sessions], consumeErrors=True)
+            result = self._create_result
+            if result is not None and not result.done:
+                try:
+                    await with_deadline(
+                        self._reactor, deadline - self._reactor.seconds(), result.wait()
+                    )
+                except Exception:
+                    pass  # a late result is removed when it arrives (_record_container)
+            if self.container_id is not None:
+                await self._remove(deadline)
+        except Exception as e:
+            self._log.event(
+                messages.DOCKER_CONTAINER_REMOVE_FAILED,
+                "Unexpected failure while closing the connection: {reason}",
+                reason=str(e),
+            )
+        finally:
+            self._closed = True
+            if self._on_closed is not None:
+                self._on_closed(self)
+
+    async def _remove(self, deadline: float) -> bool:
+        """Force-remove the container, retrying until ``deadline``; never raises."""
+        engine, container_id = self.engine, self.container_id
+        assert engine is not None and container_id is not None
+        while True:
+            self._log.event(messages.DOCKER_CONTAINER_REMOVE, "Removing container {containerId}")
+            reason: str
+            try:
+                existed = await with_deadline(
+                    self._reactor,
+                    max(deadline - self._reactor.seconds(), 0.0),
+                    engine.remove_container(container_id),
+                )
+            except EngineError as e:
+                reason = e.message
+            except DeadlineExceeded:
+                reason = "timed out"
+            else:
+                self._log.event(
+                    messages.DOCKER_CONTAINER_REMOVE_SUCCESSFUL,
+                    "Removed container {containerId}"
+                    if existed
+                    else "Container {containerId} was already gone",
+                )
+                if self.container_id == container_id:
+                    self.container_id = None
+                return True
+            if deadline - self._reactor.seconds() <= self._retry_interval:
+                self._log.event(
+                    messages.DOCKER_CONTAINER_REMOVE_FAILED,
+                    "Giving up removing container {containerId}: {reason}",
+                    reason=reason,
+                )
+                return False
+            self._log.event(
+                messages.DOCKER_CONTAINER_REMOVE_FAILED,
+                "Failed to remove container {containerId}: {reason}; retrying in {retryIn} s",
+                reason=reason,
+                retryIn=self._retry_interval,
+                level=Level.DEBUG,
+            )
+            await task.deferLater(self._reactor, self._retry_interval)
+
+
+def launch_error(error: BaseException, connection: DockerConnection) -> ContainerSSHError:
+    """The user-safe error for a failed :meth:`DockerConnection.launch`."""
+    if isinstance(error, ContainerSSHError):
+        return error
+    if isinstance(error, StepFailed):
+        return ContainerSSHError(error.code, GENERIC_USER_MESSAGE, error.explanation)
+    if isinstance(error, CancelledError):
+        return ContainerSSHError(
+            connection.current_failure_code,
+            GENERIC_USER_MESSAGE,
+            "the connection was closed while its container was starting",
+        )
+    if isinstance(error, DeadlineExceeded):
+        return ContainerSSHError(
+            connection.current_failure_code,
+            GENERIC_USER_MESSAGE,
+            f"the container did not start within containerStart ({error.seconds:g} s)",
+        )
+    return ContainerSSHError(
+        connection.current_failure_code, GENERIC_USER_MESSAGE, f"unexpected error: {error!r}"
+    )

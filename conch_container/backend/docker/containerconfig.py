@@ -1,0 +1,381 @@
+"""From ``docker.execution`` to the exact ``POST /containers/create`` request.
+
+Pure functions, no I/O: the connection-mode container is described by the
+operator's ``container``/``host``/``network``/``platform`` mappings (see
+:mod:`conch_container.backend.docker.apischema` for the accepted names), with
+``Cmd`` replaced by ``idleCommand``, the connection's labels added and the
+authentication environment appended to ``Env``.
+
+Keys the tables do not know are passed through unchanged (the engine matches
+names case-insensitively and ignores what it does not know, as ContainerSSH's
+Go decoder did); they are reported in :attr:`CreateRequest.unknown_keys` so the
+caller can warn about likely typos. A value of the wrong type is a
+:class:`ContainerConfigError` naming the offending path.
+"""
+
+from __future__ import annotations
+
+import copy
+import re
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+import attrs
+
+from conch_container.backend.docker import apischema
+from conch_container.backend.docker.apischema import Field, Kind
+
+#: The labels ContainerSSH puts on every container (reference section 6.1).
+LABEL_CONNECTION_ID = "containerssh_connection_id"
+LABEL_IP = "containerssh_ip"
+LABEL_USERNAME = "containerssh_username"
+#: Our own label: which gateway instance owns the container, for clean-up.
+LABEL_INSTANCE = "conch_container_instance"
+
+
+class ContainerConfigError(ValueError):
+    """A value in the Docker configuration has the wrong shape.
+
+    :ivar path: where, e.g. ``docker.execution.host.restartpolicy.name``.
+    """
+
+    def __init__(self, path: str, message: str) -> None:
+        super().__init__(f"{path}: {message}")
+        self.path = path
+        self.message = message
+
+
+@attrs.frozen
+class CreateRequest:
+    """Everything ``POST /containers/create`` needs.
+
+    :ivar body: the JSON body, ``HostConfig`` and ``NetworkingConfig`` included.
+    :ivar name: the ``name`` query parameter, or ``None`` for a generated name.
+    :ivar platform: the ``platform`` query parameter (``os/arch[/variant]``) or ``None``.
+    :ivar image: the image reference, as configured.
+    :ivar unknown_keys: paths of keys that were passed through unrecognised.
+    """
+
+    body: dict[str, Any]
+    name: str | None
+    platform: str | None
+    image: str
+    unknown_keys: tuple[str, ...] = ()
+
+
+# ---------------------------------------------------------------------------
+# Go durations
+
+_DURATION_UNITS = {
+    "ns": 1,
+    "us": 1_000,
+    "µs": 1_000,
+    "μs": 1_000,
+    "ms": 1_000_000,
+    "s": 1_000_000_000,
+    "m": 60_000_000_000,
+    "h": 3_600_000_000_000,
+}
+_DURATION_PART = re.compile(r"(\d+(?:\.\d*)?|\.\d+)(ns|us|µs|μs|ms|s|m|h)")
+
+
+def parse_go_duration(text: str) -> int:
+    """Parse a Go ``time.Duration`` string (``1h30m``, ``1.5s``, ``-20ms``) into nanoseconds.
+
+    :raises ValueError: for anything ``time.ParseDuration`` would reject.
+    """
+    s = text.strip()
+    sign = 1
+    if s and s[0] in "+-":
+        sign = -1 if s[0] == "-" else 1
+        s = s[1:]
+    if s == "0":
+        return 0
+    if not s:
+        raise ValueError(f"invalid duration {text!r}")
+    total = 0.0
+    pos = 0
+    while pos < len(s):
+        match = _DURATION_PART.match(s, pos)
+        if match is None:
+            raise ValueError(f"invalid duration {text!r}")
+        total += float(match.group(1)) * _DURATION_UNITS[match.group(2)]
+        pos = match.end()
+    return sign * round(total)
+
+
+# ---------------------------------------------------------------------------
+# Conversion driven by the schema tables
+
+
+class _Converter:
+    """Walks a mapping against a schema table, collecting unknown keys."""
+
+    def __init__(self) -> None:
+        self.unknown: list[str] = []
+
+    def struct(self, raw: object, schema: Mapping[str, Field], path: str) -> dict[str, Any]:
+        if not isinstance(raw, Mapping):
+            raise ContainerConfigError(path, f"expected a mapping, got {_type_name(raw)}")
+        out: dict[str, Any] = {}
+        origin: dict[str, str] = {}
+        for key, value in raw.items():
+            if not isinstance(key, str):
+                raise ContainerConfigError(path, f"key {key!r} is not a string")
+            sub = f"{path}.{key}"
+            field = schema.get(key.lower())
+            if field is None:
+                self.unknown.append(sub)
+                name, converted = key, copy.deepcopy(value)
+            elif value is None:
+                # A null leaves the Go field at its zero value: omit it.
+                continue
+            else:
+                name, converted = field.api_name, self.value(value, field, sub)
+            if name in origin:
+                raise ContainerConfigError(sub, f"duplicates {origin[name]!r}")
+            origin[name] = key
+            out[name] = converted
+        return out
+
+    def value(self, raw: object, field: Field, path: str) -> Any:
+        kind = field.kind
+        if kind is Kind.STR:
+            return _string(raw, path)
+        if kind is Kind.BOOL:
+            if not isinstance(raw, bool):
+                raise ContainerConfigError(path, f"expected a boolean, got {_type_name(raw)}")
+            return raw
+        if kind is Kind.INT:
+            return _integer(raw, path)
+        if kind is Kind.STR_LIST:
+            return [_string(item, f"{path}[{i}]") for i, item in enumerate(_list(raw, path))]
+        if kind is Kind.STR_SLICE:
+            if isinstance(raw, str):
+                return [raw]
+            return [_string(item, f"{path}[{i}]") for i, item in enumerate(_list(raw, path))]
+        if kind is Kind.STR_MAP:
+            return {k: _map_string(v, f"{path}.{k}") for k, v in _mapping(raw, path).items()}
+        if kind is Kind.SET:
+            out: dict[str, dict[str, Any]] = {}
+            for k, v in _mapping(raw, path).items():
+                if v not in (None, {}):
+                    raise ContainerConfigError(f"{path}.{k}", "expected an empty value")
+                out[k] = {}
+            return out
+        if kind is Kind.DURATION:
+            if isinstance(raw, str):
+                try:
+                    return parse_go_duration(raw)
+                except ValueError as e:
+                    raise ContainerConfigError(path, str(e)) from None
+            return _integer(raw, path)
+        assert field.schema is not None or kind is Kind.ANY
+        if kind is Kind.OBJECT:
+            assert field.schema is not None
+            return self.struct(raw, field.schema, path)
+        if kind is Kind.OBJECT_LIST:
+            assert field.schema is not None
+            schema = field.schema
+            return [
+                self.struct(item, schema, f"{path}[{i}]") for i, item in enumerate(_list(raw, path))
+            ]
+        if kind is Kind.OBJECT_MAP:
+            assert field.schema is not None
+            schema = field.schema
+            return {
+                k: self.struct(v, schema, f"{path}.{k}") for k, v in _mapping(raw, path).items()
+            }
+        if kind is Kind.OBJECT_LIST_MAP:
+            assert field.schema is not None
+            schema = field.schema
+            return {
+                k: [
+                    self.struct(item, schema, f"{path}.{k}[{i}]")
+                    for i, item in enumerate(_list(v, f"{path}.{k}") if v is not None else [])
+                ]
+                for k, v in _mapping(raw, path).items()
+            }
+        return copy.deepcopy(raw)
+
+
+def _type_name(value: object) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, int | float):
+        return "a number"
+    if isinstance(value, str):
+        return "a string"
+    if isinstance(value, Mapping):
+        return "a mapping"
+    if isinstance(value, list | tuple):
+        return "a list"
+    return type(value).__name__
+
+
+def _string(raw: object, path: str) -> str:
+    # Go's YAML decoder accepts any scalar for a string field; a boolean there is
+    # almost certainly a mistake (``hostname: yes``), so it is refused.
+    if isinstance(raw, str):
+        return raw
+    if isinstance(raw, int | float) and not isinstance(raw, bool):
+        return str(raw)
+    raise ContainerConfigError(path, f"expected a string, got {_type_name(raw)}")
+
+
+def _map_string(raw: object, path: str) -> str:
+    if isinstance(raw, bool):
+        return "true" if raw else "false"
+    if raw is None:
+        return ""
+    return _string(raw, path)
+
+
+def _integer(raw: object, path: str) -> int:
+    if isinstance(raw, int) and not isinstance(raw, bool):
+        return raw
+    if isinstance(raw, float) and raw.is_integer():
+        return int(raw)
+    raise ContainerConfigError(path, f"expected an integer, got {_type_name(raw)}")
+
+
+def _list(raw: object, path: str) -> list[Any]:
+    if isinstance(raw, list | tuple):
+        return list(raw)
+    raise ContainerConfigError(path, f"expected a list, got {_type_name(raw)}")
+
+
+def _mapping(raw: object, path: str) -> dict[str, Any]:
+    if not isinstance(raw, Mapping):
+        raise ContainerConfigError(path, f"expected a mapping, got {_type_name(raw)}")
+    for key in raw:
+        if not isinstance(key, str):
+            raise ContainerConfigError(path, f"key {key!r} is not a string")
+    return dict(raw)
+
+
+# ---------------------------------------------------------------------------
+# The public conversions
+
+_HOST_WITH_RESOURCES = {**apischema.HOST_CONFIG, **apischema.RESOURCES}
+
+
+def convert_container_config(
+    raw: Mapping[str, Any] | None, path: str = "container"
+) -> tuple[dict[str, Any], list[str]]:
+    """``container.Config`` in either spelling to Engine API JSON, plus unknown key paths."""
+    converter = _Converter()
+    return converter.struct(raw or {}, apischema.CONTAINER_CONFIG, path), converter.unknown
+
+
+def convert_host_config(
+    raw: Mapping[str, Any] | None, path: str = "host"
+) -> tuple[dict[str, Any], list[str]]:
+    """``container.HostConfig`` to Engine API JSON, flattening a nested ``resources`` mapping."""
+    converter = _Converter()
+    if raw is None:
+        return {}, []
+    if not isinstance(raw, Mapping):
+        raise ContainerConfigError(path, f"expected a mapping, got {_type_name(raw)}")
+    nested: object = None
+    flat: dict[str, Any] = {}
+    for key, value in raw.items():
+        if isinstance(key, str) and key.lower() == apischema.RESOURCES_KEY:
+            nested = value
+        else:
+            flat[key] = value
+    out = converter.struct(flat, _HOST_WITH_RESOURCES, path)
+    if nested is not None:
+        resources = converter.struct(nested, apischema.RESOURCES, f"{path}.resources")
+        for name, value in resources.items():
+            if name in out:
+                raise ContainerConfigError(
+                    f"{path}.resources.{name}", "also given outside resources"
+                )
+            out[name] = value
+    return out, converter.unknown
+
+
+def convert_networking_config(
+    raw: Mapping[str, Any] | None, path: str = "network"
+) -> tuple[dict[str, Any], list[str]]:
+    """``network.NetworkingConfig`` to Engine API JSON."""
+    converter = _Converter()
+    return converter.struct(raw or {}, apischema.NETWORKING_CONFIG, path), converter.unknown
+
+
+def platform_parameter(raw: Mapping[str, Any] | None, path: str = "platform") -> str | None:
+    """The ``platform`` query parameter (``os/arch[/variant]``) for an OCI platform, or None.
+
+    The OS defaults to ``linux`` when only an architecture is given.
+    """
+    if not raw:
+        return None
+    converter = _Converter()
+    platform = converter.struct(raw, apischema.PLATFORM, path)
+    os_name = platform.get("os") or "linux"
+    parts = [os_name]
+    if platform.get("architecture"):
+        parts.append(platform["architecture"])
+        if platform.get("variant"):
+            parts.append(platform["variant"])
+    elif platform.get("variant"):
+        raise ContainerConfigError(f"{path}.variant", "a variant needs an architecture")
+    return "/".join(parts)
+
+
+def merge_env(base: Iterable[str], extra: Iterable[tuple[str, str]]) -> list[str]:
+    """``base`` (``NAME=value`` strings) with ``extra`` added; a later name replaces an earlier one.
+
+    Docker keeps duplicate names and the C library then finds the first, so the
+    list is de-duplicated here, keeping the first position of each name.
+    """
+    merged: dict[str, str] = {}
+    for entry in base:
+        merged[entry.partition("=")[0]] = entry
+    for name, value in extra:
+        merged[name] = f"{name}={value}"
+    return list(merged.values())
+
+
+def build_create_request(
+    *,
+    container: Mapping[str, Any] | None,
+    host: Mapping[str, Any] | None,
+    network: Mapping[str, Any] | None,
+    platform: Mapping[str, Any] | None,
+    container_name: str,
+    idle_command: Iterable[str],
+    labels: Mapping[str, str],
+    env: Iterable[tuple[str, str]],
+    path: str = "docker.execution",
+) -> CreateRequest:
+    """The connection-mode container request.
+
+    :param labels: added to (and overriding) the configured labels.
+    :param env: ``(name, value)`` pairs appended to the configured ``Env``.
+    :raises ContainerConfigError: for a malformed value or a missing image.
+    """
+    body, unknown = convert_container_config(container, f"{path}.container")
+    image = body.get("Image")
+    if not isinstance(image, str) or not image.strip():
+        raise ContainerConfigError(f"{path}.container.image", "an image is required")
+    body["Cmd"] = list(idle_command)
+    body["Labels"] = {**body.get("Labels", {}), **labels}
+    body["Env"] = merge_env(body.get("Env", []), env)
+
+    host_config, host_unknown = convert_host_config(host, f"{path}.host")
+    networking, network_unknown = convert_networking_config(network, f"{path}.network")
+    if host_config:
+        body["HostConfig"] = host_config
+    if networking:
+        body["NetworkingConfig"] = networking
+    return CreateRequest(
+        body=body,
+        name=container_name or None,
+        platform=platform_parameter(platform, f"{path}.platform"),
+        image=image,
+        unknown_keys=(*unknown, *host_unknown, *network_unknown),
+    )

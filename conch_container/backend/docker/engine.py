@@ -1,0 +1,306 @@
+"""Calls into one Docker engine, run on the backend's own bounded thread pool.
+
+The ``thd_*`` functions are blocking docker-py calls; they run in pool threads,
+never touch Twisted objects, and raise only :class:`EngineError`. :class:`Engine`
+is the reactor-side face: every method returns a Deferred from
+``deferToThreadPool``.
+
+Container I/O never holds a thread: :func:`thd_exec_attach` only performs the
+HTTP upgrade of ``POST /exec/{id}/start`` and hands back a duplicate of the
+hijacked socket's descriptor (plus any stream bytes that arrived with the
+response headers), which the caller gives to the reactor.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import os
+import shutil
+import socket
+import ssl
+from collections.abc import Callable, Sequence
+from typing import Any, ParamSpec, TypeVar
+
+import attrs
+import docker
+import docker.errors
+import requests
+from twisted.internet.defer import Deferred
+from twisted.internet.interfaces import IReactorFromThreads
+from twisted.internet.threads import deferToThreadPool
+from twisted.python.threadpool import ThreadPool
+
+from conch_container.backend.docker.client import EngineSettings
+from conch_container.backend.docker.containerconfig import CreateRequest
+
+P = ParamSpec("P")
+T = TypeVar("T")
+
+#: How much of the hijacked stream :func:`thd_exec_attach` takes from the
+#: response buffer at most (the rest stays in the socket for the reactor).
+_LEFTOVER_READ = 65536
+
+
+class EngineError(Exception):
+    """A Docker engine call failed.
+
+    :ivar message: the engine's (or the HTTP client's) explanation, for logs only.
+    :ivar status: the HTTP status of the engine's answer, if there was one.
+    """
+
+    def __init__(self, message: str, status: int | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.status = status
+
+    @property
+    def not_found(self) -> bool:
+        """The engine answered 404: no such container, image or exec."""
+        return self.status == 404
+
+
+def _engine_errors(f: Callable[P, T]) -> Callable[P, T]:
+    """Turn docker-py and requests exceptions into :class:`EngineError`."""
+
+    @functools.wraps(f)
+    def wrapper(*args: P.args, **kwargs: P.kwargs) -> T:
+        try:
+            return f(*args, **kwargs)
+        except EngineError:
+            raise
+        except docker.errors.APIError as e:
+            raise EngineError(str(e.explanation or e), e.status_code) from e
+        except (docker.errors.DockerException, requests.RequestException, OSError) as e:
+            raise EngineError(str(e) or type(e).__name__) from e
+
+    return wrapper
+
+
+@attrs.frozen
+class HijackedStream:
+    """An exec's raw stream after the HTTP upgrade.
+
+    :ivar fd: a non-blocking descriptor the receiver owns (and must close).
+    :ivar family: the socket's address family (``AF_UNIX`` or ``AF_INET``/``AF_INET6``).
+    :ivar leftover: stream bytes that arrived together with the response headers.
+    """
+
+    fd: int
+    family: socket.AddressFamily
+    leftover: bytes = b""
+
+    def close(self) -> None:
+        """Release the descriptor (when nobody adopted it)."""
+        os.close(self.fd)
+
+
+@_engine_errors
+def thd_image_present(client: docker.APIClient, image: str) -> bool:
+    """Whether the engine has ``image`` locally."""
+    try:
+        client.inspect_image(image)
+    except docker.errors.NotFound:
+        return False
+    return True
+
+
+@_engine_errors
+def thd_pull(
+    client: docker.APIClient, image: str, auth: dict[str, str], platform: str | None
+) -> None:
+    """Pull ``image``; errors reported inside the progress stream are raised too."""
+    for event in client.pull(image, stream=True, decode=True, auth_config=auth, platform=platform):
+        if isinstance(event, dict) and ("error" in event or "errorDetail" in event):
+            detail = event.get("errorDetail") or {}
+            message = event.get("error") or detail.get("message") or "pull failed"
+            raise EngineError(str(message), detail.get("code"))
+
+
+@_engine_errors
+def thd_create_container(client: docker.APIClient, request: CreateRequest) -> str:
+    """Create the container; returns its id."""
+    result = client.create_container_from_config(
+        request.body, name=request.name, platform=request.platform
+    )
+    return str(result["Id"])
+
+
+@_engine_errors
+def thd_start_container(client: docker.APIClient, container_id: str) -> None:
+    client.start(container_id)
+
+
+@_engine_errors
+def thd_remove_container(client: docker.APIClient, container_id: str) -> bool:
+    """Force-remove a container and its anonymous volumes; False if it was already gone."""
+    try:
+        client.remove_container(container_id, force=True, v=True)
+    except docker.errors.NotFound:
+        return False
+    return True
+
+
+@_engine_errors
+def thd_list_labelled(client: docker.APIClient, label: str, value: str) -> list[str]:
+    """Ids of all containers (running or not) carrying ``label=value``."""
+    found = client.containers(all=True, filters={"label": f"{label}={value}"})
+    return [str(c["Id"]) for c in found]
+
+
+@_engine_errors
+def thd_exec_create(
+    client: docker.APIClient,
+    container_id: str,
+    cmd: Sequence[str],
+    env: Sequence[str],
+    tty: bool,
+) -> str:
+    """Create an exec with all three streams attached; returns its id."""
+    result = client.exec_create(
+        container_id,
+        list(cmd),
+        stdin=True,
+        stdout=True,
+        stderr=True,
+        tty=tty,
+        environment=list(env),
+    )
+    return str(result["Id"])
+
+
+@_engine_errors
+def thd_exec_attach(client: docker.APIClient, exec_id: str, tty: bool) -> HijackedStream:
+    """Start an exec and take over its upgraded connection.
+
+    docker-py's ``exec_start(socket=True)`` would lose bytes that the HTTP
+    parser already buffered together with the headers, so the request is made
+    here and the parser's buffer is drained into ``leftover``.
+    """
+    url = f"{client.base_url}/v{client.api_version}/exec/{exec_id}/start"
+    response = client.post(
+        url,
+        data=json.dumps({"Detach": False, "Tty": tty}),
+        headers={"Content-Type": "application/json", "Connection": "Upgrade", "Upgrade": "tcp"},
+        stream=True,
+    )
+    try:
+        if response.status_code not in (101, 200):
+            raise EngineError(_response_message(response), response.status_code)
+        # The buffered reader http.client parsed the status line and headers from.
+        reader = response.raw._fp.fp
+        sock = reader.raw._sock
+        if isinstance(sock, ssl.SSLSocket):
+            raise EngineError("exec streams over a TLS connection to the engine are not supported")
+        sock.setblocking(False)
+        try:
+            leftover = reader.read1(_LEFTOVER_READ) or b""
+        except BlockingIOError:
+            leftover = b""
+        return HijackedStream(os.dup(sock.fileno()), sock.family, leftover)
+    finally:
+        # Closes only this process's original descriptor; the duplicate keeps
+        # the connection open for the reactor.
+        response.close()
+
+
+def _response_message(response: requests.Response) -> str:
+    try:
+        return str(response.json()["message"])
+    except (ValueError, KeyError, TypeError):
+        return f"HTTP {response.status_code}"
+
+
+@_engine_errors
+def thd_exec_resize(client: docker.APIClient, exec_id: str, rows: int, columns: int) -> None:
+    client.exec_resize(exec_id, height=rows, width=columns)
+
+
+@_engine_errors
+def thd_exec_inspect(client: docker.APIClient, exec_id: str) -> dict[str, Any]:
+    return dict(client.exec_inspect(exec_id))
+
+
+@_engine_errors
+def thd_exec_run(client: docker.APIClient, container_id: str, cmd: Sequence[str]) -> int:
+    """Run a short command (a signal delivery) to completion; returns its exit code."""
+    exec_id = client.exec_create(container_id, list(cmd), stdout=True, stderr=True)["Id"]
+    client.exec_start(exec_id)
+    code = client.exec_inspect(exec_id).get("ExitCode")
+    if not isinstance(code, int):
+        raise EngineError("the engine reported no exit code")
+    return code
+
+
+def thd_close(client: docker.APIClient, tls_dir: str | None) -> None:
+    """Close the client's connection pool and remove its TLS files."""
+    try:
+        client.close()
+    finally:
+        if tls_dir is not None:
+            shutil.rmtree(tls_dir, ignore_errors=True)
+
+
+class Engine:
+    """One Docker engine endpoint, used from the reactor.
+
+    :param reactor: the reactor results are delivered on.
+    :param pool: the backend's thread pool; every call runs there.
+    :param client: the docker-py client for this endpoint.
+    """
+
+    def __init__(
+        self,
+        reactor: IReactorFromThreads,
+        pool: ThreadPool,
+        client: docker.APIClient,
+        settings: EngineSettings,
+        tls_dir: str | None = None,
+    ) -> None:
+        self._reactor = reactor
+        self._pool = pool
+        self._client = client
+        self.settings = settings
+        self.tls_dir = tls_dir
+
+    def _run(self, f: Callable[..., T], *args: Any) -> Deferred[T]:
+        return deferToThreadPool(self._reactor, self._pool, f, self._client, *args)
+
+    def image_present(self, image: str) -> Deferred[bool]:
+        return self._run(thd_image_present, image)
+
+    def pull(self, image: str, auth: dict[str, str], platform: str | None) -> Deferred[None]:
+        return self._run(thd_pull, image, auth, platform)
+
+    def create_container(self, request: CreateRequest) -> Deferred[str]:
+        return self._run(thd_create_container, request)
+
+    def start_container(self, container_id: str) -> Deferred[None]:
+        return self._run(thd_start_container, container_id)
+
+    def remove_container(self, container_id: str) -> Deferred[bool]:
+        return self._run(thd_remove_container, container_id)
+
+    def list_labelled(self, label: str, value: str) -> Deferred[list[str]]:
+        return self._run(thd_list_labelled, label, value)
+
+    def exec_create(
+        self, container_id: str, cmd: Sequence[str], env: Sequence[str], tty: bool
+    ) -> Deferred[str]:
+        return self._run(thd_exec_create, container_id, cmd, env, tty)
+
+    def exec_attach(self, exec_id: str, tty: bool) -> Deferred[HijackedStream]:
+        return self._run(thd_exec_attach, exec_id, tty)
+
+    def exec_resize(self, exec_id: str, rows: int, columns: int) -> Deferred[None]:
+        return self._run(thd_exec_resize, exec_id, rows, columns)
+
+    def exec_inspect(self, exec_id: str) -> Deferred[dict[str, Any]]:
+        return self._run(thd_exec_inspect, exec_id)
+
+    def exec_run(self, container_id: str, cmd: Sequence[str]) -> Deferred[int]:
+        return self._run(thd_exec_run, container_id, cmd)
+
+    def close(self) -> Deferred[None]:
+        """Release the client (and its TLS files)."""
+        return deferToThreadPool(self._reactor, self._pool, thd_close, self._client, self.tls_dir)

@@ -1,0 +1,485 @@
+"""One session channel's program, run as a Docker exec in the connection's container.
+
+Lifecycle (reference section 6.2): ``start`` creates the exec (prefixed with
+``agent console --pid --`` unless the agent is disabled), starts it with an
+HTTP upgrade on the backend's pool, and hands the upgraded connection to the
+reactor (:class:`~conch_container.backend.docker.stream.ExecStreamProtocol`);
+with a terminal, the exec is then resized. Output flows to the
+:class:`~conch_container.interfaces.ISessionIO` with the adopted transport
+registered as its producer, so a full SSH window stops reading from the engine.
+When the engine ends the stream the exit code is read with ``exec inspect``.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Callable
+from typing import Any
+
+from twisted.internet.defer import CancelledError, Deferred
+from twisted.internet.interfaces import ITCPTransport
+from zope.interface import implementer
+
+from conch_container import messages
+from conch_container.backend.docker.deferutil import DeadlineExceeded, Once, shield, with_deadline
+from conch_container.backend.docker.engine import Engine, EngineError, HijackedStream
+from conch_container.backend.docker.execops import (
+    SIGNALS,
+    UNKNOWN_EXIT_CODE,
+    deliver_signal,
+    fetch_exit_code,
+)
+from conch_container.backend.docker.stream import ExecStreamProtocol, StreamEvents, adopt
+from conch_container.backend.program import UnknownSubsystem, program_argv
+from conch_container.errors import ContainerSSHError
+from conch_container.interfaces import (
+    ExitStatus,
+    IBackendSession,
+    ISessionIO,
+    ProgramRequest,
+    PtyRequest,
+)
+from conch_container.log.codes import MessageCode
+from conch_container.log.levels import Level
+from conch_container.log.logger import CodeLogger
+
+START_FAILED_MESSAGE = "Failed to start the program."
+
+
+class _State(enum.Enum):
+    NEW = "new"
+    STARTING = "starting"
+    RUNNING = "running"
+    ENDED = "ended"
+    CLOSED = "closed"
+
+
+@implementer(IBackendSession)
+class DockerExecSession(StreamEvents):
+    """An :class:`~conch_container.interfaces.IBackendSession` backed by a Docker exec.
+
+    :param reactor: provides ``adoptStreamConnection`` and the clock.
+    :param engine: the engine the container lives on.
+    :param container_id: the connection's container.
+    :param docker_config: the connection's ``docker`` config section.
+    :param log: bound to the connection; the channel id is added here.
+    """
+
+    def __init__(
+        self,
+        *,
+        reactor: Any,
+        engine: Engine,
+        container_id: str,
+        docker_config: Any,
+        log: CodeLogger,
+        channel_id: object,
+        on_closed: Callable[[DockerExecSession], object] | None = None,
+    ) -> None:
+        self._reactor = reactor
+        self._engine = engine
+        self._container_id = container_id
+        self._execution = docker_config.execution
+        self._timeouts = docker_config.timeouts
+        self._log = log.bind(channelId=channel_id)
+        self._on_closed = on_closed
+        self._env: dict[str, str] = {}
+        self._pty: PtyRequest | None = None
+        self._state = _State.NEW
+        self._io: Any = None
+        self._exec_id: str | None = None
+        self._transport: ITCPTransport | None = None
+        self._producer_registered = False
+        self._pid: int | None = None
+        self._pid_failed = False
+        self._start_d: Deferred[None] | None = None
+        self._exit_d: Deferred[None] | None = None
+        self._stream_closed: Once[None] = Once()
+        #: Fires when the PID handshake succeeded or failed.
+        self._handshake: Once[None] = Once()
+        self._start_failure_code: MessageCode = messages.DOCKER_EXEC_CREATE_FAILED
+        self._close_once: Once[None] | None = None
+
+    @property
+    def _use_agent(self) -> bool:
+        return not self._execution.disable_agent
+
+    # -- before start
+
+    def set_env(self, name: str, value: str) -> None:
+        self._refuse_if_started()
+        self._env[name] = value
+
+    def set_pty(self, pty: PtyRequest) -> None:
+        self._refuse_if_started()
+        self._pty = pty
+        self._env["TERM"] = pty.term
+
+    def _refuse_if_started(self) -> None:
+        if self._state is not _State.NEW:
+            raise self._error(
+                messages.DOCKER_PROGRAM_ALREADY_RUNNING,
+                "A program is already running on this channel.",
+                "the client sent a request that is only valid before the program starts",
+            )
+
+    # -- start
+
+    def start(self, program: ProgramRequest, io: ISessionIO) -> Deferred[None]:
+        """Start ``program``; output may reach ``io`` before the result fires."""
+        d = Deferred.fromCoroutine(self._start(program, io))
+        if not d.called:
+            self._start_d = d
+        return d
+
+    async def _start(self, program: ProgramRequest, io: ISessionIO) -> None:
+        self._refuse_if_started()
+        self._state = _State.STARTING
+        self._io = io
+        try:
+            cmd = self._command(program)
+            tty = self._pty is not None
+            env = [f"{name}={value}" for name, value in self._env.items()]
+            self._log.event(
+                messages.DOCKER_EXEC,
+                "Starting {program} program in container {containerId}",
+                program=program.kind,
+                containerId=self._container_id,
+            )
+            deadline = self._reactor.seconds() + self._timeouts.command_start
+            try:
+                stream = await with_deadline(
+                    self._reactor,
+                    self._timeouts.command_start,
+                    self._create_and_attach(cmd, env, tty),
+                )
+            except DeadlineExceeded as e:
+                raise self._error(self._start_failure_code, START_FAILED_MESSAGE, str(e)) from None
+            self._adopt(stream, tty)
+        except CancelledError:
+            if self._state is not _State.CLOSED:
+                raise
+            raise self._error(
+                messages.DOCKER_EXEC_ATTACH_FAILED,
+                START_FAILED_MESSAGE,
+                "the channel was closed while the program was starting",
+                level=Level.DEBUG,
+            ) from None
+        except BaseException:
+            if self._state is _State.STARTING:
+                self._state = _State.NEW
+            raise
+        self._state = _State.RUNNING
+        try:
+            if self._use_agent:
+                await self._wait_for_pid(deadline)
+            if self._pty is not None:
+                await self._resize(self._pty.columns, self._pty.rows)
+        except ContainerSSHError:
+            pass  # logged; the program runs with the engine's default size
+        except CancelledError:
+            pass  # closed meanwhile; the program did start
+
+    async def _wait_for_pid(self, deadline: float) -> None:
+        """Wait for the agent's PID handshake, so a signal right after start can be delivered."""
+        try:
+            await with_deadline(
+                self._reactor,
+                max(deadline - self._reactor.seconds(), 0.0),
+                self._handshake.wait(),
+            )
+        except DeadlineExceeded:
+            pass  # the program runs; signals fail with DOCKER_SIGNAL_FAILED_NO_PID until it comes
+
+    def _command(self, program: ProgramRequest) -> list[str]:
+        try:
+            argv = program_argv(
+                program,
+                shell_command=self._execution.shell_command,
+                subsystems=self._execution.subsystems,
+            )
+        except UnknownSubsystem as e:
+            raise self._error(
+                messages.DOCKER_SUBSYSTEM_NOT_SUPPORTED,
+                "Subsystem not supported.",
+                "the requested subsystem is not configured",
+                subsystem=e.name,
+            ) from None
+        if self._use_agent:
+            return [self._execution.agent_path, "console", "--pid", "--", *argv]
+        return argv
+
+    async def _create_and_attach(self, cmd: list[str], env: list[str], tty: bool) -> HijackedStream:
+        self._start_failure_code = messages.DOCKER_EXEC_CREATE_FAILED
+        self._log.event(messages.DOCKER_EXEC_CREATE, "Creating exec")
+        try:
+            exec_id = await self._engine.exec_create(self._container_id, cmd, env, tty)
+        except EngineError as e:
+            raise self._error(
+                messages.DOCKER_EXEC_CREATE_FAILED, START_FAILED_MESSAGE, e.message
+            ) from None
+        self._exec_id = exec_id
+        self._start_failure_code = messages.DOCKER_EXEC_ATTACH_FAILED
+        self._log.event(
+            messages.DOCKER_EXEC_ATTACH, "Starting and attaching to exec {execId}", execId=exec_id
+        )
+        attach = self._engine.exec_attach(exec_id, tty)
+        abandoned = False
+
+        def close_if_abandoned(stream: HijackedStream) -> HijackedStream | None:
+            # A stream that arrives after the deadline (or after close) is not
+            # adopted: closing it ends the program's attachment.
+            if abandoned:
+                stream.close()
+                return None
+            return stream
+
+        attach.addCallback(close_if_abandoned)
+        try:
+            stream = await shield(attach)
+        except CancelledError:
+            abandoned = True
+            raise
+        except EngineError as e:
+            raise self._error(
+                messages.DOCKER_EXEC_ATTACH_FAILED, START_FAILED_MESSAGE, e.message
+            ) from None
+        assert stream is not None
+        return stream
+
+    def _adopt(self, stream: HijackedStream, tty: bool) -> None:
+        io = self._io
+        protocol = ExecStreamProtocol(
+            io.stdout, io.stderr, self, tty=tty, expect_pid=self._use_agent
+        )
+        try:
+            self._transport = adopt(self._reactor, stream.fd, stream.family, protocol)
+        except Exception as e:
+            raise self._error(
+                messages.DOCKER_EXEC_ATTACH_FAILED, START_FAILED_MESSAGE, str(e)
+            ) from e
+        finally:
+            stream.close()
+        io.register_producer(self._transport)
+        self._producer_registered = True
+        if stream.leftover:
+            protocol.dataReceived(stream.leftover)
+
+    # -- while running
+
+    def write(self, data: bytes) -> None:
+        transport = self._transport
+        if transport is None or self._state is not _State.RUNNING:
+            return
+        try:
+            transport.write(data)
+        except Exception as e:
+            self._log.event(
+                messages.DOCKER_STREAM_INPUT_FAILED,
+                "Failed to forward input: {reason}",
+                reason=str(e),
+            )
+
+    def close_stdin(self) -> None:
+        transport = self._transport
+        if transport is None or self._state is not _State.RUNNING:
+            return
+        try:
+            transport.loseWriteConnection()
+        except Exception as e:
+            raise self._error(
+                messages.DOCKER_CLOSE_INPUT_FAILED, "Failed to close the input.", str(e)
+            ) from e
+
+    def resize(self, columns: int, rows: int, width: int = 0, height: int = 0) -> Deferred[None]:
+        return Deferred.fromCoroutine(self._resize_running(columns, rows))
+
+    async def _resize_running(self, columns: int, rows: int) -> None:
+        self._require_running()
+        await self._resize(columns, rows)
+
+    async def _resize(self, columns: int, rows: int) -> None:
+        assert self._exec_id is not None
+        self._log.event(
+            messages.DOCKER_EXEC_RESIZE,
+            "Resizing terminal to {width}x{height}",
+            width=columns,
+            height=rows,
+        )
+        try:
+            await with_deadline(
+                self._reactor,
+                self._timeouts.window,
+                self._engine.exec_resize(self._exec_id, rows, columns),
+            )
+        except (EngineError, DeadlineExceeded) as e:
+            raise self._error(
+                messages.DOCKER_EXEC_RESIZE_FAILED,
+                "Failed to resize the terminal.",
+                getattr(e, "message", str(e)),
+                width=columns,
+                height=rows,
+            ) from None
+
+    def signal(self, name: str) -> Deferred[None]:
+        return Deferred.fromCoroutine(self._signal(name))
+
+    async def _signal(self, name: str) -> None:
+        self._require_running()
+        if not self._use_agent:
+            raise self._error(
+                messages.DOCKER_EXEC_SIGNAL_FAILED_NO_AGENT,
+                "Signals are not supported.",
+                "signals need the guest agent, which is disabled",
+                signal=name,
+            )
+        if self._pid is None:
+            raise self._error(
+                messages.DOCKER_SIGNAL_FAILED_NO_PID,
+                "Signals are not supported.",
+                "no process id is known for the program",
+                signal=name,
+            )
+        if name not in SIGNALS:
+            raise self._error(
+                messages.DOCKER_EXEC_SIGNAL_FAILED,
+                "Unsupported signal.",
+                "the signal is not one the guest agent can deliver",
+                signal=name,
+            )
+        await self._deliver_signal(name)
+
+    async def _deliver_signal(self, name: str) -> None:
+        assert self._pid is not None
+        await deliver_signal(
+            self._reactor,
+            self._engine,
+            container_id=self._container_id,
+            agent_path=self._execution.agent_path,
+            pid=self._pid,
+            name=name,
+            timeout=self._timeouts.signal,
+            log=self._log,
+        )
+
+    def _require_running(self) -> None:
+        if self._state is not _State.RUNNING:
+            raise self._error(
+                messages.DOCKER_PROGRAM_NOT_RUNNING,
+                "No program is running.",
+                "the request needs a running program",
+            )
+
+    # -- StreamEvents (called by the protocol)
+
+    def pid_received(self, pid: int) -> None:
+        self._pid = pid
+        self._handshake.fire(None)
+
+    def pid_failed(self, reason: str) -> None:
+        self._pid_failed = True
+        self._handshake.fire(None)
+        self._log.event(
+            messages.DOCKER_EXEC_PID_READ_FAILED,
+            "Failed to read the program's process id from the guest agent: {reason}",
+            reason=reason,
+        )
+
+    def output_ended(self, error: str | None) -> None:
+        self._unregister_producer()
+        if self._state is _State.CLOSED:
+            return
+        if error is not None and not self._pid_failed:
+            self._log.event(
+                messages.DOCKER_STREAM_OUTPUT_FAILED,
+                "The output stream failed: {reason}",
+                reason=error,
+            )
+        self._state = _State.ENDED
+        self._io.output_closed()
+        if self._pid_failed:
+            self._io.exited(ExitStatus(code=UNKNOWN_EXIT_CODE))
+            return
+        self._exit_d = Deferred.fromCoroutine(self._report_exit())
+
+    def stream_closed(self) -> None:
+        self._stream_closed.fire(None)
+
+    async def _report_exit(self) -> None:
+        assert self._exec_id is not None
+        try:
+            code = await fetch_exit_code(self._reactor, self._engine, self._exec_id, self._log)
+        except CancelledError:
+            return
+        if self._state is not _State.CLOSED:
+            self._io.exited(ExitStatus(code=code))
+
+    # -- close
+
+    def close(self) -> Deferred[None]:
+        """Kill the program if it still runs and release the stream; idempotent."""
+        return self.shutdown(kill=True)
+
+    def shutdown(self, *, kill: bool) -> Deferred[None]:
+        """Close, killing the program first only if ``kill`` (the container is about to go)."""
+        if self._close_once is None:
+            once: Once[None] = Once()
+            self._close_once = once
+            Deferred.fromCoroutine(self._close(kill)).addBoth(once.fire)
+        return self._close_once.wait()
+
+    async def _close(self, kill: bool) -> None:
+        try:
+            await self._release(kill)
+        finally:
+            if self._on_closed is not None:
+                self._on_closed(self)
+
+    async def _release(self, kill: bool) -> None:
+        previous, self._state = self._state, _State.CLOSED
+        for d in (self._start_d, self._exit_d):
+            if d is not None and not d.called:
+                d.cancel()
+        transport = self._transport
+        if transport is None or self._stream_closed.done:
+            return
+        if kill and previous is _State.RUNNING and self._use_agent and self._pid is not None:
+            try:
+                await self._deliver_signal("KILL")
+            except ContainerSSHError:
+                pass  # logged; dropping the stream below is all that is left to do
+        self._unregister_producer()
+        transport.abortConnection()
+        await self._stream_closed.wait()
+
+    def _unregister_producer(self) -> None:
+        if self._producer_registered:
+            self._producer_registered = False
+            try:
+                self._io.unregister_producer()
+            except Exception as e:
+                self._log.event(
+                    messages.DOCKER_STREAM_OUTPUT_FAILED,
+                    "Could not unregister the output stream: {reason}",
+                    reason=str(e),
+                    level=Level.DEBUG,
+                )
+
+    # -- errors
+
+    def _error(
+        self,
+        code: Any,
+        user_message: str,
+        explanation: str,
+        *,
+        level: Level | None = None,
+        **details: Any,
+    ) -> ContainerSSHError:
+        """A logged error for the caller to raise."""
+        error = ContainerSSHError(code, user_message, explanation, **details)
+        if level is None:
+            error.log(self._log)
+        else:
+            self._log.event(code, "{reason}", reason=explanation, level=level, **details)
+        return error

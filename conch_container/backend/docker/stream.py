@@ -1,0 +1,301 @@
+"""The hijacked exec stream in the reactor: demultiplexing, PID handshake, EOF.
+
+Without a TTY the engine multiplexes stdout and stderr into frames: an 8-byte
+header (byte 0 the stream, 1 stdout or 2 stderr; bytes 4-7 the payload length,
+big-endian) and the payload. With a TTY the stream is the raw terminal output.
+
+With the guest agent, the program is started as ``agent console --pid -- ...``
+and the agent first writes its PID (which the program inherits through
+``execve``) as a 4-byte little-endian integer on stdout: the first four raw
+bytes with a TTY, the first four stdout payload bytes without.
+
+This is the data path of every download, so the per-chunk work is kept to a
+few comparisons and at most one slice per frame boundary; payload that fills a
+whole chunk is passed on without copying.
+"""
+
+from __future__ import annotations
+
+import socket
+import struct
+from collections.abc import Callable
+from typing import Any
+
+from twisted.internet.error import ConnectionDone
+from twisted.internet.interfaces import (
+    IAddress,
+    IHalfCloseableProtocol,
+    IReactorSocket,
+    ITCPTransport,
+    ITransport,
+)
+from twisted.internet.protocol import Protocol, ServerFactory
+from twisted.python.failure import Failure
+from zope.interface import implementer
+
+Sink = Callable[[bytes], Any]
+
+STDOUT = 1
+STDERR = 2
+_HEADER = struct.Struct(">BxxxL")
+HEADER_SIZE = _HEADER.size
+PID_SIZE = 4
+#: Linux's ``PID_MAX_LIMIT`` on 64-bit systems; a larger "PID" is not one.
+PID_MAX = 1 << 22
+
+_CONNECTION_DONE = Failure(ConnectionDone())
+
+
+class StreamProtocolError(Exception):
+    """The engine sent something that is not a valid multiplexed stream."""
+
+
+class FrameDemuxer:
+    """Split Docker's multiplexed stream into stdout and stderr payloads.
+
+    Chunks may split frames (and headers) anywhere; :meth:`feed` keeps only a
+    partial header between calls. Stream 0 (stdin echo) is treated as stdout.
+
+    :param stdout: called with each stdout payload piece.
+    :param stderr: called with each stderr payload piece.
+    """
+
+    def __init__(self, stdout: Sink, stderr: Sink) -> None:
+        self._sinks: list[Sink] = [stdout, stdout, stderr]
+        self._stream = STDOUT
+        self._sink: Sink = stdout
+        self._remaining = 0
+        self._header = bytearray()
+
+    def set_sinks(self, stdout: Sink, stderr: Sink) -> None:
+        """Send further payload elsewhere (the current frame's rest included)."""
+        self._sinks = [stdout, stdout, stderr]
+        self._sink = self._sinks[self._stream]
+
+    @property
+    def in_frame(self) -> bool:
+        """Whether the stream stopped in the middle of a frame or header."""
+        return bool(self._remaining or self._header)
+
+    def feed(self, data: bytes) -> None:
+        """Process one chunk from the engine.
+
+        :raises StreamProtocolError: for a header naming an unknown stream.
+        """
+        end = len(data)
+        pos = 0
+        while pos < end:
+            remaining = self._remaining
+            if remaining:
+                available = end - pos
+                if remaining >= available:
+                    self._remaining = remaining - available
+                    self._sink(data if pos == 0 else data[pos:])
+                    return
+                self._remaining = 0
+                self._sink(data[pos : pos + remaining])
+                pos += remaining
+                continue
+            if self._header or end - pos < HEADER_SIZE:
+                take = min(HEADER_SIZE - len(self._header), end - pos)
+                self._header += data[pos : pos + take]
+                pos += take
+                if len(self._header) < HEADER_SIZE:
+                    return
+                stream, length = _HEADER.unpack(self._header)
+                self._header.clear()
+            else:
+                stream, length = _HEADER.unpack_from(data, pos)
+                pos += HEADER_SIZE
+            if stream > STDERR:
+                raise StreamProtocolError(f"unknown stream {stream} in frame header")
+            self._stream = stream
+            self._sink = self._sinks[stream]
+            self._remaining = length
+
+
+class PidReader:
+    """Collects the agent's 4-byte PID from the front of a byte stream.
+
+    :param on_pid: called with the PID once four bytes arrived.
+    :param forward: called with the bytes following the PID.
+    """
+
+    def __init__(self, on_pid: Callable[[int], Any], forward: Sink) -> None:
+        self._buffer = bytearray()
+        self._on_pid = on_pid
+        self._forward = forward
+
+    def feed(self, data: bytes) -> None:
+        need = PID_SIZE - len(self._buffer)
+        self._buffer += data[:need]
+        if len(self._buffer) < PID_SIZE:
+            return
+        self._on_pid(int.from_bytes(self._buffer, "little"))
+        rest = data[need:]
+        if rest:
+            self._forward(rest)
+
+
+def plausible_pid(pid: int) -> bool:
+    """Whether four bytes read as a PID can be one (an engine error text is not)."""
+    return 0 < pid <= PID_MAX
+
+
+class StreamEvents:
+    """What an :class:`ExecStreamProtocol` reports besides output (the exec session)."""
+
+    def pid_received(self, pid: int) -> None:
+        raise NotImplementedError
+
+    def pid_failed(self, reason: str) -> None:
+        raise NotImplementedError
+
+    def output_ended(self, error: str | None) -> None:
+        """The engine closed the stream; ``error`` says what was wrong, if anything."""
+        raise NotImplementedError
+
+    def stream_closed(self) -> None:
+        """The connection is fully closed (after :meth:`output_ended`)."""
+        raise NotImplementedError
+
+
+@implementer(IHalfCloseableProtocol)
+class ExecStreamProtocol(Protocol):
+    """Reads one exec's output from the adopted engine connection.
+
+    Stdin goes the other way through ``transport.write`` and
+    ``transport.loseWriteConnection`` (done by the session). When the engine
+    ends the stream, the read side closes first (``readConnectionLost``); the
+    protocol then closes the connection itself, since a half-closed socket
+    would otherwise stay open forever.
+
+    :param stdout: receives stdout (everything, with a TTY); called directly
+        from the data path, so pass the consumer's own method.
+    :param stderr: receives stderr (never called with a TTY).
+    :param events: gets the PID and the end of the stream.
+    :param tty: whether the stream is raw terminal output.
+    :param expect_pid: whether the agent's PID comes first.
+    """
+
+    transport: ITransport
+
+    def __init__(
+        self,
+        stdout: Sink,
+        stderr: Sink,
+        events: StreamEvents,
+        *,
+        tty: bool,
+        expect_pid: bool,
+    ) -> None:
+        self._stdout = stdout
+        self._stderr = stderr
+        self._events = events
+        self._expect_pid = expect_pid
+        self._failed: str | None = None
+        self._output_ended = False
+        self._demuxer: FrameDemuxer | None = None
+        self._feed: Sink
+        if tty:
+            self._feed = PidReader(self._got_pid, self._after_pid).feed if expect_pid else stdout
+        else:
+            if expect_pid:
+                pid_reader = PidReader(self._got_pid, self._after_pid)
+                self._demuxer = FrameDemuxer(pid_reader.feed, self._stderr_before_pid)
+            else:
+                self._demuxer = FrameDemuxer(stdout, stderr)
+            self._feed = self._demuxer.feed
+
+    # -- PID handshake
+
+    def _got_pid(self, pid: int) -> None:
+        if not plausible_pid(pid):
+            self._fail_pid(f"the first bytes of the output are not a PID ({pid})")
+            return
+        self._expect_pid = False
+        if self._demuxer is not None:
+            self._demuxer.set_sinks(self._stdout, self._stderr)
+        else:
+            self._feed = self._stdout
+        self._events.pid_received(pid)
+
+    def _after_pid(self, data: bytes) -> None:
+        """Output that arrived in the same piece as the PID."""
+        if self._failed is None:
+            self._stdout(data)
+
+    def _stderr_before_pid(self, data: bytes) -> None:
+        self._fail_pid("output on stderr before the PID")
+
+    def _fail_pid(self, reason: str) -> None:
+        self._discard(reason)
+        self._events.pid_failed(reason)
+
+    def _discard(self, reason: str) -> None:
+        """Stop forwarding output and drop the connection."""
+        self._failed = reason
+        self._feed = _ignore
+        if self._demuxer is not None:
+            self._demuxer.set_sinks(_ignore, _ignore)
+        self.transport.loseConnection()
+
+    # -- Protocol
+
+    def dataReceived(self, data: bytes) -> None:
+        try:
+            self._feed(data)
+        except StreamProtocolError as e:
+            self._discard(str(e))
+
+    def readConnectionLost(self) -> None:
+        self._end_output(None)
+        self.transport.loseConnection()
+
+    def writeConnectionLost(self) -> None:
+        """Stdin was closed; output keeps flowing."""
+
+    def connectionLost(self, reason: Failure = _CONNECTION_DONE) -> None:
+        self._end_output(reason)
+        self._events.stream_closed()
+
+    def _end_output(self, reason: Failure | None) -> None:
+        if self._output_ended:
+            return
+        self._output_ended = True
+        if self._expect_pid and self._failed is None:
+            self._failed = "the output ended before the PID"
+            self._events.pid_failed(self._failed)
+        error = self._failed
+        if error is None and self._demuxer is not None and self._demuxer.in_frame:
+            error = "the output ended in the middle of a frame"
+        if error is None and reason is not None and reason.check(ConnectionDone) is None:
+            error = reason.getErrorMessage()
+        self._events.output_ended(error)
+
+
+def _ignore(data: bytes) -> None:
+    return None
+
+
+class _PrebuiltFactory(ServerFactory):
+    """Hands out one protocol instance (the reactor asks a factory for it)."""
+
+    def __init__(self, protocol: Protocol) -> None:
+        self._protocol = protocol
+
+    def buildProtocol(self, addr: IAddress | None) -> Protocol:
+        return self._protocol
+
+
+def adopt(
+    reactor: IReactorSocket, fd: int, family: socket.AddressFamily, protocol: Protocol
+) -> ITCPTransport:
+    """Give a connected stream socket to the reactor, driven by ``protocol``.
+
+    The reactor duplicates ``fd``; the caller still owns (and closes) it. The
+    transport supports half-close (``loseWriteConnection``) and, as any
+    reactor transport, is an ``IPushProducer``.
+    """
+    reactor.adoptStreamConnection(fd, family, _PrebuiltFactory(protocol))
+    return protocol.transport  # type: ignore[return-value]

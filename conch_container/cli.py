@@ -1,0 +1,107 @@
+"""The ``conch-container`` command: check or dump a configuration, hash a password, run.
+
+``twistd containerssh`` is how the gateway runs; this command holds the
+operator's other tools, the equivalents of ContainerSSH's ``--dump-config``
+and friends.
+"""
+
+from __future__ import annotations
+
+import argparse
+import getpass
+import os
+import sys
+from collections.abc import Sequence
+
+from conch_container import __version__, messages
+from conch_container.auth.static import hash_password
+from conch_container.config import ConfigError, dump_config, load_config
+from conch_container.log.setup import emit_early
+
+
+def _check(path: str) -> int:
+    try:
+        config = load_config(path)
+    except ConfigError as error:
+        emit_early(
+            messages.CORE_CONFIG_ERROR,
+            "Invalid configuration in {file}: {reason}",
+            file=os.path.abspath(path),
+            reason=str(error),
+        )
+        print(f"{path}: {error}", file=sys.stderr)
+        return 1
+    for warning in config.warnings:
+        print(f"{path}: warning: {warning}", file=sys.stderr)
+    return 0
+
+
+def check_config(args: argparse.Namespace) -> int:
+    """Validate the file; print nothing on stdout; exit 0 when valid."""
+    status = _check(args.config)
+    if status == 0:
+        emit_early(
+            messages.CORE_CONFIG_VALID,
+            "Configuration {file} is valid",
+            file=os.path.abspath(args.config),
+        )
+    return status
+
+
+def dump(args: argparse.Namespace) -> int:
+    """Print the effective configuration (defaults filled in) as YAML."""
+    try:
+        config = load_config(args.config)
+    except ConfigError as error:
+        print(f"{args.config}: {error}", file=sys.stderr)
+        return 1
+    sys.stdout.write(dump_config(config))
+    return 0
+
+
+def hash_password_command(args: argparse.Namespace) -> int:
+    """Print a bcrypt hash for a users file; reads the password from the terminal or stdin."""
+    if sys.stdin.isatty():
+        password = getpass.getpass("Password: ")
+        if getpass.getpass("Again: ") != password:
+            print("the passwords differ", file=sys.stderr)
+            return 1
+    else:
+        password = sys.stdin.readline().rstrip("\n")
+    if not password:
+        print("refusing an empty password", file=sys.stderr)
+        return 1
+    print(hash_password(password))
+    return 0
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run the gateway in the foreground (``twistd --nodaemon containerssh``)."""
+    if _check(args.config) != 0:
+        return 1
+    argv = [sys.executable, "-m", "twisted.scripts.twistd", "--nodaemon", "--pidfile="]
+    argv += ["containerssh", "--config", args.config]
+    os.execv(sys.executable, argv)
+    return 0  # not reached
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="conch-container", description=__doc__.split("\n")[0])
+    parser.add_argument("--version", action="version", version=f"conch-container {__version__}")
+    commands = parser.add_subparsers(dest="command", required=True)
+    for name, function, text in (
+        ("check-config", check_config, "validate a configuration file"),
+        ("dump-config", dump, "print the effective configuration"),
+        ("run", run, "run the gateway in the foreground"),
+    ):
+        command = commands.add_parser(name, help=text)
+        command.add_argument("-c", "--config", default="config.yaml", help="configuration file")
+        command.set_defaults(function=function)
+    hasher = commands.add_parser("hash-password", help="bcrypt-hash a password for a users file")
+    hasher.set_defaults(function=hash_password_command)
+    args = parser.parse_args(argv)
+    return int(args.function(args))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

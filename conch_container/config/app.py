@@ -1,0 +1,106 @@
+"""The whole configuration: one attribute per top-level section."""
+
+# setting() returns an attrs field declaration, not a shared default value.
+# ruff: noqa: RUF009
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+import attrs
+
+from conch_container.config.audit import AuditConfig
+from conch_container.config.auth import AuthConfig
+from conch_container.config.docker import DockerConfig
+from conch_container.config.errors import ConfigWarning
+from conch_container.config.kinds import Choice, Section
+from conch_container.config.kubernetes import KubernetesConfig
+from conch_container.config.legacy import AuthSection
+from conch_container.config.log import LogConfig
+from conch_container.config.schema import PLANNED, setting
+from conch_container.config.security import SecurityConfig
+from conch_container.config.services import (
+    ConfigServerConfig,
+    GeoIPConfig,
+    HealthConfig,
+    MetricsConfig,
+)
+from conch_container.config.ssh import SSHConfig
+from conch_container.config.sshproxy import SSHProxyConfig
+
+BACKENDS = ("docker", "kubernetes", "sshproxy")
+
+
+@attrs.frozen
+class AppConfig:
+    """The gateway's configuration, as read from a ContainerSSH configuration file.
+
+    Build it with :func:`~conch_container.config.load_config` (or
+    :func:`~conch_container.config.parse_config` for an already parsed
+    mapping); ``AppConfig()`` is the all-defaults configuration.
+
+    :ivar warnings: deprecations noticed while reading the file, for the
+        caller to log; not part of the configuration's value (ignored by
+        ``==`` and by :func:`~conch_container.config.dump_config`).
+    """
+
+    removed_keys: ClassVar[dict[str, str]] = {
+        "listen": "moved to ssh.listen in ContainerSSH 0.4",
+        "dockerrun": "the dockerrun backend was removed in ContainerSSH 0.5; use docker",
+        "kuberun": "the kuberun backend was removed in ContainerSSH 0.5; use kubernetes",
+    }
+
+    ssh: SSHConfig = setting("ssh", Section(SSHConfig), SSHConfig(), doc="SSH server.")
+    configserver: ConfigServerConfig = setting(
+        "configserver",
+        Section(ConfigServerConfig),
+        ConfigServerConfig(),
+        doc="Per-user configuration webhook.",
+        status=PLANNED,
+    )
+    auth: AuthConfig = setting("auth", AuthSection(), AuthConfig(), doc="Authentication.")
+    log: LogConfig = setting("log", Section(LogConfig), LogConfig(), doc="Logging.")
+    metrics: MetricsConfig = setting(
+        "metrics", Section(MetricsConfig), MetricsConfig(), doc="Metrics.", status=PLANNED
+    )
+    geoip: GeoIPConfig = setting(
+        "geoip", Section(GeoIPConfig), GeoIPConfig(), doc="GeoIP lookups.", status=PLANNED
+    )
+    audit: AuditConfig = setting(
+        "audit", Section(AuditConfig), AuditConfig(), doc="Audit log.", status=PLANNED
+    )
+    health: HealthConfig = setting(
+        "health", Section(HealthConfig), HealthConfig(), doc="Health check.", status=PLANNED
+    )
+    security: SecurityConfig = setting(
+        "security",
+        Section(SecurityConfig),
+        SecurityConfig(),
+        doc="Request filtering.",
+        status=PLANNED,
+    )
+    backend: str = setting(
+        "backend",
+        Choice(*BACKENDS),
+        "docker",
+        doc="The backend users are put into: `docker`, `kubernetes` (planned) or `sshproxy` "
+        "(planned).",
+    )
+    docker: DockerConfig = setting(
+        "docker", Section(DockerConfig), DockerConfig(), doc="Docker backend."
+    )
+    kubernetes: KubernetesConfig = setting(
+        "kubernetes",
+        Section(KubernetesConfig),
+        KubernetesConfig(),
+        doc="Kubernetes backend.",
+        status=PLANNED,
+    )
+    sshproxy: SSHProxyConfig = setting(
+        "sshproxy",
+        Section(SSHProxyConfig),
+        SSHProxyConfig(),
+        doc="SSH proxy backend.",
+        status=PLANNED,
+    )
+    warnings: tuple[ConfigWarning, ...] = attrs.field(default=(), eq=False, repr=False)

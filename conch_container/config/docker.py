@@ -1,0 +1,214 @@
+"""The ``docker`` section: engine connection, container settings and timeouts.
+
+``execution.container``, ``host``, ``network`` and ``platform`` are Docker
+Engine API structures and stay plain dicts exactly as written: lower-cased Go
+field names in YAML (``image``, ``cmd``, ``env``, ``binds``, ``resources``),
+Engine API names in JSON (``Image``, ``HostConfig`` fields). Fields unknown
+to ContainerSSH are tolerated inside them, as Docker adds fields over time.
+"""
+
+# setting() returns an attrs field declaration, not a shared default value.
+# ruff: noqa: RUF009
+
+from __future__ import annotations
+
+from typing import Any
+
+import attrs
+
+from conch_container.config.kinds import (
+    Bool,
+    Choice,
+    Duration,
+    ListOf,
+    RawMap,
+    Section,
+    Str,
+    StrMap,
+)
+from conch_container.config.schema import fail, join, setting
+from conch_container.config.values import is_pem
+
+GUEST_IMAGE = "containerssh/containerssh-guest-image"
+AGENT_PATH = "/usr/bin/containerssh-agent"
+IDLE_COMMAND = (AGENT_PATH, "wait-signal", "--signal", "INT", "--signal", "TERM")
+SHELL_COMMAND = ("/bin/bash",)
+SUBSYSTEMS = {"sftp": "/usr/lib/openssh/sftp-server"}
+
+
+@attrs.frozen
+class DockerConnectionConfig:
+    """How to reach the Docker engine."""
+
+    host: str = setting(
+        "host",
+        Str(),
+        "unix:///var/run/docker.sock",
+        doc="Docker engine endpoint (`unix://`, `tcp://`); API version negotiated.",
+    )
+    cacert: str = setting(
+        "cacert", Str(), "", doc="CA certificate (PEM text) of the engine, for TLS."
+    )
+    cert: str = setting("cert", Str(), "", doc="Client certificate (PEM text), for TLS.")
+    key: str = setting("key", Str(), "", doc="Client key (PEM text), for TLS.")
+
+
+@attrs.frozen
+class DockerExecutionConfig:
+    """What container each user gets and how programs run in it."""
+
+    container: dict[str, Any] = setting(
+        "container",
+        RawMap(overlay=True),
+        {"image": GUEST_IMAGE},
+        doc="Container settings (Docker `Config`); `image` is required, `cmd` is always replaced.",
+    )
+    host: dict[str, Any] | None = setting(
+        "host", RawMap(), None, doc="Host settings (Docker `HostConfig`)."
+    )
+    network: dict[str, Any] | None = setting(
+        "network", RawMap(), None, doc="Network settings (Docker `NetworkingConfig`)."
+    )
+    platform: dict[str, Any] | None = setting(
+        "platform", RawMap(), None, doc="Platform (OCI `Platform`)."
+    )
+    containername: str = setting(
+        "containername",
+        Str(),
+        "",
+        doc="Fixed container name; empty: Docker picks one. A fixed name allows one "
+        "connection at a time.",
+    )
+    auth: dict[str, Any] | None = setting(
+        "auth",
+        RawMap(),
+        None,
+        doc="Registry credentials for pulling: `username`, `password`, `auth`, `email`, "
+        "`serveraddress`, `identitytoken`, `registrytoken`.",
+    )
+    mode: str = setting(
+        "mode",
+        Choice("connection", "session"),
+        "connection",
+        doc="`connection`: one container per connection; `session`: one per session channel.",
+    )
+    idle_command: tuple[str, ...] = setting(
+        "idleCommand",
+        ListOf(Str()),
+        IDLE_COMMAND,
+        doc="Command the container runs while idle (connection mode).",
+    )
+    shell_command: tuple[str, ...] = setting(
+        "shellCommand", ListOf(Str()), SHELL_COMMAND, doc="Command run for `shell` requests."
+    )
+    agent_path: str = setting(
+        "agentPath", Str(), AGENT_PATH, doc="Path of the ContainerSSH guest agent in the image."
+    )
+    disable_agent: bool = setting(
+        "disableAgent",
+        Bool(),
+        False,
+        doc="Run without the guest agent (no signals, no file writes, no forwarding).",
+    )
+    subsystems: dict[str, str] = setting(
+        "subsystems", StrMap(), SUBSYSTEMS, doc="Subsystem name to program path."
+    )
+    image_pull_policy: str = setting(
+        "imagePullPolicy",
+        Choice("Always", "IfNotPresent", "Never"),
+        "IfNotPresent",
+        doc="When to pull the image: `Always`, `IfNotPresent` or `Never`.",
+    )
+    expose_auth_metadata_as_env: bool = setting(
+        "exposeAuthMetadataAsEnv",
+        Bool(),
+        False,
+        doc="Pass every authentication metadata entry to the container as an environment variable.",
+    )
+
+
+def _timeout(key: str, default: float, doc: str) -> Any:
+    # ContainerSSH reads the Docker timeouts as strings or numbers in YAML and JSON.
+    return setting(key, Duration(flexible=True), default, doc=doc)
+
+
+@attrs.frozen
+class DockerTimeoutConfig:
+    """Time limits of Docker operations."""
+
+    container_start: float = _timeout(
+        "containerStart", 60.0, "Pull, create and start of the container."
+    )
+    container_stop: float = _timeout("containerStop", 60.0, "Stop and removal of the container.")
+    command_start: float = _timeout("commandStart", 60.0, "Start of a program in the container.")
+    signal: float = _timeout("signal", 60.0, "Delivery of a signal.")
+    window: float = _timeout("window", 60.0, "A terminal resize.")
+    http: float = _timeout("http", 15.0, "One HTTP request to the engine.")
+
+
+@attrs.frozen
+class DockerConfig:
+    """The Docker backend: engine connection, the container each user gets, time limits."""
+
+    connection: DockerConnectionConfig = setting(
+        "connection",
+        Section(DockerConnectionConfig),
+        DockerConnectionConfig(),
+        doc="Engine connection.",
+    )
+    execution: DockerExecutionConfig = setting(
+        "execution",
+        Section(DockerExecutionConfig),
+        DockerExecutionConfig(),
+        doc="Container settings.",
+    )
+    timeouts: DockerTimeoutConfig = setting(
+        "timeouts", Section(DockerTimeoutConfig), DockerTimeoutConfig(), doc="Time limits."
+    )
+
+
+def get_folded(mapping: dict[str, Any] | None, key: str) -> Any:
+    """``mapping[key]`` matched case-insensitively (Go's JSON rule), or ``None``."""
+    if not mapping:
+        return None
+    if key in mapping:
+        return mapping[key]
+    for name, value in mapping.items():
+        if name.lower() == key.lower():
+            return value
+    return None
+
+
+def validate_docker(config: DockerConfig, path: str = "docker") -> None:
+    """The checks ContainerSSH makes when ``docker`` is the selected backend.
+
+    :raises ConfigError: naming the offending key.
+    """
+    connection = config.connection
+    tls = [connection.cacert, connection.cert, connection.key]
+    if any(tls) and not all(tls):
+        fail(join(path, "connection"), "cacert, cert and key must be set together for TLS")
+    for key, value in zip(("cacert", "cert", "key"), tls, strict=True):
+        if value and not is_pem(value):
+            fail(join(path, f"connection.{key}"), "must be PEM text")
+    if not connection.host:
+        fail(join(path, "connection.host"), "must not be empty")
+    execution = config.execution
+    where = join(path, "execution")
+    image = get_folded(execution.container, "image")
+    if not isinstance(image, str) or not image:
+        fail(join(where, "container.image"), "an image is required")
+    if execution.mode == "connection":
+        if not execution.idle_command:
+            fail(join(where, "idleCommand"), "must not be empty in connection mode")
+        if not execution.shell_command:
+            fail(join(where, "shellCommand"), "must not be empty in connection mode")
+    else:
+        policy = get_folded(get_folded(execution.host, "restartpolicy"), "name")
+        if policy not in (None, "", "no"):
+            fail(
+                join(where, "host.restartpolicy"),
+                "containers cannot restart in session mode (use no restart policy)",
+            )
+    if not execution.disable_agent and not execution.agent_path:
+        fail(join(where, "agentPath"), "must not be empty unless disableAgent is set")

@@ -1,0 +1,150 @@
+"""The ``security`` section: which requests a user may make, per request type."""
+
+# setting() returns an attrs field declaration, not a shared default value.
+# ruff: noqa: RUF009
+
+from __future__ import annotations
+
+from typing import Any
+
+import attrs
+
+from conch_container.config.kinds import Choice, Int, ListOf, Section, Str, at_least
+from conch_container.config.schema import setting
+
+#: ``""`` falls back to ``defaultMode``, and then to ``enable``.
+MODES = ("", "enable", "filter", "disable")
+
+
+def _mode(doc: str, default: str = "") -> Any:
+    return setting("mode", Choice(*MODES), default, doc=doc)
+
+
+def _names(key: str, doc: str) -> Any:
+    return setting(key, ListOf(Str()), (), doc=doc)
+
+
+@attrs.frozen
+class EnvSecurityConfig:
+    """Environment variables (``env`` requests)."""
+
+    mode: str = _mode("`enable`: all but `deny`; `filter`: only `allow`; `disable`: none.")
+    allow: tuple[str, ...] = _names("allow", "Variable names allowed in `filter` mode.")
+    deny: tuple[str, ...] = _names("deny", "Variable names refused in `enable` mode.")
+
+
+@attrs.frozen
+class CommandSecurityConfig:
+    """Program execution (``exec`` requests)."""
+
+    mode: str = _mode("`filter`: only commands exactly equal to one in `allow`.")
+    allow: tuple[str, ...] = _names("allow", "Exact command strings allowed in `filter` mode.")
+
+
+@attrs.frozen
+class ShellSecurityConfig:
+    """Interactive shells (``shell`` requests)."""
+
+    mode: str = _mode("`filter` acts as `disable`.")
+
+
+@attrs.frozen
+class SubsystemSecurityConfig:
+    """Subsystems such as ``sftp``."""
+
+    mode: str = _mode("`enable`: all but `deny`; `filter`: only `allow`; `disable`: none.")
+    allow: tuple[str, ...] = _names("allow", "Subsystems allowed in `filter` mode.")
+    deny: tuple[str, ...] = _names("deny", "Subsystems refused in `enable` mode.")
+
+
+@attrs.frozen
+class TTYSecurityConfig:
+    """Terminal allocation (``pty-req``)."""
+
+    mode: str = _mode("`filter` acts as `disable`.")
+
+
+@attrs.frozen
+class SignalSecurityConfig:
+    """Signals sent to programs (names without ``SIG``)."""
+
+    mode: str = _mode("`enable`: all but `deny`; `filter`: only `allow`; `disable`: none.")
+    allow: tuple[str, ...] = _names("allow", "Signals allowed in `filter` mode.")
+    deny: tuple[str, ...] = _names("deny", "Signals refused in `enable` mode.")
+
+
+def _forwarding(key: str, doc: str) -> Any:
+    return setting(key, Choice(*MODES), "disable", doc=doc)
+
+
+@attrs.frozen
+class ForwardingSecurityConfig:
+    """Port, socket and X11 forwarding; all off unless enabled."""
+
+    reverse_forwarding_mode: str = _forwarding(
+        "reverseForwardingMode", "Remote port forwarding (`tcpip-forward`, `ssh -R`)."
+    )
+    forwarding_mode: str = _forwarding(
+        "forwardingMode", "Local port forwarding (`direct-tcpip`, `ssh -L`, `ssh -D`)."
+    )
+    socket_forwarding_mode: str = _forwarding(
+        "socketForwardingMode", "Unix socket connections (`direct-streamlocal@openssh.com`)."
+    )
+    socket_listen_mode: str = _forwarding(
+        "socketListenMode", "Unix socket listeners (`streamlocal-forward@openssh.com`)."
+    )
+    x11_forwarding_mode: str = _forwarding("x11ForwardingMode", "X11 forwarding (`x11-req`).")
+
+
+@attrs.frozen
+class SecurityConfig:
+    """Which requests users may make, applied in front of the backend.
+    Every request type has a mode: ``enable`` (allowed, minus a deny list where
+    there is one), ``filter`` (only what an allow list names), ``disable``
+    (refused), or ``""`` to use ``defaultMode`` (and ``enable`` if that is
+    empty too).
+    """
+
+    default_mode: str = setting(
+        "defaultMode", Choice(*MODES), "", doc="Mode of every request type left unset."
+    )
+    force_command: str = setting(
+        "forceCommand",
+        Str(),
+        "",
+        doc="Run this command instead of whatever the user asked for; the request is passed "
+        "in `SSH_ORIGINAL_COMMAND`.",
+    )
+    env: EnvSecurityConfig = setting(
+        "env", Section(EnvSecurityConfig), EnvSecurityConfig(), doc="Environment variables."
+    )
+    command: CommandSecurityConfig = setting(
+        "command", Section(CommandSecurityConfig), CommandSecurityConfig(), doc="Commands."
+    )
+    shell: ShellSecurityConfig = setting(
+        "shell", Section(ShellSecurityConfig), ShellSecurityConfig(), doc="Shells."
+    )
+    subsystem: SubsystemSecurityConfig = setting(
+        "subsystem",
+        Section(SubsystemSecurityConfig),
+        SubsystemSecurityConfig(),
+        doc="Subsystems.",
+    )
+    tty: TTYSecurityConfig = setting(
+        "tty", Section(TTYSecurityConfig), TTYSecurityConfig(), doc="Terminals."
+    )
+    signal: SignalSecurityConfig = setting(
+        "signal", Section(SignalSecurityConfig), SignalSecurityConfig(), doc="Signals."
+    )
+    forwarding: ForwardingSecurityConfig = setting(
+        "forwarding",
+        Section(ForwardingSecurityConfig),
+        ForwardingSecurityConfig(),
+        doc="Forwarding.",
+    )
+    max_sessions: int = setting(
+        "maxSessions",
+        Int(at_least(-1)),
+        -1,
+        doc="Session channels allowed per connection; -1: unlimited (0 means the default).",
+    )

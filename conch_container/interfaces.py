@@ -1,0 +1,237 @@
+"""The extension points: zope interfaces operators (and we) implement.
+
+Methods documented as returning "an awaitable" may return a coroutine or a
+:class:`~twisted.internet.defer.Deferred`; callers normalise with
+:func:`conch_container.asyncutil.as_deferred`, so implementations never need
+to care which one they hand back.
+
+The data flow matches ContainerSSH's handler chain: the SSH layer authenticates
+with :class:`IPasswordAuthenticator` / :class:`IPublicKeyAuthenticator`
+(then :class:`IAuthorizer`), then asks the configured :class:`IContainerBackend`
+for an :class:`IBackendConnection`, and opens one :class:`IBackendSession` per
+session channel. Filters (security policy, audit, metrics) wrap these
+interfaces, so a backend never knows they exist.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import attrs
+from zope.interface import Attribute, Interface
+
+# ---------------------------------------------------------------------------
+# Authentication
+
+
+class IPasswordAuthenticator(Interface):
+    """Checks a password (``auth.password.method``)."""
+
+    name = Attribute("Short name for logs and metrics, e.g. ``webhook`` or ``static``.")
+
+    def authenticate_password(metadata, password):  # type: ignore[no-untyped-def]
+        """Decide on a password.
+
+        :param metadata: the :class:`~conch_container.metadata.ConnectionMetadata`
+            of the connection (``username`` is the login name).
+        :param bytes password: the password as the client sent it.
+        :return: an awaitable :class:`~conch_container.metadata.AuthResult`.
+        :raises ~conch_container.errors.ContainerSSHError: (code ``AUTH_BACKEND_ERROR``)
+            when no decision can be had; the user is told authentication is unavailable.
+        """
+
+
+class IPublicKeyAuthenticator(Interface):
+    """Decides whether a public key may log in (``auth.publicKey.method``).
+
+    Called only after the client proved possession of the private key: the
+    SSH layer verifies the signature first.
+    """
+
+    name = Attribute("Short name for logs and metrics.")
+
+    def authenticate_public_key(metadata, public_key):  # type: ignore[no-untyped-def]
+        """Decide on a public key.
+
+        :param str public_key: the key in authorized_keys form without comment
+            (``ssh-ed25519 AAAA...``).
+        :return: an awaitable :class:`~conch_container.metadata.AuthResult`.
+        :raises ~conch_container.errors.ContainerSSHError: when no decision can be had.
+        """
+
+
+class IAuthorizer(Interface):
+    """Confirms a successful authentication (``auth.authz``)."""
+
+    name = Attribute("Short name for logs and metrics.")
+
+    def authorize(metadata):  # type: ignore[no-untyped-def]
+        """Confirm or refuse an authenticated user.
+
+        :param metadata: metadata including ``authenticated_username`` and what
+            authentication added.
+        :return: an awaitable :class:`~conch_container.metadata.AuthResult`;
+            ``success=False`` refuses the login.
+        """
+
+
+# ---------------------------------------------------------------------------
+# Backends
+
+
+@attrs.frozen
+class PtyRequest:
+    """A ``pty-req``: terminal type, size in characters and pixels, encoded modes."""
+
+    term: str
+    columns: int
+    rows: int
+    width: int = 0
+    height: int = 0
+    modes: bytes = b""
+
+
+@attrs.frozen
+class ProgramRequest:
+    """What the client asked to run on a session channel.
+
+    :ivar kind: ``shell``, ``exec`` or ``subsystem``.
+    :ivar command: the exec string, or the subsystem name; empty for a shell.
+    """
+
+    kind: Literal["shell", "exec", "subsystem"]
+    command: str = ""
+
+
+@attrs.frozen
+class ExitStatus:
+    """How a program ended: an exit code, or a signal name (without ``SIG``)."""
+
+    code: int | None = None
+    signal: str | None = None
+    core_dumped: bool = False
+    message: str = ""
+
+    def __attrs_post_init__(self) -> None:
+        if (self.code is None) == (self.signal is None):
+            raise ValueError("an exit status has exactly one of code and signal")
+
+
+@attrs.frozen
+class ConnectionContext:
+    """What a backend gets for a new connection.
+
+    :ivar metadata: the authenticated :class:`~conch_container.metadata.ConnectionMetadata`.
+    :ivar config: the connection's effective :class:`~conch_container.config.AppConfig`
+        (it may differ per connection once the config webhook is in use, so a
+        backend reads its settings from here, never from start-up state).
+    :ivar log: a :class:`~conch_container.log.CodeLogger` bound to the connection.
+    """
+
+    metadata: object
+    config: object
+    log: object
+
+
+class ISessionIO(Interface):
+    """The SSH channel side of a session, as a backend sees it.
+
+    The SSH layer provides it; filters may wrap it (the audit log taps it).
+    """
+
+    def stdout(data):  # type: ignore[no-untyped-def]
+        """Program output for the client's stdout."""
+
+    def stderr(data):  # type: ignore[no-untyped-def]
+        """Program output for the client's stderr (merged into stdout with a TTY)."""
+
+    def output_closed():  # type: ignore[no-untyped-def]
+        """The program closed its output: the client gets EOF."""
+
+    def exited(status):  # type: ignore[no-untyped-def]
+        """The program ended with an :class:`ExitStatus`; the channel closes after this."""
+
+    def register_producer(producer):  # type: ignore[no-untyped-def]
+        """Register the backend's output stream as an ``IPushProducer``.
+
+        The SSH layer pauses it while the client's window is full and resumes
+        it when the client makes room, so output is never buffered unbounded.
+        """
+
+    def unregister_producer():  # type: ignore[no-untyped-def]
+        """Forget the producer registered before."""
+
+
+class IBackendSession(Interface):
+    """One session channel's program.
+
+    Requests arrive in SSH order: any number of :meth:`set_env` and at most one
+    :meth:`set_pty`, then one :meth:`start`; then :meth:`write`,
+    :meth:`close_stdin`, :meth:`resize` and :meth:`signal` while it runs; and
+    :meth:`close` exactly once when the channel goes away. A method that
+    refuses raises :class:`~conch_container.errors.ContainerSSHError`; the
+    SSH layer then answers the request with failure.
+    """
+
+    def set_env(name, value):  # type: ignore[no-untyped-def]
+        """Add an environment variable for the program (before start)."""
+
+    def set_pty(pty):  # type: ignore[no-untyped-def]
+        """Ask for a terminal (:class:`PtyRequest`) for the program (before start)."""
+
+    def start(program, io):  # type: ignore[no-untyped-def]
+        """Start the program and stream its I/O to ``io`` (:class:`ISessionIO`).
+
+        :param ProgramRequest program: what to run.
+        :return: an awaitable that fires once the program runs, or fails with a
+            :class:`~conch_container.errors.ContainerSSHError` whose
+            ``user_message`` the client may see.
+        """
+
+    def write(data):  # type: ignore[no-untyped-def]
+        """Client stdin for the program; only called after :meth:`start` succeeded."""
+
+    def close_stdin():  # type: ignore[no-untyped-def]
+        """The client sent EOF: close the program's stdin, keep its output flowing."""
+
+    def resize(columns, rows, width, height):  # type: ignore[no-untyped-def]
+        """The client's window changed; return an awaitable."""
+
+    def signal(name):  # type: ignore[no-untyped-def]
+        """Deliver a signal (name without ``SIG``); return an awaitable."""
+
+    def close():  # type: ignore[no-untyped-def]
+        """The channel is gone: stop the program if it still runs, release everything.
+
+        Idempotent; returns an awaitable that fires when cleanup is done.
+        """
+
+
+class IBackendConnection(Interface):
+    """A backend's resources for one SSH connection (in Docker connection mode, its container)."""
+
+    def open_session(channel_id):  # type: ignore[no-untyped-def]
+        """A new :class:`IBackendSession` for a session channel (synchronous)."""
+
+    def close():  # type: ignore[no-untyped-def]
+        """The connection is gone: end every session, remove every container.
+
+        Idempotent. Returns an awaitable that fires when nothing of the
+        connection is left in the backend; it must finish even when the
+        engine misbehaves (bounded by the backend's stop timeout).
+        """
+
+
+class IContainerBackend(Interface):
+    """A place where users' programs run: Docker, Kubernetes, ..."""
+
+    name = Attribute("The ``backend`` config value this implements, e.g. ``docker``.")
+
+    def connect(context):  # type: ignore[no-untyped-def]
+        """Prepare for an authenticated connection (:class:`ConnectionContext`).
+
+        :return: an awaitable :class:`IBackendConnection`.
+        :raises ~conch_container.errors.ContainerSSHError: with a user-safe
+            message; the connection is then closed
+            (``SSH_BACKEND_REJECTED_HANDSHAKE``).
+        """

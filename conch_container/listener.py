@@ -1,0 +1,97 @@
+"""The TCP listener of the SSH server, as a service that logs what ContainerSSH logs."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from twisted.application.service import Service
+from twisted.internet.defer import Deferred
+from twisted.internet.endpoints import serverFromString
+from twisted.internet.interfaces import IListeningPort
+from twisted.internet.protocol import Factory
+from twisted.python.failure import Failure
+
+from conch_container import messages
+from conch_container.errors import GENERIC_USER_MESSAGE, ContainerSSHError
+from conch_container.log import CodeLogger
+
+
+def endpoint_description(listen: str) -> str:
+    """A Twisted endpoint string for a ContainerSSH ``host:port`` listen address.
+
+    ``0.0.0.0:2222`` -> ``tcp:2222:interface=0.0.0.0``;
+    ``[::]:2222`` -> ``tcp6:2222:interface=\\:\\:``; ``:2222`` listens on all IPv4
+    addresses, as Go's ``net.Listen`` would on a dual-stack host.
+    """
+    host, _, port = listen.rpartition(":")
+    if host.startswith("[") and host.endswith("]"):
+        host = host[1:-1].replace(":", "\\:")
+        return f"tcp6:{port}:interface={host}"
+    if ":" in host:
+        return f"tcp6:{port}:interface={host.replace(':', chr(92) + ':')}"
+    return f"tcp:{port}:interface={host or '0.0.0.0'}"
+
+
+class ListenerService(Service):
+    """Listens on ``listen`` with ``factory`` while running.
+
+    Logs ``SSH_AVAILABLE`` once listening and ``SSH_START_FAILED`` (then fails
+    its start) when the address cannot be bound, so the root service can stop
+    the process with a clear message instead of a traceback.
+    """
+
+    name = "ssh"
+
+    def __init__(self, reactor: Any, listen: str, factory: Factory, log: CodeLogger) -> None:
+        self._reactor = reactor
+        self._listen = listen
+        self._factory = factory
+        self._log = log.bind(module="ssh")
+        self.port: IListeningPort | None = None
+
+    def startService(self) -> Deferred[None]:
+        Service.startService(self)
+        endpoint = serverFromString(self._reactor, endpoint_description(self._listen))
+        d = endpoint.listen(self._factory)
+
+        def listening(port: IListeningPort) -> None:
+            self.port = port
+            self._log.event(
+                messages.SSH_AVAILABLE, "SSH server listening on {listen}", listen=self._listen
+            )
+
+        def failed(failure: Failure) -> None:
+            reason = failure.getErrorMessage()
+            self._log.event(
+                messages.SSH_START_FAILED,
+                "Cannot listen on {listen}: {reason}",
+                listen=self._listen,
+                reason=reason,
+            )
+            raise ContainerSSHError(
+                messages.SSH_START_FAILED,
+                GENERIC_USER_MESSAGE,
+                f"cannot listen on {self._listen}: {reason}",
+            )
+
+        return d.addCallbacks(listening, failed)
+
+    def stopService(self) -> Deferred[Any] | None:
+        Service.stopService(self)
+        port, self.port = self.port, None
+        if port is None:
+            return None
+        d = Deferred.fromCoroutine(_stop(port))
+
+        def close_failed(failure: Failure) -> None:
+            self._log.event(
+                messages.SSH_LISTEN_CLOSE_FAILED,
+                "Cannot close the listen socket: {reason}",
+                reason=failure.getErrorMessage(),
+            )
+
+        return d.addErrback(close_failed)
+
+
+async def _stop(port: IListeningPort) -> None:
+    await port.stopListening()  # type: ignore[misc]

@@ -1,0 +1,78 @@
+"""The eight syslog levels ContainerSSH logs at, and their Twisted equivalents."""
+
+from __future__ import annotations
+
+import enum
+
+from twisted.logger import LogLevel
+
+
+class Level(enum.IntEnum):
+    """Syslog severities: a smaller number is more severe (as in RFC 5424)."""
+
+    EMERG = 0
+    ALERT = 1
+    CRIT = 2
+    ERROR = 3
+    WARNING = 4
+    NOTICE = 5
+    INFO = 6
+    DEBUG = 7
+
+    @property
+    def label(self) -> str:
+        """The lower-case name ContainerSSH writes into ``ljson`` lines."""
+        return self.name.lower()
+
+    @property
+    def twisted_level(self) -> LogLevel:
+        """The nearest :class:`twisted.logger.LogLevel`, for Twisted's own observers."""
+        return _TO_TWISTED[self]
+
+    @classmethod
+    def parse(cls, value: object) -> Level:
+        """Accept a level name (``notice``) or number (``5``) as the config does.
+
+        :raises ValueError: for anything else.
+        """
+        if isinstance(value, bool):
+            raise ValueError(f"invalid log level: {value!r}")
+        if isinstance(value, int):
+            return cls(value)
+        if isinstance(value, str):
+            text = value.strip().lower()
+            if text.isdigit():
+                return cls(int(text))
+            aliases = {"warn": "warning", "err": "error", "critical": "crit", "emergency": "emerg"}
+            text = aliases.get(text, text)
+            for level in cls:
+                if level.label == text:
+                    return level
+        raise ValueError(f"invalid log level: {value!r}")
+
+    @classmethod
+    def from_twisted(cls, level: LogLevel | None) -> Level:
+        """The level for an event that Twisted itself (not our code) emitted."""
+        if level is None:
+            return cls.INFO
+        return _FROM_TWISTED.get(level, cls.INFO)
+
+
+_TO_TWISTED = {
+    Level.EMERG: LogLevel.critical,
+    Level.ALERT: LogLevel.critical,
+    Level.CRIT: LogLevel.critical,
+    Level.ERROR: LogLevel.error,
+    Level.WARNING: LogLevel.warn,
+    Level.NOTICE: LogLevel.info,
+    Level.INFO: LogLevel.info,
+    Level.DEBUG: LogLevel.debug,
+}
+
+_FROM_TWISTED = {
+    LogLevel.critical: Level.CRIT,
+    LogLevel.error: Level.ERROR,
+    LogLevel.warn: Level.WARNING,
+    LogLevel.info: Level.INFO,
+    LogLevel.debug: Level.DEBUG,
+}

@@ -1,0 +1,1403 @@
+"""The catalogue of message codes.
+
+Every event the gateway logs carries one of these codes. The codes and their
+explanations are ContainerSSH's, so that operators' log searches, alerts and
+dashboards keep working; codes ContainerSSH does not have are marked as this
+project's own in the generated catalogue (``docs/messages.md``).
+
+Each constant is a :class:`MessageCode`: the code, the level it is logged at
+unless a call site has a reason to differ (a retry logs at debug what the final
+failure logs at error), the section it belongs to, and a one-sentence
+explanation for the operator.
+"""
+
+from __future__ import annotations
+
+from conch_container.log.codes import MessageCode
+from conch_container.log.levels import Level
+
+CORE_CONFIG_CANNOT_WRITE_FILE = MessageCode(
+    "CORE_CONFIG_CANNOT_WRITE_FILE",
+    Level.WARNING,
+    "Core",
+    "ContainerSSH cannot update the configuration file with the new host keys and will only use the host key for the current run.",
+)
+
+CORE_CONFIG_ERROR = MessageCode(
+    "CORE_CONFIG_ERROR",
+    Level.ERROR,
+    "Core",
+    "ContainerSSH encountered an error in the configuration.",
+)
+
+CORE_CONFIG_FILE = MessageCode(
+    "CORE_CONFIG_FILE",
+    Level.DEBUG,
+    "Core",
+    "ContainerSSH is reading the configuration file",
+)
+
+CORE_HOST_KEY_GENERATION_FAILED = MessageCode(
+    "CORE_HOST_KEY_GENERATION_FAILED",
+    Level.ERROR,
+    "Core",
+    "ContainerSSH could not generate host keys and is aborting the run.",
+)
+
+CORE_NO_HOST_KEYS = MessageCode(
+    "CORE_NO_HOST_KEYS",
+    Level.WARNING,
+    "Core",
+    "The configuration does not contain host keys. ContainerSSH will attempt to generate host keys and update the configuration file.",
+)
+
+AUDIT_S3_CANNOT_CLOSE_METADATA_FILE_HANDLE = MessageCode(
+    "AUDIT_S3_CANNOT_CLOSE_METADATA_FILE_HANDLE",
+    Level.DEBUG,
+    "Auditlog",
+    "ContainerSSH could not close the metadata file in the local folder. This typically happens when the local folder is on an NFS share. (This is NOT supported.)",
+)
+
+AUDIT_S3_CLOSE_FAILED = MessageCode(
+    "AUDIT_S3_CLOSE_FAILED",
+    Level.WARNING,
+    "Auditlog",
+    "ContainerSSH failed to close an audit log file in the local directory. This usually happens when the local directory is on an NFS share. (This is NOT supported.)",
+)
+
+AUDIT_S3_FAILED_CREATING_METADATA_FILE = MessageCode(
+    "AUDIT_S3_FAILED_CREATING_METADATA_FILE",
+    Level.WARNING,
+    "Auditlog",
+    "ContainerSSH failed to create the metadata file for the S3 upload in the local temporary directory. Check if the local directory specified is writable and has enough disk space.",
+)
+
+AUDIT_S3_FAILED_METADATA_JSON_ENCODING = MessageCode(
+    "AUDIT_S3_FAILED_METADATA_JSON_ENCODING",
+    Level.WARNING,
+    "Auditlog",
+    "ContainerSSH failed to encode the metadata file. This is a bug, please report it.",
+)
+
+AUDIT_S3_FAILED_READING_METADATA_FILE = MessageCode(
+    "AUDIT_S3_FAILED_READING_METADATA_FILE",
+    Level.WARNING,
+    "Auditlog",
+    "ContainerSSH failed to read the metadata file for the S3 upload in the local temporary directory. Check if the local directory specified is readable and the files have not been corrupted.",
+)
+
+AUDIT_S3_FAILED_STAT_QUEUE_ENTRY = MessageCode(
+    "AUDIT_S3_FAILED_STAT_QUEUE_ENTRY",
+    Level.WARNING,
+    "Auditlog",
+    "ContainerSSH failed to stat the queue file. This usually happens when the local directory is being manually manipulated.",
+)
+
+AUDIT_S3_FAILED_WRITING_METADATA_FILE = MessageCode(
+    "AUDIT_S3_FAILED_WRITING_METADATA_FILE",
+    Level.WARNING,
+    "Auditlog",
+    "ContainerSSH failed to write the local metadata file. Please check if your disk has enough disk space.",
+)
+
+AUDIT_S3_MULTIPART_ABORTING = MessageCode(
+    "AUDIT_S3_MULTIPART_ABORTING",
+    Level.DEBUG,
+    "Auditlog",
+    "ContainerSSH is aborting a multipart upload. Check the log message for details.",
+)
+
+AUDIT_S3_MULTIPART_FAILED_ABORT = MessageCode(
+    "AUDIT_S3_MULTIPART_FAILED_ABORT",
+    Level.WARNING,
+    "Auditlog",
+    "ContainerSSH failed aborting a multipart upload from a previously crashed ContainerSSH run.",
+)
+
+AUDIT_S3_MULTIPART_FAILED_LIST = MessageCode(
+    "AUDIT_S3_MULTIPART_FAILED_LIST",
+    Level.WARNING,
+    "Auditlog",
+    "ContainerSSH failed to list multipart uploads on the object storage bucket. This is needed to abort uploads from a previously crashed ContainerSSH run.",
+)
+
+AUDIT_S3_MULTIPART_PART_UPLOADING = MessageCode(
+    "AUDIT_S3_MULTIPART_PART_UPLOADING",
+    Level.DEBUG,
+    "Auditlog",
+    "ContainerSSH is uploading a part of an audit log to the S3-compatible object storage.",
+)
+
+AUDIT_S3_MULTIPART_PART_UPLOAD_COMPLETE = MessageCode(
+    "AUDIT_S3_MULTIPART_PART_UPLOAD_COMPLETE",
+    Level.DEBUG,
+    "Auditlog",
+    "ContainerSSH completed the upload of an audit log part to the S3-compatible object storage.",
+)
+
+AUDIT_S3_MULTIPART_PART_UPLOAD_FAILED = MessageCode(
+    "AUDIT_S3_MULTIPART_PART_UPLOAD_FAILED",
+    Level.WARNING,
+    "Auditlog",
+    "ContainerSSH failed to upload a part to the S3-compatible object storage. Check the message for details.",
+)
+
+AUDIT_S3_MULTIPART_UPLOAD = MessageCode(
+    "AUDIT_S3_MULTIPART_UPLOAD",
+    Level.DEBUG,
+    "Auditlog",
+    "ContainerSSH is starting a new S3 multipart upload.",
+)
+
+AUDIT_S3_MULTIPART_UPLOAD_FINALIZATION_FAILED = MessageCode(
+    "AUDIT_S3_MULTIPART_UPLOAD_FINALIZATION_FAILED",
+    Level.WARNING,
+    "Auditlog",
+    "ContainerSSH has uploaded all audit log parts, but could not finalize the multipart upload.",
+)
+
+AUDIT_S3_MULTIPART_UPLOAD_FINALIZED = MessageCode(
+    "AUDIT_S3_MULTIPART_UPLOAD_FINALIZED",
+    Level.DEBUG,
+    "Auditlog",
+    "ContainerSSH has uploaded all audit log parts and has successfully finalized the upload.",
+)
+
+AUDIT_S3_MULTIPART_UPLOAD_FINALIZING = MessageCode(
+    "AUDIT_S3_MULTIPART_UPLOAD_FINALIZING",
+    Level.DEBUG,
+    "Auditlog",
+    "ContainerSSH has uploaded all audit log parts and is now finalizing the multipart upload.",
+)
+
+AUDIT_S3_MULTIPART_UPLOAD_INITIALIZATION_FAILED = MessageCode(
+    "AUDIT_S3_MULTIPART_UPLOAD_INITIALIZATION_FAILED",
+    Level.WARNING,
+    "Auditlog",
+    "ContainerSSH failed to initialize a new multipart upload to the S3-compatible object storage. Check if the S3 configuration is correct and the provided S3 access key and secrets have permissions to start a multipart upload.",
+)
+
+AUDIT_S3_NO_SUCH_QUEUE_ENTRY = MessageCode(
+    "AUDIT_S3_NO_SUCH_QUEUE_ENTRY",
+    Level.WARNING,
+    "Auditlog",
+    "ContainerSSH was trying to upload an audit log from the metadata file, but the audit log does not exist.",
+)
+
+AUDIT_S3_RECOVERING = MessageCode(
+    "AUDIT_S3_RECOVERING",
+    Level.DEBUG,
+    "Auditlog",
+    "ContainerSSH found a previously aborted multipart upload locally and is now attempting to recover the upload.",
+)
+
+AUDIT_S3_REMOVE_FAILED = MessageCode(
+    "AUDIT_S3_REMOVE_FAILED",
+    Level.WARNING,
+    "Auditlog",
+    "ContainerSSH failed to remove an uploaded audit log from the local directory. This usually happens on Windows when a different process has the audit log open. (This is not a supported setup.)",
+)
+
+AUDIT_S3_SINGLE_UPLOAD = MessageCode(
+    "AUDIT_S3_SINGLE_UPLOAD",
+    Level.DEBUG,
+    "Auditlog",
+    "ContainerSSH is uploading the full audit log in a single upload to the S3-compatible object storage. This happens when the audit log size is below the minimum size for a multi-part upload.",
+)
+
+AUDIT_S3_SINGLE_UPLOAD_COMPLETE = MessageCode(
+    "AUDIT_S3_SINGLE_UPLOAD_COMPLETE",
+    Level.DEBUG,
+    "Auditlog",
+    "ContainerSSH successfully uploaded the audit log as a single upload.",
+)
+
+AUDIT_S3_SINGLE_UPLOAD_FAILED = MessageCode(
+    "AUDIT_S3_SINGLE_UPLOAD_FAILED",
+    Level.WARNING,
+    "Auditlog",
+    "ContainerSSH failed to upload the audit log as a single upload.",
+)
+
+AUTH = MessageCode(
+    "AUTH",
+    Level.DEBUG,
+    "Authentication",
+    "ContainerSSH is trying to contact the authentication backend to verify the user credentials.",
+)
+
+AUTH_BACKEND_ERROR = MessageCode(
+    "AUTH_BACKEND_ERROR",
+    Level.ERROR,
+    "Authentication",
+    "The ContainerSSH authentication server responded with a non-200 status code. ContainerSSH will retry the authentication for a few times before giving up. This is most likely a bug in your authentication server, please check your logs.",
+)
+
+AUTH_FAILED = MessageCode(
+    "AUTH_FAILED",
+    Level.INFO,
+    "Authentication",
+    "The user has provided invalid credentials and the authentication is rejected.",
+)
+
+AUTH_INVALID_STATUS = MessageCode(
+    "AUTH_INVALID_STATUS",
+    Level.WARNING,
+    "Authentication",
+    "This message indicates that the authentication server returned an invalid HTTP status code.",
+)
+
+AUTH_NOT_SUPPORTED = MessageCode(
+    "AUTH_NOT_SUPPORTED",
+    Level.WARNING,
+    "Authentication",
+    "The authentication method the client requested is not supported by ContainerSSH.",
+)
+
+AUTH_SUCCESSFUL = MessageCode(
+    "AUTH_SUCCESSFUL",
+    Level.INFO,
+    "Authentication",
+    "The user has provided the correct credentials and the authentication is accepted.",
+)
+
+BACKEND_CONFIG_ERROR = MessageCode(
+    "BACKEND_CONFIG_ERROR",
+    Level.ERROR,
+    "Backend",
+    "The backend retreived from the configuration server is invalid. See the error message for details.",
+)
+
+CONFIG_BACKEND_ERROR = MessageCode(
+    "CONFIG_BACKEND_ERROR",
+    Level.ERROR,
+    "Configuration",
+    "ContainerSSH has received an invalid response from the configuration server or the network connection broke. ContainerSSH will retry fetching the user-specific configuration until the timeout. If this error persists check the connectivity to the configuration server, or the logs of the configuration server itself to find out of there may be a specific error.",
+)
+
+CONFIG_INVALID_STATUS_CODE = MessageCode(
+    "CONFIG_INVALID_STATUS_CODE",
+    Level.WARNING,
+    "Configuration",
+    "ContainerSSH has received a non-200 response code when calling a per-user backend configuration from the configuration server.",
+)
+
+CONFIG_REQUEST = MessageCode(
+    "CONFIG_REQUEST",
+    Level.DEBUG,
+    "Configuration",
+    "ContainerSSH is sending a quest to the configuration server to obtain a per-user backend configuration.",
+)
+
+CONFIG_RESPONSE = MessageCode(
+    "CONFIG_RESPONSE",
+    Level.DEBUG,
+    "Configuration",
+    "ContainerSSH has received a per-user backend configuration from the configuration server.",
+)
+
+CONFIG_SERVER_AVAILABLE = MessageCode(
+    "CONFIG_SERVER_AVAILABLE",
+    Level.NOTICE,
+    "Configuration",
+    "The ContainerSSH configuration server is now available at the specified address.",
+)
+
+DOCKER_AGENT_READ_FAILED = MessageCode(
+    "DOCKER_AGENT_READ_FAILED",
+    Level.WARNING,
+    "Docker",
+    "The ContainerSSH Docker module failed to read from the ContainerSSH agent. This is most likely because the ContainerSSH guest agent is not present in the guest image, but agent support is enabled.",
+)
+
+DOCKER_CLOSE_INPUT_FAILED = MessageCode(
+    "DOCKER_CLOSE_INPUT_FAILED",
+    Level.WARNING,
+    "Docker",
+    "The ContainerSSH Docker module attempted to close the input (stdin) for reading but failed to do so.",
+)
+
+DOCKER_CLOSE_OUTPUT_FAILED = MessageCode(
+    "DOCKER_CLOSE_OUTPUT_FAILED",
+    Level.WARNING,
+    "Docker",
+    "The ContainerSSH Docker module attempted to close the output (stdout and stderr) for writing but failed to do so.",
+)
+
+DOCKER_CONFIG_ERROR = MessageCode(
+    "DOCKER_CONFIG_ERROR",
+    Level.ERROR,
+    "Docker",
+    "The ContainerSSH Docker module detected a configuration error. Please check your configuration.",
+)
+
+DOCKER_CONTAINER_ATTACH = MessageCode(
+    "DOCKER_CONTAINER_ATTACH",
+    Level.DEBUG,
+    "Docker",
+    "The ContainerSSH Docker module is attaching to a container in session mode.",
+)
+
+DOCKER_CONTAINER_ATTACH_FAILED = MessageCode(
+    "DOCKER_CONTAINER_ATTACH_FAILED",
+    Level.WARNING,
+    "Docker",
+    "The ContainerSSH Docker module has failed to attach to a container in session mode.",
+)
+
+DOCKER_CONTAINER_CREATE = MessageCode(
+    "DOCKER_CONTAINER_CREATE",
+    Level.DEBUG,
+    "Docker",
+    "The ContainerSSH Docker module is creating a container.",
+)
+
+DOCKER_CONTAINER_CREATE_FAILED = MessageCode(
+    "DOCKER_CONTAINER_CREATE_FAILED",
+    Level.WARNING,
+    "Docker",
+    "The ContainerSSH Docker module failed to create a container. This may be a temporary and retried or a permanent error message. Check the log message for details.",
+)
+
+DOCKER_CONTAINER_REMOVE = MessageCode(
+    "DOCKER_CONTAINER_REMOVE",
+    Level.DEBUG,
+    "Docker",
+    "The ContainerSSH Docker module os removing the container.",
+)
+
+DOCKER_CONTAINER_REMOVE_FAILED = MessageCode(
+    "DOCKER_CONTAINER_REMOVE_FAILED",
+    Level.WARNING,
+    "Docker",
+    "The ContainerSSH Docker module could not remove the container. This message may be temporary and retried or permanent. Check the log message for details.",
+)
+
+DOCKER_CONTAINER_REMOVE_SUCCESSFUL = MessageCode(
+    "DOCKER_CONTAINER_REMOVE_SUCCESSFUL",
+    Level.DEBUG,
+    "Docker",
+    "The ContainerSSH Docker module has successfully removed the container.",
+)
+
+DOCKER_CONTAINER_SHUTTING_DOWN = MessageCode(
+    "DOCKER_CONTAINER_SHUTTING_DOWN",
+    Level.DEBUG,
+    "Docker",
+    "The ContainerSSH Docker module is shutting down a container.",
+)
+
+DOCKER_CONTAINER_SIGNAL = MessageCode(
+    "DOCKER_CONTAINER_SIGNAL",
+    Level.DEBUG,
+    "Docker",
+    "The ContainerSSH Docker module is sending a signal to the container.",
+)
+
+DOCKER_CONTAINER_SIGNAL_FAILED = MessageCode(
+    "DOCKER_CONTAINER_SIGNAL_FAILED",
+    Level.WARNING,
+    "Docker",
+    "The ContainerSSH Docker module has failed to send a signal to the container.",
+)
+
+DOCKER_CONTAINER_START = MessageCode(
+    "DOCKER_CONTAINER_START",
+    Level.DEBUG,
+    "Docker",
+    "The ContainerSSH Docker module is starting the previously-created container.",
+)
+
+DOCKER_CONTAINER_START_FAILED = MessageCode(
+    "DOCKER_CONTAINER_START_FAILED",
+    Level.WARNING,
+    "Docker",
+    "The ContainerSSH docker module failed to start the container. This message can either be temporary and retried or permanent. Check the log message for details.",
+)
+
+DOCKER_CONTAINER_STOP = MessageCode(
+    "DOCKER_CONTAINER_STOP",
+    Level.DEBUG,
+    "Docker",
+    "The ContainerSSH Docker module is stopping the container.",
+)
+
+DOCKER_CONTAINER_STOP_FAILED = MessageCode(
+    "DOCKER_CONTAINER_STOP_FAILED",
+    Level.WARNING,
+    "Docker",
+    "The ContainerSSH Docker module failed to stop the container. This message can be either temporary and retried or permanent. Check the log message for details.",
+)
+
+DOCKER_EXEC = MessageCode(
+    "DOCKER_EXEC",
+    Level.DEBUG,
+    "Docker",
+    "The ContainerSSH Docker module is creating an execution. This may be in connection mode, or it may be the module internally using the exec mechanism to deliver a payload into the container.",
+)
+
+DOCKER_EXEC_ATTACH = MessageCode(
+    "DOCKER_EXEC_ATTACH",
+    Level.DEBUG,
+    "Docker",
+    "The ContainerSSH Docker module is attaching to the previously-created execution.",
+)
+
+DOCKER_EXEC_ATTACH_FAILED = MessageCode(
+    "DOCKER_EXEC_ATTACH_FAILED",
+    Level.WARNING,
+    "Docker",
+    "The ContainerSSH Docker module could not attach to the previously-created execution.",
+)
+
+DOCKER_EXEC_CREATE = MessageCode(
+    "DOCKER_EXEC_CREATE",
+    Level.DEBUG,
+    "Docker",
+    "The ContainerSSH Docker module is creating an execution.",
+)
+
+DOCKER_EXEC_CREATE_FAILED = MessageCode(
+    "DOCKER_EXEC_CREATE_FAILED",
+    Level.WARNING,
+    "Docker",
+    "The ContainerSSH Docker module has failed to create an execution. This can be temporary and retried or permanent. See the error message for details.",
+)
+
+DOCKER_EXEC_PID_READ_FAILED = MessageCode(
+    "DOCKER_EXEC_PID_READ_FAILED",
+    Level.WARNING,
+    "Docker",
+    "The ContainerSSH Docker module has failed to read the process ID from the [ContainerSSH Guest Agent](https://github.com/containerssh/agent). This is most likely because the guest image does not contain the guest agent, but guest agent support has been enabled.",
+)
+
+DOCKER_EXEC_RESIZE = MessageCode(
+    "DOCKER_EXEC_RESIZE",
+    Level.DEBUG,
+    "Docker",
+    "The ContainerSSH Docker module is resizing the console.",
+)
+
+DOCKER_EXEC_RESIZE_FAILED = MessageCode(
+    "DOCKER_EXEC_RESIZE_FAILED",
+    Level.WARNING,
+    "Docker",
+    "The ContainerSSH Docker module failed to resize the console.",
+)
+
+DOCKER_EXEC_SIGNAL = MessageCode(
+    "DOCKER_EXEC_SIGNAL",
+    Level.DEBUG,
+    "Docker",
+    "The ContainerSSH Docker module is delivering a signal in container mode.",
+)
+
+DOCKER_EXEC_SIGNAL_FAILED = MessageCode(
+    "DOCKER_EXEC_SIGNAL_FAILED",
+    Level.WARNING,
+    "Docker",
+    "The ContainerSSH Docker module failed to deliver a signal.",
+)
+
+DOCKER_EXEC_SIGNAL_FAILED_NO_AGENT = MessageCode(
+    "DOCKER_EXEC_SIGNAL_FAILED_NO_AGENT",
+    Level.WARNING,
+    "Docker",
+    "The ContainerSSH Docker module failed to deliver a signal because [ContainerSSH Guest Agent](https://github.com/containerssh/agent) support is disabled.",
+)
+
+DOCKER_EXEC_SIGNAL_SUCCESSFUL = MessageCode(
+    "DOCKER_EXEC_SIGNAL_SUCCESSFUL",
+    Level.DEBUG,
+    "Docker",
+    "The ContainerSSH Docker module successfully delivered the requested signal.",
+)
+
+DOCKER_EXIT_CODE = MessageCode(
+    "DOCKER_EXIT_CODE",
+    Level.DEBUG,
+    "Docker",
+    "The ContainerSSH Docker module is fetching the exit code from the program.",
+)
+
+DOCKER_EXIT_CODE_CONTAINER_RESTARTING = MessageCode(
+    "DOCKER_EXIT_CODE_CONTAINER_RESTARTING",
+    Level.WARNING,
+    "Docker",
+    "The ContainerSSH Docker module could not fetch the exit code from the program because the container is restarting. This is typically a misconfiguration as ContainerSSH containers should not automatically restart.",
+)
+
+DOCKER_EXIT_CODE_FAILED = MessageCode(
+    "DOCKER_EXIT_CODE_FAILED",
+    Level.WARNING,
+    "Docker",
+    "The ContainerSSH Docker module has failed to fetch the exit code of the program.",
+)
+
+DOCKER_EXIT_CODE_NEGATIVE = MessageCode(
+    "DOCKER_EXIT_CODE_NEGATIVE",
+    Level.WARNING,
+    "Docker",
+    "The ContainerSSH Docker module has received a negative exit code from Docker. This should never happen and is most likely a bug.",
+)
+
+DOCKER_EXIT_CODE_STILL_RUNNING = MessageCode(
+    "DOCKER_EXIT_CODE_STILL_RUNNING",
+    Level.WARNING,
+    "Docker",
+    "The ContainerSSH Docker module could not fetch the program exit code because the program is still running. This error may be temporary and retried or permanent.",
+)
+
+DOCKER_GUEST_AGENT_DISABLED = MessageCode(
+    "DOCKER_GUEST_AGENT_DISABLED",
+    Level.WARNING,
+    "Docker",
+    "The [ContainerSSH Guest Agent](https://github.com/containerssh/agent) has been disabled, which is strongly discouraged. ContainerSSH requires the guest agent to be installed in the container image to facilitate all SSH features. Disabling the guest agent will result in breaking the expectations a user has towards an SSH server. We provide the ability to disable guest agent support only for cases where the guest agent binary cannot be installed in the image at all.",
+)
+
+DOCKER_IMAGE_LISTING = MessageCode(
+    "DOCKER_IMAGE_LISTING",
+    Level.DEBUG,
+    "Docker",
+    "The ContainerSSH Docker module is listing the locally present container images to determine if the specified container image needs to be pulled.",
+)
+
+DOCKER_IMAGE_LISTING_FAILED = MessageCode(
+    "DOCKER_IMAGE_LISTING_FAILED",
+    Level.WARNING,
+    "Docker",
+    "The ContainerSSH Docker module failed to list the images present in the local Docker daemon. This is used to determine if the image needs to be pulled. This can be because the Docker daemon is not reachable, the certificate is invalid, or there is something else interfering with listing the images.",
+)
+
+DOCKER_IMAGE_PULL = MessageCode(
+    "DOCKER_IMAGE_PULL",
+    Level.DEBUG,
+    "Docker",
+    "The ContainerSSH Docker module is pulling the container image.",
+)
+
+DOCKER_IMAGE_PULL_FAILED = MessageCode(
+    "DOCKER_IMAGE_PULL_FAILED",
+    Level.WARNING,
+    "Docker",
+    "The ContainerSSH Docker module failed to pull the specified container image. This can be because of connection issues to the Docker daemon, or because the Docker daemon itself can't pull the image. If you don't intend to have the image pulled you should set the `ImagePullPolicy` to `Never`. See the [Docker documentation](https://containerssh.io/reference/upcoming/docker) for details.",
+)
+
+DOCKER_IMAGE_PULL_NEEDED_CHECKING = MessageCode(
+    "DOCKER_IMAGE_PULL_NEEDED_CHECKING",
+    Level.DEBUG,
+    "Docker",
+    "The ContainerSSH Docker module is checking if an image pull is needed.",
+)
+
+DOCKER_PROGRAM_ALREADY_RUNNING = MessageCode(
+    "DOCKER_PROGRAM_ALREADY_RUNNING",
+    Level.WARNING,
+    "Docker",
+    "The ContainerSSH Docker module can't execute the request because the program is already running. This is a client error.",
+)
+
+DOCKER_SIGNAL_FAILED_NO_PID = MessageCode(
+    "DOCKER_SIGNAL_FAILED_NO_PID",
+    Level.WARNING,
+    "Docker",
+    "The ContainerSSH Docker module can't deliver a signal because no PID has been recorded. This is most likely because guest agent support is disabled.",
+)
+
+DOCKER_STREAM_INPUT_FAILED = MessageCode(
+    "DOCKER_STREAM_INPUT_FAILED",
+    Level.WARNING,
+    "Docker",
+    "The ContainerSSH Docker module failed to stream stdin to the Docker engine.",
+)
+
+DOCKER_STREAM_OUTPUT_FAILED = MessageCode(
+    "DOCKER_STREAM_OUTPUT_FAILED",
+    Level.WARNING,
+    "Docker",
+    "The ContainerSSH Docker module failed to stream stdout and stderr from the Docker engine.",
+)
+
+DOCKER_SUBSYSTEM_NOT_SUPPORTED = MessageCode(
+    "DOCKER_SUBSYSTEM_NOT_SUPPORTED",
+    Level.WARNING,
+    "Docker",
+    "The ContainerSSH Docker module is not configured to run the requested subsystem.",
+)
+
+HTTP_CLIENT_CONNECTION_FAILED = MessageCode(
+    "HTTP_CLIENT_CONNECTION_FAILED",
+    Level.WARNING,
+    "HTTP",
+    "This message indicates a connection failure on the network level.",
+)
+
+HTTP_CLIENT_DECODE_FAILED = MessageCode(
+    "HTTP_CLIENT_DECODE_FAILED",
+    Level.WARNING,
+    "HTTP",
+    "This message indicates that decoding the JSON response has failed. The status code is set for this code.",
+)
+
+HTTP_CLIENT_ENCODE_FAILED = MessageCode(
+    "HTTP_CLIENT_ENCODE_FAILED",
+    Level.WARNING,
+    "HTTP",
+    "This message indicates that JSON encoding the request failed. This is usually a bug.",
+)
+
+HTTP_CLIENT_REDIRECT = MessageCode(
+    "HTTP_CLIENT_REDIRECT",
+    Level.DEBUG,
+    "HTTP",
+    "This message indicates that the server responded with a HTTP redirect.",
+)
+
+HTTP_CLIENT_REDIRECTS_DISABLED = MessageCode(
+    "HTTP_CLIENT_REDIRECTS_DISABLED",
+    Level.WARNING,
+    "HTTP",
+    "This message indicates that ContainerSSH is not following a HTTP redirect sent by the server. Use the allowRedirects option to allow following HTTP redirects.",
+)
+
+HTTP_CLIENT_REQUEST = MessageCode(
+    "HTTP_CLIENT_REQUEST",
+    Level.DEBUG,
+    "HTTP",
+    "This message indicates that a HTTP request is being sent from ContainerSSH",
+)
+
+HTTP_CLIENT_RESPONSE = MessageCode(
+    "HTTP_CLIENT_RESPONSE",
+    Level.DEBUG,
+    "HTTP",
+    "This message indicates that ContainerSSH received a HTTP response from a server.",
+)
+
+HTTP_SERVER_ENCODE_FAILED = MessageCode(
+    "HTTP_SERVER_ENCODE_FAILED",
+    Level.ERROR,
+    "HTTP",
+    "The HTTP server failed to encode the response object. This is a bug, please report it.",
+)
+
+HTTP_SERVER_RESPONSE_WRITE_FAILED = MessageCode(
+    "HTTP_SERVER_RESPONSE_WRITE_FAILED",
+    Level.WARNING,
+    "HTTP",
+    "The HTTP server failed to write the response.",
+)
+
+KUBERNETES_CLOSE_OUTPUT_FAILED = MessageCode(
+    "KUBERNETES_CLOSE_OUTPUT_FAILED",
+    Level.WARNING,
+    "Kubernetes",
+    "The ContainerSSH Kubernetes module attempted to close the output (stdout and stderr) for writing but failed to do so.",
+)
+
+KUBERNETES_CONFIG_ERROR = MessageCode(
+    "KUBERNETES_CONFIG_ERROR",
+    Level.ERROR,
+    "Kubernetes",
+    "The ContainerSSH Kubernetes module detected a configuration error. Please check your configuration.",
+)
+
+KUBERNETES_EXEC = MessageCode(
+    "KUBERNETES_EXEC",
+    Level.DEBUG,
+    "Kubernetes",
+    "The ContainerSSH Kubernetes module is creating an execution. This may be in connection mode, or it may be the module internally using the exec mechanism to deliver a payload into the pod.",
+)
+
+KUBERNETES_EXEC_RESIZE = MessageCode(
+    "KUBERNETES_EXEC_RESIZE",
+    Level.DEBUG,
+    "Kubernetes",
+    "The ContainerSSH Kubernetes module is resizing the terminal window.",
+)
+
+KUBERNETES_EXEC_RESIZE_FAILED = MessageCode(
+    "KUBERNETES_EXEC_RESIZE_FAILED",
+    Level.WARNING,
+    "Kubernetes",
+    "The ContainerSSH Kubernetes module failed to resize the console.",
+)
+
+KUBERNETES_EXEC_SIGNAL = MessageCode(
+    "KUBERNETES_EXEC_SIGNAL",
+    Level.DEBUG,
+    "Kubernetes",
+    "The ContainerSSH Kubernetes module is delivering a signal.",
+)
+
+KUBERNETES_EXEC_SIGNAL_FAILED = MessageCode(
+    "KUBERNETES_EXEC_SIGNAL_FAILED",
+    Level.WARNING,
+    "Kubernetes",
+    "The ContainerSSH Kubernetes module failed to deliver a signal.",
+)
+
+KUBERNETES_EXEC_SIGNAL_FAILED_NO_AGENT = MessageCode(
+    "KUBERNETES_EXEC_SIGNAL_FAILED_NO_AGENT",
+    Level.WARNING,
+    "Kubernetes",
+    "The ContainerSSH Kubernetes module failed to deliver a signal because guest agent support is disabled.",
+)
+
+KUBERNETES_EXEC_SIGNAL_SUCCESSFUL = MessageCode(
+    "KUBERNETES_EXEC_SIGNAL_SUCCESSFUL",
+    Level.DEBUG,
+    "Kubernetes",
+    "The ContainerSSH Kubernetes module successfully delivered the requested signal.",
+)
+
+KUBERNETES_EXIT_CODE_FAILED = MessageCode(
+    "KUBERNETES_EXIT_CODE_FAILED",
+    Level.WARNING,
+    "Kubernetes",
+    "The ContainerSSH Kubernetes module has failed to fetch the exit code of the program.",
+)
+
+KUBERNETES_GUEST_AGENT_DISABLED = MessageCode(
+    "KUBERNETES_GUEST_AGENT_DISABLED",
+    Level.WARNING,
+    "Kubernetes",
+    "The [ContainerSSH Guest Agent](https://github.com/podssh/agent) has been disabled, which is strongly discouraged. ContainerSSH requires the guest agent to be installed in the pod image to facilitate all SSH features. Disabling the guest agent will result in breaking the expectations a user has towards an SSH server. We provide the ability to disable guest agent support only for cases where the guest agent binary cannot be installed in the image at all.",
+)
+
+KUBERNETES_PID_RECEIVED = MessageCode(
+    "KUBERNETES_PID_RECEIVED",
+    Level.DEBUG,
+    "Kubernetes",
+    "The ContainerSSH Kubernetes module has received a PID from the Kubernetes guest agent.",
+)
+
+KUBERNETES_POD_ATTACH = MessageCode(
+    "KUBERNETES_POD_ATTACH",
+    Level.DEBUG,
+    "Kubernetes",
+    "The ContainerSSH Kubernetes module is attaching to a pod in session mode.",
+)
+
+KUBERNETES_POD_CREATE = MessageCode(
+    "KUBERNETES_POD_CREATE",
+    Level.DEBUG,
+    "Kubernetes",
+    "The ContainerSSH Kubernetes module is creating a pod.",
+)
+
+KUBERNETES_POD_CREATE_FAILED = MessageCode(
+    "KUBERNETES_POD_CREATE_FAILED",
+    Level.WARNING,
+    "Kubernetes",
+    "The ContainerSSH Kubernetes module failed to create a pod. This may be a temporary and retried or a permanent error message. Check the log message for details.",
+)
+
+KUBERNETES_POD_REMOVE = MessageCode(
+    "KUBERNETES_POD_REMOVE",
+    Level.DEBUG,
+    "Kubernetes",
+    "The ContainerSSH Kubernetes module is removing a pod.",
+)
+
+KUBERNETES_POD_REMOVE_FAILED = MessageCode(
+    "KUBERNETES_POD_REMOVE_FAILED",
+    Level.WARNING,
+    "Kubernetes",
+    "The ContainerSSH Kubernetes module could not remove the pod. This message may be temporary and retried or permanent. Check the log message for details.",
+)
+
+KUBERNETES_POD_REMOVE_SUCCESSFUL = MessageCode(
+    "KUBERNETES_POD_REMOVE_SUCCESSFUL",
+    Level.DEBUG,
+    "Kubernetes",
+    "The ContainerSSH Kubernetes module has successfully removed the pod.",
+)
+
+KUBERNETES_POD_SHUTTING_DOWN = MessageCode(
+    "KUBERNETES_POD_SHUTTING_DOWN",
+    Level.DEBUG,
+    "Kubernetes",
+    "The ContainerSSH Kubernetes module is shutting down a pod.",
+)
+
+KUBERNETES_POD_WAIT = MessageCode(
+    "KUBERNETES_POD_WAIT",
+    Level.DEBUG,
+    "Kubernetes",
+    "The ContainerSSH Kubernetes module is waiting for the pod to come up.",
+)
+
+KUBERNETES_POD_WAIT_FAILED = MessageCode(
+    "KUBERNETES_POD_WAIT_FAILED",
+    Level.WARNING,
+    "Kubernetes",
+    "The ContainerSSH Kubernetes module failed to wait for the pod to come up. Check the error message for details.",
+)
+
+KUBERNETES_PROGRAM_ALREADY_RUNNING = MessageCode(
+    "KUBERNETES_PROGRAM_ALREADY_RUNNING",
+    Level.WARNING,
+    "Kubernetes",
+    "The ContainerSSH Kubernetes module can't execute the request because the program is already running. This is a client error.",
+)
+
+KUBERNETES_PROGRAM_NOT_RUNNING = MessageCode(
+    "KUBERNETES_PROGRAM_NOT_RUNNING",
+    Level.WARNING,
+    "Kubernetes",
+    "This message indicates that the user requested an action that can only be performed when a program is running, but there is currently no program running.",
+)
+
+KUBERNETES_SIGNAL_FAILED_EXITED = MessageCode(
+    "KUBERNETES_SIGNAL_FAILED_EXITED",
+    Level.WARNING,
+    "Kubernetes",
+    "The ContainerSSH Kubernetes module can't deliver a signal because the program already exited.",
+)
+
+KUBERNETES_SIGNAL_FAILED_NO_PID = MessageCode(
+    "KUBERNETES_SIGNAL_FAILED_NO_PID",
+    Level.WARNING,
+    "Kubernetes",
+    "The ContainerSSH Kubernetes module can't deliver a signal because no PID has been recorded. This is most likely because guest agent support is disabled.",
+)
+
+KUBERNETES_SUBSYSTEM_NOT_SUPPORTED = MessageCode(
+    "KUBERNETES_SUBSYSTEM_NOT_SUPPORTED",
+    Level.WARNING,
+    "Kubernetes",
+    "The ContainerSSH Kubernetes module is not configured to run the requested subsystem.",
+)
+
+KUBERUN_DEPRECATED = MessageCode(
+    "KUBERUN_DEPRECATED",
+    Level.WARNING,
+    "Kubernetes",
+    "This message indicates that you are still using the deprecated KubeRun backend. This backend doesn't support all safety and functionality improvements and will be removed in the future. Please read the [deprecation notice for a migration guide](https://containerssh.io/deprecations/kuberun)",
+)
+
+KUBERUN_EXEC_DISABLED = MessageCode(
+    "KUBERUN_EXEC_DISABLED",
+    Level.WARNING,
+    "Kubernetes",
+    "This message indicates that the user tried to execute a program, but program execution is disabled in the legacy KubeRun configuration.",
+)
+
+KUBERUN_INSECURE = MessageCode(
+    "KUBERUN_INSECURE",
+    Level.WARNING,
+    "Kubernetes",
+    "This message indicates that you are using Kubernetes in the \"insecure\" mode where certificate verification is disabled. This is a major security flaw, has been deprecated and is removed in the new Kubernetes backend. Please change your configuration to properly validates the server certificates.",
+)
+
+LOG_FILE_OPEN_FAILED = MessageCode(
+    "LOG_FILE_OPEN_FAILED",
+    Level.ERROR,
+    "Log",
+    "ContainerSSH failed to open the specified log file.",
+)
+
+LOG_ROTATE_FAILED = MessageCode(
+    "LOG_ROTATE_FAILED",
+    Level.ERROR,
+    "Log",
+    "ContainerSSH cannot rotate the logs as requested because of an underlying error.",
+)
+
+LOG_WRITE_FAILED = MessageCode(
+    "LOG_WRITE_FAILED",
+    Level.ERROR,
+    "Log",
+    "ContainerSSH cannot write to the specified log file. This usually happens because the underlying filesystem is full or the log is located on a non-local storage (e.g. NFS), which is not supported.",
+)
+
+TEST = MessageCode(
+    "TEST",
+    Level.DEBUG,
+    "Log",
+    "This is message that should only be seen in unit and component tests, never in production.",
+)
+
+UNKNOWN_ERROR = MessageCode(
+    "UNKNOWN_ERROR",
+    Level.ERROR,
+    "Log",
+    "This is an untyped error. If you see this in a log that is a bug and should be reported.",
+)
+
+METRICS_AVAILABLE = MessageCode(
+    "METRICS_AVAILABLE",
+    Level.NOTICE,
+    "Metrics",
+    "The metrics service is now online and ready for service.",
+)
+
+SECURITY_ENV_REJECTED = MessageCode(
+    "SECURITY_ENV_REJECTED",
+    Level.INFO,
+    "Security",
+    "ContainerSSH rejected setting the environment variable because it does not pass the security settings.",
+)
+
+SECURITY_EXEC_FAILED_SETENV = MessageCode(
+    "SECURITY_EXEC_FAILED_SETENV",
+    Level.WARNING,
+    "Security",
+    "Program execution failed in conjunction with the forceCommand option because ContainerSSH could not set the `SSH_ORIGINAL_COMMAND` environment variable on the backend.",
+)
+
+SECURITY_EXEC_FORCING_COMMAND = MessageCode(
+    "SECURITY_EXEC_FORCING_COMMAND",
+    Level.DEBUG,
+    "Security",
+    "ContainerSSH is replacing the command passed from the client (if any) to the specified command and is setting the `SSH_ORIGINAL_COMMAND` environment variable.",
+)
+
+SECURITY_EXEC_REJECTED = MessageCode(
+    "SECURITY_EXEC_REJECTED",
+    Level.INFO,
+    "Security",
+    "A program execution request has been rejected because it doesn't conform to the security settings.",
+)
+
+SECURITY_SHELL_REJECTED = MessageCode(
+    "SECURITY_SHELL_REJECTED",
+    Level.INFO,
+    "Security",
+    "ContainerSSH rejected launching a shell due to the security settings.",
+)
+
+SECURITY_SIGNAL_REJECTED = MessageCode(
+    "SECURITY_SIGNAL_REJECTED",
+    Level.INFO,
+    "Security",
+    "ContainerSSH rejected delivering a signal because it does not pass the security settings.",
+)
+
+SECURITY_SUBSYSTEM_REJECTED = MessageCode(
+    "SECURITY_SUBSYSTEM_REJECTED",
+    Level.INFO,
+    "Security",
+    "ContainerSSH rejected the subsystem because it does pass the security settings.",
+)
+
+SECURITY_TTY_REJECTED = MessageCode(
+    "SECURITY_TTY_REJECTED",
+    Level.INFO,
+    "Security",
+    "ContainerSSH rejected the pseudoterminal request because of the security settings.",
+)
+
+SERVICE_CRASHED = MessageCode(
+    "SERVICE_CRASHED",
+    Level.ERROR,
+    "Service",
+    "A ContainerSSH has stopped improperly.",
+)
+
+SERVICE_POOL_RUNNING = MessageCode(
+    "SERVICE_POOL_RUNNING",
+    Level.NOTICE,
+    "Service",
+    "All ContainerSSH services are now running.",
+)
+
+SERVICE_POOL_STARTING = MessageCode(
+    "SERVICE_POOL_STARTING",
+    Level.NOTICE,
+    "Service",
+    "All ContainerSSH services are starting.",
+)
+
+SERVICE_POOL_STOPPED = MessageCode(
+    "SERVICE_POOL_STOPPED",
+    Level.NOTICE,
+    "Service",
+    "ContainerSSH has stopped all services.",
+)
+
+SERVICE_POOL_STOPPING = MessageCode(
+    "SERVICE_POOL_STOPPING",
+    Level.NOTICE,
+    "Service",
+    "ContainerSSH is stopping all services.",
+)
+
+SERVICE_RUNNING = MessageCode(
+    "SERVICE_RUNNING",
+    Level.DEBUG,
+    "Service",
+    "A ContainerSSH service is now running",
+)
+
+SERVICE_STARTING = MessageCode(
+    "SERVICE_STARTING",
+    Level.DEBUG,
+    "Service",
+    "ContainerSSH is starting a component service",
+)
+
+SERVICE_STOPPED = MessageCode(
+    "SERVICE_STOPPED",
+    Level.DEBUG,
+    "Service",
+    "A ContainerSSH service has stopped.",
+)
+
+SERVICE_STOPPING = MessageCode(
+    "SERVICE_STOPPING",
+    Level.DEBUG,
+    "Service",
+    "A ContainerSSH service is now stopping.",
+)
+
+SSH_ALREADY_RUNNING = MessageCode(
+    "SSH_ALREADY_RUNNING",
+    Level.ERROR,
+    "SSH",
+    "The SSH server is already running and has been started again. This is a bug, please report it.",
+)
+
+SSH_AUTH_FAILED = MessageCode(
+    "SSH_AUTH_FAILED",
+    Level.INFO,
+    "SSH",
+    "The user has provided invalid credentials.",
+)
+
+SSH_AUTH_SUCCESSFUL = MessageCode(
+    "SSH_AUTH_SUCCESSFUL",
+    Level.INFO,
+    "SSH",
+    "The user has provided valid credentials and is now authenticated.",
+)
+
+SSH_AUTH_UNAVAILABLE = MessageCode(
+    "SSH_AUTH_UNAVAILABLE",
+    Level.INFO,
+    "SSH",
+    "The user has requested an authentication method that is currently unavailable.",
+)
+
+SSH_AVAILABLE = MessageCode(
+    "SSH_AVAILABLE",
+    Level.NOTICE,
+    "SSH",
+    "The SSH service is now online and ready for service.",
+)
+
+SSH_BACKEND_REJECTED_HANDSHAKE = MessageCode(
+    "SSH_BACKEND_REJECTED_HANDSHAKE",
+    Level.WARNING,
+    "SSH",
+    "The backend has rejected the connecting user after successful authentication.",
+)
+
+SSH_CHANNEL_REQUEST = MessageCode(
+    "SSH_CHANNEL_REQUEST",
+    Level.DEBUG,
+    "SSH",
+    "The user has send a new channel-specific request.",
+)
+
+SSH_CHANNEL_REQUEST_FAILED = MessageCode(
+    "SSH_CHANNEL_REQUEST_FAILED",
+    Level.WARNING,
+    "SSH",
+    "ContainerSSH couldn't fulfil the channel-specific request.",
+)
+
+SSH_CHANNEL_REQUEST_SUCCESSFUL = MessageCode(
+    "SSH_CHANNEL_REQUEST_SUCCESSFUL",
+    Level.DEBUG,
+    "SSH",
+    "ContainerSSH has successfully processed the channel-specific request.",
+)
+
+SSH_CONNECTED = MessageCode(
+    "SSH_CONNECTED",
+    Level.INFO,
+    "SSH",
+    "A user has connected over SSH.",
+)
+
+SSH_DECODE_FAILED = MessageCode(
+    "SSH_DECODE_FAILED",
+    Level.WARNING,
+    "SSH",
+    "ContainerSSH failed to decode something from the user. This is either a bug in ContainerSSH or in the connecting client.",
+)
+
+SSH_DISCONNECTED = MessageCode(
+    "SSH_DISCONNECTED",
+    Level.INFO,
+    "SSH",
+    "An SSH connection has been severed.",
+)
+
+SSH_EXIT = MessageCode(
+    "SSH_EXIT",
+    Level.DEBUG,
+    "SSH",
+    "ContainerSSH is sending the exit code of the program to the user.",
+)
+
+SSH_EXIT_CODE_FAILED = MessageCode(
+    "SSH_EXIT_CODE_FAILED",
+    Level.WARNING,
+    "SSH",
+    "ContainerSSH failed to obtain and send the exit code of the program to the user.",
+)
+
+SSH_EXIT_SIGNAL = MessageCode(
+    "SSH_EXIT_SIGNAL",
+    Level.DEBUG,
+    "SSH",
+    "ContainerSSH is sending the exit signal from an abnormally exited program to the user.",
+)
+
+SSH_HANDSHAKE_FAILED = MessageCode(
+    "SSH_HANDSHAKE_FAILED",
+    Level.INFO,
+    "SSH",
+    "The connecting party failed to establish a secure SSH connection. This is most likely due to invalid credentials or a backend error.",
+)
+
+SSH_HANDSHAKE_SUCCESSFUL = MessageCode(
+    "SSH_HANDSHAKE_SUCCESSFUL",
+    Level.INFO,
+    "SSH",
+    "The user has provided valid credentials and has now established an SSH connection.",
+)
+
+SSH_LISTEN_CLOSE_FAILED = MessageCode(
+    "SSH_LISTEN_CLOSE_FAILED",
+    Level.WARNING,
+    "SSH",
+    "ContainerSSH failed to close the listen socket.",
+)
+
+SSH_NEW_CHANNEL = MessageCode(
+    "SSH_NEW_CHANNEL",
+    Level.DEBUG,
+    "SSH",
+    "A user has established a new SSH channel. (Not connection!)",
+)
+
+SSH_NEW_CHANNEL_REJECTED = MessageCode(
+    "SSH_NEW_CHANNEL_REJECTED",
+    Level.DEBUG,
+    "SSH",
+    "The user has requested a new channel to be opened, but was rejected.",
+)
+
+SSH_REPLY_SEND_FAILED = MessageCode(
+    "SSH_REPLY_SEND_FAILED",
+    Level.WARNING,
+    "SSH",
+    "ContainerSSH couldn't send the reply to a request to the user. This is usually the case if the user suddenly disconnects.",
+)
+
+SSH_START_FAILED = MessageCode(
+    "SSH_START_FAILED",
+    Level.ERROR,
+    "SSH",
+    "ContainerSSH failed to start the SSH service. This is usually because of invalid configuration.",
+)
+
+SSH_UNSUPPORTED_CHANNEL_TYPE = MessageCode(
+    "SSH_UNSUPPORTED_CHANNEL_TYPE",
+    Level.DEBUG,
+    "SSH",
+    "The user requested a channel type that ContainerSSH doesn't support (e.g. TCP/IP forwarding).",
+)
+
+SSH_UNSUPPORTED_GLOBAL_REQUEST = MessageCode(
+    "SSH_UNSUPPORTED_GLOBAL_REQUEST",
+    Level.DEBUG,
+    "SSH",
+    "The users client has send a global request ContainerSSH does not support. This is nothing to worry about.",
+)
+
+CORE_CONFIG_VALID = MessageCode(
+    "CORE_CONFIG_VALID",
+    Level.INFO,
+    "Core",
+    "The configuration file was checked and is valid; nothing was started.",
+    own=True,
+)
+
+CONFIG_AUTH_URL_DEPRECATED = MessageCode(
+    "CONFIG_AUTH_URL_DEPRECATED",
+    Level.WARNING,
+    "Configuration",
+    "The configuration uses the deprecated `auth.url` (or `auth.password: true` / `auth.pubkey: true`) shape; it was converted to `auth.password.webhook` / `auth.publicKey.webhook`. Update the file to the current shape.",
+    own=True,
+)
+
+CONFIG_DEPRECATED_KEY = MessageCode(
+    "CONFIG_DEPRECATED_KEY",
+    Level.WARNING,
+    "Configuration",
+    "The configuration uses a deprecated key that is still honoured; the message names its replacement.",
+    own=True,
+)
+
+SSH_KEEPALIVE_NORESP = MessageCode(
+    "SSH_KEEPALIVE_NORESP",
+    Level.DEBUG,
+    "SSH",
+    "The client did not answer a keepalive request in time; after `clientAliveCountMax` misses the connection is closed.",
+    own=True,
+)
+
+SSH_SOCKET_REUSE_FAILED = MessageCode(
+    "SSH_SOCKET_REUSE_FAILED",
+    Level.WARNING,
+    "SSH",
+    "The SSH listen socket could not be set to reuse its address.",
+    own=True,
+)
+
+SSH_GLOBAL_REQUEST = MessageCode(
+    "SSH_GLOBAL_REQUEST",
+    Level.DEBUG,
+    "SSH",
+    "The user has sent a global (connection-level) request.",
+    own=True,
+)
+
+SSH_GLOBAL_REQUEST_SUCCESSFUL = MessageCode(
+    "SSH_GLOBAL_REQUEST_SUCCESSFUL",
+    Level.DEBUG,
+    "SSH",
+    "The global request was processed successfully.",
+    own=True,
+)
+
+SSH_GLOBAL_REQUEST_FAILED = MessageCode(
+    "SSH_GLOBAL_REQUEST_FAILED",
+    Level.WARNING,
+    "SSH",
+    "The global request could not be fulfilled.",
+    own=True,
+)
+
+SSH_HANDSHAKE_TIMEOUT = MessageCode(
+    "SSH_HANDSHAKE_TIMEOUT",
+    Level.INFO,
+    "SSH",
+    "The client did not finish authentication within the login grace time and was disconnected.",
+    own=True,
+)
+
+SSH_AUTH_TOO_MANY_ATTEMPTS = MessageCode(
+    "SSH_AUTH_TOO_MANY_ATTEMPTS",
+    Level.INFO,
+    "SSH",
+    "The client exceeded the maximum number of authentication attempts and was disconnected.",
+    own=True,
+)
+
+SSH_ALGORITHM_UNSUPPORTED = MessageCode(
+    "SSH_ALGORITHM_UNSUPPORTED",
+    Level.WARNING,
+    "SSH",
+    "A configured cipher, key exchange or MAC algorithm is not implemented by this server and was left out of the offer.",
+    own=True,
+)
+
+SSH_SHUTDOWN = MessageCode(
+    "SSH_SHUTDOWN",
+    Level.NOTICE,
+    "SSH",
+    "The SSH service is closing open connections because the gateway is shutting down.",
+    own=True,
+)
+
+AUTH_DISABLED = MessageCode(
+    "AUTH_DISABLED",
+    Level.WARNING,
+    "Authentication",
+    "The authentication method the client tried is not enabled in the configuration.",
+    own=True,
+)
+
+AUTHZ_FAILED = MessageCode(
+    "AUTHZ_FAILED",
+    Level.INFO,
+    "Authentication",
+    "The authorization webhook refused a user who had authenticated successfully.",
+    own=True,
+)
+
+AUTH_STATIC_USERS_LOADED = MessageCode(
+    "AUTH_STATIC_USERS_LOADED",
+    Level.INFO,
+    "Authentication",
+    "The embedded static-user authenticator loaded its users file.",
+    own=True,
+)
+
+DOCKER_PROGRAM_NOT_RUNNING = MessageCode(
+    "DOCKER_PROGRAM_NOT_RUNNING",
+    Level.WARNING,
+    "Docker",
+    "The user requested an action that needs a running program (window change, signal), but no program is running on the channel.",
+    own=True,
+)
+
+DOCKER_CONTAINER_RECONCILE = MessageCode(
+    "DOCKER_CONTAINER_RECONCILE",
+    Level.NOTICE,
+    "Docker",
+    "At start-up the Docker backend found and is removing containers that a previous run of this gateway left behind.",
+    own=True,
+)
+
+DOCKER_CONNECTION_FAILED = MessageCode(
+    "DOCKER_CONNECTION_FAILED",
+    Level.ERROR,
+    "Docker",
+    "The Docker backend cannot reach the Docker engine.",
+    own=True,
+)
+
+DOCKER_AGENT_LOG = MessageCode(
+    "DOCKER_AGENT_LOG",
+    Level.WARNING,
+    "Docker",
+    "The guest agent wrote a diagnostic line on its standard error.",
+    own=True,
+)
+
+SERVICE_SHUTDOWN_DEADLINE = MessageCode(
+    "SERVICE_SHUTDOWN_DEADLINE",
+    Level.WARNING,
+    "Service",
+    "The shutdown deadline expired before every session finished; the remaining ones were closed by force.",
+    own=True,
+)
+
+CORE_FRAMEWORK_LOG = MessageCode(
+    "CORE_FRAMEWORK_LOG",
+    Level.DEBUG,
+    "Core",
+    "A message from the Twisted framework or a library, passed on as is; its warnings are logged at warning level, everything else at debug.",
+    own=True,
+)
+
+
+DOCKER_FILE_WRITE_SKIPPED = MessageCode(
+    "DOCKER_FILE_WRITE_SKIPPED",
+    Level.DEBUG,
+    "Docker",
+    "Authentication returned files to place in the container, but writing files through the guest agent is not available in this version; the files were not written.",
+    own=True,
+)
+
+
+CATALOGUE: dict[str, MessageCode] = {
+    m.code: m for m in globals().values() if isinstance(m, MessageCode)
+}

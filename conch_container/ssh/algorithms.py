@@ -1,0 +1,129 @@
+"""Which ciphers, key exchanges and MACs the server offers.
+
+The configuration lists algorithms by their SSH names in order of preference,
+as ContainerSSH's ``ssh.ciphers``/``ssh.kex``/``ssh.macs`` do. Conch does not
+implement all of them (no AES-GCM, no ChaCha20-Poly1305, no ``-etm`` MACs), so
+the offer is the configured list with the names Conch cannot speak left out, in
+the configured order. What was left out is reported once, when the server is
+built; a list with nothing usable left is a start-up error, because a server
+that offers no cipher can accept no client.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import attrs
+from twisted.conch.ssh import transport as conch_transport
+
+from conch_container import messages
+from conch_container.config.ssh import DEFAULT_CIPHERS, DEFAULT_KEX, DEFAULT_MACS
+from conch_container.errors import GENERIC_USER_MESSAGE, ContainerSSHError
+from conch_container.log.logger import CodeLogger
+
+#: Key exchanges that need a moduli file (Diffie-Hellman group exchange). The
+#: server does not load one, so they are never offered.
+_NEEDS_MODULI = frozenset(
+    {b"diffie-hellman-group-exchange-sha256", b"diffie-hellman-group-exchange-sha1"}
+)
+
+
+def implemented_ciphers() -> tuple[bytes, ...]:
+    """The ciphers this Conch build can run (it depends on the crypto backend)."""
+    return tuple(conch_transport.SSHServerTransport.supportedCiphers)
+
+
+def implemented_key_exchanges() -> tuple[bytes, ...]:
+    """The key exchanges this Conch build can run without a moduli file."""
+    return tuple(
+        k
+        for k in conch_transport.SSHServerTransport.supportedKeyExchanges
+        if k not in _NEEDS_MODULI
+    )
+
+
+def implemented_macs() -> tuple[bytes, ...]:
+    """The MACs this Conch build can run."""
+    return tuple(conch_transport.SSHServerTransport.supportedMACs)
+
+
+@attrs.frozen
+class AlgorithmOffer:
+    """What the server offers in its KEXINIT, in order of preference.
+
+    :ivar unsupported: the configured names that were left out, by kind
+        (``ciphers``, ``kex``, ``macs``); empty when everything configured is offered.
+    """
+
+    ciphers: tuple[bytes, ...]
+    key_exchanges: tuple[bytes, ...]
+    macs: tuple[bytes, ...]
+    unsupported: dict[str, tuple[str, ...]] = attrs.field(factory=dict)
+
+
+def _select(
+    kind: str,
+    configured: Sequence[str],
+    default: Sequence[str],
+    implemented: Sequence[bytes],
+) -> tuple[tuple[bytes, ...], tuple[str, ...]]:
+    # An empty list means ContainerSSH's default (Go's SSH library falls
+    # back to its defaults when given none).
+    wanted = tuple(configured) or tuple(default)
+    usable = set(implemented)
+    offered: list[bytes] = []
+    left_out: list[str] = []
+    for name in wanted:
+        encoded = name.encode("ascii", "replace")
+        if encoded in usable:
+            if encoded not in offered:
+                offered.append(encoded)
+        elif name not in left_out:
+            left_out.append(name)
+    if not offered:
+        raise ContainerSSHError(
+            messages.SSH_START_FAILED,
+            GENERIC_USER_MESSAGE,
+            f"none of the configured ssh.{kind} is implemented by this server "
+            f"(configured: {', '.join(wanted) or 'none'}; "
+            f"implemented: {', '.join(a.decode() for a in implemented)})",
+            kind=kind,
+        )
+    return tuple(offered), tuple(left_out)
+
+
+def select_algorithms(
+    ciphers: Sequence[str],
+    kex: Sequence[str],
+    macs: Sequence[str],
+    log: CodeLogger | None = None,
+) -> AlgorithmOffer:
+    """Build the offer from the configured lists.
+
+    :param log: if given, one ``SSH_ALGORITHM_UNSUPPORTED`` event lists every
+        configured name that was left out.
+    :raises ContainerSSHError: (``SSH_START_FAILED``) when a list has nothing
+        this server implements.
+    """
+    offered_ciphers, bad_ciphers = _select(
+        "ciphers", ciphers, DEFAULT_CIPHERS, implemented_ciphers()
+    )
+    offered_kex, bad_kex = _select("kex", kex, DEFAULT_KEX, implemented_key_exchanges())
+    offered_macs, bad_macs = _select("macs", macs, DEFAULT_MACS, implemented_macs())
+    unsupported = {
+        kind: names
+        for kind, names in (("ciphers", bad_ciphers), ("kex", bad_kex), ("macs", bad_macs))
+        if names
+    }
+    if unsupported and log is not None:
+        log.event(
+            messages.SSH_ALGORITHM_UNSUPPORTED,
+            "Not offering configured SSH algorithms this server does not implement: {algorithms}",
+            algorithms="; ".join(
+                f"{kind}: {', '.join(names)}" for kind, names in unsupported.items()
+            ),
+            unsupportedCiphers=list(bad_ciphers),
+            unsupportedKex=list(bad_kex),
+            unsupportedMacs=list(bad_macs),
+        )
+    return AlgorithmOffer(offered_ciphers, offered_kex, offered_macs, unsupported)

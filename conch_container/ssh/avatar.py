@@ -1,0 +1,127 @@
+"""The avatar: one authenticated connection and its backend resources."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from twisted.conch.avatar import ConchUser
+from twisted.conch.interfaces import ISession
+from twisted.internet.defer import Deferred, DeferredList
+from twisted.python.failure import Failure
+
+from conch_container import messages
+from conch_container.asyncutil import call_as_deferred
+from conch_container.errors import ContainerSSHError
+from conch_container.log.logger import CodeLogger
+from conch_container.metadata import ConnectionMetadata
+from conch_container.ssh.session import ContainerSession, SessionChannel
+
+#: Global requests answered with failure without a log line: OpenSSH clients
+#: send this one every ``ServerAliveInterval``; ContainerSSH does the same.
+_QUIET_GLOBAL_REQUESTS = frozenset({b"keepalive@openssh.com"})
+
+
+class ContainerAvatar(ConchUser):
+    """What a user is, once logged in: a backend connection plus its sessions.
+
+    Each session channel gets its own :class:`ContainerSession`: adapting the
+    avatar to :class:`~twisted.conch.interfaces.ISession` (which Conch does
+    once per channel) goes through :meth:`__conform__` and returns a new one
+    every time, without touching the global adapter registry.
+
+    :param connection: the backend's
+        :class:`~conch_container.interfaces.IBackendConnection`.
+    :param metadata: the authenticated connection metadata.
+    :param log: the connection's logger.
+    :param registry: the session registry; the teardown is handed to it so
+        that shutdown can wait for it.
+    """
+
+    def __init__(
+        self,
+        connection: Any,
+        metadata: ConnectionMetadata,
+        log: CodeLogger,
+        registry: Any,
+    ) -> None:
+        super().__init__()
+        self.channelLookup = {b"session": SessionChannel}
+        self.backend_connection = connection
+        self.metadata = metadata
+        self.log = log
+        self._registry = registry
+        self._sessions: set[ContainerSession] = set()
+        self._closing: set[Deferred[None]] = set()
+        self._logged_out = False
+
+    def __conform__(self, interface: Any) -> Any:
+        if interface is ISession:
+            return ContainerSession(self)
+        return None
+
+    # Session bookkeeping, used by ContainerSession.
+
+    def session_opened(self, session: ContainerSession) -> None:
+        """A session channel now holds a backend session."""
+        self._sessions.add(session)
+
+    def session_closing(self, session: ContainerSession, closed: Deferred[None]) -> None:
+        """A session's backend teardown started; logout waits for it."""
+        self._sessions.discard(session)
+        self._closing.add(closed)
+        closed.addBoth(lambda _: self._closing.discard(closed))
+
+    @property
+    def accepting_channels(self) -> bool:
+        """False once the gateway is shutting down or this user logged out."""
+        return not self._logged_out and bool(self._registry.accepting)
+
+    def gotGlobalRequest(self, requestType: bytes, data: bytes) -> int:
+        """Refuse every global request; log those that are not keepalives."""
+        if requestType in _QUIET_GLOBAL_REQUESTS:
+            return 0
+        name = requestType.decode("ascii", "replace")
+        self.log.event(
+            messages.SSH_GLOBAL_REQUEST, "Global request {requestType}", requestType=name
+        )
+        self.log.event(
+            messages.SSH_UNSUPPORTED_GLOBAL_REQUEST,
+            "Unsupported global request {requestType}",
+            requestType=name,
+        )
+        return 0
+
+    def logout(self) -> None:
+        """The connection is gone: close the sessions, then the backend connection.
+
+        Called synchronously by the transport; the teardown itself is
+        asynchronous and handed to the session registry.
+        """
+        if self._logged_out:
+            return
+        self._logged_out = True
+        for session in list(self._sessions):
+            session.closed()
+        teardown = Deferred.fromCoroutine(self._teardown())
+        self._registry.track(teardown, f"teardown of connection {self.metadata.connection_id}")
+
+    async def _teardown(self) -> None:
+        if self._closing:
+            await DeferredList(list(self._closing), consumeErrors=True)
+        await self.close_backend_connection(self.backend_connection, self.log)
+
+    @staticmethod
+    async def close_backend_connection(connection: Any, log: CodeLogger) -> None:
+        """Close a backend connection; log, never raise, whatever goes wrong."""
+        try:
+            await call_as_deferred(connection.close)
+        except ContainerSSHError as e:
+            e.log(log)
+        except Exception:
+            failure = Failure()
+            log.event(
+                messages.UNKNOWN_ERROR,
+                "Closing the backend connection failed: {reason}",
+                reason=failure.getErrorMessage(),
+                failure=failure,
+            )

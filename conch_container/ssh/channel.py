@@ -1,0 +1,342 @@
+"""The ``session`` channel: Conch's ``SSHSession`` with the gateway's request handling.
+
+On top of Conch's channel this class logs every request with ContainerSSH's
+codes, decodes payloads strictly, adds ``signal``, routes subsystems (SFTP
+included) to the backend instead of Conch's built-in server, keeps program
+output in order (EOF and exit status only after buffered output) and pauses
+the backend while the client's window is full. The program itself is driven
+by the channel's :class:`~conch_container.ssh.session.ContainerSession`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, cast
+
+from twisted.conch.ssh.connection import EXTENDED_DATA_STDERR
+from twisted.conch.ssh.session import SSHSession, SSHSessionProcessProtocol
+from twisted.internet.defer import Deferred, maybeDeferred, succeed
+from twisted.python.failure import Failure
+
+from conch_container import messages
+from conch_container.errors import ContainerSSHError
+from conch_container.interfaces import ExitStatus, PtyRequest
+from conch_container.log.logger import CodeLogger
+from conch_container.ssh.requests import (
+    START_FAILED_EXIT_STATUS,
+    PayloadError,
+    ProgramStartFailed,
+    RequestRefused,
+    exit_request,
+    parse_env,
+    parse_pty_req,
+    parse_string,
+    parse_window_change,
+)
+from conch_container.ssh.sessionio import ChannelIO
+
+if TYPE_CHECKING:
+    from conch_container.ssh.session import ContainerSession
+
+
+class SessionChannel(SSHSession):
+    """A ``session`` channel."""
+
+    log: CodeLogger
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._io: ChannelIO | None = None
+        self._after_drain: list[Callable[[], None]] = []
+        self._after_reply: list[Callable[[], None]] = []
+        self._dispatching = False
+        self._adding_window = False
+        self._resume_after_flush = False
+        self._eof_sent = False
+
+    @property
+    def container_session(self) -> ContainerSession:
+        """This channel's session (adapted from the avatar on first use)."""
+        return cast("ContainerSession", self._session)
+
+    def channelOpen(self, specificData: bytes) -> None:
+        """Log the channel and open its backend session."""
+        avatar: Any = self.avatar
+        self.log = avatar.log.bind(channelId=self.id)
+        self.log.event(messages.SSH_NEW_CHANNEL, "New session channel", channelType="session")
+        try:
+            self.container_session.attach(self)
+        except ContainerSSHError as e:
+            e.log(self.log)
+            self.loseConnection()
+        except Exception:
+            failure = Failure()
+            self.log.event(
+                messages.UNKNOWN_ERROR,
+                "Opening the backend session failed: {reason}",
+                reason=failure.getErrorMessage(),
+                failure=failure,
+            )
+            self.loseConnection()
+
+    # Requests
+
+    def requestReceived(self, requestType: bytes, data: bytes) -> Deferred[bool]:
+        """Dispatch a channel request and log its outcome; never fails, answers true or false."""
+        name = requestType.decode("ascii", "replace")
+        self._dispatching = True
+        self.log.event(
+            messages.SSH_CHANNEL_REQUEST, "Channel request {requestType}", requestType=name
+        )
+        method = _HANDLERS.get(requestType)
+        if method is None:
+            self._request_failed(name, f"unsupported request type: {name}")
+            return succeed(False)
+        d = maybeDeferred(getattr(self, method), data)
+        d.addCallbacks(
+            self._request_done, self._request_error, callbackArgs=(name,), errbackArgs=(name,)
+        )
+        # Conch sends the reply when the Deferred we return fires. Once this
+        # side has closed the channel a reply must not follow (and would hit
+        # a channel Conch already forgot), so such a late answer is dropped.
+        answer: Deferred[bool] = Deferred()
+
+        def deliver(ok: bool) -> None:
+            if not self.localClosed:
+                answer.callback(ok)
+
+        d.addCallback(deliver)
+        return answer
+
+    def request_dispatched(self) -> None:
+        """The connection has handled the request (and sent its reply, if it was ready)."""
+        self._dispatching = False
+        pending, self._after_reply = self._after_reply, []
+        for f in pending:
+            f()
+
+    def after_reply(self, f: Callable[[], None]) -> None:
+        """Run ``f`` once the reply to the request being answered has been sent.
+
+        A reply fired while the request is still being dispatched goes out
+        only when the dispatch ends; anything that must follow the reply
+        (the program's output, a close) waits until then.
+        """
+        if self._dispatching:
+            self._after_reply.append(f)
+        else:
+            f()
+
+    def _request_done(self, result: object, name: str) -> bool:
+        if not result:
+            self._request_failed(name, "request refused")
+            return False
+        self.log.event(
+            messages.SSH_CHANNEL_REQUEST_SUCCESSFUL,
+            "Channel request {requestType} done",
+            requestType=name,
+        )
+        return True
+
+    def _request_error(self, failure: Failure, name: str) -> bool:
+        error = failure.value
+        if isinstance(error, ProgramStartFailed):
+            # OpenSSH gives up at once on a failed exec reply and never shows
+            # what arrived on stderr before it. So the request succeeds, the
+            # user reads why on stderr, and the exit status says it failed.
+            self._request_failed(name, error.reason)
+            message = error.user_message
+            self.after_reply(lambda: self._report_start_failure(message))
+            return True
+        if isinstance(error, RequestRefused):
+            self._request_failed(name, error.reason)
+        elif isinstance(error, PayloadError):
+            self.log.event(
+                messages.SSH_DECODE_FAILED,
+                "Cannot decode the {requestType} request: {reason}",
+                requestType=name,
+                reason=failure.getErrorMessage(),
+            )
+            self._request_failed(name, "failed to unmarshal payload")
+        else:
+            self.log.event(
+                messages.UNKNOWN_ERROR,
+                "Handling the {requestType} request failed: {reason}",
+                requestType=name,
+                reason=failure.getErrorMessage(),
+                failure=failure,
+            )
+            self._request_failed(name, "internal error")
+        return False
+
+    def _request_failed(self, name: str, reason: str) -> None:
+        self.log.event(
+            messages.SSH_CHANNEL_REQUEST_FAILED,
+            "Channel request {requestType} failed: {reason}",
+            requestType=name,
+            reason=reason,
+        )
+
+    def request_pty_req(self, data: bytes) -> Any:
+        """Ask the backend for a terminal."""
+        term, columns, rows, width, height, modes = parse_pty_req(data)
+        self.container_session.request_pty(PtyRequest(term, columns, rows, width, height, modes))
+        return True
+
+    def request_env(self, data: bytes) -> Any:
+        """Pass an environment variable (refused after the program started)."""
+        name, value = parse_env(data)
+        self.container_session.set_env(name, value)
+        return True
+
+    def request_shell(self, data: bytes) -> Any:
+        """Start the user's shell; answered once it runs."""
+        return self._start_program(lambda proto: self.container_session.openShell(proto))
+
+    def request_exec(self, data: bytes) -> Any:
+        """Run a command; answered once it runs."""
+        command = parse_string(data)
+        return self._start_program(lambda proto: self.container_session.run(proto, "exec", command))
+
+    def request_subsystem(self, data: bytes) -> Any:
+        """Start a subsystem in the backend (SFTP included: never Conch's own server)."""
+        name = parse_string(data)
+        return self._start_program(
+            lambda proto: self.container_session.run(proto, "subsystem", name)
+        )
+
+    def _start_program(self, start: Callable[[Any], Deferred[bool]]) -> Deferred[bool]:
+        if self.client is not None:
+            raise RequestRefused("program already running")
+        proto = SSHSessionProcessProtocol(self)
+        result = start(proto)
+        self.client = proto
+        return result
+
+    def request_window_change(self, data: bytes) -> Any:
+        """Resize the program's terminal."""
+        columns, rows, width, height = parse_window_change(data)
+        return self.container_session.resize(columns, rows, width, height)
+
+    def request_signal(self, data: bytes) -> Any:
+        """Deliver a signal (RFC 4254, section 6.9) to the program."""
+        return self.container_session.signal(parse_string(data))
+
+    # Data from the client
+
+    def dataReceived(self, data: bytes) -> None:
+        """Client stdin for the program; dropped when no program was requested."""
+        client = self.client
+        if client is None or client.transport is None:
+            return
+        client.transport.write(data)
+
+    def extReceived(self, dataType: int, data: bytes) -> None:
+        """Extended data from the client has no meaning for a session; ignore it."""
+
+    def eofReceived(self) -> None:
+        """The client sent EOF: close the program's stdin."""
+        self.container_session.eofReceived()
+
+    def closeReceived(self) -> None:
+        """The client closed the channel: output still buffered can never be delivered."""
+        self.buf = b""
+        self.extBuf = []
+        self._after_drain = []
+        super().closeReceived()
+
+    def closed(self) -> None:
+        """The channel is closed on both sides: end the backend session."""
+        if self._io is not None:
+            self._io.abandon()
+        self._after_drain = []
+        super().closed()
+
+    # Output to the client
+
+    def attach_io(self, io: ChannelIO) -> None:
+        """The output path of the program started on this channel."""
+        self._io = io
+
+    def stopWriting(self) -> None:
+        """The client's window is full: pause the backend's output."""
+        if self._io is not None:
+            self._io.window_full()
+
+    def startWriting(self) -> None:
+        """The client made room: resume the backend's output."""
+        if self._adding_window:
+            # Conch calls this before it flushes what it buffered; a producer
+            # resumed now would write behind the buffer without ever being
+            # paused again. Resume once the buffer is flushed.
+            self._resume_after_flush = True
+        elif self._io is not None:
+            self._io.window_open()
+
+    def addWindowBytes(self, data: int) -> None:
+        """More window: flush buffered output, resume the backend, then what waited."""
+        self._adding_window = True
+        try:
+            super().addWindowBytes(data)
+        finally:
+            self._adding_window = False
+        if self._resume_after_flush:
+            self._resume_after_flush = False
+            if self.areWriting and self._io is not None:
+                self._io.window_open()
+        self._run_after_drain()
+
+    def _drained(self) -> bool:
+        return not self.buf and not self.extBuf
+
+    def _when_drained(self, f: Callable[[], None]) -> None:
+        self._after_drain.append(f)
+        self._run_after_drain()
+
+    def _run_after_drain(self) -> None:
+        while self._after_drain and self._drained():
+            self._after_drain.pop(0)()
+
+    def _report_start_failure(self, message: bytes) -> None:
+        self.writeExtended(EXTENDED_DATA_STDERR, message)
+        self.finish(ExitStatus(code=START_FAILED_EXIT_STATUS))
+
+    def send_eof(self) -> None:
+        """Send EOF once everything written before it has been delivered."""
+        self.after_reply(lambda: self._when_drained(self._send_eof_now))
+
+    def _send_eof_now(self) -> None:
+        if not self._eof_sent and self.conn is not None:
+            self._eof_sent = True
+            self.conn.sendEOF(self)
+
+    def finish(self, status: ExitStatus | None) -> None:
+        """After the output: EOF, the exit status (if known), and close.
+
+        All of it waits for the reply to a request being answered (a signal
+        can end the program before its own reply is sent) and for buffered
+        output to be delivered.
+        """
+
+        def done() -> None:
+            self._send_eof_now()
+            if status is not None and self.conn is not None:
+                request, payload = exit_request(status)
+                self.conn.sendRequest(self, request, payload)
+            self.loseConnection()
+
+        self.after_reply(lambda: self._when_drained(done))
+
+
+#: The requests a session channel serves, and their handlers. Anything else
+#: (agent forwarding, X11, ...) is refused as unsupported; the handlers are
+#: looked up in this table only, never by building a name from client input.
+_HANDLERS: dict[bytes, str] = {
+    b"pty-req": "request_pty_req",
+    b"env": "request_env",
+    b"shell": "request_shell",
+    b"exec": "request_exec",
+    b"subsystem": "request_subsystem",
+    b"window-change": "request_window_change",
+    b"signal": "request_signal",
+}

@@ -1,0 +1,110 @@
+"""The realm: from an authenticated user to a backend connection and an avatar.
+
+This is ContainerSSH's ``OnHandshakeSuccess`` step: after authentication and
+before the client may open a channel, the backend prepares the connection (in
+Docker connection mode: creates and starts the container). If the backend
+refuses, the client is disconnected with the error's user-safe message.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from twisted.conch.interfaces import IConchUser
+from twisted.cred.portal import IRealm
+from twisted.internet.defer import Deferred
+from twisted.python.failure import Failure
+from zope.interface import implementer
+
+from conch_container import messages
+from conch_container.asyncutil import call_as_deferred
+from conch_container.errors import GENERIC_USER_MESSAGE, ContainerSSHError
+from conch_container.interfaces import ConnectionContext
+from conch_container.log.logger import CodeLogger
+from conch_container.ssh.avatar import ContainerAvatar
+from conch_container.ssh.checkers import AuthenticatedUser
+from conch_container.ssh.transport import DISCONNECT_BY_APPLICATION
+
+if TYPE_CHECKING:
+    from conch_container.ssh.transport import ServerTransport
+
+
+class ConnectionRejected(Exception):
+    """The connection was closed after authentication; the user already got the message."""
+
+
+@implementer(IRealm)
+class ConnectionRealm:
+    """The realm for one SSH connection.
+
+    :param transport: the connection's
+        :class:`~conch_container.ssh.transport.ServerTransport`; its factory
+        holds the backend, the config and the session registry.
+    """
+
+    def __init__(self, transport: ServerTransport) -> None:
+        self._transport = transport
+
+    def requestAvatar(self, avatarId: Any, mind: object, *interfaces: Any) -> Deferred[Any]:
+        """Connect the user to the backend; fires with ``(IConchUser, avatar, logout)``."""
+        if IConchUser not in interfaces:
+            raise NotImplementedError("only IConchUser avatars are available")
+        if not isinstance(avatarId, AuthenticatedUser):
+            raise TypeError(f"unexpected avatar id {avatarId!r}")
+        return Deferred.fromCoroutine(self._login(avatarId))
+
+    def _reject(
+        self, log: CodeLogger, reason: str, user_message: str, failure: Failure | None = None
+    ) -> ConnectionRejected:
+        log.event(
+            messages.SSH_BACKEND_REJECTED_HANDSHAKE,
+            "Backend rejected the connection: {reason}",
+            reason=reason,
+            failure=failure,
+        )
+        self._transport.disconnect(DISCONNECT_BY_APPLICATION, user_message)
+        return ConnectionRejected(reason)
+
+    async def _login(self, user: AuthenticatedUser) -> tuple[Any, ContainerAvatar, Any]:
+        transport = self._transport
+        factory = transport.factory
+        registry = factory.registry
+        if transport.lost:
+            # The client left while its credentials were being checked.
+            raise ConnectionRejected("the client disconnected during authentication")
+        transport.authentication_succeeded(user.metadata)
+        log = transport.log
+        if not registry.accepting:
+            raise self._reject(log, "the server is shutting down", GENERIC_USER_MESSAGE)
+        context = ConnectionContext(metadata=user.metadata, config=factory.config, log=log)
+        # Shutdown must wait for a backend that is still preparing, or the
+        # container it is creating would outlive the gateway.
+        settled: Deferred[None] = Deferred()
+        registry.track(settled, f"backend setup for connection {transport.connection_id}")
+        try:
+            try:
+                connection = await call_as_deferred(factory.backend.connect, context)
+            except ContainerSSHError as e:
+                raise self._reject(log, e.explanation, e.user_message) from None
+            except Exception:
+                failure = Failure()
+                raise self._reject(
+                    log,
+                    f"backend error: {failure.getErrorMessage()}",
+                    GENERIC_USER_MESSAGE,
+                    failure,
+                ) from None
+            if transport.lost or not registry.accepting:
+                # Nobody will ever log this avatar out: release what the
+                # backend prepared right away.
+                await ContainerAvatar.close_backend_connection(connection, log)
+                reason = (
+                    "the client disconnected while the backend was preparing"
+                    if transport.lost
+                    else "the server is shutting down"
+                )
+                raise self._reject(log, reason, GENERIC_USER_MESSAGE)
+            avatar = ContainerAvatar(connection, user.metadata, log, registry)
+            return (IConchUser, avatar, avatar.logout)
+        finally:
+            settled.callback(None)

@@ -1,0 +1,311 @@
+"""Sessions: the program behind one session channel.
+
+:class:`ContainerSession` is the :class:`~twisted.conch.interfaces.ISession`
+Conch obtains by adapting the avatar, one per channel; it drives one
+:class:`~conch_container.interfaces.IBackendSession`. The channel class,
+:class:`~conch_container.ssh.channel.SessionChannel`, is re-exported here.
+"""
+
+from __future__ import annotations
+
+import enum
+from typing import Any
+
+from twisted.conch.interfaces import EnvironmentVariableNotPermitted, ISession, ISessionSetEnv
+from twisted.internet.defer import Deferred
+from twisted.python.failure import Failure
+from zope.interface import implementer
+
+from conch_container import messages
+from conch_container.asyncutil import call_as_deferred
+from conch_container.errors import GENERIC_USER_MESSAGE, ContainerSSHError
+from conch_container.interfaces import ExitStatus, ProgramRequest, PtyRequest
+from conch_container.log.levels import Level
+from conch_container.log.logger import CodeLogger
+from conch_container.ssh.channel import SessionChannel
+from conch_container.ssh.requests import (
+    PayloadError,
+    ProgramStartFailed,
+    RequestRefused,
+    encode_modes,
+)
+from conch_container.ssh.sessionio import ChannelIO, StdinBuffer
+
+__all__ = ["ContainerSession", "SessionChannel"]
+
+
+class _State(enum.Enum):
+    NEW = "new"
+    STARTING = "starting"
+    RUNNING = "running"
+    ENDED = "ended"
+
+
+@implementer(ISession, ISessionSetEnv)
+class ContainerSession:
+    """One channel's program in the backend.
+
+    Requests arrive in SSH order; this object maps them onto the
+    :class:`~conch_container.interfaces.IBackendSession` contract: environment
+    and terminal before the start, one start, then stdin, resizes and
+    signals while it runs, and one close when the channel goes away.
+
+    :param avatar: the connection's :class:`~conch_container.ssh.avatar.ContainerAvatar`.
+    """
+
+    def __init__(self, avatar: Any) -> None:
+        self._avatar = avatar
+        self.log: CodeLogger = avatar.log
+        self._channel: SessionChannel | None = None
+        self._backend: Any = None
+        self._state = _State.NEW
+        self._closed = False
+        self._pty: PtyRequest | None = None
+        self._pending_size: tuple[int, int, int, int] | None = None
+        self._stdin: StdinBuffer | None = None
+        self._io: ChannelIO | None = None
+        self._early_eof = False
+
+    def attach(self, channel: SessionChannel) -> None:
+        """Bind to the channel and open the backend session for it."""
+        self._channel = channel
+        self.log = channel.log
+        self._backend = self._avatar.backend_connection.open_session(channel.id)
+        self._avatar.session_opened(self)
+
+    def _require_backend(self) -> Any:
+        if self._backend is None or self._closed:
+            raise RequestRefused("the session is not available")
+        return self._backend
+
+    def _before_start(self, what: str) -> Any:
+        backend = self._require_backend()
+        if self._state is not _State.NEW:
+            raise RequestRefused(f"{what} after the program was started")
+        return backend
+
+    # Terminal and environment
+
+    def request_pty(self, pty: PtyRequest) -> None:
+        """Ask the backend for a terminal; TERM follows the terminal type."""
+        backend = self._before_start("pty-req")
+        try:
+            backend.set_pty(pty)
+        except ContainerSSHError as e:
+            raise RequestRefused(e.explanation) from None
+        self._pty = pty
+        try:
+            backend.set_env("TERM", pty.term)
+        except ContainerSSHError as e:
+            # The terminal is there; a policy that forbids setting TERM only
+            # costs the program its terminal type.
+            self.log.event(
+                messages.SSH_CHANNEL_REQUEST_FAILED,
+                "The terminal was set up, but TERM was not: {reason}",
+                requestType="pty-req",
+                reason=e.explanation,
+                level=Level.DEBUG,
+            )
+
+    def getPty(self, term: bytes, windowSize: Any, modes: Any) -> None:
+        """:class:`ISession` form of :meth:`request_pty`."""
+        rows, columns, width, height = windowSize
+        self.request_pty(
+            PtyRequest(
+                term.decode("utf-8", "replace"), columns, rows, width, height, encode_modes(modes)
+            )
+        )
+
+    def set_env(self, name: str, value: str) -> None:
+        """Pass an environment variable to the program."""
+        backend = self._before_start("env")
+        try:
+            backend.set_env(name, value)
+        except ContainerSSHError as e:
+            raise RequestRefused(e.explanation) from None
+
+    def setEnv(self, name: bytes, value: bytes) -> None:
+        """:class:`ISessionSetEnv` form of :meth:`set_env`."""
+        try:
+            self.set_env(name.decode("utf-8"), value.decode("utf-8"))
+        except UnicodeDecodeError:
+            raise PayloadError("environment variable is not valid UTF-8") from None
+        except RequestRefused as e:
+            raise EnvironmentVariableNotPermitted(e.reason) from None
+
+    # Starting the program
+
+    def openShell(self, proto: Any) -> Deferred[bool]:
+        """Start the user's shell; fires with True once it runs."""
+        return self.run(proto, "shell", "")
+
+    def execCommand(self, proto: Any, command: bytes) -> Deferred[bool]:
+        """Run a command; fires with True once it runs."""
+        try:
+            text = command.decode("utf-8")
+        except UnicodeDecodeError:
+            raise PayloadError("command is not valid UTF-8") from None
+        return self.run(proto, "exec", text)
+
+    def run(self, proto: Any, kind: Any, command: str) -> Deferred[bool]:
+        """Start a program of the given kind; fires with True once it runs.
+
+        ``proto`` is connected synchronously to a transport that buffers the
+        client's stdin until the backend reports the program running. The
+        returned Deferred fires (and so the client's reply goes out) before
+        any of the program's output is delivered.
+        """
+        backend = self._before_start(kind)
+        assert self._channel is not None
+        self._state = _State.STARTING
+        stdin = self._stdin = StdinBuffer(self._channel, self.log)
+        proto.makeConnection(stdin)
+        if self._early_eof:
+            stdin.eof()
+        io = self._io = ChannelIO(self._channel, self._program_exited)
+        self._channel.attach_io(io)
+        reply: Deferred[bool] = Deferred()
+        started = call_as_deferred(backend.start, ProgramRequest(kind, command), io)
+        started.addCallbacks(
+            self._started, self._start_failed, callbackArgs=(reply,), errbackArgs=(reply,)
+        )
+        return reply
+
+    def _started(self, ignored: object, reply: Deferred[bool]) -> None:
+        if self._closed:
+            # The channel is gone; there is nobody to reply to.
+            return
+        assert self._stdin is not None and self._io is not None and self._channel is not None
+        self._state = _State.RUNNING
+        self._stdin.connect(self._backend)
+        reply.callback(True)
+        self._channel.after_reply(self._io.open)
+        if self._pending_size is not None and self._state is _State.RUNNING:
+            size, self._pending_size = self._pending_size, None
+            self._resize_now(*size).addErrback(lambda _: None)
+
+    def _start_failed(self, failure: Failure, reply: Deferred[bool]) -> None:
+        self._state = _State.ENDED
+        if self._io is not None:
+            self._io.abandon()
+        if self._stdin is not None:
+            self._stdin.loseConnection()
+        error = failure.value
+        if isinstance(error, ContainerSSHError):
+            error.log(self.log)
+            user_message, reason = error.user_message, error.explanation
+        else:
+            self.log.event(
+                messages.UNKNOWN_ERROR,
+                "Starting the program failed: {reason}",
+                reason=failure.getErrorMessage(),
+                failure=failure,
+            )
+            user_message, reason = GENERIC_USER_MESSAGE, failure.getErrorMessage()
+        if self._closed or self._channel is None:
+            return
+        newline = "\r\n" if self._pty is not None else "\n"
+        reply.errback(
+            ProgramStartFailed(
+                f"program start failed: {reason}", (user_message + newline).encode("utf-8")
+            )
+        )
+
+    def _program_exited(self, status: ExitStatus) -> None:
+        self._state = _State.ENDED
+        if self._stdin is not None:
+            self._stdin.loseConnection()
+        to_send: ExitStatus | None = status
+        if status.signal is not None:
+            self.log.event(
+                messages.SSH_EXIT_SIGNAL,
+                "Program terminated by signal {signal}",
+                signal=status.signal,
+                coreDumped=status.core_dumped,
+            )
+        elif status.code is not None and 0 <= status.code <= 0xFFFFFFFF:
+            self.log.event(
+                messages.SSH_EXIT, "Program exited with status {exitStatus}", exitStatus=status.code
+            )
+        else:
+            self.log.event(
+                messages.SSH_EXIT_CODE_FAILED,
+                "The backend reported an unusable exit status {exitStatus}; none is sent",
+                exitStatus=status.code,
+            )
+            to_send = None
+        if self._channel is not None and not self._closed:
+            self._channel.finish(to_send)
+
+    # While it runs
+
+    def resize(self, columns: int, rows: int, width: int, height: int) -> Deferred[bool] | bool:
+        """The client's window changed."""
+        self._require_backend()
+        if self._state is _State.RUNNING:
+            return self._resize_now(columns, rows, width, height)
+        if self._state is _State.ENDED or self._pty is None:
+            raise RequestRefused("no program running")
+        # Before (or during) the start: applied once the program runs.
+        self._pending_size = (columns, rows, width, height)
+        return True
+
+    def _resize_now(self, columns: int, rows: int, width: int, height: int) -> Deferred[bool]:
+        d = call_as_deferred(self._backend.resize, columns, rows, width, height)
+        return d.addCallbacks(lambda _: True, _refusal)
+
+    def windowChanged(self, newWindowSize: Any) -> Deferred[bool] | bool:
+        """:class:`ISession` form of :meth:`resize`."""
+        rows, columns, width, height = newWindowSize
+        return self.resize(columns, rows, width, height)
+
+    def signal(self, name: str) -> Deferred[bool]:
+        """Deliver a signal (name without ``SIG``) to the program."""
+        backend = self._require_backend()
+        if self._state is not _State.RUNNING:
+            raise RequestRefused("no program running")
+        d = call_as_deferred(backend.signal, name.removeprefix("SIG"))
+        return d.addCallbacks(lambda _: True, _refusal)
+
+    def eofReceived(self) -> None:
+        """The client will send no more stdin."""
+        if self._stdin is None:
+            self._early_eof = True
+        else:
+            self._stdin.eof()
+
+    def closed(self) -> None:
+        """The channel is gone: end the backend session. Idempotent."""
+        if self._closed:
+            return
+        self._closed = True
+        self._state = _State.ENDED
+        if self._io is not None:
+            self._io.abandon()
+        if self._stdin is not None:
+            self._stdin.loseConnection()
+        if self._backend is not None:
+            done = Deferred.fromCoroutine(self._close_backend())
+            self._avatar.session_closing(self, done)
+
+    async def _close_backend(self) -> None:
+        try:
+            await call_as_deferred(self._backend.close)
+        except ContainerSSHError as e:
+            e.log(self.log)
+        except Exception:
+            failure = Failure()
+            self.log.event(
+                messages.UNKNOWN_ERROR,
+                "Closing the backend session failed: {reason}",
+                reason=failure.getErrorMessage(),
+                failure=failure,
+            )
+
+
+def _refusal(failure: Failure) -> Failure:
+    """A backend's refusal becomes the request's refusal; anything else stays an error."""
+    error = failure.value
+    if isinstance(error, ContainerSSHError):
+        raise RequestRefused(error.explanation)
+    return failure

@@ -1,0 +1,192 @@
+"""The ``ssh-userauth`` service: ContainerSSH's limits and messages on Conch's server.
+
+Differences from :class:`twisted.conch.ssh.userauth.SSHUserAuthServer`:
+
+- the portal is built per connection (:meth:`ContainerSSHFactory.portal_for`),
+  so checkers and realm know the connection they serve;
+- ``ssh.maxAuthTries`` failed attempts end the connection (Conch: 20), and the
+  login grace time is enforced by the transport from the moment of TCP
+  connect (Conch: 10 hours from the start of this service);
+- ``ssh.banner`` is sent as ``SSH_MSG_USERAUTH_BANNER`` when the service starts;
+- when the authenticator cannot decide, the client gets a banner saying
+  authentication is unavailable before the failure reply;
+- methods that are not configured are logged (``AUTH_DISABLED``,
+  ``AUTH_NOT_SUPPORTED``) and answered with failure;
+- requests are handled one at a time: a client may send the next request
+  before the previous one is answered (RFC 4252, section 5), and running two
+  webhook checks, or two logins, in parallel for one connection is never wanted.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from typing import Any
+
+from twisted.conch import error
+from twisted.conch.ssh import userauth
+from twisted.conch.ssh.common import NS, getNS
+from twisted.conch.ssh.transport import (
+    DISCONNECT_NO_MORE_AUTH_METHODS_AVAILABLE,
+    DISCONNECT_PROTOCOL_ERROR,
+    DISCONNECT_SERVICE_NOT_AVAILABLE,
+)
+from twisted.cred.error import UnauthorizedLogin
+from twisted.python.failure import Failure
+
+from conch_container import messages
+from conch_container.errors import AUTH_UNAVAILABLE_USER_MESSAGE
+from conch_container.ssh.checkers import AuthenticationUnavailable
+from conch_container.ssh.realm import ConnectionRejected
+
+#: Methods the gateway can be configured for; anything else is not supported at all.
+_CONFIGURABLE = {b"password": "password", b"publickey": "publicKey"}
+
+
+class UserAuthServer(userauth.SSHUserAuthServer):
+    """Server side of ``ssh-userauth`` for the gateway."""
+
+    transport: Any
+
+    def serviceStarted(self) -> None:
+        """Set up this connection's portal and limits, and send the banner."""
+        transport = self.transport
+        factory = transport.factory
+        self.authenticatedWith = []
+        self.loginAttempts = 0
+        self.user = None
+        self.nextService = None
+        self.clock = transport.clock
+        self.loginTimeout = factory.login_grace_time
+        self.attemptsBeforeDisconnect = factory.max_auth_tries
+        self.portal = factory.portal_for(transport)
+        self.supportedAuthentications = [
+            self.interfaceToMethod[i]
+            for i in self.portal.listCredentialsInterfaces()
+            if i in self.interfaceToMethod
+        ]
+        if not transport.isEncrypted("in"):
+            # Never let a password cross an unencrypted transport.
+            if b"password" in self.supportedAuthentications:
+                self.supportedAuthentications.remove(b"password")
+        # The transport's grace timer covers the whole login, key exchange
+        # included; Conch's own timer (started here upstream) is not needed.
+        self._cancelLoginTimeout = None  # type: ignore[assignment]
+        self._queue: deque[bytes] = deque()
+        self._busy = False
+        self._processing = False
+        self.log = transport.log
+        if factory.banner:
+            self.send_banner(factory.banner)
+
+    def send_banner(self, text: str) -> None:
+        """Send ``SSH_MSG_USERAUTH_BANNER``; OpenSSH prints it on the user's terminal."""
+        self.transport.sendPacket(userauth.MSG_USERAUTH_BANNER, NS(text.encode("utf-8")) + NS(b""))
+
+    def timeoutAuthentication(self) -> None:
+        """Conch's login timer: handled by the transport's grace timer."""
+        self._cancelLoginTimeout = None  # type: ignore[assignment]
+        self.transport.login_grace_expired()
+
+    def ssh_USERAUTH_REQUEST(self, packet: bytes) -> None:  # type: ignore[override]
+        """Queue the request; it is handled once the previous one has been answered."""
+        self._queue.append(packet)
+        self._process()
+
+    def _process(self) -> None:
+        if self._processing:
+            return
+        self._processing = True
+        try:
+            while self._queue and not self._busy:
+                if self.transport.lost or self.transport.service is not self:
+                    self._queue.clear()
+                    return
+                self._handle(self._queue.popleft())
+        finally:
+            self._processing = False
+
+    def _handle(self, packet: bytes) -> None:
+        try:
+            _user, next_service, _method, _rest = getNS(packet, 3)
+        except Exception:
+            self._queue.clear()
+            self.transport.sendDisconnect(DISCONNECT_PROTOCOL_ERROR, b"malformed userauth request")
+            return
+        if next_service != b"ssh-connection":
+            self._queue.clear()
+            self.transport.sendDisconnect(
+                DISCONNECT_SERVICE_NOT_AVAILABLE, b"only ssh-connection is available"
+            )
+            return
+        self._busy = True
+        d = super().ssh_USERAUTH_REQUEST(packet)
+        if d is None:
+            self._busy = False
+        else:
+            d.addBoth(self._answered)
+
+    def _answered(self, result: object) -> None:
+        if isinstance(result, Failure):
+            self.log.event(
+                messages.UNKNOWN_ERROR,
+                "Unexpected error while answering an authentication request: {reason}",
+                reason=result.getErrorMessage(),
+                failure=result,
+            )
+        self._busy = False
+        self._process()
+
+    def tryAuth(self, kind: bytes, user: bytes, data: bytes) -> Any:
+        """Log methods the client tries that are not configured, then let Conch dispatch."""
+        if kind != b"none" and kind not in self.supportedAuthentications:
+            log = self.log.bind(username=user.decode("utf-8", "replace"))
+            method = kind.decode("ascii", "replace")
+            if kind in _CONFIGURABLE:
+                log.event(
+                    messages.AUTH_DISABLED,
+                    "Client tried {authtype} authentication, which is not enabled",
+                    authtype=method,
+                )
+            else:
+                log.event(
+                    messages.AUTH_NOT_SUPPORTED,
+                    "Client tried {authtype} authentication, which is not supported",
+                    authtype=method,
+                )
+        return super().tryAuth(kind, user, data)
+
+    def _ebBadAuth(self, reason: Any) -> None:
+        """Answer a failed attempt: banner when unavailable, disconnect at the limit."""
+        if reason.check(error.IgnoreAuthentication, ConnectionRejected):
+            # A key query answered with PK_OK, or the realm already closed
+            # the connection with a message for the user.
+            return
+        if self.transport.lost:
+            return
+        if not reason.check(error.ConchError, UnauthorizedLogin):
+            self.log.event(
+                messages.UNKNOWN_ERROR,
+                "Unexpected error while authenticating: {reason}",
+                reason=reason.getErrorMessage(),
+                failure=reason,
+            )
+        if reason.check(AuthenticationUnavailable):
+            self.send_banner(AUTH_UNAVAILABLE_USER_MESSAGE + "\n")
+        if self.method != b"none":
+            self.loginAttempts += 1
+            if self.loginAttempts >= self.attemptsBeforeDisconnect:
+                self.log.event(
+                    messages.SSH_AUTH_TOO_MANY_ATTEMPTS,
+                    "Disconnecting after {attempts} failed authentication attempts",
+                    attempts=self.loginAttempts,
+                    username=(self.user or b"").decode("utf-8", "replace"),
+                )
+                self.transport.sendDisconnect(
+                    DISCONNECT_NO_MORE_AUTH_METHODS_AVAILABLE,
+                    b"too many authentication failures",
+                )
+                return
+        self.transport.sendPacket(
+            userauth.MSG_USERAUTH_FAILURE,
+            NS(b",".join(self.supportedAuthentications)) + b"\x00",
+        )

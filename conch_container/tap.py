@@ -1,0 +1,215 @@
+"""``twistd containerssh``: options and the composition root.
+
+:class:`Options` loads and validates everything that can be wrong with the
+configuration (the file, the users files, the host keys, the log output)
+*before* ``twistd`` daemonises, so an operator sees ``CORE_CONFIG_ERROR`` and
+a non-zero exit status instead of a daemon that dies later. :func:`makeService`
+only assembles the service tree, in ContainerSSH's order: backend,
+authentication, session registry, SSH listener.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import socket
+import sys
+from typing import Any
+
+from twisted.application.service import IService
+from twisted.logger import ILogObserver
+from twisted.python import usage
+from twisted.python.failure import Failure
+
+from conch_container import messages
+from conch_container.auth.factory import AuthConfigError, build_authenticators
+from conch_container.auth.static import StaticUsersError
+from conch_container.backend.docker.backend import DockerBackend
+from conch_container.config import AppConfig, ConfigError, load_config
+from conch_container.config.hostkeys import (
+    HostKeyGenerationError,
+    HostKeyWriteError,
+    generate_and_store_host_key,
+    with_host_key,
+)
+from conch_container.errors import ContainerSSHError
+from conch_container.listener import ListenerService
+from conch_container.log import CodeLogger
+from conch_container.log.setup import LogOutput, LogSetupError, emit_early, start_logging
+from conch_container.service import ComponentService, GatewayService, SessionRegistry
+from conch_container.ssh.factory import ContainerSSHFactory
+
+#: How long a graceful stop may take before containers are removed by force (ContainerSSH: 20 s).
+SHUTDOWN_DEADLINE = 20.0
+
+
+class Options(usage.Options):
+    """Command line of ``twistd containerssh``."""
+
+    synopsis = "[-c config.yaml]"
+    longdesc = (
+        "Runs the SSH gateway described by a ContainerSSH configuration file "
+        "(YAML, or JSON when the name ends in .json)."
+    )
+    optParameters = [
+        ["config", "c", "config.yaml", "The configuration file."],
+    ]
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.config: AppConfig | None = None
+        self.log_output: LogOutput | None = None
+        self.authenticators: Any = None
+
+    def postOptions(self) -> None:
+        path = os.path.abspath(self["config"])
+        self["config"] = path
+        try:
+            config = load_config(path)
+        except ConfigError as error:
+            emit_early(
+                messages.CORE_CONFIG_ERROR,
+                "Invalid configuration in {file}: {reason}",
+                file=path,
+                reason=str(error),
+            )
+            raise usage.UsageError(f"{path}: {error}") from None
+        try:
+            self.log_output = start_logging(config.log)
+        except LogSetupError as error:
+            raise usage.UsageError(error.explanation) from None
+        log = CodeLogger("conch_container.tap", observer=self.log_output.observer)
+        log.event(messages.CORE_CONFIG_FILE, "Using configuration file {file}", file=path)
+        for warning in config.warnings:
+            log.event(warning.code, "{key}: {reason}", key=warning.key_path, reason=warning.message)
+        self.config = ensure_host_key(config, path, log)
+        try:
+            self.authenticators = build_authenticators(
+                self.config.auth, reactor=_reactor(), log=log
+            )
+        except (AuthConfigError, StaticUsersError) as error:
+            log.event(
+                messages.CORE_CONFIG_ERROR, "Invalid configuration: {reason}", reason=str(error)
+            )
+            raise usage.UsageError(str(error)) from None
+
+
+def ensure_host_key(config: AppConfig, path: str, log: CodeLogger) -> AppConfig:
+    """Generate and store a host key when the configuration has none (as ContainerSSH does).
+
+    :raises usage.UsageError: when no key could be generated.
+    """
+    if config.ssh.hostkeys:
+        return config
+    log.event(
+        messages.CORE_NO_HOST_KEYS,
+        "No host keys configured; generating one and adding it to {file}",
+        file=path,
+    )
+    try:
+        key = generate_and_store_host_key(path)
+    except HostKeyGenerationError as error:
+        log.event(
+            messages.CORE_HOST_KEY_GENERATION_FAILED,
+            "Cannot generate a host key: {reason}",
+            reason=str(error),
+        )
+        raise usage.UsageError(f"cannot generate a host key: {error}") from None
+    except HostKeyWriteError as error:
+        log.event(
+            messages.CORE_CONFIG_CANNOT_WRITE_FILE,
+            "Cannot add the new host key to {file} ({reason}); using it for this run only",
+            file=error.path,
+            reason=error.reason,
+        )
+        key = error.key
+    return with_host_key(config, key)
+
+
+def instance_id_for(config_path: str, listen: str) -> str:
+    """A stable identity for this gateway: the same host, config file and address give the same id.
+
+    Containers are labelled with it, so a restarted gateway recognises what
+    its previous run left behind.
+    """
+    seed = f"{socket.gethostname()}\0{config_path}\0{listen}".encode()
+    return hashlib.sha256(seed).hexdigest()[:16]
+
+
+class _RootService(GatewayService):
+    """The root, which also hands ``twistd`` our log observer.
+
+    ``twistd`` installs an application's :class:`ILogObserver` component in
+    place of its own text log, and it calls ``setServiceParent`` with the
+    application: that is the one moment the plugin can reach it.
+    """
+
+    log_observer: Any = None
+
+    def setServiceParent(self, parent: Any) -> None:
+        if self.log_observer is not None and hasattr(parent, "setComponent"):
+            parent.setComponent(ILogObserver, self.log_observer)
+        super().setServiceParent(parent)
+
+
+def makeService(options: Options, reactor: Any = None) -> IService:
+    """Assemble the gateway's service tree from validated options."""
+    if reactor is None:
+        reactor = _reactor()
+    config = options.config
+    assert config is not None and options.log_output is not None, "postOptions ran"
+    log = CodeLogger("conch_container")
+    instance_id = instance_id_for(options["config"], config.ssh.listen)
+
+    root = _RootService(log, on_crash=_exit_on_crash(reactor))
+    root.log_observer = options.log_output.observer
+
+    backend = DockerBackend(reactor, log, instance_id=instance_id)
+    authenticators = options.authenticators
+    registry = SessionRegistry(reactor, log, deadline=SHUTDOWN_DEADLINE)
+    try:
+        factory = ContainerSSHFactory(
+            config, authenticators, backend, registry, reactor, log, instance_id
+        )
+    except ContainerSSHError as error:
+        emit_early(error.code, "Cannot start the SSH server: {reason}", reason=error.explanation)
+        raise SystemExit(f"cannot start the SSH server: {error.explanation}") from None
+    registry.add_closer(lambda: factory.close_all("The server is shutting down."))
+    registry.add_closer(factory.wait_closed)
+    registry.add_last_resort(backend.remove_all)
+
+    ComponentService("backend", backend.start, backend.stop).setServiceParent(root)
+    ComponentService("auth", authenticators.start, authenticators.stop).setServiceParent(root)
+    registry.setServiceParent(root)
+    ListenerService(reactor, config.ssh.listen, factory, log).setServiceParent(root)
+    return root
+
+
+def _reactor() -> Any:
+    from twisted.internet import reactor
+
+    return reactor
+
+
+def _exit_on_crash(reactor: Any) -> Any:
+    """Stop the process with exit status 1 when a service cannot start.
+
+    ``twistd`` ignores what ``startService`` returns and exits 0 after a
+    plain ``reactor.stop()``, which would hide a failed start from a
+    supervisor; so after the orderly shutdown the process exits with 1.
+    """
+
+    def crashed(failure: Failure) -> None:
+        reactor.addSystemEventTrigger("after", "shutdown", _exit_failed)
+        reactor.callWhenRunning(reactor.stop)
+
+    return crashed
+
+
+def _exit_failed() -> None:
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except Exception:
+            pass
+    os._exit(1)

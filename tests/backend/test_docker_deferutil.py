@@ -1,0 +1,127 @@
+"""Tests for conch_container.backend.docker.deferutil: shield, deadlines, Once."""
+
+from __future__ import annotations
+
+from twisted.internet.defer import CancelledError, Deferred
+from twisted.internet.task import Clock
+from twisted.trial.unittest import SynchronousTestCase
+
+from conch_container.backend.docker.deferutil import (
+    DeadlineExceeded,
+    Once,
+    shield,
+    with_deadline,
+)
+
+
+class ShieldTests(SynchronousTestCase):
+    def test_cancel_view_only(self) -> None:
+        """Cancelling the shield fails it but leaves the original running."""
+        original: Deferred[int] = Deferred()
+        seen: list[int] = []
+
+        def record(result: int) -> int:
+            seen.append(result)
+            return result
+
+        original.addCallback(record)
+        view = shield(original)
+        view.cancel()
+        self.failureResultOf(view, CancelledError)
+        original.callback(5)
+        self.assertEqual(seen, [5])
+
+    def test_result_forwarded(self) -> None:
+        """Results and failures reach the shield."""
+        original: Deferred[int] = Deferred()
+        view = shield(original)
+        original.callback(3)
+        self.assertEqual(self.successResultOf(view), 3)
+        failing: Deferred[int] = Deferred()
+        view = shield(failing)
+        failing.errback(ValueError("x"))
+        self.failureResultOf(view, ValueError)
+
+    def test_late_failure_swallowed(self) -> None:
+        """A failure after the shield was cancelled is not left unhandled."""
+        original: Deferred[int] = Deferred()
+        view = shield(original)
+        view.cancel()
+        self.failureResultOf(view, CancelledError)
+        original.errback(ValueError("late"))
+        self.assertEqual(self.flushLoggedErrors(ValueError), [])
+
+
+class DeadlineTests(SynchronousTestCase):
+    def test_in_time(self) -> None:
+        """Work finishing in time gives its result and cancels the timer."""
+        clock = Clock()
+        work: Deferred[str] = Deferred()
+        d = Deferred.fromCoroutine(with_deadline(clock, 5, work))
+        work.callback("ok")
+        self.assertEqual(self.successResultOf(d), "ok")
+        self.assertEqual(clock.getDelayedCalls(), [])
+
+    def test_expired(self) -> None:
+        """Work still running at the deadline is cancelled and DeadlineExceeded raised."""
+        clock = Clock()
+        cancelled: list[object] = []
+        work: Deferred[str] = Deferred(cancelled.append)
+        d = Deferred.fromCoroutine(with_deadline(clock, 5, work))
+        clock.advance(5)
+        self.assertEqual(cancelled, [work])
+        self.assertEqual(self.failureResultOf(d, DeadlineExceeded).value.seconds, 5)
+
+    def test_converted_cancellation(self) -> None:
+        """A coroutine that turns the cancellation into its own error raises that error."""
+        clock = Clock()
+
+        async def work() -> None:
+            try:
+                await Deferred()
+            except CancelledError:
+                raise KeyError("mine") from None
+
+        d = Deferred.fromCoroutine(with_deadline(clock, 1, work()))
+        clock.advance(1)
+        self.failureResultOf(d, KeyError)
+
+    def test_outer_cancel(self) -> None:
+        """Cancelling the caller cancels the work and is not a deadline."""
+        clock = Clock()
+        work: Deferred[str] = Deferred()
+        d = Deferred.fromCoroutine(with_deadline(clock, 5, work))
+        d.cancel()
+        self.failureResultOf(d, CancelledError)
+        self.assertEqual(clock.getDelayedCalls(), [])
+
+
+class OnceTests(SynchronousTestCase):
+    def test_waiters(self) -> None:
+        """Every waiter gets the result, before and after it is known."""
+        once: Once[int] = Once()
+        early = once.wait()
+        once.fire(1)
+        once.fire(2)
+        self.assertEqual(self.successResultOf(early), 1)
+        self.assertEqual(self.successResultOf(once.wait()), 1)
+        self.assertTrue(once.done)
+
+    def test_cancelled_waiter(self) -> None:
+        """One waiter cancelling does not affect the others."""
+        once: Once[int] = Once()
+        a, b = once.wait(), once.wait()
+        a.cancel()
+        once.fire(7)
+        self.failureResultOf(a, CancelledError)
+        self.assertEqual(self.successResultOf(b), 7)
+
+    def test_failure(self) -> None:
+        """A failure is delivered to every waiter."""
+        from twisted.python.failure import Failure
+
+        once: Once[int] = Once()
+        a = once.wait()
+        once.fire(Failure(ValueError("x")))
+        self.failureResultOf(a, ValueError)
+        self.failureResultOf(once.wait(), ValueError)

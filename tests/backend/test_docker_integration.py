@@ -1,0 +1,446 @@
+"""The Docker backend against the real Docker engine (skipped without one).
+
+Every test runs with its own gateway instance id and checks afterwards that no
+container carrying it is left behind.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from twisted.internet import task
+from twisted.internet.defer import Deferred
+from twisted.internet.testing import EventLoggingObserver
+from twisted.trial.unittest import TestCase
+from zope.interface.verify import verifyObject
+
+from conch_container import messages
+from conch_container.backend.docker import DockerBackend
+from conch_container.backend.docker.containerconfig import (
+    LABEL_CONNECTION_ID,
+    LABEL_INSTANCE,
+    LABEL_IP,
+    LABEL_USERNAME,
+)
+from conch_container.errors import GENERIC_USER_MESSAGE, ContainerSSHError
+from conch_container.interfaces import (
+    IBackendConnection,
+    IBackendSession,
+    IContainerBackend,
+    ProgramRequest,
+    PtyRequest,
+)
+from conch_container.log.logger import CodeLogger
+from conch_container.testing.sessionio import RecordingSessionIO
+from tests.backend.helpers import (
+    docker_client,
+    force_remove,
+    labelled_containers,
+    make_config,
+    make_context,
+    new_instance_id,
+    reactor,
+)
+
+
+class DockerBackendIntegrationTests(TestCase):
+    timeout = 120
+
+    def setUp(self) -> None:
+        self.client = docker_client()
+        self.instance_id = new_instance_id()
+        self.events = EventLoggingObserver()
+        self.log = CodeLogger("tests.backend.docker", observer=self.events)
+        self.backend = DockerBackend(
+            reactor(), self.log, instance_id=self.instance_id, max_threads=6, retry_interval=0.2
+        )
+        self.backend.start()
+        # Cleanups run last-in first-out: the backend stops, then nothing may be left.
+        self.addCleanup(self.assert_no_containers)
+        self.addCleanup(self.backend.stop)
+
+    async def assert_no_containers(self) -> None:
+        left = await labelled_containers(self.client, self.instance_id)
+        if left:
+            await force_remove(self.client, [c["Id"] for c in left])
+            self.fail(f"containers left behind: {[c['Id'][:12] for c in left]}")
+
+    def codes(self) -> list[str]:
+        return [e["code"] for e in self.events if "code" in e]
+
+    async def connect(self, **kwargs: Any) -> Any:
+        context_args = {
+            k: kwargs.pop(k) for k in ("environment", "metadata", "files") if k in kwargs
+        }
+        config = make_config(**kwargs)
+        connection = await self.backend.connect(make_context(config, self.log, **context_args))
+        self.addCleanup(connection.close)
+        return connection
+
+    async def run_program(
+        self,
+        command: str,
+        *,
+        kind: str = "exec",
+        env: dict[str, str] | None = None,
+        stdin: bytes | None = None,
+        **connect_args: Any,
+    ) -> RecordingSessionIO:
+        connection = await self.connect(**connect_args)
+        session = connection.open_session(0)
+        self.addCleanup(session.close)
+        for name, value in (env or {}).items():
+            session.set_env(name, value)
+        io = RecordingSessionIO()
+        await session.start(ProgramRequest(kind, command), io)  # type: ignore[arg-type]
+        if stdin is not None:
+            view = memoryview(stdin)
+            for offset in range(0, len(stdin), 8192):
+                session.write(bytes(view[offset : offset + 8192]))
+            session.close_stdin()
+        await io.when_exited()
+        return io
+
+    # -- programs
+
+    async def test_interfaces(self) -> None:
+        """The backend, its connection and its sessions provide their interfaces."""
+        verifyObject(IContainerBackend, self.backend)
+        connection = await self.connect()
+        verifyObject(IBackendConnection, connection)
+        verifyObject(IBackendSession, connection.open_session(1))
+
+    async def test_echo(self) -> None:
+        """An exec runs in the container; its output, EOF and exit status reach the channel."""
+        io = await self.run_program('echo "Hello world!"')
+        self.assertEqual(io.stdout_data, b"Hello world!\n")
+        self.assertEqual(io.stderr_data, b"")
+        assert io.status is not None
+        self.assertEqual(io.status.code, 0)
+        self.assertEqual(
+            io.events, ["register_producer", "unregister_producer", "output_closed", "exited"]
+        )
+        for code in ("DOCKER_EXEC", "DOCKER_EXEC_CREATE", "DOCKER_EXEC_ATTACH", "DOCKER_EXIT_CODE"):
+            self.assertIn(code, self.codes())
+
+    async def test_env(self) -> None:
+        """Variables set on the channel reach the program."""
+        io = await self.run_program('echo "$FOO"', env={"FOO": "Hello world!"})
+        self.assertEqual(io.stdout_data, b"Hello world!\n")
+
+    async def test_exit_code(self) -> None:
+        """The program's exit code is reported."""
+        io = await self.run_program("exit 42")
+        assert io.status is not None
+        self.assertEqual(io.status.code, 42)
+
+    async def test_stderr_separate(self) -> None:
+        """Without a terminal stdout and stderr stay apart."""
+        io = await self.run_program("echo out; echo err >&2; echo out2")
+        self.assertEqual(io.stdout_data, b"out\nout2\n")
+        self.assertEqual(io.stderr_data, b"err\n")
+
+    async def test_operators_not_truncated(self) -> None:
+        """A path command followed by ; runs as a shell would run it (both commands)."""
+        io = await self.run_program("/bin/echo a; /bin/echo b")
+        self.assertEqual(io.stdout_data, b"a\nb\n")
+
+    async def test_direct_exec_quoting(self) -> None:
+        """A path command runs without a shell, its quoted words intact."""
+        io = await self.run_program("/bin/echo 'a  b' '$x' \\;")
+        self.assertEqual(io.stdout_data, b"a  b $x ;\n")
+
+    async def test_stdin_counted(self) -> None:
+        """A million bytes of stdin reach the program, then EOF."""
+        io = await self.run_program("wc -c", stdin=b"x" * 1_000_000)
+        self.assertEqual(io.stdout_data.strip(), b"1000000")
+        assert io.status is not None
+        self.assertEqual(io.status.code, 0)
+
+    async def test_stdin_round_trip(self) -> None:
+        """Binary data written to cat comes back unchanged."""
+        data = os.urandom(1_000_000)
+        io = await self.run_program("cat", stdin=data)
+        self.assertEqual(io.stdout_data, data)
+
+    async def test_auth_environment_and_labels(self) -> None:
+        """Authentication environment reaches programs; the container carries the labels."""
+        connection = await self.connect(
+            environment={"AUTH_VAR": "from-auth"},
+            metadata={"META_VAR": "from-meta"},
+            exposeAuthMetadataAsEnv=True,
+        )
+        session = connection.open_session(0)
+        self.addCleanup(session.close)
+        io = RecordingSessionIO()
+        await session.start(ProgramRequest("exec", 'echo "$AUTH_VAR $META_VAR"'), io)
+        await io.when_exited()
+        self.assertEqual(io.stdout_data, b"from-auth from-meta\n")
+        labels = (await _inspect(self.client, connection.container_id))["Config"]["Labels"]
+        self.assertEqual(labels[LABEL_INSTANCE], self.instance_id)
+        self.assertEqual(labels[LABEL_IP], "127.0.0.1")
+        self.assertEqual(labels[LABEL_USERNAME], "alice")
+        self.assertEqual(len(labels[LABEL_CONNECTION_ID]), 32)
+
+    async def test_subsystem(self) -> None:
+        """A subsystem runs its binary: sftp-server answers an SFTP init with its version."""
+        connection = await self.connect()
+        session = connection.open_session(0)
+        self.addCleanup(session.close)
+        io = RecordingSessionIO()
+        await session.start(ProgramRequest("subsystem", "sftp"), io)
+        session.write(b"\x00\x00\x00\x05\x01\x00\x00\x00\x03")  # SSH_FXP_INIT, version 3
+        out = await io.when_stdout_contains(b"\x02")
+        self.assertEqual(out[4], 2)  # SSH_FXP_VERSION
+        session.close_stdin()
+        await io.when_exited()
+
+    async def test_unknown_subsystem(self) -> None:
+        """An unconfigured subsystem is refused with DOCKER_SUBSYSTEM_NOT_SUPPORTED."""
+        connection = await self.connect()
+        session = connection.open_session(0)
+        self.addCleanup(session.close)
+        with self.assertRaises(ContainerSSHError) as caught:
+            await session.start(ProgramRequest("subsystem", "nope"), RecordingSessionIO())
+        self.assertEqual(caught.exception.code, messages.DOCKER_SUBSYSTEM_NOT_SUPPORTED)
+
+    async def test_tty_and_resize(self) -> None:
+        """With a pty the shell sees the requested size, and a resize changes it."""
+        connection = await self.connect()
+        session = connection.open_session(0)
+        self.addCleanup(session.close)
+        session.set_env("foo", "bar")
+        session.set_pty(PtyRequest("xterm", columns=80, rows=25))
+        io = RecordingSessionIO()
+        await session.start(ProgramRequest("shell"), io)
+        session.write(b"stty size; tput cols; echo $TERM-$foo\n")
+        await io.when_stdout_contains(b"xterm-bar")
+        self.assertIn(b"25 80\r\n80\r\n", io.stdout_data)
+        await session.resize(120, 40, 0, 0)
+        session.write(b"stty size\n")
+        await io.when_stdout_contains(b"40 120")
+        session.write(b"exit 3\n")
+        status = await io.when_exited()
+        self.assertEqual(status.code, 3)
+        self.assertEqual(io.stderr_data, b"")
+        self.assertIn("DOCKER_EXEC_RESIZE", self.codes())
+
+    async def test_backpressure(self) -> None:
+        """Pausing the registered producer stops output until it is resumed."""
+        connection = await self.connect()
+        session = connection.open_session(0)
+        self.addCleanup(session.close)
+        io = RecordingSessionIO()
+        size = 20_000_000
+        await session.start(ProgramRequest("exec", f"head -c {size} /dev/zero"), io)
+        await _until(lambda: len(io.stdout_data) > 0)
+        io.producer.pauseProducing()
+        paused_at = len(io.stdout_data)
+        await task.deferLater(reactor(), 0.5)
+        self.assertEqual(len(io.stdout_data), paused_at)
+        self.assertLess(paused_at, size)
+        io.producer.resumeProducing()
+        status = await io.when_exited()
+        self.assertEqual((status.code, len(io.stdout_data)), (0, size))
+
+    # -- requests that are refused
+
+    async def test_second_start(self) -> None:
+        """A second program on one session is refused with DOCKER_PROGRAM_ALREADY_RUNNING."""
+        connection = await self.connect()
+        session = connection.open_session(0)
+        self.addCleanup(session.close)
+        io = RecordingSessionIO()
+        await session.start(ProgramRequest("exec", "sleep 30"), io)
+        with self.assertRaises(ContainerSSHError) as caught:
+            await session.start(ProgramRequest("exec", "true"), RecordingSessionIO())
+        self.assertEqual(caught.exception.code, messages.DOCKER_PROGRAM_ALREADY_RUNNING)
+        self.assertRaises(ContainerSSHError, session.set_env, "A", "b")
+
+    async def test_not_running(self) -> None:
+        """Resize and signal without a running program fail with DOCKER_PROGRAM_NOT_RUNNING."""
+        connection = await self.connect()
+        session = connection.open_session(0)
+        self.addCleanup(session.close)
+        for call in (lambda: session.resize(80, 25, 0, 0), lambda: session.signal("TERM")):
+            with self.assertRaises(ContainerSSHError) as caught:
+                await call()
+            self.assertEqual(caught.exception.code, messages.DOCKER_PROGRAM_NOT_RUNNING)
+
+    async def test_signal_without_agent(self) -> None:
+        """Signals need the agent: refused with DOCKER_EXEC_SIGNAL_FAILED_NO_AGENT."""
+        connection = await self.connect()
+        session = connection.open_session(0)
+        self.addCleanup(session.close)
+        await session.start(ProgramRequest("exec", "sleep 30"), RecordingSessionIO())
+        with self.assertRaises(ContainerSSHError) as caught:
+            await session.signal("TERM")
+        self.assertEqual(caught.exception.code, messages.DOCKER_EXEC_SIGNAL_FAILED_NO_AGENT)
+
+    async def test_agent_missing(self) -> None:
+        """With the agent enabled but absent, the PID read fails cleanly: exit 137, no output."""
+        io = await self.run_program('echo "Hello world!"', disableAgent=False)
+        assert io.status is not None
+        self.assertEqual(io.status.code, 137)
+        self.assertEqual((io.stdout_data, io.stderr_data), (b"", b""))
+        self.assertTrue(io.closed)
+        self.assertIn("DOCKER_EXEC_PID_READ_FAILED", self.codes())
+
+    # -- container lifecycle
+
+    async def test_close_removes_container(self) -> None:
+        """Closing the connection removes the container; closing again is harmless."""
+        connection = await self.connect()
+        container_id = connection.container_id
+        session = connection.open_session(0)
+        io = RecordingSessionIO()
+        await session.start(ProgramRequest("exec", "sleep 60"), io)
+        await Deferred.fromCoroutine(_gather(connection.close(), connection.close()))
+        await connection.close()
+        self.assertEqual(await labelled_containers(self.client, self.instance_id), [])
+        self.assertIsNone(io.status)
+        self.assertIn("DOCKER_CONTAINER_REMOVE_SUCCESSFUL", self.codes())
+        with self.assertRaises(ContainerSSHError):
+            connection.open_session(1)
+        self.assertIsNotNone(container_id)
+
+    async def test_session_close_stops_output(self) -> None:
+        """After a session is closed its channel hears nothing more."""
+        connection = await self.connect()
+        session = connection.open_session(0)
+        io = RecordingSessionIO()
+        await session.start(ProgramRequest("exec", "while :; do echo y; done"), io)
+        await _until(lambda: len(io.stdout_data) > 0)
+        await session.close()
+        await session.close()
+        seen = len(io.stdout_data)
+        await task.deferLater(reactor(), 0.2)
+        self.assertEqual(len(io.stdout_data), seen)
+        self.assertIsNone(io.status)
+        self.assertFalse(io.closed)
+
+    async def test_files_skipped(self) -> None:
+        """Files from authentication are skipped with a debug message for now."""
+        await self.connect(files={"/home/alice/x": b"data"})
+        self.assertIn("DOCKER_FILE_WRITE_SKIPPED", self.codes())
+
+    async def assert_connect_fails(self, code: Any, **kwargs: Any) -> ContainerSSHError:
+        config = make_config(**kwargs)
+        with self.assertRaises(ContainerSSHError) as caught:
+            await self.backend.connect(make_context(config, self.log))
+        error = caught.exception
+        self.assertEqual(error.user_message, GENERIC_USER_MESSAGE)
+        self.assertEqual(error.code, code)
+        self.assertEqual(await labelled_containers(self.client, self.instance_id), [])
+        return error
+
+    async def test_never_pull_missing_image(self) -> None:
+        """A missing image with policy Never fails creation and leaves nothing behind."""
+        await self.assert_connect_fails(
+            messages.DOCKER_CONTAINER_CREATE_FAILED,
+            container={"image": "conch-container/does-not-exist:latest"},
+        )
+        self.assertNotIn("DOCKER_IMAGE_PULL", self.codes())
+
+    async def test_if_not_present_present_image(self) -> None:
+        """IfNotPresent with a present image looks it up and does not pull."""
+        await self.connect(imagePullPolicy="IfNotPresent")
+        self.assertIn("DOCKER_IMAGE_LISTING", self.codes())
+        self.assertNotIn("DOCKER_IMAGE_PULL", self.codes())
+
+    async def test_pull_failure_retried_until_deadline(self) -> None:
+        """A pull that cannot reach the registry is retried until containerStart expires."""
+        await self.assert_connect_fails(
+            messages.DOCKER_IMAGE_PULL_FAILED,
+            imagePullPolicy="Always",
+            timeouts={"containerStart": "1s"},
+        )
+        self.assertGreater(self.codes().count("DOCKER_IMAGE_PULL_FAILED"), 1)
+
+    async def test_bad_mount(self) -> None:
+        """An engine-rejected create (bind source missing) fails cleanly with no container."""
+        await self.assert_connect_fails(
+            messages.DOCKER_CONTAINER_CREATE_FAILED,
+            host={"mounts": [{"type": "bind", "source": "/nonexistent-source", "target": "/x"}]},
+        )
+
+    async def test_start_failure_removes_container(self) -> None:
+        """A container that was created but cannot start is removed."""
+        await self.assert_connect_fails(
+            messages.DOCKER_CONTAINER_START_FAILED, idleCommand=["/nonexistent/idle"]
+        )
+        self.assertIn("DOCKER_CONTAINER_REMOVE_SUCCESSFUL", self.codes())
+
+    async def test_config_error(self) -> None:
+        """A malformed container setting is a DOCKER_CONFIG_ERROR before anything is created."""
+        await self.assert_connect_fails(
+            messages.DOCKER_CONFIG_ERROR, container={"image": GUEST, "env": "A=1"}
+        )
+
+    async def test_tls_refused(self) -> None:
+        """A TLS engine connection is refused up front: exec streams cannot half-close over TLS."""
+        error = await self.assert_connect_fails(
+            messages.DOCKER_CONFIG_ERROR,
+            connection={"host": "tcp://127.0.0.1:2376", "cacert": PEM, "cert": PEM, "key": PEM},
+        )
+        self.assertIn("TLS", error.explanation)
+
+    async def test_close_during_launch(self) -> None:
+        """Stopping the backend while a container starts leaves no container behind."""
+        config = make_config(imagePullPolicy="Always", timeouts={"containerStart": "5s"})
+        connecting = self.backend.connect(make_context(config, self.log))
+        await _until(lambda: "DOCKER_IMAGE_PULL_FAILED" in self.codes())
+        await self.backend.stop()
+        with self.assertRaises(ContainerSSHError):
+            await connecting
+        self.assertEqual(await labelled_containers(self.client, self.instance_id), [])
+        self.assertNotIn("DOCKER_CONTAINER_CREATE", self.codes())
+
+    async def test_deadline_during_create(self) -> None:
+        """A create call still running at the deadline leaves no container once it returns."""
+        await self.connect()  # the engine client is now cached: the deadline hits the create
+        config = make_config(timeouts={"containerStart": "20ms"})
+        with self.assertRaises(ContainerSSHError) as caught:
+            await self.backend.connect(make_context(config, self.log))
+        self.assertIn(
+            caught.exception.code,
+            (messages.DOCKER_CONTAINER_CREATE_FAILED, messages.DOCKER_CONTAINER_START_FAILED),
+        )
+        # Only the first connection's container is left: the late one is already removed.
+        self.assertEqual(len(await labelled_containers(self.client, self.instance_id)), 1)
+        self.assertIn("DOCKER_CONTAINER_REMOVE_SUCCESSFUL", self.codes())
+
+    async def test_remove_all(self) -> None:
+        """remove_all removes every container of this gateway instance."""
+        first = await self.connect()
+        second = await self.connect()
+        removed = await self.backend.remove_all()
+        self.assertEqual(removed, 2)
+        self.assertEqual(await labelled_containers(self.client, self.instance_id), [])
+        await first.close()
+        await second.close()
+
+
+GUEST = make_config().docker.execution.container["image"]
+PEM = "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n"
+
+
+async def _inspect(client: Any, container_id: str | None) -> dict[str, Any]:
+    from twisted.internet.threads import deferToThread
+
+    return await deferToThread(client.inspect_container, container_id)
+
+
+async def _gather(*ds: Deferred[Any]) -> None:
+    for d in ds:
+        await d
+
+
+async def _until(predicate: Any, timeout: float = 20.0) -> None:
+    waited = 0.0
+    while not predicate():
+        if waited > timeout:
+            raise AssertionError("condition not met in time")
+        await task.deferLater(reactor(), 0.02)
+        waited += 0.02

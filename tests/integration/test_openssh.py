@@ -1,0 +1,155 @@
+"""The gateway end to end with the real OpenSSH client and real containers.
+
+ContainerSSH's conformance cases (echo, environment, exit code; the
+interactive shell is in :mod:`tests.integration.test_conch_client`), password
+and public-key logins through a real webhook server, refused logins, and a
+webhook that is down. After every test no container of the gateway is left.
+"""
+
+from __future__ import annotations
+
+from conch_container.errors import AUTH_UNAVAILABLE_USER_MESSAGE
+from conch_container.testing.webhook import DOWN
+from tests.integration.gateway import GatewayTestCase, public_line
+
+ONE_PROMPT = ("-o", "NumberOfPasswordPrompts=1")
+
+
+class ConformanceTests(GatewayTestCase):
+    """ContainerSSH's conformance cases through ``ssh`` and a real container."""
+
+    async def test_single_program(self) -> None:
+        """``echo "Hello world!"`` prints it and exits 0 (conformance case 1)."""
+        out, err, code = await self.ssh('echo "Hello world!"')
+        self.assertEqual((out, code), (b"Hello world!\n", 0), err)
+
+    async def test_environment_variable(self) -> None:
+        """A variable sent with ``SetEnv`` reaches the program (conformance case 2)."""
+        out, err, code = await self.ssh('echo "$FOO"', "-o", 'SetEnv=FOO="Hello world!"')
+        self.assertEqual((out, code), (b"Hello world!\n", 0), err)
+
+    async def test_exit_code(self) -> None:
+        """The program's exit code is the client's exit status (conformance case 4)."""
+        _out, err, code = await self.ssh("exit 42")
+        self.assertEqual(code, 42, err)
+
+    async def test_stdout_and_stderr_separate(self) -> None:
+        """Without a terminal, stderr arrives on the client's stderr, stdout on stdout."""
+        out, err, code = await self.ssh("echo out; echo err >&2")
+        self.assertEqual((out, err, code), (b"out\n", b"err\n", 0))
+
+    async def test_stdin_streamed_until_eof(self) -> None:
+        """Client stdin reaches the program; EOF ends it; output still arrives."""
+        self.dir.child("blob").setContent(b"x" * 1_000_000)
+        from twisted.internet.utils import getProcessOutputAndValue
+
+        argv = " ".join(self.ssh_args())
+        out, err, code = await getProcessOutputAndValue(
+            "/bin/sh", ["-c", f"ssh {argv} 'wc -c' < {self.dir.child('blob').path}"]
+        )
+        self.assertEqual((out.strip(), code), (b"1000000", 0), err)
+
+    async def test_container_per_connection_removed(self) -> None:
+        """Two logins get two different containers, each removed after its logout."""
+        first, _, _ = await self.ssh("hostname")
+        second, _, _ = await self.ssh("hostname")
+        self.assertNotEqual(first, second)
+        self.assertIn("DOCKER_CONTAINER_REMOVE_SUCCESSFUL", self.logged_codes())
+
+
+class LoginTests(GatewayTestCase):
+    """Password and public-key logins through the webhook, and refusals."""
+
+    async def test_public_key_login_asks_webhook_once(self) -> None:
+        """A key login sends one ``/pubkey`` request with the key in authorized_keys form."""
+        out, err, code = await self.ssh("echo ok")
+        self.assertEqual((out, code), (b"ok\n", 0), err)
+        bodies = self.webhook.bodies("pubkey")
+        self.assertEqual(len(bodies), 1)
+        body = bodies[0]
+        self.assertEqual(body["publicKey"], public_line(self.client_pem))
+        self.assertEqual(body["username"], "alice")
+        self.assertRegex(body["connectionId"], "^[0-9a-f]{32}$")
+        self.assertRegex(body["remoteAddress"], r"^127\.0\.0\.1:\d+$")
+        self.assertTrue(body["clientVersion"].startswith("SSH-2.0-OpenSSH"))
+
+    async def test_password_login(self) -> None:
+        """A password login through the webhook gets a container."""
+        out, err, code = await self.ssh("echo ok", password="wonderland")
+        self.assertEqual((out, code), (b"ok\n", 0), err)
+        body = self.webhook.bodies("password")[0]
+        self.assertEqual(body["passwordBase64"], "d29uZGVybGFuZA==")
+
+    async def test_wrong_password_refused(self) -> None:
+        """A wrong password is refused and no container is created."""
+        _out, err, code = await self.ssh(
+            "echo ok", "-o", "NumberOfPasswordPrompts=1", password="nope"
+        )
+        self.assertEqual(code, 255)
+        self.assertIn(b"Permission denied", err)
+        self.assertNotIn("DOCKER_CONTAINER_CREATE", self.logged_codes())
+        self.assertIn("SSH_AUTH_FAILED", self.logged_codes())
+
+    async def test_unknown_key_refused(self) -> None:
+        """A key the webhook does not know is refused."""
+        _out, err, code = await self.ssh("echo ok", user="mallory")
+        self.assertEqual(code, 255)
+        self.assertIn(b"Permission denied", err)
+
+
+class WebhookDownTests(GatewayTestCase):
+    """A webhook that keeps failing ends in a clean "unavailable" for the user."""
+
+    config_overrides = {
+        "auth": {
+            "password": {
+                "method": "webhook",
+                "webhook": {"url": "PLACEHOLDER", "authTimeout": "1s"},
+            },
+        }
+    }
+
+    def config_data(self) -> dict[str, object]:
+        data = super().config_data()
+        data["auth"] = {
+            "password": {
+                "method": "webhook",
+                "webhook": {"url": self.webhook_url, "timeout": "200ms", "authTimeout": "1s"},
+            }
+        }
+        return data
+
+    async def test_webhook_down(self) -> None:
+        """Status 503 on every call: the user reads the unavailable message, the log has codes."""
+        self.webhook.inject(DOWN)
+        _out, err, code = await self.ssh(
+            "echo ok",
+            "-o",
+            "NumberOfPasswordPrompts=1",
+            "-o",
+            "LogLevel=INFO",
+            password="wonderland",
+        )
+        self.assertEqual(code, 255)
+        self.assertIn(AUTH_UNAVAILABLE_USER_MESSAGE.encode(), err)
+        self.assertNotIn(b"Traceback", err)
+        codes = self.logged_codes()
+        self.assertIn("AUTH_INVALID_STATUS", codes)
+        self.assertIn("AUTH_BACKEND_ERROR", codes)
+        self.assertIn("SSH_AUTH_UNAVAILABLE", codes)
+        self.assertNotIn("DOCKER_CONTAINER_CREATE", codes)
+
+    async def test_webhook_unreachable(self) -> None:
+        """Nothing listening at the webhook URL ends the same clean way."""
+        await self.webhook_port.stopListening()
+        _out, err, code = await self.ssh(
+            "echo ok",
+            "-o",
+            "NumberOfPasswordPrompts=1",
+            "-o",
+            "LogLevel=INFO",
+            password="wonderland",
+        )
+        self.assertEqual(code, 255)
+        self.assertIn(AUTH_UNAVAILABLE_USER_MESSAGE.encode(), err)
+        self.assertIn("HTTP_CLIENT_CONNECTION_FAILED", self.logged_codes())
