@@ -118,13 +118,12 @@ class CollectingIO:
         return d
 
     def _check(self) -> None:
-        still = []
-        for pattern, since, d in self._watchers:
-            if self.stdout_data.find(pattern, since) >= 0:
-                d.callback(bytes(self.stdout_data[since:]))
-            else:
-                still.append((pattern, since, d))
-        self._watchers = still
+        # Settle the list before firing: a callback may resume the test
+        # synchronously and register (and check) new watchers.
+        fired = [w for w in self._watchers if self.stdout_data.find(w[0], w[1]) >= 0]
+        self._watchers = [w for w in self._watchers if w not in fired]
+        for _, since, d in fired:
+            d.callback(bytes(self.stdout_data[since:]))
 
 
 class BackendConformanceMixin:

@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-import os
 import uuid
 from typing import Any
 
 from twisted.internet import reactor as global_reactor
 from twisted.internet.defer import Deferred
 from twisted.internet.threads import deferToThread
-from twisted.trial.unittest import SkipTest
 
+import tests.docker_support
 from conch_container.backend.docker.containerconfig import LABEL_INSTANCE
 from conch_container.config import AppConfig, parse_config
 from conch_container.interfaces import ConnectionContext
@@ -18,10 +17,10 @@ from conch_container.log.logger import CodeLogger
 from conch_container.metadata import ConnectionMetadata, MetadataValue, new_connection_id
 
 #: The guest image the tests run (busybox sh, bash, tput, sftp-server; no agent).
-GUEST_IMAGE = os.environ.get("CONCH_CONTAINER_TEST_IMAGE", "conch-container/guest:latest")
+GUEST_IMAGE = tests.docker_support.GUEST_IMAGE
 #: Sleeps until told to stop; the image has no guest agent to idle with.
 IDLE_COMMAND = ["/bin/sh", "-c", "trap 'exit 0' TERM INT; while :; do sleep 3600 & wait $!; done"]
-DOCKER_HOST = os.environ.get("DOCKER_HOST", "unix:///var/run/docker.sock")
+DOCKER_HOST = tests.docker_support.DOCKER_HOST
 
 
 def docker_config_data(**execution: Any) -> dict[str, Any]:
@@ -89,15 +88,8 @@ def new_instance_id() -> str:
 
 
 def docker_client() -> Any:
-    """A plain docker-py client for checking the engine from the tests, or SkipTest."""
-    try:
-        import docker
-
-        client = docker.APIClient(base_url=DOCKER_HOST, version="auto", timeout=30)
-        client.inspect_image(GUEST_IMAGE)
-    except Exception as e:
-        raise SkipTest(f"no Docker engine with {GUEST_IMAGE}: {e}") from e
-    return client
+    """A plain docker-py client for checking the engine from the tests (skip or fail without)."""
+    return tests.docker_support.docker_client()
 
 
 def labelled_containers(client: Any, instance_id: str) -> Deferred[list[dict[str, Any]]]:

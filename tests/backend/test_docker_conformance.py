@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from twisted.internet.defer import Deferred
 from twisted.trial.unittest import TestCase
 
 from conch_container.backend.docker import DockerBackend
@@ -41,21 +40,6 @@ class DockerConformanceTests(BackendConformanceMixin, TestCase):
 
     def make_context(self) -> ConnectionContext:
         return make_context(make_config(), self.log)
-
-    def settle(self, d: Deferred[Any]) -> Deferred[Any]:
-        """Resume the test in a later reactor turn than the event that fired ``d``.
-
-        Output arrives from the reactor and fires the suite's watchers from
-        inside CollectingIO's own bookkeeping; continuing the test there would
-        re-enter it.
-        """
-        later: Deferred[Any] = Deferred()
-
-        def hand_over(result: Any) -> None:
-            reactor().callLater(0, later.callback, result)
-
-        d.addBoth(hand_over)
-        return later
 
     async def leftovers(self, backend: Any, context: Any) -> list[str]:
         return [c["Id"] for c in await labelled_containers(self.client, self.instance_id)]

@@ -153,3 +153,25 @@ class WebhookDownTests(GatewayTestCase):
         self.assertEqual(code, 255)
         self.assertIn(AUTH_UNAVAILABLE_USER_MESSAGE.encode(), err)
         self.assertIn("HTTP_CLIENT_CONNECTION_FAILED", self.logged_codes())
+
+
+class TerminalTests(GatewayTestCase):
+    """Sessions with a terminal (``ssh -tt``)."""
+
+    async def test_piped_commands_into_terminal_shell(self) -> None:
+        """Input piped into a terminal shell runs, its output arrives, the exit code is kept.
+
+        The client sends EOF right after the input; with a terminal that must
+        not cut the session short.
+        """
+        from twisted.internet.utils import getProcessOutputAndValue
+
+        argv = " ".join(self.ssh_args("-tt"))
+        out, err, code = await getProcessOutputAndValue(
+            "/bin/sh",
+            ["-c", f"printf 'tput cols\\necho $TERM\\nexit 3\\n' | ssh {argv}"],
+            env={"TERM": "xterm", "PATH": "/usr/bin:/bin"},
+        )
+        self.assertEqual(code, 3, err)
+        self.assertIn(b"80\r\n", out)
+        self.assertIn(b"xterm\r\n", out)

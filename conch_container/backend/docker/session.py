@@ -284,6 +284,11 @@ class DockerExecSession(StreamEvents):
         transport = self._transport
         if transport is None or self._state is not _State.RUNNING:
             return
+        if self._pty is not None:
+            # A terminal has no end of input (a user types ^D), and the engine
+            # answers a half-closed TTY exec stream by dropping its output and
+            # never reporting an exit code; so, like sshd with a pty, ignore it.
+            return
         try:
             transport.loseWriteConnection()
         except Exception as e:
