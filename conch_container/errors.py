@@ -47,3 +47,15 @@ class ContainerSSHError(Exception):
 
     def __repr__(self) -> str:
         return f"ContainerSSHError({self.code.code}, {self.user_message!r}, {self.explanation!r})"
+
+
+class RequestRejected(ContainerSSHError):
+    """A request was refused by policy, not because anything failed.
+
+    Whoever decides logs the refusal under its code, with the request's
+    details, when it raises this; the SSH layer then answers the request with
+    a plain failure (or refuses the channel) without logging it again, the
+    way OpenSSH answers a request its configuration does not permit. That
+    differs from other :class:`ContainerSSHError`\\ s
+    raised by ``start``, whose ``user_message`` the client reads on stderr.
+    """

@@ -235,3 +235,30 @@ class IContainerBackend(Interface):
             message; the connection is then closed
             (``SSH_BACKEND_REJECTED_HANDSHAKE``).
         """
+
+
+class IBackendFactory(Interface):
+    """Makes the backend named by the ``backend`` configuration value.
+
+    Built-in and third-party backends are found the same way: as Twisted
+    plugins providing this interface in the ``conch_container.plugins``
+    package (any ``conch_container/plugins/`` directory on ``sys.path``).
+    """
+
+    name = Attribute("The ``backend`` config value it serves, e.g. ``docker``.")
+
+    def build(reactor, log, instance_id, config):  # type: ignore[no-untyped-def]
+        """A new :class:`IContainerBackend`.
+
+        :param reactor: the reactor (clock, threads, network) it must use.
+        :param log: a :class:`~conch_container.log.CodeLogger`.
+        :param str instance_id: this gateway's stable identity; label what
+            you create with it so that leftovers can be found after a crash.
+        :param config: the gateway's static :class:`~conch_container.config.AppConfig`,
+            for start-up work (a connection's own settings arrive with
+            :meth:`IContainerBackend.connect`).
+
+        The backend may have ``start()`` and ``stop()`` methods (each may
+        return an awaitable): the gateway calls them when it starts and
+        stops, around every connection.
+        """

@@ -1233,7 +1233,6 @@ CONFIG_AUTH_URL_DEPRECATED = MessageCode(
     Level.WARNING,
     "Configuration",
     "The configuration uses the deprecated `auth.url` (or `auth.password: true` / `auth.pubkey: true`) shape; it was converted to `auth.password.webhook` / `auth.publicKey.webhook`. Update the file to the current shape.",
-    own=True,
 )
 
 CONFIG_DEPRECATED_KEY = MessageCode(
@@ -1249,7 +1248,6 @@ SSH_KEEPALIVE_NORESP = MessageCode(
     Level.DEBUG,
     "SSH",
     "The client did not answer a keepalive request in time; after `clientAliveCountMax` misses the connection is closed.",
-    own=True,
 )
 
 SSH_SOCKET_REUSE_FAILED = MessageCode(
@@ -1257,7 +1255,6 @@ SSH_SOCKET_REUSE_FAILED = MessageCode(
     Level.WARNING,
     "SSH",
     "The SSH listen socket could not be set to reuse its address.",
-    own=True,
 )
 
 SSH_GLOBAL_REQUEST = MessageCode(
@@ -1265,7 +1262,6 @@ SSH_GLOBAL_REQUEST = MessageCode(
     Level.DEBUG,
     "SSH",
     "The user has sent a global (connection-level) request.",
-    own=True,
 )
 
 SSH_GLOBAL_REQUEST_SUCCESSFUL = MessageCode(
@@ -1273,7 +1269,6 @@ SSH_GLOBAL_REQUEST_SUCCESSFUL = MessageCode(
     Level.DEBUG,
     "SSH",
     "The global request was processed successfully.",
-    own=True,
 )
 
 SSH_GLOBAL_REQUEST_FAILED = MessageCode(
@@ -1281,7 +1276,6 @@ SSH_GLOBAL_REQUEST_FAILED = MessageCode(
     Level.WARNING,
     "SSH",
     "The global request could not be fulfilled.",
-    own=True,
 )
 
 SSH_HANDSHAKE_TIMEOUT = MessageCode(
@@ -1321,7 +1315,6 @@ AUTH_DISABLED = MessageCode(
     Level.WARNING,
     "Authentication",
     "The authentication method the client tried is not enabled in the configuration.",
-    own=True,
 )
 
 AUTHZ_FAILED = MessageCode(
@@ -1329,7 +1322,6 @@ AUTHZ_FAILED = MessageCode(
     Level.INFO,
     "Authentication",
     "The authorization webhook refused a user who had authenticated successfully.",
-    own=True,
 )
 
 AUTH_STATIC_USERS_LOADED = MessageCode(
@@ -1345,7 +1337,6 @@ DOCKER_PROGRAM_NOT_RUNNING = MessageCode(
     Level.WARNING,
     "Docker",
     "The user requested an action that needs a running program (window change, signal), but no program is running on the channel.",
-    own=True,
 )
 
 DOCKER_CONTAINER_RECONCILE = MessageCode(
@@ -1369,7 +1360,6 @@ DOCKER_AGENT_LOG = MessageCode(
     Level.WARNING,
     "Docker",
     "The guest agent wrote a diagnostic line on its standard error.",
-    own=True,
 )
 
 SERVICE_SHUTDOWN_DEADLINE = MessageCode(
@@ -1389,13 +1379,43 @@ CORE_FRAMEWORK_LOG = MessageCode(
 )
 
 
-DOCKER_FILE_WRITE_SKIPPED = MessageCode(
-    "DOCKER_FILE_WRITE_SKIPPED",
+SECURITY_MAX_SESSIONS = MessageCode(
+    "SECURITY_MAX_SESSIONS",
+    Level.INFO,
+    "Security",
+    "The user has reached the maximum number of concurrent sessions on this connection and a new session channel was refused.",
+)
+
+DOCKER_FILE_WRITE = MessageCode(
+    "DOCKER_FILE_WRITE",
     Level.DEBUG,
     "Docker",
-    "Authentication returned files to place in the container, but writing files through the guest agent is not available in this version; the files were not written.",
+    "The Docker backend is writing the files returned by authentication into the container.",
+)
+
+DOCKER_FILE_WRITE_FAILED = MessageCode(
+    "DOCKER_FILE_WRITE_FAILED",
+    Level.WARNING,
+    "Docker",
+    "The Docker backend could not write a file returned by authentication into the container; the program runs without it.",
+)
+
+DOCKER_GUEST_AGENT_SELECTED = MessageCode(
+    "DOCKER_GUEST_AGENT_SELECTED",
+    Level.DEBUG,
+    "Docker",
+    "The guest agent for this container was chosen: the image's own agent at agentPath, or conch-container's POSIX shell agent, copied to agentPath before the container started or passed to /bin/sh with each command.",
     own=True,
 )
+
+DOCKER_GUEST_AGENT_INSTALL_FAILED = MessageCode(
+    "DOCKER_GUEST_AGENT_INSTALL_FAILED",
+    Level.WARNING,
+    "Docker",
+    "The image has no usable guest agent at agentPath and conch-container's own agent could not be copied there (for example, a read-only root file system); programs still get the agent through /bin/sh, but an idle command or a program that names agentPath cannot run.",
+    own=True,
+)
+
 
 
 CATALOGUE: dict[str, MessageCode] = {

@@ -24,7 +24,7 @@ from twisted.python.failure import Failure
 from conch_container import messages
 from conch_container.auth.factory import AuthConfigError, build_authenticators
 from conch_container.auth.static import StaticUsersError
-from conch_container.backend.docker.backend import DockerBackend
+from conch_container.backend.registry import BackendNotAvailable, find_backend_factory
 from conch_container.config import AppConfig, ConfigError, load_config
 from conch_container.config.hostkeys import (
     HostKeyGenerationError,
@@ -36,6 +36,7 @@ from conch_container.errors import ContainerSSHError
 from conch_container.listener import ListenerService
 from conch_container.log import CodeLogger
 from conch_container.log.setup import LogOutput, LogSetupError, emit_early, start_logging
+from conch_container.security import SecurityBackend
 from conch_container.service import ComponentService, GatewayService, SessionRegistry
 from conch_container.ssh.factory import ContainerSSHFactory
 
@@ -60,6 +61,7 @@ class Options(usage.Options):
         self.config: AppConfig | None = None
         self.log_output: LogOutput | None = None
         self.authenticators: Any = None
+        self.backend_factory: Any = None
 
     def postOptions(self) -> None:
         path = os.path.abspath(self["config"])
@@ -82,12 +84,13 @@ class Options(usage.Options):
         log.event(messages.CORE_CONFIG_FILE, "Using configuration file {file}", file=path)
         for warning in config.warnings:
             log.event(warning.code, "{key}: {reason}", key=warning.key_path, reason=warning.message)
-        self.config = ensure_host_key(config, path, log)
         try:
+            self.backend_factory = find_backend_factory(config.backend)
+            self.config = ensure_host_key(config, path, log)
             self.authenticators = build_authenticators(
                 self.config.auth, reactor=_reactor(), log=log
             )
-        except (AuthConfigError, StaticUsersError) as error:
+        except (BackendNotAvailable, AuthConfigError, StaticUsersError) as error:
             log.event(
                 messages.CORE_CONFIG_ERROR, "Invalid configuration: {reason}", reason=str(error)
             )
@@ -164,21 +167,27 @@ def makeService(options: Options, reactor: Any = None) -> IService:
     root = _RootService(log, on_crash=_exit_on_crash(reactor))
     root.log_observer = options.log_output.observer
 
-    backend = DockerBackend(reactor, log, instance_id=instance_id)
+    backend = options.backend_factory.build(reactor, log, instance_id, config)
     authenticators = options.authenticators
     registry = SessionRegistry(reactor, log, deadline=SHUTDOWN_DEADLINE)
     try:
         factory = ContainerSSHFactory(
-            config, authenticators, backend, registry, reactor, log, instance_id
+            config, authenticators, SecurityBackend(backend), registry, reactor, log, instance_id
         )
     except ContainerSSHError as error:
         emit_early(error.code, "Cannot start the SSH server: {reason}", reason=error.explanation)
         raise SystemExit(f"cannot start the SSH server: {error.explanation}") from None
     registry.add_closer(lambda: factory.close_all("The server is shutting down."))
     registry.add_closer(factory.wait_closed)
-    registry.add_last_resort(backend.remove_all)
+    if hasattr(backend, "remove_all"):
+        registry.add_last_resort(backend.remove_all)
 
-    ComponentService("backend", backend.start, backend.stop).setServiceParent(root)
+    # The backend starts first (the Docker backend removes what a killed
+    # earlier run left behind) and stops last, after every connection closed.
+    backend_service = ComponentService(
+        "backend", getattr(backend, "start", None), getattr(backend, "stop", None)
+    )
+    backend_service.setServiceParent(root)
     ComponentService("auth", authenticators.start, authenticators.stop).setServiceParent(root)
     registry.setServiceParent(root)
     ListenerService(reactor, config.ssh.listen, factory, log).setServiceParent(root)

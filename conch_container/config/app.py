@@ -5,6 +5,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import ClassVar
 
 import attrs
@@ -13,7 +14,7 @@ from conch_container.config.audit import AuditConfig
 from conch_container.config.auth import AuthConfig
 from conch_container.config.docker import DockerConfig
 from conch_container.config.errors import ConfigWarning
-from conch_container.config.kinds import Choice, Section
+from conch_container.config.kinds import Section, Str
 from conch_container.config.kubernetes import KubernetesConfig
 from conch_container.config.legacy import AuthSection
 from conch_container.config.log import LogConfig
@@ -28,7 +29,15 @@ from conch_container.config.services import (
 from conch_container.config.ssh import SSHConfig
 from conch_container.config.sshproxy import SSHProxyConfig
 
+#: ContainerSSH's backends; a plugin may provide others (docs/extending.md).
 BACKENDS = ("docker", "kubernetes", "sshproxy")
+_BACKEND_NAME = re.compile(r"^[a-z][a-z0-9_.-]*$")
+
+
+def _backend_name(value: str) -> str | None:
+    if _BACKEND_NAME.match(value):
+        return None
+    return "must be a backend name: docker, kubernetes, sshproxy or a plugin's name"
 
 
 @attrs.frozen
@@ -76,15 +85,15 @@ class AppConfig:
         "security",
         Section(SecurityConfig),
         SecurityConfig(),
-        doc="Request filtering.",
-        status=PLANNED,
+        doc="Security policies: what users may run, set and send (see docs/security.md).",
     )
     backend: str = setting(
         "backend",
-        Choice(*BACKENDS),
+        Str(_backend_name, type_name="backend name"),
         "docker",
-        doc="The backend users are put into: `docker`, `kubernetes` (planned) or `sshproxy` "
-        "(planned).",
+        doc="The backend users are put into: `docker`, `kubernetes` (planned), `sshproxy` "
+        "(planned), or the name of an installed backend plugin. A name no installed plugin "
+        "provides stops the gateway at start-up.",
     )
     docker: DockerConfig = setting(
         "docker", Section(DockerConfig), DockerConfig(), doc="Docker backend."

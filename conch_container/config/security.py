@@ -10,7 +10,7 @@ from typing import Any
 import attrs
 
 from conch_container.config.kinds import Choice, Int, ListOf, Section, Str, at_least
-from conch_container.config.schema import setting
+from conch_container.config.schema import PLANNED, setting
 
 #: ``""`` falls back to ``defaultMode``, and then to ``enable``.
 MODES = ("", "enable", "filter", "disable")
@@ -140,11 +140,13 @@ class SecurityConfig:
         "forwarding",
         Section(ForwardingSecurityConfig),
         ForwardingSecurityConfig(),
-        doc="Forwarding.",
+        doc="Forwarding (every kind is refused: forwarding is not implemented yet).",
+        status=PLANNED,
     )
     max_sessions: int = setting(
         "maxSessions",
         Int(at_least(-1)),
         -1,
-        doc="Session channels allowed per connection; -1: unlimited (0 means the default).",
+        doc="Session channels open at the same time on one connection; -1: unlimited "
+        "(0 means the default). ContainerSSH counts every channel ever opened.",
     )

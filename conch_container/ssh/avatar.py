@@ -5,13 +5,15 @@ from __future__ import annotations
 from typing import Any
 
 from twisted.conch.avatar import ConchUser
+from twisted.conch.error import ConchError
 from twisted.conch.interfaces import ISession
+from twisted.conch.ssh.connection import OPEN_CONNECT_FAILED, OPEN_RESOURCE_SHORTAGE
 from twisted.internet.defer import Deferred, DeferredList
 from twisted.python.failure import Failure
 
 from conch_container import messages
 from conch_container.asyncutil import call_as_deferred
-from conch_container.errors import ContainerSSHError
+from conch_container.errors import ContainerSSHError, RequestRejected
 from conch_container.log.logger import CodeLogger
 from conch_container.metadata import ConnectionMetadata
 from conch_container.ssh.session import ContainerSession, SessionChannel
@@ -51,6 +53,7 @@ class ContainerAvatar(ConchUser):
         self.log = log
         self._registry = registry
         self._sessions: set[ContainerSession] = set()
+        self._opened: dict[Any, Any] = {}
         self._closing: set[Deferred[None]] = set()
         self._logged_out = False
 
@@ -58,6 +61,49 @@ class ContainerAvatar(ConchUser):
         if interface is ISession:
             return ContainerSession(self)
         return None
+
+    def lookupChannel(
+        self, channelType: bytes, windowSize: int, maxPacket: int, data: bytes
+    ) -> Any:
+        """A new channel; a session channel gets its backend session now, or is refused.
+
+        Opening the backend session before the channel is confirmed lets the
+        backend, or a policy in front of it, refuse the channel itself: a
+        session limit (``SECURITY_MAX_SESSIONS``) is answered with
+        ``OPEN_RESOURCE_SHORTAGE``, any other refusal with
+        ``OPEN_CONNECT_FAILED``, each with the error's user-safe message.
+        """
+        channel = super().lookupChannel(channelType, windowSize, maxPacket, data)
+        if channelType == b"session":
+            self._opened[channel] = self._open_backend_session()
+        return channel
+
+    def _open_backend_session(self) -> Any:
+        # Conch numbers the channel right after this lookup returns: it gets
+        # the connection's next local channel id.
+        channel_id = self.conn.localChannelID
+        try:
+            return self.backend_connection.open_session(channel_id)
+        except ContainerSSHError as e:
+            log = self.log.bind(channelId=channel_id)
+            if not isinstance(e, RequestRejected):
+                e.log(log)  # a policy's refusal was logged where it was decided
+            log.event(
+                messages.SSH_NEW_CHANNEL_REJECTED,
+                "Rejected new channel of type {channelType}: {reason}",
+                channelType="session",
+                reason=e.explanation,
+            )
+            if e.code == messages.SECURITY_MAX_SESSIONS:
+                reason = OPEN_RESOURCE_SHORTAGE
+            else:
+                reason = OPEN_CONNECT_FAILED
+            description = e.user_message.encode("ascii", "replace").decode("ascii")
+            raise ConchError(description, reason) from None
+
+    def take_backend_session(self, channel: Any) -> Any:
+        """The backend session opened when ``channel`` was looked up (once)."""
+        return self._opened.pop(channel)
 
     # Session bookkeeping, used by ContainerSession.
 

@@ -19,7 +19,6 @@ from twisted.internet.defer import Deferred, maybeDeferred, succeed
 from twisted.python.failure import Failure
 
 from conch_container import messages
-from conch_container.errors import ContainerSSHError
 from conch_container.interfaces import ExitStatus, PtyRequest
 from conch_container.log.logger import CodeLogger
 from conch_container.ssh.requests import (
@@ -66,9 +65,6 @@ class SessionChannel(SSHSession):
         self.log.event(messages.SSH_NEW_CHANNEL, "New session channel", channelType="session")
         try:
             self.container_session.attach(self)
-        except ContainerSSHError as e:
-            e.log(self.log)
-            self.loseConnection()
         except Exception:
             failure = Failure()
             self.log.event(

@@ -5,6 +5,7 @@ from __future__ import annotations
 import struct
 from typing import Any
 
+from twisted.conch.error import ConchError
 from twisted.conch.ssh import connection
 from twisted.conch.ssh.common import NS
 from twisted.conch.ssh.transport import DISCONNECT_CONNECTION_LOST, DISCONNECT_PROTOCOL_ERROR
@@ -29,6 +30,7 @@ class ServerConnection(connection.SSHConnection):
 
     transport: Any
     _keepalive: KeepAlive | None = None
+    _looked_up: Any = None
 
     def serviceStarted(self) -> None:
         """The user logged in: start keepalives if configured."""
@@ -108,7 +110,35 @@ class ServerConnection(connection.SSHConnection):
                 "the server is shutting down",
             )
             return
+        # Look the channel up here rather than inside Conch's handler: Conch
+        # logs every refusal (a ConchError from lookupChannel) as a critical
+        # failure with a traceback, while a refused session (a session limit,
+        # a backend that cannot open one) is an ordinary, already logged event.
+        try:
+            window, max_packet = reader.uint32(), reader.uint32()
+            self._looked_up = super().getChannel(channel_type, window, max_packet, reader.rest())
+        except PayloadError:
+            self.transport.log.event(
+                messages.SSH_DECODE_FAILED, "Cannot decode a channel open request"
+            )
+            self.transport.sendDisconnect(DISCONNECT_PROTOCOL_ERROR, b"malformed channel open")
+            return
+        except ConchError as refusal:
+            description, reason = refusal.args
+            if isinstance(description, int):  # Conch accepts both orders (its #3657)
+                description, reason = reason, description
+            self._refuse(sender_channel, reason, str(description))
+            return
         super().ssh_CHANNEL_OPEN(packet)
+
+    def getChannel(
+        self, channelType: bytes, windowSize: int, maxPacket: int, data: bytes
+    ) -> Any:
+        """The channel :meth:`ssh_CHANNEL_OPEN` already looked up for this open."""
+        channel, self._looked_up = self._looked_up, None
+        if channel is None:
+            return super().getChannel(channelType, windowSize, maxPacket, data)
+        return channel
 
     def ssh_CHANNEL_REQUEST(self, packet: bytes) -> Any:
         """Dispatch a channel request (Conch), then tell the channel its reply is on its way.

@@ -62,6 +62,12 @@ class PayloadReader:
         self._offset = end
         return value
 
+    def rest(self) -> bytes:
+        """Everything not read yet."""
+        value = self._data[self._offset :]
+        self._offset = len(self._data)
+        return value
+
     def text(self) -> str:
         try:
             return self.string().decode("utf-8")

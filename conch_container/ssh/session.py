@@ -18,7 +18,7 @@ from zope.interface import implementer
 
 from conch_container import messages
 from conch_container.asyncutil import call_as_deferred
-from conch_container.errors import GENERIC_USER_MESSAGE, ContainerSSHError
+from conch_container.errors import GENERIC_USER_MESSAGE, ContainerSSHError, RequestRejected
 from conch_container.interfaces import ExitStatus, ProgramRequest, PtyRequest
 from conch_container.log.levels import Level
 from conch_container.log.logger import CodeLogger
@@ -67,10 +67,10 @@ class ContainerSession:
         self._early_eof = False
 
     def attach(self, channel: SessionChannel) -> None:
-        """Bind to the channel and open the backend session for it."""
+        """Bind to the channel and take the backend session opened for it."""
         self._channel = channel
         self.log = channel.log
-        self._backend = self._avatar.backend_connection.open_session(channel.id)
+        self._backend = self._avatar.take_backend_session(channel)
         self._avatar.session_opened(self)
 
     def _require_backend(self) -> Any:
@@ -191,6 +191,12 @@ class ContainerSession:
         if self._stdin is not None:
             self._stdin.loseConnection()
         error = failure.value
+        if isinstance(error, RequestRejected):
+            # A policy refused the program (and logged why): a plain failure
+            # reply, as OpenSSH answers a request it does not permit.
+            if not self._closed and self._channel is not None:
+                reply.errback(RequestRefused(error.explanation))
+            return
         if isinstance(error, ContainerSSHError):
             error.log(self.log)
             user_message, reason = error.user_message, error.explanation

@@ -23,6 +23,7 @@ from conch_container.backend.docker.containerconfig import (
     LABEL_IP,
     LABEL_USERNAME,
 )
+from conch_container.backend.docker.pull import MISSING_IMAGE_USER_MESSAGE
 from conch_container.errors import GENERIC_USER_MESSAGE, ContainerSSHError
 from conch_container.interfaces import (
     IBackendConnection,
@@ -278,14 +279,13 @@ class DockerBackendIntegrationTests(TestCase):
             await session.signal("TERM")
         self.assertEqual(caught.exception.code, messages.DOCKER_EXEC_SIGNAL_FAILED_NO_AGENT)
 
-    async def test_agent_missing(self) -> None:
-        """With the agent enabled but absent, the PID read fails cleanly: exit 137, no output."""
+    async def test_agent_installed_when_image_lacks_it(self) -> None:
+        """With the agent enabled and absent from the image, the project's agent runs it."""
         io = await self.run_program('echo "Hello world!"', disableAgent=False)
         assert io.status is not None
-        self.assertEqual(io.status.code, 137)
-        self.assertEqual((io.stdout_data, io.stderr_data), (b"", b""))
-        self.assertTrue(io.closed)
-        self.assertIn("DOCKER_EXEC_PID_READ_FAILED", self.codes())
+        self.assertEqual((io.stdout_data, io.status.code), (b"Hello world!\n", 0))
+        self.assertIn("DOCKER_GUEST_AGENT_SELECTED", self.codes())
+        self.assertNotIn("DOCKER_EXEC_PID_READ_FAILED", self.codes())
 
     # -- container lifecycle
 
@@ -320,17 +320,25 @@ class DockerBackendIntegrationTests(TestCase):
         self.assertIsNone(io.status)
         self.assertFalse(io.closed)
 
-    async def test_files_skipped(self) -> None:
-        """Files from authentication are skipped with a debug message for now."""
-        await self.connect(files={"/home/alice/x": b"data"})
-        self.assertIn("DOCKER_FILE_WRITE_SKIPPED", self.codes())
+    async def test_files_written_by_agent(self) -> None:
+        """Files from authentication are written through the agent before connect returns."""
+        await self.connect(files={"/tmp/x": b"data"}, disableAgent=False)
+        self.assertIn("DOCKER_FILE_WRITE", self.codes())
+        self.assertNotIn("DOCKER_FILE_WRITE_FAILED", self.codes())
 
-    async def assert_connect_fails(self, code: Any, **kwargs: Any) -> ContainerSSHError:
+    async def test_files_refused_without_agent(self) -> None:
+        """With the agent disabled, each file is refused with DOCKER_FILE_WRITE_FAILED."""
+        await self.connect(files={"/tmp/x": b"data"})
+        self.assertIn("DOCKER_FILE_WRITE_FAILED", self.codes())
+
+    async def assert_connect_fails(
+        self, code: Any, *, user_message: str = GENERIC_USER_MESSAGE, **kwargs: Any
+    ) -> ContainerSSHError:
         config = make_config(**kwargs)
         with self.assertRaises(ContainerSSHError) as caught:
             await self.backend.connect(make_context(config, self.log))
         error = caught.exception
-        self.assertEqual(error.user_message, GENERIC_USER_MESSAGE)
+        self.assertEqual(error.user_message, user_message)
         self.assertEqual(error.code, code)
         self.assertEqual(await labelled_containers(self.client, self.instance_id), [])
         return error
@@ -339,6 +347,7 @@ class DockerBackendIntegrationTests(TestCase):
         """A missing image with policy Never fails creation and leaves nothing behind."""
         await self.assert_connect_fails(
             messages.DOCKER_CONTAINER_CREATE_FAILED,
+            user_message=MISSING_IMAGE_USER_MESSAGE,
             container={"image": "conch-container/does-not-exist:latest"},
         )
         self.assertNotIn("DOCKER_IMAGE_PULL", self.codes())

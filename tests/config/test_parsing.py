@@ -307,7 +307,8 @@ class ValueTests(ParsingCase):
             'auth.password.method: must be one of "", "webhook", "kerberos", "static"',
         )
         self.assertProblem(
-            {"backend": "podman"}, 'backend: must be one of "docker", "kubernetes", "sshproxy"'
+            {"backend": "Docker Engine"},
+            "backend: must be a backend name: docker, kubernetes, sshproxy or a plugin's name",
         )
         self.assertProblem(
             {"auth": {"password": {"webhook": {"tlsVersion": 1.1}}}},

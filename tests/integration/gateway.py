@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import os
 import shutil
-from typing import Any
+from typing import Any, cast
 
 import yaml
 from twisted.conch.ssh import keys
@@ -48,7 +48,7 @@ class GatewayTestCase(TestCase):
     #: Extra configuration merged over the default test config (top-level sections).
     config_overrides: dict[str, Any] = {}
 
-    def setUp(self) -> Deferred[None]:
+    def setUp(self) -> Deferred[None]:  # type: ignore[override]
         if SSH is None:
             self.fail("the OpenSSH client (ssh) is required for the end-to-end tests")
         self.docker = docker_client()
@@ -105,7 +105,7 @@ class GatewayTestCase(TestCase):
         assert options.log_output is not None
         globalLogPublisher.addObserver(options.log_output.observer)
         self.addCleanup(globalLogPublisher.removeObserver, options.log_output.observer)
-        self.root = makeService(options, reactor)
+        self.root: Any = cast(Any, makeService(options, reactor))
         await self.root.startService()
         listener = self.root.getServiceNamed("ssh")
         self.port = listener.port.getHost().port

@@ -12,7 +12,7 @@ import shutil
 import tempfile
 from typing import Any
 
-from twisted.internet.defer import Deferred, DeferredList
+from twisted.internet.defer import CancelledError, Deferred, DeferredList, succeed
 from twisted.internet.threads import deferToThreadPool
 from twisted.python.failure import Failure
 from twisted.python.threadpool import ThreadPool
@@ -30,9 +30,11 @@ from conch_container.backend.docker.containerconfig import (
     CreateRequest,
     build_create_request,
 )
-from conch_container.backend.docker.deferutil import Once
+from conch_container.backend.docker.deferutil import DeadlineExceeded, Once, with_deadline
 from conch_container.backend.docker.engine import Engine, EngineError
 from conch_container.backend.docker.pull import PullPolicy, registry_auth
+from conch_container.backend.docker.reconcile import Sweep, address_in_use, remove_leftovers
+from conch_container.backend.docker.sessionops import restart_policy_error
 from conch_container.errors import GENERIC_USER_MESSAGE, ContainerSSHError
 from conch_container.interfaces import ConnectionContext, IContainerBackend
 from conch_container.log.levels import Level
@@ -64,6 +66,8 @@ class DockerBackend:
         log: CodeLogger,
         *,
         instance_id: str,
+        startup_config: Any = None,
+        listen: str | None = None,
         max_threads: int = 20,
         retry_interval: float = RETRY_INTERVAL,
     ) -> None:
@@ -72,21 +76,74 @@ class DockerBackend:
         self.instance_id = instance_id
         self._max_threads = max_threads
         self._retry_interval = retry_interval
+        self._startup_config = startup_config
+        self._listen = listen
         self._pool = ThreadPool(minthreads=0, maxthreads=max_threads, name="docker")
         self._engines: dict[EngineSettings, Once[Engine]] = {}
         self._connections: set[DockerConnection] = set()
         self._tls_root: str | None = None
         self._running = False
+        #: The gateway's own ``docker`` section, given to :meth:`start`.
+        self._default_config: Any = None
+        self._reconciling: Deferred[int] | None = None
 
     # -- lifecycle
 
-    def start(self) -> None:
-        """Start the thread pool; call once before :meth:`connect`."""
+    def start(self, docker_config: Any = None, *, reconcile: bool | None = None) -> Deferred[None]:
+        """Start the thread pool; call once before :meth:`connect`.
+
+        :param docker_config: the gateway's ``docker`` config section (by
+            default the ``startup_config`` given to the constructor). Its engine
+            is the one :meth:`remove_all` always sweeps, and, with ``reconcile``,
+            the containers a previous run of this gateway left there are removed
+            (:func:`~conch_container.backend.docker.reconcile.remove_leftovers`,
+            bounded by ``timeouts.containerStop``) before the result fires.
+        :param reconcile: False when a live instance may own this instance id's
+            containers; by default, whether nothing listens on the ``listen``
+            address given to the constructor yet
+            (:func:`~conch_container.backend.docker.reconcile.address_in_use`).
+        :return: fires once the backend is ready; an unreachable engine does
+            not fail it (``DOCKER_CONNECTION_FAILED`` is logged).
+        """
         if self._running:
-            return
+            return succeed(None)
         self._tls_root = tempfile.mkdtemp(prefix="conch-container-docker-")
         self._pool.start()
         self._running = True
+        if docker_config is None:
+            docker_config = self._startup_config
+        if reconcile is None:
+            # A running copy of this gateway holds the address and owns the containers.
+            reconcile = self._listen is None or not address_in_use(self._listen)
+        if docker_config is None:
+            return succeed(None)
+        self._default_config = docker_config
+        if not reconcile:
+            self._log.event(
+                messages.DOCKER_CONTAINER_RECONCILE,
+                "Not looking for containers left behind by a previous run: another "
+                "process listens on this gateway's address (a running copy of it?)",
+                level=Level.WARNING,
+            )
+            return succeed(None)
+        settings = EngineSettings.from_config(docker_config)
+        d = Deferred.fromCoroutine(
+            remove_leftovers(
+                lambda: self.engine_for(settings),
+                self.instance_id,
+                self._log,
+                self._reactor,
+                docker_config.timeouts.container_stop,
+            )
+        )
+        self._reconciling = d
+
+        def done(result: object) -> None:
+            self._reconciling = None
+            if isinstance(result, Failure):
+                result.trap(CancelledError)  # stop() during start-up
+
+        return d.addBoth(done)
 
     def stop(self) -> Deferred[None]:
         """Close every connection, release the clients and stop the pool."""
@@ -96,6 +153,8 @@ class DockerBackend:
         if not self._running:
             return
         self._running = False
+        if self._reconciling is not None:
+            self._reconciling.cancel()
         await DeferredList([c.close() for c in list(self._connections)], consumeErrors=True)
         engines, self._engines = self._engines, {}
         for once in engines.values():
@@ -135,7 +194,11 @@ class DockerBackend:
             def failed(failure: Failure) -> Failure:
                 if self._engines.get(settings) is once:
                     del self._engines[settings]
-                return failure
+                if failure.check(EngineError):
+                    return failure
+                # docker-py's own errors (no socket, no answer): the engine is
+                # unreachable, which callers retry and log as such.
+                return Failure(EngineError(failure.getErrorMessage() or repr(failure.value)))
 
             engine_d: Deferred[Engine] = d.addCallbacks(connected, failed)
             engine_d.addBoth(once.fire)
@@ -161,13 +224,16 @@ class DockerBackend:
             )
             error.log(log)
             raise error
-        if execution.mode != "connection":
-            raise _config_error(log, f"execution mode {execution.mode!r} is not supported yet")
+        if execution.mode not in ("connection", "session"):
+            raise _config_error(log, f"unknown execution mode {execution.mode!r}")
+        # In session mode no container is made here: each session channel gets
+        # its own, running the program itself, and the guest agent is not used.
+        session_mode = execution.mode == "session"
         try:
             policy = PullPolicy.parse(execution.image_pull_policy)
         except ValueError as e:
             raise _config_error(log, str(e)) from None
-        if execution.disable_agent:
+        if execution.disable_agent and not session_mode:
             log.event(
                 messages.DOCKER_GUEST_AGENT_DISABLED,
                 "The guest agent is disabled: signals and file writes are not available",
@@ -178,6 +244,8 @@ class DockerBackend:
                     "The guest agent is disabled but the idle command still runs it",
                 )
         request = self._create_request(execution, metadata, log)
+        if session_mode and (problem := restart_policy_error(request)) is not None:
+            raise _config_error(log, problem)
         settings = EngineSettings.from_config(docker_config)
         if settings.tls:
             # Twisted's TLS transport cannot half-close, and a program's stdin
@@ -247,44 +315,45 @@ class DockerBackend:
     def remove_all(self, docker_config: Any = None) -> Deferred[int]:
         """Remove every container labelled with this gateway's instance id.
 
-        Looks on every engine this backend has talked to, plus the one
-        ``docker_config`` (a ``docker`` config section) names, if given.
-        Failures are logged; the result is the number of containers removed.
+        Looks on every engine this backend has talked to, on the one of the
+        ``docker`` section given to :meth:`start`, and on the one
+        ``docker_config`` (a ``docker`` config section) names, if given; the
+        containers of one engine are removed concurrently, within that
+        section's ``timeouts.containerStop``. Failures are logged; the result
+        is the number of containers removed.
         """
         return Deferred.fromCoroutine(self._remove_all(docker_config))
 
     async def _remove_all(self, docker_config: Any) -> int:
         settings = set(self._engines)
-        if docker_config is not None:
-            settings.add(EngineSettings.from_config(docker_config))
+        timeout = 60.0
+        for config in (self._default_config, docker_config):
+            if config is not None:
+                settings.add(EngineSettings.from_config(config))
+                timeout = float(config.timeouts.container_stop)
         removed = 0
         for item in settings:
             try:
-                engine = await self.engine_for(item)
-                ids = await engine.list_labelled(LABEL_INSTANCE, self.instance_id)
-            except EngineError as e:
+                engine = await with_deadline(self._reactor, timeout, self.engine_for(item))
+                sweep = Sweep(engine, self.instance_id, self._log)
+                await with_deadline(self._reactor, timeout, sweep.find())
+            except (EngineError, DeadlineExceeded) as e:
                 self._log.event(
                     messages.DOCKER_CONTAINER_REMOVE_FAILED,
                     "Cannot list this gateway's containers: {reason}",
-                    reason=e.message,
+                    reason=e.message if isinstance(e, EngineError) else str(e),
                 )
                 continue
-            for container_id in ids:
-                log = self._log.bind(containerId=container_id)
-                log.event(messages.DOCKER_CONTAINER_REMOVE, "Removing container {containerId}")
-                try:
-                    await engine.remove_container(container_id)
-                except EngineError as e:
-                    log.event(
-                        messages.DOCKER_CONTAINER_REMOVE_FAILED,
-                        "Failed to remove container {containerId}: {reason}",
-                        reason=e.message,
-                    )
-                    continue
-                log.event(
-                    messages.DOCKER_CONTAINER_REMOVE_SUCCESSFUL, "Removed container {containerId}"
+            try:
+                await with_deadline(self._reactor, timeout, sweep.remove_found())
+            except DeadlineExceeded:
+                self._log.event(
+                    messages.DOCKER_CONTAINER_REMOVE_FAILED,
+                    "{count} container(s) of this gateway were not removed within {timeout} s",
+                    count=sweep.unfinished,
+                    timeout=timeout,
                 )
-                removed += 1
+            removed += sweep.removed
         return removed
 
 

@@ -22,15 +22,21 @@ from twisted.internet.defer import CancelledError, Deferred, DeferredList
 from zope.interface import implementer
 
 from conch_container import messages
+from conch_container.backend.docker.agent import GuestAgent, select_agent
 from conch_container.backend.docker.containerconfig import CreateRequest
+from conch_container.backend.docker.containerops import ContainerOps
 from conch_container.backend.docker.deferutil import DeadlineExceeded, Once, with_deadline
 from conch_container.backend.docker.engine import Engine, EngineError
+from conch_container.backend.docker.files import write_files
 from conch_container.backend.docker.pull import (
+    MISSING_IMAGE_USER_MESSAGE,
     PullPolicy,
     canonical_image_name,
-    is_permanent_pull_error,
+    classify_pull_error,
+    is_missing_image_error,
 )
 from conch_container.backend.docker.session import DockerExecSession
+from conch_container.backend.docker.sessionmode import DockerContainerSession, SessionTemplate
 from conch_container.errors import GENERIC_USER_MESSAGE, ContainerSSHError
 from conch_container.interfaces import IBackendConnection
 from conch_container.log.codes import MessageCode
@@ -41,12 +47,18 @@ T = TypeVar("T")
 
 
 class StepFailed(Exception):
-    """A launch step failed for good (already logged under ``code``)."""
+    """A launch step failed for good (already logged under ``code``).
 
-    def __init__(self, code: MessageCode, explanation: str) -> None:
+    :ivar user_message: what the SSH user may read about it.
+    """
+
+    def __init__(
+        self, code: MessageCode, explanation: str, user_message: str = GENERIC_USER_MESSAGE
+    ) -> None:
         super().__init__(explanation)
         self.code = code
         self.explanation = explanation
+        self.user_message = user_message
 
 
 def _never(error: EngineError) -> bool:
@@ -55,6 +67,12 @@ def _never(error: EngineError) -> bool:
 
 def _always(error: EngineError) -> bool:
     return True
+
+
+def _create_user_message(error: EngineError) -> str:
+    if is_missing_image_error(error.status, error.message):
+        return MISSING_IMAGE_USER_MESSAGE
+    return GENERIC_USER_MESSAGE
 
 
 @implementer(IBackendConnection)
@@ -85,9 +103,13 @@ class DockerConnection:
         self._on_closed = on_closed
         self.engine: Engine | None = None
         self.container_id: str | None = None
+        #: The container's guest agent (None if disabled), chosen before it starts.
+        self.agent: GuestAgent | None = GuestAgent.configured(docker_config.execution)
         self._create_result: Once[str] | None = None
         self._launch_d: Deferred[None] | None = None
-        self._sessions: set[DockerExecSession] = set()
+        self._sessions: set[DockerExecSession | DockerContainerSession] = set()
+        #: In session mode, what each session's container is made from (set by launch).
+        self._template: SessionTemplate | None = None
         self._closing = False
         self._closed = False
         self._close_once: Once[None] | None = None
@@ -138,9 +160,14 @@ class DockerConnection:
             permanent=_never,
         )
         await self._pull_if_needed(request, policy, registry_auth)
+        if self._config.execution.mode == "session":
+            # Each session channel gets its own container (sessionmode.py).
+            self._template = SessionTemplate(request, files)
+            return
         await self._create(request)
+        await self._select_agent()
         await self._start()
-        self._write_files(files)
+        await self._write_files(files)
 
     async def _pull_if_needed(
         self, request: CreateRequest, policy: PullPolicy, registry_auth: dict[str, str]
@@ -172,7 +199,8 @@ class DockerConnection:
             messages.DOCKER_IMAGE_PULL_FAILED,
             "Failed to pull image {image}: {reason}",
             lambda: engine.pull(image, registry_auth, request.platform),
-            permanent=lambda e: is_permanent_pull_error(e.status, e.message),
+            permanent=lambda e: classify_pull_error(e.status, e.message).permanent,
+            user_message=lambda e: classify_pull_error(e.status, e.message).user_message,
             image=name,
         )
 
@@ -194,6 +222,7 @@ class DockerConnection:
             "Failed to create container: {reason}",
             result.wait,
             permanent=_always,
+            user_message=_create_user_message,
         )
 
     def _record_container(self, container_id: str) -> str:
@@ -217,18 +246,39 @@ class DockerConnection:
             permanent=_always,
         )
 
-    def _write_files(self, files: Mapping[str, object]) -> None:
-        """Place authentication's ``files`` in the container.
+    async def _select_agent(self) -> None:
+        """Choose the guest agent (copying the project's into the container if needed)."""
+        engine, container_id = self.engine, self.container_id
+        assert engine is not None and container_id is not None
+        if self.agent is None:
+            return  # disabled (DOCKER_GUEST_AGENT_DISABLED was logged)
+        self.current_failure_code = messages.DOCKER_CONTAINER_START_FAILED
+        self.agent = await select_agent(
+            self._reactor,
+            engine,
+            ContainerOps(engine),
+            container_id,
+            self._config.execution.agent_path,
+            timeout=self._timeouts.command_start,
+            log=self._log,
+        )
 
-        This needs the guest agent's ``write-file`` mode, which is not used yet:
-        the files are skipped with a debug message.
-        """
-        if files:
-            self._log.event(
-                messages.DOCKER_FILE_WRITE_SKIPPED,
-                "Not writing {count} file(s) into the container",
-                count=len(files),
-            )
+    async def _write_files(self, files: Mapping[str, object]) -> None:
+        """Write authentication's ``files`` through the guest agent, before any program runs."""
+        engine, container_id = self.engine, self.container_id
+        assert engine is not None and container_id is not None
+        if not files:
+            return
+        self.current_failure_code = messages.DOCKER_FILE_WRITE_FAILED
+        await write_files(
+            self._reactor,
+            engine,
+            container_id,
+            self.agent,
+            files,
+            timeout=self._timeouts.command_start,
+            log=self._log,
+        )
 
     async def _step(
         self,
@@ -237,9 +287,14 @@ class DockerConnection:
         action: Callable[[], Awaitable[T]],
         *,
         permanent: Callable[[EngineError], bool],
+        user_message: Callable[[EngineError], str] | None = None,
         **fields: Any,
     ) -> T:
-        """Run ``action``, retrying transient engine errors until cancelled."""
+        """Run ``action``, retrying transient engine errors until cancelled.
+
+        ``user_message`` words a permanent failure for the SSH user (default:
+        the generic message).
+        """
         self.current_failure_code = failed_code
         if self._closing:
             self._log.event(
@@ -257,7 +312,11 @@ class DockerConnection:
             except EngineError as e:
                 if permanent(e):
                     self._log.event(failed_code, failed_format, reason=e.message, **fields)
-                    raise StepFailed(failed_code, e.message) from None
+                    raise StepFailed(
+                        failed_code,
+                        e.message,
+                        GENERIC_USER_MESSAGE if user_message is None else user_message(e),
+                    ) from None
                 last = f"{e.message} (timed out while retrying)"
                 self._log.event(
                     failed_code,
@@ -276,8 +335,21 @@ class DockerConnection:
 
     # -- sessions
 
-    def open_session(self, channel_id: object) -> DockerExecSession:
-        """A new exec session for a session channel."""
+    def open_session(self, channel_id: object) -> DockerExecSession | DockerContainerSession:
+        """A new session for a session channel: an exec, or in session mode a container."""
+        if self._template is not None and self.engine is not None and not self._closing:
+            container_session = DockerContainerSession(
+                reactor=self._reactor,
+                engine=self.engine,
+                template=self._template,
+                docker_config=self._config,
+                log=self._log,
+                channel_id=channel_id,
+                retry_interval=self._retry_interval,
+                on_closed=self._sessions.discard,
+            )
+            self._sessions.add(container_session)
+            return container_session
         if self._closing or self.engine is None or self.container_id is None:
             error = ContainerSSHError(
                 messages.DOCKER_CONTAINER_SHUTTING_DOWN,
@@ -295,6 +367,7 @@ class DockerConnection:
             log=self._log,
             channel_id=channel_id,
             on_closed=self._sessions.discard,
+            agent=self.agent,
         )
         self._sessions.add(session)
         return session
@@ -389,7 +462,7 @@ def launch_error(error: BaseException, connection: DockerConnection) -> Containe
     if isinstance(error, ContainerSSHError):
         return error
     if isinstance(error, StepFailed):
-        return ContainerSSHError(error.code, GENERIC_USER_MESSAGE, error.explanation)
+        return ContainerSSHError(error.code, error.user_message, error.explanation)
     if isinstance(error, CancelledError):
         return ContainerSSHError(
             connection.current_failure_code,

@@ -13,6 +13,7 @@ response headers), which the caller gives to the reactor.
 
 from __future__ import annotations
 
+import base64
 import functools
 import json
 import os
@@ -109,12 +110,31 @@ def thd_image_present(client: docker.APIClient, image: str) -> bool:
 def thd_pull(
     client: docker.APIClient, image: str, auth: dict[str, str], platform: str | None
 ) -> None:
-    """Pull ``image``; errors reported inside the progress stream are raised too."""
-    for event in client.pull(image, stream=True, decode=True, auth_config=auth, platform=platform):
-        if isinstance(event, dict) and ("error" in event or "errorDetail" in event):
-            detail = event.get("errorDetail") or {}
-            message = event.get("error") or detail.get("message") or "pull failed"
-            raise EngineError(str(message), detail.get("code"))
+    """Pull ``image`` with ``auth`` (an empty object pulls anonymously).
+
+    The engine answers with an HTTP error only when the pull fails before its
+    first progress message; later failures (a layer download, a digest
+    mismatch) arrive as an ``error`` object inside a stream that began with
+    HTTP 200, and are raised here with ``status`` None.
+
+    ``auth`` is always passed, even empty: with ``auth_config=None`` docker-py
+    would send the gateway host's own ``~/.docker/config.json`` credentials.
+    """
+    stream = client.pull(image, stream=True, decode=True, auth_config=auth, platform=platform)
+    try:
+        for event in stream:
+            if not isinstance(event, dict):
+                continue
+            if "error" in event or "errorDetail" in event:
+                detail = event.get("errorDetail")
+                if not isinstance(detail, dict):
+                    detail = {}
+                message = event.get("error") or detail.get("message") or "the pull failed"
+                code = detail.get("code")
+                status = code if isinstance(code, int) and code >= 400 else None
+                raise EngineError(str(message), status)
+    except ValueError as e:  # a malformed progress message
+        raise EngineError(f"unreadable pull progress from the engine: {e}") from e
 
 
 @_engine_errors
@@ -232,6 +252,32 @@ def thd_exec_run(client: docker.APIClient, container_id: str, cmd: Sequence[str]
     return code
 
 
+@_engine_errors
+def thd_path_stat(client: docker.APIClient, container_id: str, path: str) -> dict[str, Any] | None:
+    """The engine's description of ``path`` in a (started or created) container, or None.
+
+    The answer of ``HEAD /containers/{id}/archive``: ``name``, ``size``,
+    ``mode`` (Go's ``os.FileMode`` bits) and ``linkTarget``. Nothing is read
+    from the file itself.
+    """
+    url = f"{client.base_url}/v{client.api_version}/containers/{container_id}/archive"
+    response = client.head(url, params={"path": path})
+    if response.status_code == 404:
+        return None
+    if response.status_code != 200:
+        raise EngineError(f"HTTP {response.status_code}", response.status_code)
+    header = response.headers.get("X-Docker-Container-Path-Stat")
+    if not header:
+        raise EngineError("the engine described no file")
+    try:
+        stat = json.loads(base64.b64decode(header))
+    except ValueError as e:
+        raise EngineError(f"unreadable file description from the engine: {e}") from e
+    if not isinstance(stat, dict):
+        raise EngineError("unreadable file description from the engine")
+    return stat
+
+
 def thd_close(client: docker.APIClient, tls_dir: str | None) -> None:
     """Close the client's connection pool and remove its TLS files."""
     try:
@@ -300,6 +346,9 @@ class Engine:
 
     def exec_run(self, container_id: str, cmd: Sequence[str]) -> Deferred[int]:
         return self._run(thd_exec_run, container_id, cmd)
+
+    def path_stat(self, container_id: str, path: str) -> Deferred[dict[str, Any] | None]:
+        return self._run(thd_path_stat, container_id, path)
 
     def close(self) -> Deferred[None]:
         """Release the client (and its TLS files)."""

@@ -3,10 +3,17 @@
 Both run on the engine through the backend's pool; neither touches the
 session's state, so they can be tested with any object that has the
 :class:`~conch_container.backend.docker.engine.Engine` methods they call.
+
+How a program ended: the engine reports only an exit code, and a process
+killed by signal N reports ``128 + N``, which a program can also return by
+itself. :func:`exit_status` reports the signal only when the gateway itself
+delivered that signal to the program (through the guest agent); any other
+``128 + N`` stays an exit code, as with ContainerSSH.
 """
 
 from __future__ import annotations
 
+from collections.abc import Collection, Mapping, Sequence
 from typing import Any
 
 from twisted.internet import task
@@ -16,10 +23,28 @@ from conch_container import messages
 from conch_container.backend.docker.deferutil import DeadlineExceeded, with_deadline
 from conch_container.backend.docker.engine import EngineError
 from conch_container.errors import ContainerSSHError
+from conch_container.interfaces import ExitStatus
 from conch_container.log.logger import CodeLogger
 
 #: The signal names the guest agent (and ContainerSSH) accept.
 SIGNALS = frozenset("ABRT ALRM FPE HUP ILL INT KILL PIPE QUIT SEGV TERM USR1 USR2".split())
+#: Linux's numbers for those names (the generic numbering of x86, ARM and most
+#: other architectures; the container's kernel is Linux whatever the gateway runs on).
+SIGNAL_NUMBERS: Mapping[str, int] = {
+    "HUP": 1,
+    "INT": 2,
+    "QUIT": 3,
+    "ILL": 4,
+    "ABRT": 6,
+    "FPE": 8,
+    "KILL": 9,
+    "USR1": 10,
+    "SEGV": 11,
+    "USR2": 12,
+    "PIPE": 13,
+    "ALRM": 14,
+    "TERM": 15,
+}
 #: The exit status reported when the real one cannot be known (killed, agent missing...).
 UNKNOWN_EXIT_CODE = 137
 #: How long ``exec inspect`` is polled for the exit code after the output ended.
@@ -73,24 +98,47 @@ async def fetch_exit_code(clock: IReactorTime, engine: Any, exec_id: str, log: C
         return code
 
 
+#: What the agent's ``signal`` exit codes mean (reference section 7).
+_SIGNAL_FAILURES = {
+    1: "the guest agent refused the arguments",
+    2: "the program's process no longer exists",
+    3: "the guest agent could not send the signal",
+    126: "the guest agent cannot be executed",
+    127: "the guest agent is missing",
+}
+
+
+def exit_status(code: int, delivered: Collection[str]) -> ExitStatus:
+    """How the program ended, for the SSH client.
+
+    :param code: the exit code the engine reported.
+    :param delivered: the signals the gateway delivered to the program.
+    :return: the signal, if ``code`` is ``128 + N`` for a delivered signal N;
+        otherwise the exit code.
+    """
+    for name in delivered:
+        number = SIGNAL_NUMBERS.get(name)
+        if number is not None and code == 128 + number:
+            return ExitStatus(signal=name)
+    return ExitStatus(code=code)
+
+
 async def deliver_signal(
     clock: IReactorTime,
     engine: Any,
     *,
     container_id: str,
-    agent_path: str,
-    pid: int,
+    cmd: Sequence[str],
     name: str,
     timeout: float,
     log: CodeLogger,
 ) -> None:
-    """Have the guest agent send signal ``name`` to process ``pid``.
+    """Run the guest agent's ``signal`` command line ``cmd`` (which sends ``name``).
 
     :raises ContainerSSHError: (logged) ``DOCKER_EXEC_SIGNAL_FAILED`` when the
         engine call fails, times out, or the agent exits non-zero.
     """
     log.event(messages.DOCKER_EXEC_SIGNAL, "Sending signal {signal}", signal=name)
-    cmd = [agent_path, "signal", "--pid", str(pid), "--signal", name]
     explanation: str | None = None
     code: int | None = None
     try:
@@ -100,7 +148,8 @@ async def deliver_signal(
     except DeadlineExceeded as e:
         explanation = str(e)
     if explanation is None and code != 0:
-        explanation = f"the guest agent could not deliver the signal (exit code {code})"
+        why = _SIGNAL_FAILURES.get(code or 0, "the guest agent could not deliver the signal")
+        explanation = f"{why} (exit code {code})"
     if explanation is not None:
         error = ContainerSSHError(
             messages.DOCKER_EXEC_SIGNAL_FAILED,

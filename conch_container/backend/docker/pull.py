@@ -1,4 +1,4 @@
-"""Image pull decisions, image names and registry credentials (pure functions).
+"""Image pull decisions, image names, registry credentials and pull errors (pure functions).
 
 ``imagePullPolicy`` (reference section 6.2):
 
@@ -6,13 +6,22 @@
 * ``Always``: pull before every container;
 * ``IfNotPresent`` (the default): inspect the image, pull only when the engine
   says it does not exist (no special case for ``:latest``, as in ContainerSSH 0.6).
+
+A failed pull is classified from the engine's answer: refused credentials, a
+missing image and a malformed name are permanent (retrying cannot help), the
+rest (network, registry trouble) is retried. The engine reports a registry's
+refusal with HTTP 500 and the registry's words, so the words decide.
 """
 
 from __future__ import annotations
 
+import base64
+import binascii
 import enum
 import re
 from collections.abc import Mapping
+
+from conch_container.errors import GENERIC_USER_MESSAGE
 
 #: The keys of Docker's ``AuthConfig`` (``X-Registry-Auth``), all lower case on the wire.
 REGISTRY_AUTH_KEYS = (
@@ -85,25 +94,115 @@ def registry_auth(raw: Mapping[str, object] | None) -> dict[str, str]:
     values are left out. No configured credentials give an empty object, so the
     engine pulls anonymously: the gateway host's own Docker credentials are
     never used.
+
+    The engine ignores ``auth`` (the ``base64(username:password)`` form of
+    ``~/.docker/config.json``; the Docker CLI splits it before sending), so it
+    is split here too when ``username`` and ``password`` are not given.
     """
     out: dict[str, str] = {}
     for key, value in (raw or {}).items():
         name = str(key).lower()
         if name in REGISTRY_AUTH_KEYS and value not in (None, ""):
             out[name] = str(value)
+    if "auth" in out and "username" not in out and "password" not in out:
+        split = _split_auth(out["auth"])
+        if split is not None:
+            out["username"], out["password"] = split
     return out
 
 
-_PERMANENT_PULL_ERROR = re.compile(
-    r"unauthorized|authentication required|access( to the resource)? (is )?denied|"
-    r"denied:|not found|manifest unknown|does not exist|invalid reference format|"
-    r"repository name must",
+def _split_auth(value: str) -> tuple[str, str] | None:
+    try:
+        decoded = base64.b64decode(value.strip(), validate=True).decode("utf-8")
+    except (binascii.Error, ValueError):
+        return None
+    username, sep, password = decoded.partition(":")
+    if not sep or not username:
+        return None
+    return username, password
+
+
+class PullFailure(enum.Enum):
+    """Why a pull failed, as far as the engine's answer tells."""
+
+    #: The registry refused the credentials (or their absence).
+    UNAUTHORIZED = "unauthorized"
+    #: The registry has no such image (or tag, or platform).
+    NOT_FOUND = "not found"
+    #: The image name cannot be pulled at all.
+    INVALID = "invalid"
+    #: Anything else: network, engine or registry trouble that may pass.
+    TRANSIENT = "transient"
+
+    @property
+    def permanent(self) -> bool:
+        """Whether retrying the pull is pointless."""
+        return self is not PullFailure.TRANSIENT
+
+    @property
+    def user_message(self) -> str:
+        """What the SSH user may read (never the engine's or the registry's words)."""
+        return _USER_MESSAGES[self]
+
+
+_USER_MESSAGES = {
+    PullFailure.UNAUTHORIZED: (
+        "Failed to initialize SSH session: the registry refused access to the container image."
+    ),
+    PullFailure.NOT_FOUND: (
+        "Failed to initialize SSH session: the container image was not found in its registry."
+    ),
+    PullFailure.INVALID: "Failed to initialize SSH session: the container image name is invalid.",
+    PullFailure.TRANSIENT: GENERIC_USER_MESSAGE,
+}
+
+#: What the user reads when ``Never`` (or a vanished image) leaves no image to create from.
+MISSING_IMAGE_USER_MESSAGE = (
+    "Failed to initialize SSH session: the container image is not available on the Docker host."
+)
+
+# The engine's and registries' words, checked in this order: Docker Hub answers
+# "pull access denied ..., repository does not exist or may require 'docker
+# login'" both for a private and for a missing repository.
+_UNAUTHORIZED = re.compile(
+    r"unauthorized|authentication required|no basic auth credentials|incorrect username|"
+    # "permission denied" is the engine's own file system, not the registry.
+    r"(?<!permission )\bdenied\b|forbidden",
     re.IGNORECASE,
 )
+_NOT_FOUND = re.compile(
+    r"manifest unknown|not found|does not exist|name unknown|no such image|"
+    r"no matching manifest",
+    re.IGNORECASE,
+)
+_INVALID = re.compile(
+    r"invalid reference format|repository name must|invalid tag format|invalid platform",
+    re.IGNORECASE,
+)
+_MISSING_IMAGE = re.compile(r"no such image", re.IGNORECASE)
+
+
+def classify_pull_error(status: int | None, message: str) -> PullFailure:
+    """Classify a failed pull from the engine's HTTP status and explanation.
+
+    :param status: the HTTP status of the engine's answer; ``None`` for an
+        error reported inside the progress stream of a pull that had started.
+    :param message: the engine's explanation.
+    """
+    if status in (401, 403) or _UNAUTHORIZED.search(message):
+        return PullFailure.UNAUTHORIZED
+    if status == 404 or _NOT_FOUND.search(message):
+        return PullFailure.NOT_FOUND
+    if status == 400 or _INVALID.search(message):
+        return PullFailure.INVALID
+    return PullFailure.TRANSIENT
 
 
 def is_permanent_pull_error(status: int | None, message: str) -> bool:
     """Whether retrying a failed pull is pointless (unauthorised, forbidden, not found)."""
-    if status in (400, 401, 403, 404):
-        return True
-    return bool(_PERMANENT_PULL_ERROR.search(message))
+    return classify_pull_error(status, message).permanent
+
+
+def is_missing_image_error(status: int | None, message: str) -> bool:
+    """Whether a container create failed because the engine does not have the image."""
+    return status == 404 and bool(_MISSING_IMAGE.search(message))

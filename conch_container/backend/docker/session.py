@@ -1,32 +1,37 @@
 """One session channel's program, run as a Docker exec in the connection's container.
 
 Lifecycle (reference section 6.2): ``start`` creates the exec (prefixed with
-``agent console --pid --`` unless the agent is disabled), starts it with an
+the guest agent's ``console --pid --`` unless the agent is disabled; see
+:mod:`~conch_container.backend.docker.agent`), starts it with an
 HTTP upgrade on the backend's pool, and hands the upgraded connection to the
 reactor (:class:`~conch_container.backend.docker.stream.ExecStreamProtocol`);
 with a terminal, the exec is then resized. Output flows to the
 :class:`~conch_container.interfaces.ISessionIO` with the adopted transport
 registered as its producer, so a full SSH window stops reading from the engine.
-When the engine ends the stream the exit code is read with ``exec inspect``.
+When the engine ends the stream the exit code is read with ``exec inspect``;
+it is reported as the signal the gateway delivered when it says the program
+died of that signal (:func:`~conch_container.backend.docker.execops.exit_status`).
 """
 
 from __future__ import annotations
 
 import enum
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Literal
 
 from twisted.internet.defer import CancelledError, Deferred
 from twisted.internet.interfaces import ITCPTransport
 from zope.interface import implementer
 
 from conch_container import messages
+from conch_container.backend.docker.agent import GuestAgent
 from conch_container.backend.docker.deferutil import DeadlineExceeded, Once, shield, with_deadline
 from conch_container.backend.docker.engine import Engine, EngineError, HijackedStream
 from conch_container.backend.docker.execops import (
     SIGNALS,
     UNKNOWN_EXIT_CODE,
     deliver_signal,
+    exit_status,
     fetch_exit_code,
 )
 from conch_container.backend.docker.stream import ExecStreamProtocol, StreamEvents, adopt
@@ -46,6 +51,11 @@ from conch_container.log.logger import CodeLogger
 START_FAILED_MESSAGE = "Failed to start the program."
 
 
+class _Agent(enum.Enum):
+    #: The agent the configuration implies (``agentPath``, or none if disabled).
+    CONFIGURED = "configured"
+
+
 class _State(enum.Enum):
     NEW = "new"
     STARTING = "starting"
@@ -63,6 +73,10 @@ class DockerExecSession(StreamEvents):
     :param container_id: the connection's container.
     :param docker_config: the connection's ``docker`` config section.
     :param log: bound to the connection; the channel id is added here.
+    :param agent: the container's guest agent
+        (:func:`~conch_container.backend.docker.agent.select_agent`), None if
+        disabled; by default the image's agent at ``agentPath``, unless the
+        configuration disables it.
     """
 
     def __init__(
@@ -75,12 +89,16 @@ class DockerExecSession(StreamEvents):
         log: CodeLogger,
         channel_id: object,
         on_closed: Callable[[DockerExecSession], object] | None = None,
+        agent: GuestAgent | Literal[_Agent.CONFIGURED] | None = _Agent.CONFIGURED,
     ) -> None:
         self._reactor = reactor
         self._engine = engine
         self._container_id = container_id
         self._execution = docker_config.execution
         self._timeouts = docker_config.timeouts
+        self._agent = (
+            GuestAgent.configured(self._execution) if agent is _Agent.CONFIGURED else agent
+        )
         self._log = log.bind(channelId=channel_id)
         self._on_closed = on_closed
         self._env: dict[str, str] = {}
@@ -92,6 +110,10 @@ class DockerExecSession(StreamEvents):
         self._producer_registered = False
         self._pid: int | None = None
         self._pid_failed = False
+        #: The signals delivered to the program, to tell a death by signal from an exit code.
+        self._delivered: set[str] = set()
+        #: Deliveries in progress (the program may end before the agent reports success).
+        self._deliveries: set[Once[None]] = set()
         self._start_d: Deferred[None] | None = None
         self._exit_d: Deferred[None] | None = None
         self._stream_closed: Once[None] = Once()
@@ -101,8 +123,18 @@ class DockerExecSession(StreamEvents):
         self._close_once: Once[None] | None = None
 
     @property
+    def agent(self) -> GuestAgent | None:
+        """The guest agent programs run through (None if disabled)."""
+        return self._agent
+
+    @property
+    def pid(self) -> int | None:
+        """The program's process id in the container, once the guest agent reported it."""
+        return self._pid
+
+    @property
     def _use_agent(self) -> bool:
-        return not self._execution.disable_agent
+        return self._agent is not None
 
     # -- before start
 
@@ -146,7 +178,6 @@ class DockerExecSession(StreamEvents):
                 program=program.kind,
                 containerId=self._container_id,
             )
-            deadline = self._reactor.seconds() + self._timeouts.command_start
             try:
                 stream = await with_deadline(
                     self._reactor,
@@ -170,9 +201,10 @@ class DockerExecSession(StreamEvents):
                 self._state = _State.NEW
             raise
         self._state = _State.RUNNING
+        # The agent's PID handshake is not awaited here: it is the first output,
+        # and the channel reads output only once the start has been answered.
+        # A signal waits for it instead (_signal).
         try:
-            if self._use_agent:
-                await self._wait_for_pid(deadline)
             if self._pty is not None:
                 await self._resize(self._pty.columns, self._pty.rows)
         except ContainerSSHError:
@@ -180,16 +212,13 @@ class DockerExecSession(StreamEvents):
         except CancelledError:
             pass  # closed meanwhile; the program did start
 
-    async def _wait_for_pid(self, deadline: float) -> None:
-        """Wait for the agent's PID handshake, so a signal right after start can be delivered."""
-        try:
-            await with_deadline(
-                self._reactor,
-                max(deadline - self._reactor.seconds(), 0.0),
-                self._handshake.wait(),
-            )
-        except DeadlineExceeded:
-            pass  # the program runs; signals fail with DOCKER_SIGNAL_FAILED_NO_PID until it comes
+    def pid_known(self) -> Deferred[int | None]:
+        """Fires with :attr:`pid` once the agent's handshake succeeded, or None if it failed.
+
+        Never fires without the agent. The handshake is read as output, so it
+        needs the output to flow (the channel's start reply sent).
+        """
+        return self._handshake.wait().addCallback(lambda _: self._pid)
 
     def _command(self, program: ProgramRequest) -> list[str]:
         try:
@@ -205,8 +234,8 @@ class DockerExecSession(StreamEvents):
                 "the requested subsystem is not configured",
                 subsystem=e.name,
             ) from None
-        if self._use_agent:
-            return [self._execution.agent_path, "console", "--pid", "--", *argv]
+        if self._agent is not None:
+            return self._agent.console(argv)
         return argv
 
     async def _create_and_attach(self, cmd: list[str], env: list[str], tty: bool) -> HijackedStream:
@@ -338,13 +367,6 @@ class DockerExecSession(StreamEvents):
                 "signals need the guest agent, which is disabled",
                 signal=name,
             )
-        if self._pid is None:
-            raise self._error(
-                messages.DOCKER_SIGNAL_FAILED_NO_PID,
-                "Signals are not supported.",
-                "no process id is known for the program",
-                signal=name,
-            )
         if name not in SIGNALS:
             raise self._error(
                 messages.DOCKER_EXEC_SIGNAL_FAILED,
@@ -352,20 +374,40 @@ class DockerExecSession(StreamEvents):
                 "the signal is not one the guest agent can deliver",
                 signal=name,
             )
+        if self._pid is None and not self._handshake.done:
+            # Right after the start the handshake may still be on its way.
+            try:
+                await with_deadline(self._reactor, self._timeouts.signal, self._handshake.wait())
+            except DeadlineExceeded:
+                pass
+            self._require_running()
+        if self._pid is None:
+            raise self._error(
+                messages.DOCKER_SIGNAL_FAILED_NO_PID,
+                "Signals are not supported.",
+                "no process id is known for the program",
+                signal=name,
+            )
         await self._deliver_signal(name)
 
     async def _deliver_signal(self, name: str) -> None:
-        assert self._pid is not None
-        await deliver_signal(
-            self._reactor,
-            self._engine,
-            container_id=self._container_id,
-            agent_path=self._execution.agent_path,
-            pid=self._pid,
-            name=name,
-            timeout=self._timeouts.signal,
-            log=self._log,
-        )
+        assert self._pid is not None and self._agent is not None
+        delivery: Once[None] = Once()
+        self._deliveries.add(delivery)
+        try:
+            await deliver_signal(
+                self._reactor,
+                self._engine,
+                container_id=self._container_id,
+                cmd=self._agent.signal(self._pid, name),
+                name=name,
+                timeout=self._timeouts.signal,
+                log=self._log,
+            )
+            self._delivered.add(name)
+        finally:
+            self._deliveries.discard(delivery)
+            delivery.fire(None)
 
     def _require_running(self) -> None:
         if self._state is not _State.RUNNING:
@@ -414,10 +456,13 @@ class DockerExecSession(StreamEvents):
         assert self._exec_id is not None
         try:
             code = await fetch_exit_code(self._reactor, self._engine, self._exec_id, self._log)
+            # A signal that ended the program counts once its delivery is confirmed.
+            for delivery in list(self._deliveries):
+                await delivery.wait()
         except CancelledError:
             return
         if self._state is not _State.CLOSED:
-            self._io.exited(ExitStatus(code=code))
+            self._io.exited(exit_status(code, self._delivered))
 
     # -- close
 

@@ -1,0 +1,252 @@
+"""The container of one session channel in Docker ``session`` mode: made, started, removed.
+
+:class:`SessionContainer` runs the engine side of a session's life: create
+(``DOCKER_CONTAINER_CREATE``), put authentication's files in, attach
+(``DOCKER_CONTAINER_ATTACH``) *before* the start so no output is missed, start
+(``DOCKER_CONTAINER_START``); and, whatever happened, remove it: stopping it
+first with a short grace when its program still runs
+(``DOCKER_CONTAINER_STOP``), force-removing it with retries within
+``timeouts.containerStop`` (``DOCKER_CONTAINER_REMOVE``).
+
+A create call cannot be interrupted: once the container is :meth:`abandoned
+<SessionContainer.abandon>`, a create that returns later has its container
+removed as soon as it is known, and an attach that answers later has its
+stream released, so nothing outlives the session.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from twisted.internet.defer import CancelledError, Deferred
+from twisted.internet.interfaces import IReactorTime
+
+from conch_container import messages
+from conch_container.backend.docker.containerconfig import CreateRequest
+from conch_container.backend.docker.deferutil import DeadlineExceeded, Once, shield, with_deadline
+from conch_container.backend.docker.engine import Engine, EngineError, HijackedStream
+from conch_container.backend.docker.sessionops import place_files, remove_container
+from conch_container.errors import ContainerSSHError
+from conch_container.log.codes import MessageCode
+from conch_container.log.levels import Level
+from conch_container.log.logger import CodeLogger
+
+START_FAILED_MESSAGE = "Failed to start the program."
+#: Seconds a program still running when its channel closes gets between the
+#: container's stop signal and ``KILL``.
+STOP_GRACE = 2
+
+
+def logged_error(
+    log: CodeLogger,
+    code: MessageCode,
+    user_message: str,
+    explanation: str,
+    *,
+    level: Level | None = None,
+    **details: Any,
+) -> ContainerSSHError:
+    """A :class:`ContainerSSHError`, logged, for the caller to raise."""
+    error = ContainerSSHError(code, user_message, explanation, **details)
+    if level is None:
+        error.log(log)
+    else:
+        log.event(code, "{reason}", reason=explanation, level=level, **details)
+    return error
+
+
+class SessionContainer:
+    """One session's container on the engine.
+
+    :param clock: the reactor's clock.
+    :param engine: the connection's engine (create, start, remove).
+    :param ops: the container-level calls
+        (:class:`~conch_container.backend.docker.containerops.ContainerOps`).
+    :param timeouts: the connection's ``docker.timeouts``.
+    :param retry_interval: seconds between removal attempts.
+    :param log: the session's logger; :attr:`log` adds the container id.
+    :param stop_grace: see :data:`STOP_GRACE`.
+
+    :ivar container_id: the container, once the create call returned.
+    :ivar step_failure: the ``_FAILED`` code of the step :meth:`launch` is in,
+        for a deadline or a close that interrupts it.
+    """
+
+    def __init__(
+        self,
+        *,
+        clock: IReactorTime,
+        engine: Engine,
+        ops: Any,
+        timeouts: Any,
+        retry_interval: float,
+        log: CodeLogger,
+        stop_grace: int = STOP_GRACE,
+    ) -> None:
+        self._clock = clock
+        self._engine = engine
+        self._ops = ops
+        self._timeouts = timeouts
+        self._retry_interval = retry_interval
+        self.log = log
+        self._stop_grace = stop_grace
+        self.container_id: str | None = None
+        self.step_failure: MessageCode = messages.DOCKER_CONTAINER_CREATE_FAILED
+        self._created: Once[str] | None = None
+        self._abandoned = False
+        self._removal: Once[None] | None = None
+
+    # -- launch
+
+    async def launch(
+        self, kind: str, request: CreateRequest, files: Mapping[str, object]
+    ) -> HijackedStream:
+        """Create the container, put ``files`` in, attach, start; the attached stream.
+
+        The caller owns the stream (and must close its descriptor). On
+        failure nothing is removed here: the caller :meth:`abandon` s the container.
+
+        :raises ContainerSSHError: (logged) when a step fails.
+        """
+        container_id = await self._create(kind, request)
+        await place_files(self._clock, self._ops, container_id, request, files, self.log)
+        stream = await self._attach(container_id)
+        try:
+            self.step_failure = messages.DOCKER_CONTAINER_START_FAILED
+            self.log.event(messages.DOCKER_CONTAINER_START, "Starting container {containerId}")
+            try:
+                await self._engine.start_container(container_id)
+            except EngineError as e:
+                raise logged_error(
+                    self.log,
+                    messages.DOCKER_CONTAINER_START_FAILED,
+                    START_FAILED_MESSAGE,
+                    e.message,
+                ) from None
+        except BaseException:
+            stream.close()
+            raise
+        return stream
+
+    async def _create(self, kind: str, request: CreateRequest) -> str:
+        self.step_failure = messages.DOCKER_CONTAINER_CREATE_FAILED
+        self.log.event(
+            messages.DOCKER_CONTAINER_CREATE,
+            "Creating a container from {image} for the {program} program",
+            image=request.image,
+            program=kind,
+        )
+        # The result is recorded whenever it arrives, so that an abandoned
+        # container is removed even then.
+        created: Once[str] = Once()
+        self._created = created
+        d = self._engine.create_container(request)
+        d.addCallback(self._record)
+        d.addBoth(created.fire)
+        try:
+            return await created.wait()
+        except EngineError as e:
+            raise logged_error(
+                self.log, messages.DOCKER_CONTAINER_CREATE_FAILED, START_FAILED_MESSAGE, e.message
+            ) from None
+
+    def _record(self, container_id: str) -> str:
+        self.container_id = container_id
+        self.log = self.log.bind(containerId=container_id)
+        if self._abandoned:
+            self.remove(stop=False)
+        return container_id
+
+    async def _attach(self, container_id: str) -> HijackedStream:
+        self.step_failure = messages.DOCKER_CONTAINER_ATTACH_FAILED
+        self.log.event(messages.DOCKER_CONTAINER_ATTACH, "Attaching to container {containerId}")
+        attach = self._ops.attach(container_id)
+        abandoned = False
+
+        def close_if_abandoned(stream: HijackedStream) -> HijackedStream | None:
+            # A stream that arrives after the deadline (or after close) is
+            # never adopted: its descriptor is released here.
+            if abandoned:
+                stream.close()
+                return None
+            return stream
+
+        attach.addCallback(close_if_abandoned)
+        try:
+            stream = await shield(attach)
+        except CancelledError:
+            abandoned = True
+            raise
+        except EngineError as e:
+            raise logged_error(
+                self.log, messages.DOCKER_CONTAINER_ATTACH_FAILED, START_FAILED_MESSAGE, e.message
+            ) from None
+        assert stream is not None
+        return stream
+
+    # -- removal
+
+    def abandon(self) -> None:
+        """The container is not wanted any more: remove it now, or once its create returns."""
+        self._abandoned = True
+        if self.container_id is not None:
+            self.remove(stop=False)
+
+    async def settle(self, deadline: float) -> None:
+        """Wait, until ``deadline`` at most, for a create call still running to return."""
+        created = self._created
+        if created is None or created.done:
+            return
+        try:
+            await with_deadline(
+                self._clock, max(deadline - self._clock.seconds(), 0.0), created.wait()
+            )
+        except Exception:
+            pass  # failed: nothing to remove; late: removed when it returns (abandoned)
+
+    def remove(self, *, stop: bool) -> Deferred[None]:
+        """Remove the container (stopping it first if ``stop``); only the first call counts.
+
+        The result fires when the container is gone or removal gave up; it never fails.
+        """
+        if self._removal is None:
+            once: Once[None] = Once()
+            self._removal = once
+            Deferred.fromCoroutine(self._stop_and_remove(stop)).addBoth(once.fire)
+        return self._removal.wait()
+
+    async def _stop_and_remove(self, stop: bool) -> None:
+        container_id = self.container_id
+        assert container_id is not None
+        deadline = self._clock.seconds() + self._timeouts.container_stop
+        if stop:
+            await self._stop(container_id, deadline)
+        await remove_container(
+            self._clock,
+            self._engine,
+            container_id,
+            deadline=deadline,
+            retry_interval=self._retry_interval,
+            log=self.log,
+        )
+
+    async def _stop(self, container_id: str, deadline: float) -> None:
+        """Stop the container, its program getting the grace; never raises."""
+        self.log.event(
+            messages.DOCKER_CONTAINER_STOP,
+            "Stopping container {containerId} ({grace} s grace)",
+            grace=self._stop_grace,
+        )
+        try:
+            await with_deadline(
+                self._clock,
+                max(deadline - self._clock.seconds(), 0.0),
+                self._ops.stop(container_id, self._stop_grace),
+            )
+        except (EngineError, DeadlineExceeded) as e:
+            self.log.event(
+                messages.DOCKER_CONTAINER_STOP_FAILED,
+                "Failed to stop container {containerId}: {reason}; removing it by force",
+                reason=getattr(e, "message", str(e)),
+            )

@@ -1,0 +1,32 @@
+"""The backends that ship with conch-container, registered as plugins."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from twisted.plugin import IPlugin
+from zope.interface import implementer
+
+from conch_container.interfaces import IBackendFactory
+
+
+@implementer(IPlugin, IBackendFactory)
+class DockerBackendFactory:
+    """``backend: docker``."""
+
+    name = "docker"
+
+    def build(self, reactor: Any, log: Any, instance_id: str, config: Any) -> Any:
+        # Imported here so that listing plugins does not import docker-py.
+        from conch_container.backend.docker.backend import DockerBackend
+
+        return DockerBackend(
+            reactor,
+            log,
+            instance_id=instance_id,
+            startup_config=config.docker,
+            listen=config.ssh.listen,
+        )
+
+
+docker = DockerBackendFactory()

@@ -1,0 +1,215 @@
+"""The security filter: the ``security`` policy in front of any backend.
+
+:class:`SecurityBackend` wraps an
+:class:`~conch_container.interfaces.IContainerBackend` and provides the same
+interface, and so do the connections and sessions it hands out: the SSH layer
+talks to the filter as if it were the backend, and the backend never learns
+the filter exists. Whatever backend an operator plugs in gets the policy.
+
+Each connection reads its policy from ``context.config.security`` when it
+connects, so a per-user configuration (from the configuration webhook)
+applies to that user's connection only.
+
+A refused request raises :class:`~conch_container.errors.RequestRejected`
+after logging its ``SECURITY_*`` code with the rejected name or command (never
+an environment variable's value); nothing reaches the backend, and the rest of
+the connection carries on.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from zope.interface import implementer
+
+from conch_container import messages
+from conch_container.asyncutil import as_deferred
+from conch_container.errors import ContainerSSHError, RequestRejected
+from conch_container.interfaces import (
+    ConnectionContext,
+    IBackendConnection,
+    IBackendSession,
+    IContainerBackend,
+    ISessionIO,
+    ProgramRequest,
+    PtyRequest,
+)
+from conch_container.log.logger import CodeLogger
+from conch_container.security.policy import ORIGINAL_COMMAND_VARIABLE, SecurityPolicy
+
+#: What the user is told when the forced command cannot be given its variable.
+EXEC_FAILED_USER_MESSAGE = "Could not execute program."
+
+
+def _enforce(rejection: RequestRejected | None, log: CodeLogger) -> None:
+    """Log and raise a policy's refusal; do nothing when the request is permitted."""
+    if rejection is not None:
+        rejection.log(log)
+        raise rejection
+
+
+@implementer(IContainerBackend)
+class SecurityBackend:
+    """Applies each connection's ``security`` settings in front of ``backend``.
+
+    :param backend: the :class:`~conch_container.interfaces.IContainerBackend`
+        that runs the programs.
+    """
+
+    def __init__(self, backend: Any) -> None:
+        self._backend = backend
+
+    @property
+    def name(self) -> str:
+        """The wrapped backend's name: the filter is not a backend of its own."""
+        return str(self._backend.name)
+
+    async def connect(self, context: ConnectionContext) -> SecurityConnection:
+        """Connect through the wrapped backend, under the connection's own policy."""
+        config: Any = context.config
+        policy = SecurityPolicy.from_config(config.security)
+        connection = await as_deferred(self._backend.connect(context))
+        log: Any = context.log
+        return SecurityConnection(connection, policy, log)
+
+
+@implementer(IBackendConnection)
+class SecurityConnection:
+    """One connection's backend resources, with its policy and its count of open sessions.
+
+    ``maxSessions`` limits the session channels open *at the same time*: a
+    session counts from :meth:`open_session` until its ``close``.
+
+    :param connection: the wrapped :class:`~conch_container.interfaces.IBackendConnection`.
+    :param policy: the connection's :class:`SecurityPolicy`.
+    :param log: the connection's logger.
+    """
+
+    def __init__(self, connection: Any, policy: SecurityPolicy, log: CodeLogger) -> None:
+        self._connection = connection
+        self.policy = policy
+        self._log = log
+        self._open: set[SecuritySession] = set()
+
+    @property
+    def open_sessions(self) -> int:
+        """How many sessions are open now."""
+        return len(self._open)
+
+    def open_session(self, channel_id: object) -> SecuritySession:
+        """A session for a channel, unless the connection already has ``maxSessions`` open.
+
+        :raises RequestRejected: (``SECURITY_MAX_SESSIONS``) at the limit; the
+            SSH layer refuses the channel with ``OPEN_RESOURCE_SHORTAGE``.
+        """
+        log = self._log.bind(channelId=channel_id)
+        _enforce(self.policy.check_new_session(len(self._open)), log)
+        session = SecuritySession(
+            self._connection.open_session(channel_id), self.policy, log, self._open.discard
+        )
+        self._open.add(session)
+        return session
+
+    def close(self) -> Any:
+        """Close the wrapped connection (and with it every session)."""
+        return self._connection.close()
+
+
+@implementer(IBackendSession)
+class SecuritySession:
+    """One channel's session: each request is checked before the backend sees it.
+
+    :param session: the wrapped :class:`~conch_container.interfaces.IBackendSession`.
+    :param policy: the connection's policy.
+    :param log: bound to the connection and channel.
+    :param closed: called with this session on its first :meth:`close`.
+    """
+
+    def __init__(
+        self,
+        session: Any,
+        policy: SecurityPolicy,
+        log: CodeLogger,
+        closed: Callable[[SecuritySession], object],
+    ) -> None:
+        self._session = session
+        self._policy = policy
+        self._log = log
+        self._closed_callback: Callable[[SecuritySession], object] | None = closed
+        self._term: str | None = None
+
+    def set_env(self, name: str, value: str) -> Any:
+        """Pass a variable on if the ``env`` policy permits its name."""
+        if not self._is_terminal_type(name, value):
+            _enforce(self._policy.check_env(name), self._log)
+        return self._session.set_env(name, value)
+
+    def _is_terminal_type(self, name: str, value: str) -> bool:
+        # TERM from an accepted pty-req belongs to the terminal, not to the
+        # env policy (OpenSSH and ContainerSSH set it with the terminal).
+        return name == "TERM" and self._term is not None and value == self._term
+
+    def set_pty(self, pty: PtyRequest) -> Any:
+        """Pass a terminal request on if the ``tty`` policy permits terminals."""
+        _enforce(self._policy.check_tty(), self._log)
+        result = self._session.set_pty(pty)
+        self._term = pty.term
+        return result
+
+    def start(self, program: ProgramRequest, io: ISessionIO) -> Any:
+        """Start the program if permitted; with ``forceCommand``, start that instead.
+
+        The policy judges what the client asked for; then, with a forced
+        command, the client's exec command or subsystem name goes to the
+        program as ``SSH_ORIGINAL_COMMAND`` and the forced command runs.
+
+        :raises RequestRejected: when the policy refuses the request.
+        :raises ~conch_container.errors.ContainerSSHError: (``SECURITY_EXEC_FAILED_SETENV``)
+            when the backend refuses ``SSH_ORIGINAL_COMMAND``; nothing is started.
+        """
+        _enforce(self._policy.check_program(program), self._log)
+        if not self._policy.force_command:
+            return self._session.start(program, io)
+        to_run, original = self._policy.forced_program(program)
+        if original is not None:
+            try:
+                self._session.set_env(ORIGINAL_COMMAND_VARIABLE, original)
+            except ContainerSSHError as e:
+                raise ContainerSSHError(
+                    messages.SECURITY_EXEC_FAILED_SETENV,
+                    EXEC_FAILED_USER_MESSAGE,
+                    "Command execution failed because the security layer could not set "
+                    f"the SSH_ORIGINAL_COMMAND variable: {e.explanation}",
+                ) from e
+        self._log.event(
+            messages.SECURITY_EXEC_FORCING_COMMAND,
+            "Forcing command execution to {command}",
+            command=to_run.command,
+            requestType=program.kind,
+        )
+        return self._session.start(to_run, io)
+
+    def write(self, data: bytes) -> Any:
+        """Client stdin, passed on."""
+        return self._session.write(data)
+
+    def close_stdin(self) -> Any:
+        """Client EOF, passed on."""
+        return self._session.close_stdin()
+
+    def resize(self, columns: int, rows: int, width: int, height: int) -> Any:
+        """A window change, passed on: no policy covers it."""
+        return self._session.resize(columns, rows, width, height)
+
+    def signal(self, name: str) -> Any:
+        """Deliver a signal if the ``signal`` policy permits it."""
+        _enforce(self._policy.check_signal(name), self._log)
+        return self._session.signal(name)
+
+    def close(self) -> Any:
+        """Close the wrapped session; from now on it no longer counts as open."""
+        callback, self._closed_callback = self._closed_callback, None
+        if callback is not None:
+            callback(self)
+        return self._session.close()

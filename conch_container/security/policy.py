@@ -1,0 +1,232 @@
+"""Which requests a connection's ``security`` configuration permits.
+
+:class:`SecurityPolicy` makes the decisions and nothing else: it logs nothing,
+holds no state and never touches a backend, so each rule can be tested as a
+table of request, mode and lists. A refusal comes back as a
+:class:`~conch_container.errors.RequestRejected` for the caller to
+log and raise; ``None`` means the request may go ahead.
+
+The rules are ContainerSSH's (``internal/security``):
+
+- every request type has a mode, ``enable``, ``filter`` or ``disable``; an
+  unset mode falls back to ``defaultMode``, then to ``enable``;
+- ``enable`` permits everything except what a deny list names (for the types
+  that have one), ``filter`` only what the allow list names, ``disable``
+  nothing; shells and terminals have no lists, so ``filter`` refuses them;
+- a command is on the allow list only if it is exactly one of its strings;
+- the subsystem deny list applies in ``enable`` mode only.
+
+Signals follow ``signal.mode`` (ContainerSSH reads ``shell.mode`` for them),
+and signal names are compared without their ``SIG`` prefix on both sides.
+"""
+
+from __future__ import annotations
+
+import attrs
+
+from conch_container import messages
+from conch_container.config.security import SecurityConfig
+from conch_container.errors import RequestRejected
+from conch_container.interfaces import ProgramRequest
+
+ENABLE = "enable"
+FILTER = "filter"
+DISABLE = "disable"
+
+#: Where a forced command finds what the client asked for (OpenSSH's name).
+ORIGINAL_COMMAND_VARIABLE = "SSH_ORIGINAL_COMMAND"
+
+
+def effective_mode(mode: str, default_mode: str) -> str:
+    """The mode in force: the request type's own, else ``defaultMode``, else ``enable``."""
+    return mode or default_mode or ENABLE
+
+
+def signal_name(name: str) -> str:
+    """A signal's name as the policy compares it: without the ``SIG`` prefix."""
+    return name.removeprefix("SIG")
+
+
+def _refusal(mode: str, name: str, allow: frozenset[str], deny: frozenset[str]) -> str | None:
+    """Why a mode with allow and deny lists refuses ``name``, or ``None`` if it permits it."""
+    if mode == DISABLE:
+        return "it is disabled in the security settings"
+    if mode == FILTER:
+        return None if name in allow else "it is not on the allow list"
+    return "it is on the deny list" if name in deny else None
+
+
+@attrs.frozen
+class SecurityPolicy:
+    """The ``security`` settings of one connection, with every mode resolved.
+
+    Build it with :meth:`from_config` from the connection's configuration,
+    which may differ per user once the configuration webhook supplies it.
+
+    :ivar max_sessions: concurrent session channels allowed, ``None`` for no limit.
+    :ivar force_command: the command every program request becomes, or ``""``.
+    """
+
+    env_mode: str = ENABLE
+    env_allow: frozenset[str] = frozenset()
+    env_deny: frozenset[str] = frozenset()
+    command_mode: str = ENABLE
+    command_allow: frozenset[str] = frozenset()
+    shell_mode: str = ENABLE
+    subsystem_mode: str = ENABLE
+    subsystem_allow: frozenset[str] = frozenset()
+    subsystem_deny: frozenset[str] = frozenset()
+    tty_mode: str = ENABLE
+    signal_mode: str = ENABLE
+    signal_allow: frozenset[str] = frozenset()
+    signal_deny: frozenset[str] = frozenset()
+    force_command: str = ""
+    max_sessions: int | None = None
+
+    @classmethod
+    def from_config(cls, config: SecurityConfig) -> SecurityPolicy:
+        """The policy a ``security`` configuration section describes."""
+
+        def mode(value: str) -> str:
+            return effective_mode(value, config.default_mode)
+
+        def signals(values: tuple[str, ...]) -> frozenset[str]:
+            return frozenset(signal_name(v) for v in values)
+
+        return cls(
+            env_mode=mode(config.env.mode),
+            env_allow=frozenset(config.env.allow),
+            env_deny=frozenset(config.env.deny),
+            command_mode=mode(config.command.mode),
+            command_allow=frozenset(config.command.allow),
+            shell_mode=mode(config.shell.mode),
+            subsystem_mode=mode(config.subsystem.mode),
+            subsystem_allow=frozenset(config.subsystem.allow),
+            subsystem_deny=frozenset(config.subsystem.deny),
+            tty_mode=mode(config.tty.mode),
+            signal_mode=mode(config.signal.mode),
+            signal_allow=signals(config.signal.allow),
+            signal_deny=signals(config.signal.deny),
+            force_command=config.force_command,
+            max_sessions=None if config.max_sessions < 0 else config.max_sessions,
+        )
+
+    # Requests before the program starts
+
+    def check_env(self, name: str) -> RequestRejected | None:
+        """May the client set the environment variable ``name``? (Its value is never looked at.)"""
+        if self.force_command and name == ORIGINAL_COMMAND_VARIABLE:
+            # The forced command must be able to trust it; OpenSSH sets it
+            # itself. Without this, a shell request would carry any command
+            # past the command allow list into the forced command.
+            why: str | None = "it is reserved for the forced command"
+        else:
+            why = _refusal(self.env_mode, name, self.env_allow, self.env_deny)
+        if why is None:
+            return None
+        return RequestRejected(
+            messages.SECURITY_ENV_REJECTED,
+            "Environment variable setting rejected.",
+            f"Setting an environment variable is rejected because {why}.",
+            name=name,
+        )
+
+    def check_tty(self) -> RequestRejected | None:
+        """May the client have a terminal? (``filter`` has nothing to filter by: it refuses.)"""
+        if self.tty_mode == ENABLE:
+            return None
+        return RequestRejected(
+            messages.SECURITY_TTY_REJECTED,
+            "TTY allocation disabled.",
+            "TTY allocation is disabled in the security settings.",
+        )
+
+    # Programs
+
+    def check_program(self, program: ProgramRequest) -> RequestRejected | None:
+        """May the client run this shell, command or subsystem?
+
+        The client's request is checked, before any ``forceCommand`` replaces
+        it: the policies decide what users may ask for, the forced command is
+        the operator's own choice.
+        """
+        if program.kind == "shell":
+            return self._check_shell()
+        if program.kind == "exec":
+            return self._check_command(program.command)
+        return self._check_subsystem(program.command)
+
+    def _check_shell(self) -> RequestRejected | None:
+        if self.shell_mode == ENABLE:
+            return None
+        return RequestRejected(
+            messages.SECURITY_SHELL_REJECTED,
+            "Shell execution disabled.",
+            "Shell execution is disabled in the security settings.",
+        )
+
+    def _check_command(self, command: str) -> RequestRejected | None:
+        if self.command_mode == DISABLE:
+            why = "command execution is disabled in the security settings"
+        elif self.command_mode == FILTER and command not in self.command_allow:
+            why = "the command does not match the allow list"
+        else:
+            return None
+        return RequestRejected(
+            messages.SECURITY_EXEC_REJECTED,
+            "Command execution disabled.",
+            f"Command execution is rejected because {why}.",
+            command=command,
+        )
+
+    def _check_subsystem(self, subsystem: str) -> RequestRejected | None:
+        why = _refusal(self.subsystem_mode, subsystem, self.subsystem_allow, self.subsystem_deny)
+        if why is None:
+            return None
+        return RequestRejected(
+            messages.SECURITY_SUBSYSTEM_REJECTED,
+            "Subsystem execution disabled.",
+            f"The subsystem is rejected because {why}.",
+            subsystem=subsystem,
+        )
+
+    def forced_program(self, program: ProgramRequest) -> tuple[ProgramRequest, str | None]:
+        """What actually runs for a permitted request, and the ``SSH_ORIGINAL_COMMAND`` to set.
+
+        Without ``forceCommand`` that is the request itself and no variable.
+        With it, the forced command runs as an ``exec`` whatever was asked;
+        the variable holds the exec command or the subsystem name, and is not
+        set for a shell (as OpenSSH's ``ForceCommand`` does).
+        """
+        if not self.force_command:
+            return program, None
+        original = None if program.kind == "shell" else program.command
+        return ProgramRequest("exec", self.force_command), original
+
+    # While the program runs
+
+    def check_signal(self, name: str) -> RequestRejected | None:
+        """May the client deliver the signal ``name`` (with or without ``SIG``)?"""
+        signal = signal_name(name)
+        why = _refusal(self.signal_mode, signal, self.signal_allow, self.signal_deny)
+        if why is None:
+            return None
+        return RequestRejected(
+            messages.SECURITY_SIGNAL_REJECTED,
+            "Sending signals is rejected.",
+            f"Sending the signal is rejected because {why}.",
+            signal=signal,
+        )
+
+    # Channels
+
+    def check_new_session(self, open_sessions: int) -> RequestRejected | None:
+        """May another session channel open while ``open_sessions`` are open?"""
+        if self.max_sessions is None or open_sessions < self.max_sessions:
+            return None
+        return RequestRejected(
+            messages.SECURITY_MAX_SESSIONS,
+            "Too many sessions.",
+            "The user has reached the maximum number of concurrent sessions on this connection.",
+            maxSessions=self.max_sessions,
+        )

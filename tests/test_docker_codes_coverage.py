@@ -1,0 +1,213 @@
+"""Every ``DOCKER_*`` message code is produced by a test that asserts it.
+
+An operator's alert on a code is only as good as the code's promise: it is
+logged in the situation its explanation names. :data:`PRODUCERS` maps each
+``DOCKER_*`` code of :mod:`conch_container.messages` to the tests
+(``module.Class.method``) that drive the Docker backend into that situation
+and assert the code; :data:`NOT_PRODUCED` lists, with the reason, the few
+codes this version of the backend has no situation for. This module checks
+that the two together are exactly the catalogue, that every named test
+exists and names its code, and that a code said not to be produced is indeed
+logged nowhere.
+
+When a new ``DOCKER_*`` code is added, add its producing test here.
+"""
+
+from __future__ import annotations
+
+import importlib
+import inspect
+import re
+from pathlib import Path
+
+from twisted.trial.unittest import SynchronousTestCase
+
+from conch_container import messages
+
+_INTEGRATION = "tests.backend.test_docker_integration.DockerBackendIntegrationTests"
+_CODES = "tests.backend.test_docker_codes.DockerCodesTests"
+_EXECOPS = "tests.backend.test_docker_execops"
+_SESSION_MODE = "tests.backend.test_docker_sessionmode.SessionModeIntegrationTests"
+_SESSION_FAKE = "tests.backend.test_docker_sessionmode_fake.ContainerSessionTests"
+_SESSION_OPS = "tests.backend.test_docker_sessionmode_ops"
+_AGENT = "tests.backend.test_docker_agent"
+_AGENT_REAL = "tests.backend.test_docker_agent_integration"
+_REGISTRY = "tests.backend.test_docker_registry.RegistryPullTests"
+_RECONCILE = "tests.backend.test_docker_reconcile.RemoveLeftoversTests"
+
+#: Each ``DOCKER_*`` code -> the tests that produce it and assert it.
+PRODUCERS: dict[str, tuple[str, ...]] = {
+    # -- configuration and the engine
+    "DOCKER_CONFIG_ERROR": (f"{_INTEGRATION}.test_config_error",),
+    "DOCKER_CONNECTION_FAILED": (
+        f"{_CODES}.test_engine_unreachable",
+        f"{_CODES}.test_reconcile_engine_down",
+        f"{_RECONCILE}.test_engine_down",
+    ),
+    # -- image
+    "DOCKER_IMAGE_PULL_NEEDED_CHECKING": (f"{_CODES}.test_lifecycle",),
+    "DOCKER_IMAGE_LISTING": (f"{_INTEGRATION}.test_if_not_present_present_image",),
+    "DOCKER_IMAGE_LISTING_FAILED": (f"{_CODES}.test_image_listing_failed",),
+    "DOCKER_IMAGE_PULL": (f"{_REGISTRY}.test_always_pulls_present_image",),
+    "DOCKER_IMAGE_PULL_FAILED": (f"{_INTEGRATION}.test_pull_failure_retried_until_deadline",),
+    # -- the connection's container
+    "DOCKER_CONTAINER_CREATE": (f"{_CODES}.test_lifecycle",),
+    "DOCKER_CONTAINER_CREATE_FAILED": (f"{_INTEGRATION}.test_bad_mount",),
+    "DOCKER_CONTAINER_START": (f"{_CODES}.test_lifecycle",),
+    "DOCKER_CONTAINER_START_FAILED": (f"{_INTEGRATION}.test_start_failure_removes_container",),
+    "DOCKER_CONTAINER_REMOVE": (f"{_CODES}.test_lifecycle",),
+    "DOCKER_CONTAINER_REMOVE_SUCCESSFUL": (
+        f"{_CODES}.test_lifecycle",
+        f"{_INTEGRATION}.test_close_removes_container",
+    ),
+    "DOCKER_CONTAINER_REMOVE_FAILED": (
+        f"{_CODES}.test_remove_failed",
+        f"{_RECONCILE}.test_refused_and_unanswered",
+    ),
+    "DOCKER_CONTAINER_SHUTTING_DOWN": (
+        f"{_CODES}.test_closed_connection_refuses_sessions",
+        f"{_SESSION_MODE}.test_channel_close_stops_and_removes",
+    ),
+    "DOCKER_CONTAINER_RECONCILE": (
+        f"{_CODES}.test_reconcile_at_start",
+        "tests.integration.test_no_leftovers.GatewayProcessTests.test_sigkill_then_restart",
+    ),
+    # -- the guest agent and files
+    "DOCKER_GUEST_AGENT_DISABLED": (f"{_CODES}.test_guest_agent_disabled",),
+    "DOCKER_GUEST_AGENT_SELECTED": (f"{_AGENT_REAL}.InstalledAgentTests.test_agent_selected",),
+    "DOCKER_GUEST_AGENT_INSTALL_FAILED": (
+        f"{_AGENT_REAL}.FallbackAgentTests.test_inline_agent_selected",
+    ),
+    "DOCKER_EXEC_PID_READ_FAILED": (f"{_AGENT_REAL}.FallbackAgentTests.test_broken_agent",),
+    "DOCKER_FILE_WRITE": (f"{_AGENT}.WriteFilesWithoutAgentTests.test_engine_refuses_exec",),
+    "DOCKER_FILE_WRITE_FAILED": (
+        f"{_AGENT_REAL}.InstalledAgentTests.test_files_before_first_program",
+    ),
+    # -- programs (connection mode: execs)
+    "DOCKER_EXEC": (f"{_INTEGRATION}.test_echo",),
+    "DOCKER_EXEC_CREATE": (f"{_INTEGRATION}.test_echo",),
+    "DOCKER_EXEC_CREATE_FAILED": (f"{_CODES}.test_exec_create_failed",),
+    "DOCKER_EXEC_ATTACH": (f"{_INTEGRATION}.test_echo",),
+    "DOCKER_EXEC_ATTACH_FAILED": (f"{_CODES}.test_exec_attach_failed",),
+    "DOCKER_EXEC_RESIZE": (f"{_INTEGRATION}.test_tty_and_resize",),
+    "DOCKER_EXEC_RESIZE_FAILED": (f"{_CODES}.test_resize_failed",),
+    "DOCKER_STREAM_INPUT_FAILED": (f"{_CODES}.test_stream_input_failed",),
+    "DOCKER_STREAM_OUTPUT_FAILED": (f"{_CODES}.test_stream_cut_mid_frame",),
+    "DOCKER_CLOSE_INPUT_FAILED": (f"{_CODES}.test_close_input_failed",),
+    "DOCKER_SUBSYSTEM_NOT_SUPPORTED": (f"{_INTEGRATION}.test_unknown_subsystem",),
+    "DOCKER_PROGRAM_ALREADY_RUNNING": (f"{_INTEGRATION}.test_second_start",),
+    "DOCKER_PROGRAM_NOT_RUNNING": (f"{_INTEGRATION}.test_not_running",),
+    # -- signals
+    "DOCKER_EXEC_SIGNAL": (f"{_EXECOPS}.SignalTests.test_delivered",),
+    "DOCKER_EXEC_SIGNAL_SUCCESSFUL": (
+        f"{_AGENT_REAL}.InstalledAgentTests.test_conformance_signal",
+        f"{_EXECOPS}.SignalTests.test_delivered",
+    ),
+    "DOCKER_EXEC_SIGNAL_FAILED": (f"{_EXECOPS}.SignalTests.test_agent_refuses",),
+    "DOCKER_EXEC_SIGNAL_FAILED_NO_AGENT": (f"{_INTEGRATION}.test_signal_without_agent",),
+    "DOCKER_SIGNAL_FAILED_NO_PID": (f"{_AGENT_REAL}.FallbackAgentTests.test_signal_without_pid",),
+    # -- exit codes
+    "DOCKER_EXIT_CODE": (f"{_INTEGRATION}.test_echo",),
+    "DOCKER_EXIT_CODE_FAILED": (f"{_EXECOPS}.ExitCodeTests.test_failures",),
+    "DOCKER_EXIT_CODE_NEGATIVE": (f"{_EXECOPS}.ExitCodeTests.test_failures",),
+    "DOCKER_EXIT_CODE_STILL_RUNNING": (f"{_EXECOPS}.ExitCodeTests.test_still_running",),
+    "DOCKER_EXIT_CODE_CONTAINER_RESTARTING": (
+        f"{_SESSION_OPS}.FetchExitCodeTests.test_restarting",
+    ),
+    # -- session mode: a container per session channel
+    "DOCKER_CONTAINER_ATTACH": (f"{_SESSION_MODE}.test_echo",),
+    "DOCKER_CONTAINER_ATTACH_FAILED": (f"{_SESSION_FAKE}.test_attach_fails",),
+    "DOCKER_CONTAINER_SIGNAL": (f"{_SESSION_MODE}.test_signal_term",),
+    "DOCKER_CONTAINER_SIGNAL_FAILED": (f"{_SESSION_MODE}.test_signal_unsupported",),
+    "DOCKER_CONTAINER_STOP": (f"{_SESSION_MODE}.test_channel_close_stops_and_removes",),
+    "DOCKER_CONTAINER_STOP_FAILED": (f"{_SESSION_FAKE}.test_stop_fails",),
+}
+
+#: Codes this version of the Docker backend has no situation for, and why. Keep it short.
+NOT_PRODUCED: dict[str, str] = {
+    "DOCKER_CLOSE_OUTPUT_FAILED": (
+        "the gateway never closes the engine's output side itself: the output "
+        "ends when the engine ends it (a failure there is DOCKER_STREAM_OUTPUT_FAILED)"
+    ),
+    "DOCKER_AGENT_LOG": (
+        "ContainerSSH logs the stderr of the agent's forwarding server with it; "
+        "port, socket and X11 forwarding are not implemented"
+    ),
+    "DOCKER_AGENT_READ_FAILED": (
+        "the one thing read from the agent is its process-id handshake, whose "
+        "failure is DOCKER_EXEC_PID_READ_FAILED"
+    ),
+}
+
+_PACKAGE = Path(__file__).resolve().parent.parent / "conch_container"
+
+
+def docker_codes() -> set[str]:
+    return {code for code in messages.CATALOGUE if code.startswith("DOCKER_")}
+
+
+def resolve(dotted: str) -> object:
+    """The test method named ``module.Class.method``."""
+    module_name, class_name, method_name = dotted.rsplit(".", 2)
+    module = importlib.import_module(module_name)
+    return getattr(getattr(module, class_name), method_name)
+
+
+def emitted_in_package(code: str) -> list[str]:
+    """The package files that log ``code`` (``messages.CODE`` outside the catalogue)."""
+    pattern = re.compile(rf"\bmessages\.{code}\b")
+    return [
+        str(path.relative_to(_PACKAGE))
+        for path in sorted(_PACKAGE.rglob("*.py"))
+        if path.name != "messages.py" and pattern.search(path.read_text(encoding="utf-8"))
+    ]
+
+
+class DockerCodesCoverageTests(SynchronousTestCase):
+    def test_every_code_accounted_for(self) -> None:
+        """Every DOCKER_* code of the catalogue has a producing test or a reason; no others."""
+        listed = set(PRODUCERS) | set(NOT_PRODUCED)
+        self.assertEqual(
+            sorted(docker_codes() - listed),
+            [],
+            "DOCKER_* codes that no test produces: add a test and list it in PRODUCERS",
+        )
+        self.assertEqual(sorted(listed - docker_codes()), [], "codes no longer in the catalogue")
+        self.assertEqual(sorted(set(PRODUCERS) & set(NOT_PRODUCED)), [])
+
+    def test_named_tests_exist(self) -> None:
+        """Every test named in PRODUCERS exists and is a test method."""
+        missing = []
+        for code, tests in sorted(PRODUCERS.items()):
+            self.assertTrue(tests, f"{code}: no test named")
+            for dotted in tests:
+                try:
+                    method = resolve(dotted)
+                except (ImportError, AttributeError) as e:
+                    missing.append(f"{code}: {dotted} ({e})")
+                    continue
+                if not (callable(method) and dotted.rsplit(".", 1)[1].startswith("test")):
+                    missing.append(f"{code}: {dotted} is not a test method")
+        self.assertEqual(missing, [])
+
+    def test_named_tests_assert_their_code(self) -> None:
+        """Each named test's own source names the code it is listed for."""
+        silent = []
+        for code, tests in sorted(PRODUCERS.items()):
+            for dotted in tests:
+                try:
+                    source = inspect.getsource(resolve(dotted))  # type: ignore[arg-type]
+                except (ImportError, AttributeError):
+                    continue  # reported by test_named_tests_exist
+                if not re.search(rf"\b{code}\b", source):
+                    silent.append(f"{code}: {dotted}")
+        self.assertEqual(silent, [])
+
+    def test_produced_codes_are_logged_somewhere(self) -> None:
+        """A code with producing tests is logged by the package (the tests are not of a fake)."""
+        self.assertEqual([c for c in sorted(PRODUCERS) if not emitted_in_package(c)], [])
+
+    def test_not_produced_codes_are_logged_nowhere(self) -> None:
+        """A code said to have no situation is not logged anywhere in the package."""
+        logged = {code: emitted_in_package(code) for code in NOT_PRODUCED}
+        self.assertEqual({code: files for code, files in logged.items() if files}, {})
