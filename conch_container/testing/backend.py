@@ -28,7 +28,7 @@ from twisted.python.failure import Failure
 from zope.interface import implementer
 
 from conch_container import messages
-from conch_container.errors import GENERIC_USER_MESSAGE, ContainerSSHError
+from conch_container.errors import GENERIC_USER_MESSAGE, ContainerSSHError, RequestRejected
 from conch_container.interfaces import (
     ConnectionContext,
     ExitStatus,
@@ -143,7 +143,7 @@ class FakeConnection:
         env = dict(self.backend.env)
         metadata: Any = self.context.metadata
         env.update({k: v.value for k, v in getattr(metadata, "environment", {}).items()})
-        session = FakeSession(self.backend, env)
+        session = FakeSession(self.backend, env, log=getattr(self.context, "log", None))
         self.sessions[channel_id] = session
         return session
 
@@ -171,7 +171,8 @@ class FakeSession:
     :ivar closed: whether :meth:`close` was called.
     """
 
-    def __init__(self, backend: FakeBackend, env: dict[str, str]) -> None:
+    def __init__(self, backend: FakeBackend, env: dict[str, str], log: Any = None) -> None:
+        self._log = log
         self._backend = backend
         self.env = env
         self.pty: PtyRequest | None = None
@@ -235,10 +236,16 @@ class FakeSession:
         if program.kind == "subsystem":
             served = self._backend.subsystems.get(program.command)
             if served is None:
-                raise _error(
+                # Refused like the real backends refuse it: logged, then a failure reply.
+                refusal = RequestRejected(
                     messages.DOCKER_SUBSYSTEM_NOT_SUPPORTED,
+                    GENERIC_USER_MESSAGE,
                     f"subsystem {program.command} is not configured",
+                    subsystem=program.command,
                 )
+                if self._log is not None:
+                    refusal.log(self._log)
+                raise refusal
             line = served
         self._io = io
         io.register_producer(self)

@@ -1,4 +1,4 @@
-"""Tests for conch_container.backend.docker.deferutil: shield, deadlines, Once."""
+"""Tests for conch_container.backend.docker.deferutil: shield, resources, deadlines, Once."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ from twisted.trial.unittest import SynchronousTestCase
 from conch_container.backend.docker.deferutil import (
     DeadlineExceeded,
     Once,
+    await_resource,
     shield,
     with_deadline,
 )
@@ -50,6 +51,37 @@ class ShieldTests(SynchronousTestCase):
         self.failureResultOf(view, CancelledError)
         original.errback(ValueError("late"))
         self.assertEqual(self.flushLoggedErrors(ValueError), [])
+
+
+class AwaitResourceTests(SynchronousTestCase):
+    def test_result_taken(self) -> None:
+        """A resource that arrives while it is awaited is the result, not released."""
+        source: Deferred[str] = Deferred()
+        released: list[str] = []
+        d = Deferred.fromCoroutine(await_resource(source, released.append))
+        source.callback("stream")
+        self.assertEqual(self.successResultOf(d), "stream")
+        self.assertEqual(released, [])
+
+    def test_late_resource_released(self) -> None:
+        """After the wait was cancelled, a resource that arrives is released, once."""
+        source: Deferred[str] = Deferred()
+        released: list[str] = []
+        d = Deferred.fromCoroutine(await_resource(source, released.append))
+        d.cancel()
+        self.failureResultOf(d, CancelledError)
+        self.assertFalse(source.called)
+        source.callback("stream")
+        self.assertEqual(released, ["stream"])
+
+    def test_failure(self) -> None:
+        """A failure reaches the waiter; nothing is released."""
+        source: Deferred[str] = Deferred()
+        released: list[str] = []
+        d = Deferred.fromCoroutine(await_resource(source, released.append))
+        source.errback(ValueError("refused"))
+        self.failureResultOf(d, ValueError)
+        self.assertEqual(released, [])
 
 
 class DeadlineTests(SynchronousTestCase):

@@ -24,7 +24,7 @@ from conch_container.backend.docker.containerconfig import (
     LABEL_USERNAME,
 )
 from conch_container.backend.docker.pull import MISSING_IMAGE_USER_MESSAGE
-from conch_container.errors import GENERIC_USER_MESSAGE, ContainerSSHError
+from conch_container.errors import GENERIC_USER_MESSAGE, ContainerSSHError, RequestRejected
 from conch_container.interfaces import (
     IBackendConnection,
     IBackendSession,
@@ -198,13 +198,19 @@ class DockerBackendIntegrationTests(TestCase):
         await io.when_exited()
 
     async def test_unknown_subsystem(self) -> None:
-        """An unconfigured subsystem is refused with DOCKER_SUBSYSTEM_NOT_SUPPORTED."""
+        """An unconfigured subsystem is a logged rejection (DOCKER_SUBSYSTEM_NOT_SUPPORTED).
+
+        A :class:`RequestRejected` makes the SSH layer answer the request with
+        a plain failure; no exec is created.
+        """
         connection = await self.connect()
         session = connection.open_session(0)
         self.addCleanup(session.close)
-        with self.assertRaises(ContainerSSHError) as caught:
+        with self.assertRaises(RequestRejected) as caught:
             await session.start(ProgramRequest("subsystem", "nope"), RecordingSessionIO())
         self.assertEqual(caught.exception.code, messages.DOCKER_SUBSYSTEM_NOT_SUPPORTED)
+        self.assertIn("DOCKER_SUBSYSTEM_NOT_SUPPORTED", self.codes())
+        self.assertNotIn("DOCKER_EXEC_CREATE", self.codes())
 
     async def test_tty_and_resize(self) -> None:
         """With a pty the shell sees the requested size, and a resize changes it."""

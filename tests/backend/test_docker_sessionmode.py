@@ -24,7 +24,7 @@ from conch_container.backend.docker.containerconfig import (
     LABEL_USERNAME,
 )
 from conch_container.backend.docker.sessionmode import DockerContainerSession
-from conch_container.errors import GENERIC_USER_MESSAGE, ContainerSSHError
+from conch_container.errors import GENERIC_USER_MESSAGE, ContainerSSHError, RequestRejected
 from conch_container.interfaces import (
     ExitStatus,
     IBackendConnection,
@@ -485,12 +485,17 @@ class SessionModeIntegrationTests(TestCase):
         self.assertEqual(await self.containers(), [])
 
     async def test_unknown_subsystem(self) -> None:
-        """An unconfigured subsystem is refused before any container is made."""
+        """An unconfigured subsystem is a logged rejection before any container is made.
+
+        A :class:`RequestRejected` makes the SSH layer answer the request with
+        a plain failure.
+        """
         connection = await self.connect()
         session = self.open(connection)
-        with self.assertRaises(ContainerSSHError) as caught:
+        with self.assertRaises(RequestRejected) as caught:
             await session.start(ProgramRequest("subsystem", "nope"), RecordingSessionIO())
         self.assertEqual(caught.exception.code, messages.DOCKER_SUBSYSTEM_NOT_SUPPORTED)
+        self.assertIn("DOCKER_SUBSYSTEM_NOT_SUPPORTED", self.codes())
         self.assertNotIn("DOCKER_CONTAINER_CREATE", self.codes())
 
     async def test_restart_policy_refused(self) -> None:

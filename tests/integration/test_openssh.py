@@ -8,9 +8,17 @@ webhook that is down. After every test no container of the gateway is left.
 
 from __future__ import annotations
 
+import os
+import shutil
+import tempfile
+from typing import Any
+
+from twisted.internet.defer import Deferred, gatherResults
+from twisted.internet.utils import getProcessOutputAndValue
+
 from conch_container.errors import AUTH_UNAVAILABLE_USER_MESSAGE
 from conch_container.testing.webhook import DOWN
-from tests.integration.gateway import GatewayTestCase, public_line
+from tests.integration.gateway import SSH, GatewayTestCase, public_line
 
 ONE_PROMPT = ("-o", "NumberOfPasswordPrompts=1")
 
@@ -175,3 +183,51 @@ class TerminalTests(GatewayTestCase):
         self.assertEqual(code, 3, err)
         self.assertIn(b"80\r\n", out)
         self.assertIn(b"xterm\r\n", out)
+
+
+class SharedConnectionTests(GatewayTestCase):
+    """Several session channels on one connection (OpenSSH connection sharing)."""
+
+    def setUp(self) -> Any:
+        d = super().setUp()
+        # A unix socket path must stay short (108 bytes): not under the test's directory.
+        directory = tempfile.mkdtemp(prefix="cm-")
+        self.addCleanup(shutil.rmtree, directory, ignore_errors=True)
+        self.control = os.path.join(directory, "s")
+        return d
+
+    async def test_sessions_share_the_connection_container(self) -> None:
+        """In connection mode every session of one connection runs in the same container."""
+        assert SSH is not None
+        _out, err, code = await getProcessOutputAndValue(
+            SSH, self.ssh_args("-M", "-S", self.control, "-f", "-N"), env=dict(os.environ)
+        )
+        self.assertEqual(code, 0, err)
+        self.addCleanup(
+            getProcessOutputAndValue,
+            SSH,
+            self.ssh_args("-S", self.control, "-O", "exit"),
+            env=dict(os.environ),
+        )
+        results = await gatherResults(
+            [
+                Deferred.fromCoroutine(self.ssh("hostname; exit 5", "-S", self.control))
+                for _ in range(3)
+            ]
+        )
+        self.assertEqual([code for _, _, code in results], [5, 5, 5])
+        self.assertEqual(len({out for out, _, _ in results}), 1)
+        self.assertEqual(len(self.webhook.bodies("pubkey")), 1)
+
+
+class LongProgramTests(GatewayTestCase):
+    """Exit statuses that ContainerSSH loses."""
+
+    async def test_exit_status_long_after_stdin_closed(self) -> None:
+        """Stdin closes first, the program runs on for over 60 s, its exit status still arrives.
+
+        ContainerSSH stops waiting for the exit code 60 s after either stream
+        ends; here the status follows the program's end, however late.
+        """
+        out, err, code = await self.ssh("cat >/dev/null; sleep 62; echo done; exit 3", "-n")
+        self.assertEqual((out, code), (b"done\n", 3), err)

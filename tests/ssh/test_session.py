@@ -15,7 +15,7 @@ from twisted.trial.unittest import SynchronousTestCase
 from zope.interface.verify import verifyObject
 
 from conch_container import messages
-from conch_container.errors import GENERIC_USER_MESSAGE, ContainerSSHError
+from conch_container.errors import ContainerSSHError
 from tests.ssh.harness import (
     ClientChannel,
     Harness,
@@ -309,13 +309,13 @@ class SubsystemTests(SessionTestCase):
         self.assertEqual(channel.exit_status, 0)
 
     def test_unknown_subsystem(self) -> None:
-        """A subsystem the backend does not serve fails with the generic user message."""
+        """A subsystem the backend does not serve is refused with a failure reply, logged."""
         channel = self.open()
         d = self.request(channel, b"subsystem", common.NS(b"sftp"))
         self.harness.flush()
-        self.assertEqual(request_result(d), "ok")
-        self.assertEqual(channel.stderr, (GENERIC_USER_MESSAGE + "\n").encode())
-        self.assertEqual(channel.exit_status, 1)
+        self.assertEqual(request_result(d), "failed")
+        self.assertEqual(channel.stderr, b"")
+        self.assertIsNone(channel.exit_status)
         self.assertIn("DOCKER_SUBSYSTEM_NOT_SUPPORTED", self.harness.codes())
 
 

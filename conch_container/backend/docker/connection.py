@@ -37,6 +37,7 @@ from conch_container.backend.docker.pull import (
 )
 from conch_container.backend.docker.session import DockerExecSession
 from conch_container.backend.docker.sessionmode import DockerContainerSession, SessionTemplate
+from conch_container.backend.docker.sessionops import remove_container
 from conch_container.errors import GENERIC_USER_MESSAGE, ContainerSSHError
 from conch_container.interfaces import IBackendConnection
 from conch_container.log.codes import MessageCode
@@ -417,44 +418,17 @@ class DockerConnection:
         """Force-remove the container, retrying until ``deadline``; never raises."""
         engine, container_id = self.engine, self.container_id
         assert engine is not None and container_id is not None
-        while True:
-            self._log.event(messages.DOCKER_CONTAINER_REMOVE, "Removing container {containerId}")
-            reason: str
-            try:
-                existed = await with_deadline(
-                    self._reactor,
-                    max(deadline - self._reactor.seconds(), 0.0),
-                    engine.remove_container(container_id),
-                )
-            except EngineError as e:
-                reason = e.message
-            except DeadlineExceeded:
-                reason = "timed out"
-            else:
-                self._log.event(
-                    messages.DOCKER_CONTAINER_REMOVE_SUCCESSFUL,
-                    "Removed container {containerId}"
-                    if existed
-                    else "Container {containerId} was already gone",
-                )
-                if self.container_id == container_id:
-                    self.container_id = None
-                return True
-            if deadline - self._reactor.seconds() <= self._retry_interval:
-                self._log.event(
-                    messages.DOCKER_CONTAINER_REMOVE_FAILED,
-                    "Giving up removing container {containerId}: {reason}",
-                    reason=reason,
-                )
-                return False
-            self._log.event(
-                messages.DOCKER_CONTAINER_REMOVE_FAILED,
-                "Failed to remove container {containerId}: {reason}; retrying in {retryIn} s",
-                reason=reason,
-                retryIn=self._retry_interval,
-                level=Level.DEBUG,
-            )
-            await task.deferLater(self._reactor, self._retry_interval)
+        removed = await remove_container(
+            self._reactor,
+            engine,
+            container_id,
+            deadline=deadline,
+            retry_interval=self._retry_interval,
+            log=self._log,
+        )
+        if removed and self.container_id == container_id:
+            self.container_id = None
+        return removed
 
 
 def launch_error(error: BaseException, connection: DockerConnection) -> ContainerSSHError:

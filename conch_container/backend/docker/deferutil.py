@@ -3,13 +3,14 @@
 A docker-py call runs in a pool thread; cancelling the Deferred that waits for
 it only stops the waiting. :func:`shield` keeps the call's real result
 available to whoever needs it (the container a late create returned must still
-be removed), and :func:`with_deadline` bounds a whole coroutine by a timeout
-on the reactor's clock.
+be removed), :func:`await_resource` releases what a call returns after its
+waiter gave up (a late stream's descriptor), and :func:`with_deadline` bounds
+a whole coroutine by a timeout on the reactor's clock.
 """
 
 from __future__ import annotations
 
-from collections.abc import Coroutine
+from collections.abc import Callable, Coroutine
 from typing import Any, Generic, TypeVar
 
 from twisted.internet.defer import CancelledError, Deferred
@@ -50,6 +51,28 @@ def shield(d: Deferred[T]) -> Deferred[T]:
     d.addBoth(forward)
     d.addBoth(swallow)
     return view
+
+
+async def await_resource(d: Deferred[T], release: Callable[[T], object]) -> T:
+    """Wait for ``d``, whose result is a resource (a stream), through a :func:`shield`.
+
+    If the wait is cancelled, ``d`` is left running and the resource it gives
+    later is passed to ``release``, since nobody will take it any more.
+    """
+    abandoned = False
+
+    def release_if_abandoned(result: T) -> T | None:
+        if abandoned:
+            release(result)
+            return None
+        return result
+
+    d.addCallback(release_if_abandoned)
+    try:
+        return await shield(d)
+    except CancelledError:
+        abandoned = True
+        raise
 
 
 async def with_deadline(

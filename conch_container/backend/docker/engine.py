@@ -5,10 +5,11 @@ never touch Twisted objects, and raise only :class:`EngineError`. :class:`Engine
 is the reactor-side face: every method returns a Deferred from
 ``deferToThreadPool``.
 
-Container I/O never holds a thread: :func:`thd_exec_attach` only performs the
-HTTP upgrade of ``POST /exec/{id}/start`` and hands back a duplicate of the
-hijacked socket's descriptor (plus any stream bytes that arrived with the
-response headers), which the caller gives to the reactor.
+Container I/O never holds a thread: :func:`thd_upgrade` only performs an HTTP
+upgrade (``POST /exec/{id}/start`` for :func:`thd_exec_attach`, a container's
+``attach`` in session mode) and hands back a duplicate of the hijacked
+socket's descriptor (plus any stream bytes that arrived with the response
+headers), which the caller gives to the reactor.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ import os
 import shutil
 import socket
 import ssl
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, ParamSpec, TypeVar
 
 import attrs
@@ -38,7 +39,7 @@ from conch_container.backend.docker.containerconfig import CreateRequest
 P = ParamSpec("P")
 T = TypeVar("T")
 
-#: How much of the hijacked stream :func:`thd_exec_attach` takes from the
+#: How much of the hijacked stream :func:`thd_upgrade` takes from the
 #: response buffer at most (the rest stays in the socket for the reactor).
 _LEFTOVER_READ = 65536
 
@@ -61,7 +62,7 @@ class EngineError(Exception):
         return self.status == 404
 
 
-def _engine_errors(f: Callable[P, T]) -> Callable[P, T]:
+def engine_errors(f: Callable[P, T]) -> Callable[P, T]:
     """Turn docker-py and requests exceptions into :class:`EngineError`."""
 
     @functools.wraps(f)
@@ -96,7 +97,7 @@ class HijackedStream:
         os.close(self.fd)
 
 
-@_engine_errors
+@engine_errors
 def thd_image_present(client: docker.APIClient, image: str) -> bool:
     """Whether the engine has ``image`` locally."""
     try:
@@ -106,7 +107,7 @@ def thd_image_present(client: docker.APIClient, image: str) -> bool:
     return True
 
 
-@_engine_errors
+@engine_errors
 def thd_pull(
     client: docker.APIClient, image: str, auth: dict[str, str], platform: str | None
 ) -> None:
@@ -137,7 +138,7 @@ def thd_pull(
         raise EngineError(f"unreadable pull progress from the engine: {e}") from e
 
 
-@_engine_errors
+@engine_errors
 def thd_create_container(client: docker.APIClient, request: CreateRequest) -> str:
     """Create the container; returns its id."""
     result = client.create_container_from_config(
@@ -146,12 +147,12 @@ def thd_create_container(client: docker.APIClient, request: CreateRequest) -> st
     return str(result["Id"])
 
 
-@_engine_errors
+@engine_errors
 def thd_start_container(client: docker.APIClient, container_id: str) -> None:
     client.start(container_id)
 
 
-@_engine_errors
+@engine_errors
 def thd_remove_container(client: docker.APIClient, container_id: str) -> bool:
     """Force-remove a container and its anonymous volumes; False if it was already gone."""
     try:
@@ -161,14 +162,14 @@ def thd_remove_container(client: docker.APIClient, container_id: str) -> bool:
     return True
 
 
-@_engine_errors
+@engine_errors
 def thd_list_labelled(client: docker.APIClient, label: str, value: str) -> list[str]:
     """Ids of all containers (running or not) carrying ``label=value``."""
     found = client.containers(all=True, filters={"label": f"{label}={value}"})
     return [str(c["Id"]) for c in found]
 
 
-@_engine_errors
+@engine_errors
 def thd_exec_create(
     client: docker.APIClient,
     container_id: str,
@@ -189,19 +190,28 @@ def thd_exec_create(
     return str(result["Id"])
 
 
-@_engine_errors
-def thd_exec_attach(client: docker.APIClient, exec_id: str, tty: bool) -> HijackedStream:
-    """Start an exec and take over its upgraded connection.
+@engine_errors
+def thd_upgrade(
+    client: docker.APIClient,
+    path: str,
+    *,
+    params: Mapping[str, str] | None = None,
+    body: bytes | None = None,
+) -> HijackedStream:
+    """``POST path`` as an HTTP upgrade; the upgraded connection as a descriptor.
 
-    docker-py's ``exec_start(socket=True)`` would lose bytes that the HTTP
-    parser already buffered together with the headers, so the request is made
-    here and the parser's buffer is drained into ``leftover``.
+    docker-py's ``socket=True`` calls lose the bytes the HTTP parser buffered
+    together with the response headers; here the parser's buffer is drained
+    into :attr:`HijackedStream.leftover`.
     """
-    url = f"{client.base_url}/v{client.api_version}/exec/{exec_id}/start"
+    headers = {"Connection": "Upgrade", "Upgrade": "tcp"}
+    if body is not None:
+        headers["Content-Type"] = "application/json"
     response = client.post(
-        url,
-        data=json.dumps({"Detach": False, "Tty": tty}),
-        headers={"Content-Type": "application/json", "Connection": "Upgrade", "Upgrade": "tcp"},
+        f"{client.base_url}/v{client.api_version}{path}",
+        params=dict(params or {}),
+        data=body,
+        headers=headers,
         stream=True,
     )
     try:
@@ -211,7 +221,7 @@ def thd_exec_attach(client: docker.APIClient, exec_id: str, tty: bool) -> Hijack
         reader = response.raw._fp.fp
         sock = reader.raw._sock
         if isinstance(sock, ssl.SSLSocket):
-            raise EngineError("exec streams over a TLS connection to the engine are not supported")
+            raise EngineError("streams over a TLS connection to the engine are not supported")
         sock.setblocking(False)
         try:
             leftover = reader.read1(_LEFTOVER_READ) or b""
@@ -224,6 +234,12 @@ def thd_exec_attach(client: docker.APIClient, exec_id: str, tty: bool) -> Hijack
         response.close()
 
 
+def thd_exec_attach(client: docker.APIClient, exec_id: str, tty: bool) -> HijackedStream:
+    """Start an exec and take over its upgraded connection (:func:`thd_upgrade`)."""
+    body = json.dumps({"Detach": False, "Tty": tty}).encode()
+    return thd_upgrade(client, f"/exec/{exec_id}/start", body=body)
+
+
 def _response_message(response: requests.Response) -> str:
     try:
         return str(response.json()["message"])
@@ -231,17 +247,17 @@ def _response_message(response: requests.Response) -> str:
         return f"HTTP {response.status_code}"
 
 
-@_engine_errors
+@engine_errors
 def thd_exec_resize(client: docker.APIClient, exec_id: str, rows: int, columns: int) -> None:
     client.exec_resize(exec_id, height=rows, width=columns)
 
 
-@_engine_errors
+@engine_errors
 def thd_exec_inspect(client: docker.APIClient, exec_id: str) -> dict[str, Any]:
     return dict(client.exec_inspect(exec_id))
 
 
-@_engine_errors
+@engine_errors
 def thd_exec_run(client: docker.APIClient, container_id: str, cmd: Sequence[str]) -> int:
     """Run a short command (a signal delivery) to completion; returns its exit code."""
     exec_id = client.exec_create(container_id, list(cmd), stdout=True, stderr=True)["Id"]
@@ -252,7 +268,7 @@ def thd_exec_run(client: docker.APIClient, container_id: str, cmd: Sequence[str]
     return code
 
 
-@_engine_errors
+@engine_errors
 def thd_path_stat(client: docker.APIClient, container_id: str, path: str) -> dict[str, Any] | None:
     """The engine's description of ``path`` in a (started or created) container, or None.
 
@@ -309,46 +325,47 @@ class Engine:
         self.settings = settings
         self.tls_dir = tls_dir
 
-    def _run(self, f: Callable[..., T], *args: Any) -> Deferred[T]:
+    def run(self, f: Callable[..., T], *args: Any) -> Deferred[T]:
+        """Call ``f(client, *args)`` on the pool; ``f`` is a ``thd_*`` function."""
         return deferToThreadPool(self._reactor, self._pool, f, self._client, *args)
 
     def image_present(self, image: str) -> Deferred[bool]:
-        return self._run(thd_image_present, image)
+        return self.run(thd_image_present, image)
 
     def pull(self, image: str, auth: dict[str, str], platform: str | None) -> Deferred[None]:
-        return self._run(thd_pull, image, auth, platform)
+        return self.run(thd_pull, image, auth, platform)
 
     def create_container(self, request: CreateRequest) -> Deferred[str]:
-        return self._run(thd_create_container, request)
+        return self.run(thd_create_container, request)
 
     def start_container(self, container_id: str) -> Deferred[None]:
-        return self._run(thd_start_container, container_id)
+        return self.run(thd_start_container, container_id)
 
     def remove_container(self, container_id: str) -> Deferred[bool]:
-        return self._run(thd_remove_container, container_id)
+        return self.run(thd_remove_container, container_id)
 
     def list_labelled(self, label: str, value: str) -> Deferred[list[str]]:
-        return self._run(thd_list_labelled, label, value)
+        return self.run(thd_list_labelled, label, value)
 
     def exec_create(
         self, container_id: str, cmd: Sequence[str], env: Sequence[str], tty: bool
     ) -> Deferred[str]:
-        return self._run(thd_exec_create, container_id, cmd, env, tty)
+        return self.run(thd_exec_create, container_id, cmd, env, tty)
 
     def exec_attach(self, exec_id: str, tty: bool) -> Deferred[HijackedStream]:
-        return self._run(thd_exec_attach, exec_id, tty)
+        return self.run(thd_exec_attach, exec_id, tty)
 
     def exec_resize(self, exec_id: str, rows: int, columns: int) -> Deferred[None]:
-        return self._run(thd_exec_resize, exec_id, rows, columns)
+        return self.run(thd_exec_resize, exec_id, rows, columns)
 
     def exec_inspect(self, exec_id: str) -> Deferred[dict[str, Any]]:
-        return self._run(thd_exec_inspect, exec_id)
+        return self.run(thd_exec_inspect, exec_id)
 
     def exec_run(self, container_id: str, cmd: Sequence[str]) -> Deferred[int]:
-        return self._run(thd_exec_run, container_id, cmd)
+        return self.run(thd_exec_run, container_id, cmd)
 
     def path_stat(self, container_id: str, path: str) -> Deferred[dict[str, Any] | None]:
-        return self._run(thd_path_stat, container_id, path)
+        return self.run(thd_path_stat, container_id, path)
 
     def close(self) -> Deferred[None]:
         """Release the client (and its TLS files)."""

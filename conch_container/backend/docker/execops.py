@@ -1,8 +1,10 @@
-"""Operations on a running exec besides its stream: exit code and signals.
+"""Operations on a running program besides its stream: exit code and signals.
 
-Both run on the engine through the backend's pool; neither touches the
+They run on the engine through the backend's pool; none touches the
 session's state, so they can be tested with any object that has the
 :class:`~conch_container.backend.docker.engine.Engine` methods they call.
+:func:`poll_exit_code` also reads a session container's exit code
+(:func:`~conch_container.backend.docker.sessionops.fetch_container_exit_code`).
 
 How a program ended: the engine reports only an exit code, and a process
 killed by signal N reports ``128 + N``, which a program can also return by
@@ -13,7 +15,7 @@ delivered that signal to the program (through the guest agent); any other
 
 from __future__ import annotations
 
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Collection, Mapping, Sequence
 from typing import Any
 
 from twisted.internet import task
@@ -61,11 +63,27 @@ async def fetch_exit_code(clock: IReactorTime, engine: Any, exec_id: str, log: C
     ``exec inspect`` is polled while the engine still reports the exec as
     running, for at most :data:`EXIT_CODE_TIMEOUT` seconds.
     """
+    return await poll_exit_code(clock, lambda: engine.exec_inspect(exec_id), log)
+
+
+async def poll_exit_code(
+    clock: IReactorTime, inspect: Callable[[], Awaitable[Mapping[str, Any]]], log: CodeLogger
+) -> int:
+    """The exit code in the state ``inspect`` reports, or :data:`UNKNOWN_EXIT_CODE` (never raises).
+
+    :param inspect: fetches the state: an exec's ``exec inspect``, or a
+        container's ``State``; ``Running``, ``Restarting`` and ``ExitCode``
+        are read from it.
+
+    The state is polled (:data:`EXIT_POLL_FIRST` doubling to
+    :data:`EXIT_POLL_MAX`) while the engine still reports the program as
+    running or restarting, for at most :data:`EXIT_CODE_TIMEOUT` seconds.
+    """
     deadline = clock.seconds() + EXIT_CODE_TIMEOUT
     delay = EXIT_POLL_FIRST
     while True:
         try:
-            info = await engine.exec_inspect(exec_id)
+            state = await inspect()
         except EngineError as e:
             log.event(
                 messages.DOCKER_EXIT_CODE_FAILED,
@@ -73,17 +91,24 @@ async def fetch_exit_code(clock: IReactorTime, engine: Any, exec_id: str, log: C
                 reason=e.message,
             )
             return UNKNOWN_EXIT_CODE
-        if info.get("Running"):
+        restarting = bool(state.get("Restarting"))
+        if restarting or state.get("Running"):
             if clock.seconds() + delay > deadline:
-                log.event(
-                    messages.DOCKER_EXIT_CODE_STILL_RUNNING,
-                    "The program still runs after its output ended",
-                )
+                if restarting:
+                    log.event(
+                        messages.DOCKER_EXIT_CODE_CONTAINER_RESTARTING,
+                        "The container keeps restarting; its exit code is unknown",
+                    )
+                else:
+                    log.event(
+                        messages.DOCKER_EXIT_CODE_STILL_RUNNING,
+                        "The program still runs after its output ended",
+                    )
                 return UNKNOWN_EXIT_CODE
             await task.deferLater(clock, delay)
             delay = min(delay * 2, EXIT_POLL_MAX)
             continue
-        code = info.get("ExitCode")
+        code = state.get("ExitCode")
         if not isinstance(code, int) or isinstance(code, bool):
             log.event(messages.DOCKER_EXIT_CODE_FAILED, "The engine reported no exit code")
             return UNKNOWN_EXIT_CODE

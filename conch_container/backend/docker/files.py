@@ -28,7 +28,12 @@ from zope.interface import implementer
 
 from conch_container import messages
 from conch_container.backend.docker.agent import GuestAgent
-from conch_container.backend.docker.deferutil import DeadlineExceeded, Once, shield, with_deadline
+from conch_container.backend.docker.deferutil import (
+    DeadlineExceeded,
+    Once,
+    await_resource,
+    with_deadline,
+)
 from conch_container.backend.docker.engine import EngineError, HijackedStream
 from conch_container.backend.docker.execops import EXIT_POLL_FIRST, EXIT_POLL_MAX
 from conch_container.backend.docker.stream import FrameDemuxer, StreamProtocolError, adopt
@@ -100,7 +105,8 @@ async def run_with_input(
     """
     try:
         exec_id = await engine.exec_create(container_id, cmd, [], False)
-        stream = await _attach(engine, exec_id)
+        # A stream that arrives after cancellation is closed.
+        stream = await await_resource(engine.exec_attach(exec_id, False), HijackedStream.close)
     except EngineError as e:
         raise ExecFailed(e.message) from None
     collector = _Collector()
@@ -123,27 +129,6 @@ async def run_with_input(
         raise ExecFailed(collector.error)
     code = await _exit_code(reactor, engine, exec_id)
     return ExecResult(code, bytes(collector.stdout), bytes(collector.stderr))
-
-
-async def _attach(engine: Any, exec_id: str) -> HijackedStream:
-    """Start and attach; a stream that arrives after cancellation is closed."""
-    attach = engine.exec_attach(exec_id, False)
-    abandoned = False
-
-    def close_if_abandoned(stream: HijackedStream) -> HijackedStream | None:
-        if abandoned:
-            stream.close()
-            return None
-        return stream
-
-    attach.addCallback(close_if_abandoned)
-    try:
-        stream = await shield(attach)
-    except CancelledError:
-        abandoned = True
-        raise
-    assert stream is not None
-    return stream
 
 
 async def _exit_code(clock: IReactorTime, engine: Any, exec_id: str) -> int:

@@ -11,6 +11,9 @@ registered as its producer, so a full SSH window stops reading from the engine.
 When the engine ends the stream the exit code is read with ``exec inspect``;
 it is reported as the signal the gateway delivered when it says the program
 died of that signal (:func:`~conch_container.backend.docker.execops.exit_status`).
+
+What both modes do alike (stdin, EOF, closing once) is
+:class:`~conch_container.backend.docker.sessionbase.SessionBase`.
 """
 
 from __future__ import annotations
@@ -20,12 +23,16 @@ from collections.abc import Callable
 from typing import Any, Literal
 
 from twisted.internet.defer import CancelledError, Deferred
-from twisted.internet.interfaces import ITCPTransport
 from zope.interface import implementer
 
 from conch_container import messages
 from conch_container.backend.docker.agent import GuestAgent
-from conch_container.backend.docker.deferutil import DeadlineExceeded, Once, shield, with_deadline
+from conch_container.backend.docker.deferutil import (
+    DeadlineExceeded,
+    Once,
+    await_resource,
+    with_deadline,
+)
 from conch_container.backend.docker.engine import Engine, EngineError, HijackedStream
 from conch_container.backend.docker.execops import (
     SIGNALS,
@@ -34,8 +41,12 @@ from conch_container.backend.docker.execops import (
     exit_status,
     fetch_exit_code,
 )
-from conch_container.backend.docker.stream import ExecStreamProtocol, StreamEvents, adopt
-from conch_container.backend.program import UnknownSubsystem, program_argv
+from conch_container.backend.docker.sessionbase import (
+    START_FAILED_MESSAGE,
+    SessionBase,
+    State,
+    program_command,
+)
 from conch_container.errors import ContainerSSHError
 from conch_container.interfaces import (
     ExitStatus,
@@ -48,24 +59,14 @@ from conch_container.log.codes import MessageCode
 from conch_container.log.levels import Level
 from conch_container.log.logger import CodeLogger
 
-START_FAILED_MESSAGE = "Failed to start the program."
-
 
 class _Agent(enum.Enum):
     #: The agent the configuration implies (``agentPath``, or none if disabled).
     CONFIGURED = "configured"
 
 
-class _State(enum.Enum):
-    NEW = "new"
-    STARTING = "starting"
-    RUNNING = "running"
-    ENDED = "ended"
-    CLOSED = "closed"
-
-
 @implementer(IBackendSession)
-class DockerExecSession(StreamEvents):
+class DockerExecSession(SessionBase):
     """An :class:`~conch_container.interfaces.IBackendSession` backed by a Docker exec.
 
     :param reactor: provides ``adoptStreamConnection`` and the clock.
@@ -91,36 +92,21 @@ class DockerExecSession(StreamEvents):
         on_closed: Callable[[DockerExecSession], object] | None = None,
         agent: GuestAgent | Literal[_Agent.CONFIGURED] | None = _Agent.CONFIGURED,
     ) -> None:
-        self._reactor = reactor
+        super().__init__(reactor=reactor, docker_config=docker_config, on_closed=on_closed)
         self._engine = engine
         self._container_id = container_id
-        self._execution = docker_config.execution
-        self._timeouts = docker_config.timeouts
         self._agent = (
             GuestAgent.configured(self._execution) if agent is _Agent.CONFIGURED else agent
         )
-        self._log = log.bind(channelId=channel_id)
-        self._on_closed = on_closed
-        self._env: dict[str, str] = {}
-        self._pty: PtyRequest | None = None
-        self._state = _State.NEW
-        self._io: Any = None
+        self._channel_log = log.bind(channelId=channel_id)
         self._exec_id: str | None = None
-        self._transport: ITCPTransport | None = None
-        self._producer_registered = False
         self._pid: int | None = None
         self._pid_failed = False
-        #: The signals delivered to the program, to tell a death by signal from an exit code.
-        self._delivered: set[str] = set()
         #: Deliveries in progress (the program may end before the agent reports success).
         self._deliveries: set[Once[None]] = set()
-        self._start_d: Deferred[None] | None = None
-        self._exit_d: Deferred[None] | None = None
-        self._stream_closed: Once[None] = Once()
         #: Fires when the PID handshake succeeded or failed.
         self._handshake: Once[None] = Once()
         self._start_failure_code: MessageCode = messages.DOCKER_EXEC_CREATE_FAILED
-        self._close_once: Once[None] | None = None
 
     @property
     def agent(self) -> GuestAgent | None:
@@ -133,40 +119,24 @@ class DockerExecSession(StreamEvents):
         return self._pid
 
     @property
+    def _log(self) -> CodeLogger:
+        return self._channel_log
+
+    @property
     def _use_agent(self) -> bool:
         return self._agent is not None
 
     # -- before start
 
-    def set_env(self, name: str, value: str) -> None:
-        self._refuse_if_started()
-        self._env[name] = value
-
     def set_pty(self, pty: PtyRequest) -> None:
-        self._refuse_if_started()
-        self._pty = pty
+        super().set_pty(pty)
         self._env["TERM"] = pty.term
-
-    def _refuse_if_started(self) -> None:
-        if self._state is not _State.NEW:
-            raise self._error(
-                messages.DOCKER_PROGRAM_ALREADY_RUNNING,
-                "A program is already running on this channel.",
-                "the client sent a request that is only valid before the program starts",
-            )
 
     # -- start
 
-    def start(self, program: ProgramRequest, io: ISessionIO) -> Deferred[None]:
-        """Start ``program``; output may reach ``io`` before the result fires."""
-        d = Deferred.fromCoroutine(self._start(program, io))
-        if not d.called:
-            self._start_d = d
-        return d
-
     async def _start(self, program: ProgramRequest, io: ISessionIO) -> None:
         self._refuse_if_started()
-        self._state = _State.STARTING
+        self._state = State.STARTING
         self._io = io
         try:
             cmd = self._command(program)
@@ -186,9 +156,14 @@ class DockerExecSession(StreamEvents):
                 )
             except DeadlineExceeded as e:
                 raise self._error(self._start_failure_code, START_FAILED_MESSAGE, str(e)) from None
-            self._adopt(stream, tty)
+            self._adopt(
+                stream,
+                tty,
+                expect_pid=self._use_agent,
+                failure_code=messages.DOCKER_EXEC_ATTACH_FAILED,
+            )
         except CancelledError:
-            if self._state is not _State.CLOSED:
+            if self._state is not State.CLOSED:
                 raise
             raise self._error(
                 messages.DOCKER_EXEC_ATTACH_FAILED,
@@ -197,20 +172,14 @@ class DockerExecSession(StreamEvents):
                 level=Level.DEBUG,
             ) from None
         except BaseException:
-            if self._state is _State.STARTING:
-                self._state = _State.NEW
+            if self._state is State.STARTING:
+                self._state = State.NEW
             raise
-        self._state = _State.RUNNING
+        self._state = State.RUNNING
         # The agent's PID handshake is not awaited here: it is the first output,
         # and the channel reads output only once the start has been answered.
         # A signal waits for it instead (_signal).
-        try:
-            if self._pty is not None:
-                await self._resize(self._pty.columns, self._pty.rows)
-        except ContainerSSHError:
-            pass  # logged; the program runs with the engine's default size
-        except CancelledError:
-            pass  # closed meanwhile; the program did start
+        await self._resize_to_pty()
 
     def pid_known(self) -> Deferred[int | None]:
         """Fires with :attr:`pid` once the agent's handshake succeeded, or None if it failed.
@@ -221,19 +190,7 @@ class DockerExecSession(StreamEvents):
         return self._handshake.wait().addCallback(lambda _: self._pid)
 
     def _command(self, program: ProgramRequest) -> list[str]:
-        try:
-            argv = program_argv(
-                program,
-                shell_command=self._execution.shell_command,
-                subsystems=self._execution.subsystems,
-            )
-        except UnknownSubsystem as e:
-            raise self._error(
-                messages.DOCKER_SUBSYSTEM_NOT_SUPPORTED,
-                "Subsystem not supported.",
-                "the requested subsystem is not configured",
-                subsystem=e.name,
-            ) from None
+        argv = program_command(program, self._execution, self._log)
         if self._agent is not None:
             return self._agent.console(argv)
         return argv
@@ -252,85 +209,18 @@ class DockerExecSession(StreamEvents):
         self._log.event(
             messages.DOCKER_EXEC_ATTACH, "Starting and attaching to exec {execId}", execId=exec_id
         )
-        attach = self._engine.exec_attach(exec_id, tty)
-        abandoned = False
-
-        def close_if_abandoned(stream: HijackedStream) -> HijackedStream | None:
+        try:
             # A stream that arrives after the deadline (or after close) is not
             # adopted: closing it ends the program's attachment.
-            if abandoned:
-                stream.close()
-                return None
-            return stream
-
-        attach.addCallback(close_if_abandoned)
-        try:
-            stream = await shield(attach)
-        except CancelledError:
-            abandoned = True
-            raise
+            return await await_resource(
+                self._engine.exec_attach(exec_id, tty), HijackedStream.close
+            )
         except EngineError as e:
             raise self._error(
                 messages.DOCKER_EXEC_ATTACH_FAILED, START_FAILED_MESSAGE, e.message
             ) from None
-        assert stream is not None
-        return stream
-
-    def _adopt(self, stream: HijackedStream, tty: bool) -> None:
-        io = self._io
-        protocol = ExecStreamProtocol(
-            io.stdout, io.stderr, self, tty=tty, expect_pid=self._use_agent
-        )
-        try:
-            self._transport = adopt(self._reactor, stream.fd, stream.family, protocol)
-        except Exception as e:
-            raise self._error(
-                messages.DOCKER_EXEC_ATTACH_FAILED, START_FAILED_MESSAGE, str(e)
-            ) from e
-        finally:
-            stream.close()
-        io.register_producer(self._transport)
-        self._producer_registered = True
-        if stream.leftover:
-            protocol.dataReceived(stream.leftover)
 
     # -- while running
-
-    def write(self, data: bytes) -> None:
-        transport = self._transport
-        if transport is None or self._state is not _State.RUNNING:
-            return
-        try:
-            transport.write(data)
-        except Exception as e:
-            self._log.event(
-                messages.DOCKER_STREAM_INPUT_FAILED,
-                "Failed to forward input: {reason}",
-                reason=str(e),
-            )
-
-    def close_stdin(self) -> None:
-        transport = self._transport
-        if transport is None or self._state is not _State.RUNNING:
-            return
-        if self._pty is not None:
-            # A terminal has no end of input (a user types ^D), and the engine
-            # answers a half-closed TTY exec stream by dropping its output and
-            # never reporting an exit code; so, like sshd with a pty, ignore it.
-            return
-        try:
-            transport.loseWriteConnection()
-        except Exception as e:
-            raise self._error(
-                messages.DOCKER_CLOSE_INPUT_FAILED, "Failed to close the input.", str(e)
-            ) from e
-
-    def resize(self, columns: int, rows: int, width: int = 0, height: int = 0) -> Deferred[None]:
-        return Deferred.fromCoroutine(self._resize_running(columns, rows))
-
-    async def _resize_running(self, columns: int, rows: int) -> None:
-        self._require_running()
-        await self._resize(columns, rows)
 
     async def _resize(self, columns: int, rows: int) -> None:
         assert self._exec_id is not None
@@ -354,9 +244,6 @@ class DockerExecSession(StreamEvents):
                 width=columns,
                 height=rows,
             ) from None
-
-    def signal(self, name: str) -> Deferred[None]:
-        return Deferred.fromCoroutine(self._signal(name))
 
     async def _signal(self, name: str) -> None:
         self._require_running()
@@ -409,14 +296,6 @@ class DockerExecSession(StreamEvents):
             self._deliveries.discard(delivery)
             delivery.fire(None)
 
-    def _require_running(self) -> None:
-        if self._state is not _State.RUNNING:
-            raise self._error(
-                messages.DOCKER_PROGRAM_NOT_RUNNING,
-                "No program is running.",
-                "the request needs a running program",
-            )
-
     # -- StreamEvents (called by the protocol)
 
     def pid_received(self, pid: int) -> None:
@@ -434,7 +313,7 @@ class DockerExecSession(StreamEvents):
 
     def output_ended(self, error: str | None) -> None:
         self._unregister_producer()
-        if self._state is _State.CLOSED:
+        if self._state is State.CLOSED:
             return
         if error is not None and not self._pid_failed:
             self._log.event(
@@ -442,15 +321,12 @@ class DockerExecSession(StreamEvents):
                 "The output stream failed: {reason}",
                 reason=error,
             )
-        self._state = _State.ENDED
+        self._state = State.ENDED
         self._io.output_closed()
         if self._pid_failed:
             self._io.exited(ExitStatus(code=UNKNOWN_EXIT_CODE))
             return
         self._exit_d = Deferred.fromCoroutine(self._report_exit())
-
-    def stream_closed(self) -> None:
-        self._stream_closed.fire(None)
 
     async def _report_exit(self) -> None:
         assert self._exec_id is not None
@@ -461,39 +337,24 @@ class DockerExecSession(StreamEvents):
                 await delivery.wait()
         except CancelledError:
             return
-        if self._state is not _State.CLOSED:
+        if self._state is not State.CLOSED:
             self._io.exited(exit_status(code, self._delivered))
 
     # -- close
 
-    def close(self) -> Deferred[None]:
-        """Kill the program if it still runs and release the stream; idempotent."""
-        return self.shutdown(kill=True)
-
-    def shutdown(self, *, kill: bool) -> Deferred[None]:
-        """Close, killing the program first only if ``kill`` (the container is about to go)."""
-        if self._close_once is None:
-            once: Once[None] = Once()
-            self._close_once = once
-            Deferred.fromCoroutine(self._close(kill)).addBoth(once.fire)
-        return self._close_once.wait()
-
-    async def _close(self, kill: bool) -> None:
-        try:
-            await self._release(kill)
-        finally:
-            if self._on_closed is not None:
-                self._on_closed(self)
-
     async def _release(self, kill: bool) -> None:
-        previous, self._state = self._state, _State.CLOSED
+        """Kill a running program first if ``kill`` (the agent delivers ``KILL``); drop the stream.
+
+        Without ``kill`` the container is about to go, and the program with it.
+        """
+        previous, self._state = self._state, State.CLOSED
         for d in (self._start_d, self._exit_d):
             if d is not None and not d.called:
                 d.cancel()
         transport = self._transport
         if transport is None or self._stream_closed.done:
             return
-        if kill and previous is _State.RUNNING and self._use_agent and self._pid is not None:
+        if kill and previous is State.RUNNING and self._use_agent and self._pid is not None:
             try:
                 await self._deliver_signal("KILL")
             except ContainerSSHError:
@@ -501,35 +362,3 @@ class DockerExecSession(StreamEvents):
         self._unregister_producer()
         transport.abortConnection()
         await self._stream_closed.wait()
-
-    def _unregister_producer(self) -> None:
-        if self._producer_registered:
-            self._producer_registered = False
-            try:
-                self._io.unregister_producer()
-            except Exception as e:
-                self._log.event(
-                    messages.DOCKER_STREAM_OUTPUT_FAILED,
-                    "Could not unregister the output stream: {reason}",
-                    reason=str(e),
-                    level=Level.DEBUG,
-                )
-
-    # -- errors
-
-    def _error(
-        self,
-        code: Any,
-        user_message: str,
-        explanation: str,
-        *,
-        level: Level | None = None,
-        **details: Any,
-    ) -> ContainerSSHError:
-        """A logged error for the caller to raise."""
-        error = ContainerSSHError(code, user_message, explanation, **details)
-        if level is None:
-            error.log(self._log)
-        else:
-            self._log.event(code, "{reason}", reason=explanation, level=level, **details)
-        return error

@@ -19,41 +19,26 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from twisted.internet.defer import CancelledError, Deferred
+from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IReactorTime
 
 from conch_container import messages
 from conch_container.backend.docker.containerconfig import CreateRequest
-from conch_container.backend.docker.deferutil import DeadlineExceeded, Once, shield, with_deadline
+from conch_container.backend.docker.deferutil import (
+    DeadlineExceeded,
+    Once,
+    await_resource,
+    with_deadline,
+)
 from conch_container.backend.docker.engine import Engine, EngineError, HijackedStream
+from conch_container.backend.docker.sessionbase import START_FAILED_MESSAGE, logged_error
 from conch_container.backend.docker.sessionops import place_files, remove_container
-from conch_container.errors import ContainerSSHError
 from conch_container.log.codes import MessageCode
-from conch_container.log.levels import Level
 from conch_container.log.logger import CodeLogger
 
-START_FAILED_MESSAGE = "Failed to start the program."
 #: Seconds a program still running when its channel closes gets between the
 #: container's stop signal and ``KILL``.
 STOP_GRACE = 2
-
-
-def logged_error(
-    log: CodeLogger,
-    code: MessageCode,
-    user_message: str,
-    explanation: str,
-    *,
-    level: Level | None = None,
-    **details: Any,
-) -> ContainerSSHError:
-    """A :class:`ContainerSSHError`, logged, for the caller to raise."""
-    error = ContainerSSHError(code, user_message, explanation, **details)
-    if level is None:
-        error.log(log)
-    else:
-        log.event(code, "{reason}", reason=explanation, level=level, **details)
-    return error
 
 
 class SessionContainer:
@@ -161,29 +146,14 @@ class SessionContainer:
     async def _attach(self, container_id: str) -> HijackedStream:
         self.step_failure = messages.DOCKER_CONTAINER_ATTACH_FAILED
         self.log.event(messages.DOCKER_CONTAINER_ATTACH, "Attaching to container {containerId}")
-        attach = self._ops.attach(container_id)
-        abandoned = False
-
-        def close_if_abandoned(stream: HijackedStream) -> HijackedStream | None:
-            # A stream that arrives after the deadline (or after close) is
-            # never adopted: its descriptor is released here.
-            if abandoned:
-                stream.close()
-                return None
-            return stream
-
-        attach.addCallback(close_if_abandoned)
         try:
-            stream = await shield(attach)
-        except CancelledError:
-            abandoned = True
-            raise
+            # A stream that arrives after the deadline (or after close) is
+            # never adopted: its descriptor is released.
+            return await await_resource(self._ops.attach(container_id), HijackedStream.close)
         except EngineError as e:
             raise logged_error(
                 self.log, messages.DOCKER_CONTAINER_ATTACH_FAILED, START_FAILED_MESSAGE, e.message
             ) from None
-        assert stream is not None
-        return stream
 
     # -- removal
 

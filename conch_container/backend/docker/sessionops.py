@@ -7,7 +7,8 @@
   container's state;
 - :func:`place_files`: authentication's ``files``, put into the created
   container before it starts;
-- :func:`remove_container`: forced removal, retried until a deadline.
+- :func:`remove_container`: forced removal, retried until a deadline (a
+  connection's container in ``connection`` mode is removed with it too).
 
 They take the engine (and :class:`~conch_container.backend.docker.containerops.ContainerOps`)
 as arguments, so they can be tested with fakes.
@@ -28,12 +29,7 @@ from conch_container.backend.docker.archive import file_owner, files_archive, re
 from conch_container.backend.docker.containerconfig import CreateRequest, merge_env
 from conch_container.backend.docker.deferutil import DeadlineExceeded, with_deadline
 from conch_container.backend.docker.engine import EngineError
-from conch_container.backend.docker.execops import (
-    EXIT_CODE_TIMEOUT,
-    EXIT_POLL_FIRST,
-    EXIT_POLL_MAX,
-    UNKNOWN_EXIT_CODE,
-)
+from conch_container.backend.docker.execops import poll_exit_code
 from conch_container.interfaces import PtyRequest
 from conch_container.log.levels import Level
 from conch_container.log.logger import CodeLogger
@@ -113,50 +109,10 @@ async def fetch_container_exit_code(
     """The exit code of a container whose program ended, or ``UNKNOWN_EXIT_CODE`` (never raises).
 
     The state is polled (10 ms doubling to 1 s) while the engine still reports
-    the container as running or restarting, for at most 60 seconds.
+    the container as running or restarting, for at most 60 seconds
+    (:func:`~conch_container.backend.docker.execops.poll_exit_code`).
     """
-    deadline = clock.seconds() + EXIT_CODE_TIMEOUT
-    delay = EXIT_POLL_FIRST
-    while True:
-        try:
-            state = await ops.state(container_id)
-        except EngineError as e:
-            log.event(
-                messages.DOCKER_EXIT_CODE_FAILED,
-                "Failed to fetch the exit code: {reason}",
-                reason=e.message,
-            )
-            return UNKNOWN_EXIT_CODE
-        restarting = bool(state.get("Restarting"))
-        if restarting or state.get("Running"):
-            if clock.seconds() + delay > deadline:
-                if restarting:
-                    log.event(
-                        messages.DOCKER_EXIT_CODE_CONTAINER_RESTARTING,
-                        "The container keeps restarting; its exit code is unknown",
-                    )
-                else:
-                    log.event(
-                        messages.DOCKER_EXIT_CODE_STILL_RUNNING,
-                        "The program still runs after its output ended",
-                    )
-                return UNKNOWN_EXIT_CODE
-            await task.deferLater(clock, delay)
-            delay = min(delay * 2, EXIT_POLL_MAX)
-            continue
-        code = state.get("ExitCode")
-        if not isinstance(code, int) or isinstance(code, bool):
-            log.event(messages.DOCKER_EXIT_CODE_FAILED, "The engine reported no exit code")
-            return UNKNOWN_EXIT_CODE
-        if code < 0:
-            log.event(
-                messages.DOCKER_EXIT_CODE_NEGATIVE,
-                "The engine reported exit code {exitCode}",
-                exitCode=code,
-            )
-            return UNKNOWN_EXIT_CODE
-        log.event(messages.DOCKER_EXIT_CODE, "The program exited with {exitCode}", exitCode=code)
-        return code
+    return await poll_exit_code(clock, lambda: ops.state(container_id), log)
 
 
 # ---------------------------------------------------------------------------

@@ -1,0 +1,308 @@
+"""What a session channel's program does alike in both modes.
+
+A program runs as an exec in the connection's container
+(:class:`~conch_container.backend.docker.session.DockerExecSession`) or as
+its own container
+(:class:`~conch_container.backend.docker.sessionmode.DockerContainerSession`).
+Either way the channel's requests arrive in the same order, the output is one
+hijacked engine stream adopted by the reactor
+(:class:`~conch_container.backend.docker.stream.ExecStreamProtocol`), and
+closing happens once: :class:`SessionBase` holds that part, the subclasses
+how the program is started, resized, signalled, and how it ends.
+
+Also here: :func:`program_command`, the argv of a request (an unconfigured
+subsystem is refused), and :func:`logged_error`.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Callable
+from typing import Any
+
+from twisted.internet.defer import CancelledError, Deferred
+from twisted.internet.interfaces import ITCPTransport
+
+from conch_container import messages
+from conch_container.backend.docker.deferutil import Once
+from conch_container.backend.docker.engine import HijackedStream
+from conch_container.backend.docker.stream import ExecStreamProtocol, StreamEvents, adopt
+from conch_container.backend.program import UnknownSubsystem, program_argv
+from conch_container.errors import ContainerSSHError, RequestRejected
+from conch_container.interfaces import ISessionIO, ProgramRequest, PtyRequest
+from conch_container.log.codes import MessageCode
+from conch_container.log.levels import Level
+from conch_container.log.logger import CodeLogger
+
+START_FAILED_MESSAGE = "Failed to start the program."
+
+
+def logged_error(
+    log: CodeLogger,
+    code: MessageCode,
+    user_message: str,
+    explanation: str,
+    *,
+    level: Level | None = None,
+    **details: Any,
+) -> ContainerSSHError:
+    """A :class:`ContainerSSHError`, logged, for the caller to raise."""
+    error = ContainerSSHError(code, user_message, explanation, **details)
+    if level is None:
+        error.log(log)
+    else:
+        log.event(code, "{reason}", reason=explanation, level=level, **details)
+    return error
+
+
+def program_command(program: ProgramRequest, execution: Any, log: CodeLogger) -> list[str]:
+    """The argv of ``program`` under the ``docker.execution`` settings ``execution``.
+
+    :raises RequestRejected: (logged as ``DOCKER_SUBSYSTEM_NOT_SUPPORTED``)
+        for a subsystem that is not configured, so the client's request gets
+        a plain failure reply, as OpenSSH answers a subsystem it does not
+        serve; nothing is started.
+    """
+    try:
+        return program_argv(
+            program,
+            shell_command=execution.shell_command,
+            subsystems=execution.subsystems,
+        )
+    except UnknownSubsystem as e:
+        rejection = RequestRejected(
+            messages.DOCKER_SUBSYSTEM_NOT_SUPPORTED,
+            "Subsystem not supported.",
+            f"the requested subsystem {e.name!r} is not configured",
+            subsystem=e.name,
+        )
+        rejection.log(log)
+        raise rejection from None
+
+
+class State(enum.Enum):
+    """Where a session's program is in its life."""
+
+    NEW = "new"
+    STARTING = "starting"
+    RUNNING = "running"
+    ENDED = "ended"
+    CLOSED = "closed"
+
+
+class SessionBase(StreamEvents):
+    """The channel side of a session, common to both modes.
+
+    Subclasses provide :attr:`_log`, ``_start``, ``_resize``, ``_signal``,
+    ``_release`` and the :class:`~conch_container.backend.docker.stream.StreamEvents`
+    that differ (``pid_received``, ``pid_failed``, ``output_ended``).
+
+    :param reactor: provides the clock and ``adoptStreamConnection``.
+    :param docker_config: the connection's ``docker`` config section.
+    :param on_closed: called with the session once it is closed.
+    """
+
+    def __init__(
+        self,
+        *,
+        reactor: Any,
+        docker_config: Any,
+        on_closed: Callable[[Any], object] | None,
+    ) -> None:
+        self._reactor = reactor
+        self._execution = docker_config.execution
+        self._timeouts = docker_config.timeouts
+        self._on_closed = on_closed
+        self._env: dict[str, str] = {}
+        self._pty: PtyRequest | None = None
+        self._state = State.NEW
+        self._io: Any = None
+        self._transport: ITCPTransport | None = None
+        self._producer_registered = False
+        self._stream_closed: Once[None] = Once()
+        self._start_d: Deferred[None] | None = None
+        self._exit_d: Deferred[None] | None = None
+        #: The signals delivered to the program, to tell a death by signal from an exit code.
+        self._delivered: set[str] = set()
+        self._close_once: Once[None] | None = None
+
+    @property
+    def _log(self) -> CodeLogger:
+        """The session's logger."""
+        raise NotImplementedError
+
+    # -- before start
+
+    def set_env(self, name: str, value: str) -> None:
+        self._refuse_if_started()
+        self._env[name] = value
+
+    def set_pty(self, pty: PtyRequest) -> None:
+        self._refuse_if_started()
+        self._pty = pty
+
+    def _refuse_if_started(self) -> None:
+        if self._state is not State.NEW:
+            raise self._error(
+                messages.DOCKER_PROGRAM_ALREADY_RUNNING,
+                "A program is already running on this channel.",
+                "the client sent a request that is only valid before the program starts",
+            )
+
+    # -- start
+
+    def start(self, program: ProgramRequest, io: ISessionIO) -> Deferred[None]:
+        """Start ``program``; output may reach ``io`` before the result fires."""
+        d = Deferred.fromCoroutine(self._start(program, io))
+        if not d.called:
+            self._start_d = d
+        return d
+
+    async def _start(self, program: ProgramRequest, io: ISessionIO) -> None:
+        raise NotImplementedError
+
+    def _adopt(
+        self, stream: HijackedStream, tty: bool, *, expect_pid: bool, failure_code: MessageCode
+    ) -> None:
+        """Hand the program's stream to the reactor; its output goes to the channel."""
+        io = self._io
+        protocol = ExecStreamProtocol(io.stdout, io.stderr, self, tty=tty, expect_pid=expect_pid)
+        try:
+            self._transport = adopt(self._reactor, stream.fd, stream.family, protocol)
+        except Exception as e:
+            raise self._error(failure_code, START_FAILED_MESSAGE, str(e)) from e
+        finally:
+            stream.close()
+        io.register_producer(self._transport)
+        self._producer_registered = True
+        if stream.leftover:
+            protocol.dataReceived(stream.leftover)
+
+    async def _resize_to_pty(self) -> None:
+        """Give a program that just started the terminal size requested; never fails."""
+        if self._pty is None:
+            return
+        try:
+            await self._resize(self._pty.columns, self._pty.rows)
+        except ContainerSSHError:
+            pass  # logged; the program runs with the engine's default size
+        except CancelledError:
+            pass  # closed meanwhile; the program did start
+
+    # -- while running
+
+    def write(self, data: bytes) -> None:
+        transport = self._transport
+        if transport is None or self._state is not State.RUNNING:
+            return
+        try:
+            transport.write(data)
+        except Exception as e:
+            self._log.event(
+                messages.DOCKER_STREAM_INPUT_FAILED,
+                "Failed to forward input: {reason}",
+                reason=str(e),
+            )
+
+    def close_stdin(self) -> None:
+        transport = self._transport
+        if transport is None or self._state is not State.RUNNING:
+            return
+        if self._pty is not None:
+            # A terminal has no end of input (a user types ^D), and the engine
+            # answers a half-closed TTY stream by dropping the output (an exec
+            # then never reports an exit code; a container's program keeps
+            # running); so, like sshd with a pty, ignore it.
+            return
+        # Without a TTY the engine closes the program's stdin and keeps its
+        # output flowing.
+        try:
+            transport.loseWriteConnection()
+        except Exception as e:
+            raise self._error(
+                messages.DOCKER_CLOSE_INPUT_FAILED, "Failed to close the input.", str(e)
+            ) from e
+
+    def resize(self, columns: int, rows: int, width: int = 0, height: int = 0) -> Deferred[None]:
+        return Deferred.fromCoroutine(self._resize_running(columns, rows))
+
+    async def _resize_running(self, columns: int, rows: int) -> None:
+        self._require_running()
+        await self._resize(columns, rows)
+
+    async def _resize(self, columns: int, rows: int) -> None:
+        raise NotImplementedError
+
+    def signal(self, name: str) -> Deferred[None]:
+        return Deferred.fromCoroutine(self._signal(name))
+
+    async def _signal(self, name: str) -> None:
+        raise NotImplementedError
+
+    def _require_running(self) -> None:
+        if self._state is not State.RUNNING:
+            raise self._error(
+                messages.DOCKER_PROGRAM_NOT_RUNNING,
+                "No program is running.",
+                "the request needs a running program",
+            )
+
+    # -- StreamEvents (called by the protocol)
+
+    def stream_closed(self) -> None:
+        self._stream_closed.fire(None)
+
+    def _unregister_producer(self) -> None:
+        if self._producer_registered:
+            self._producer_registered = False
+            try:
+                self._io.unregister_producer()
+            except Exception as e:
+                self._log.event(
+                    messages.DOCKER_STREAM_OUTPUT_FAILED,
+                    "Could not unregister the output stream: {reason}",
+                    reason=str(e),
+                    level=Level.DEBUG,
+                )
+
+    # -- close
+
+    def close(self) -> Deferred[None]:
+        """End the program if it still runs and release what it holds; idempotent."""
+        return self.shutdown(kill=True)
+
+    def shutdown(self, *, kill: bool) -> Deferred[None]:
+        """Close; a running program is ended first only if ``kill``.
+
+        Without ``kill`` the whole connection is going, and with it whatever
+        the program runs in.
+        """
+        if self._close_once is None:
+            once: Once[None] = Once()
+            self._close_once = once
+            Deferred.fromCoroutine(self._close(kill)).addBoth(once.fire)
+        return self._close_once.wait()
+
+    async def _close(self, kill: bool) -> None:
+        try:
+            await self._release(kill)
+        finally:
+            if self._on_closed is not None:
+                self._on_closed(self)
+
+    async def _release(self, kill: bool) -> None:
+        raise NotImplementedError
+
+    # -- errors
+
+    def _error(
+        self,
+        code: MessageCode,
+        user_message: str,
+        explanation: str,
+        *,
+        level: Level | None = None,
+        **details: Any,
+    ) -> ContainerSSHError:
+        """A logged error for the caller to raise."""
+        return logged_error(self._log, code, user_message, explanation, level=level, **details)
