@@ -77,7 +77,8 @@ class Options(usage.Options):
             )
             raise usage.UsageError(f"{path}: {error}") from None
         try:
-            self.log_output = start_logging(config.log)
+            # With the reactor, SIGHUP reopens a log file (for logrotate).
+            self.log_output = start_logging(config.log, reactor=_reactor())
         except LogSetupError as error:
             raise usage.UsageError(error.explanation) from None
         log = CodeLogger("conch_container.tap", observer=self.log_output.observer)

@@ -146,16 +146,13 @@ class _RetryingCaller:
             )
 
 
-@implementer(IPasswordAuthenticator, IPublicKeyAuthenticator)
-class WebhookAuthenticator:
-    """Password and public-key authentication by webhook (``auth.*.method: webhook``).
+class _WebhookDecider:
+    """Asks a webhook for decisions, with retries within ``authTimeout``.
 
     :param client: the HTTP client for the configured ``webhook`` block.
     :param clock: retries and the ``authTimeout`` deadline run on it.
     :param auth_timeout: the overall budget per decision, in seconds.
     """
-
-    name = "webhook"
 
     def __init__(
         self,
@@ -173,6 +170,20 @@ class WebhookAuthenticator:
             auth_timeout=auth_timeout,
             retry_interval=retry_interval,
         )
+
+    def close(self) -> Deferred[None]:
+        """Close the HTTP client's pooled connections."""
+        return self._caller.client.close()
+
+
+@implementer(IPasswordAuthenticator, IPublicKeyAuthenticator)
+class WebhookAuthenticator(_WebhookDecider):
+    """Password and public-key authentication by webhook (``auth.*.method: webhook``).
+
+    The parameters are those of :class:`_WebhookDecider`.
+    """
+
+    name = "webhook"
 
     def authenticate_password(
         self, metadata: ConnectionMetadata, password: bytes
@@ -192,33 +203,15 @@ class WebhookAuthenticator:
             self._caller.decide(metadata, protocol.PUBLIC_KEY_PATH, body, "pubkey")
         )
 
-    def close(self) -> Deferred[None]:
-        """Close the HTTP client's pooled connections."""
-        return self._caller.client.close()
-
 
 @implementer(IAuthorizer)
-class WebhookAuthorizer:
-    """Authorization by webhook (``auth.authz.method: webhook``)."""
+class WebhookAuthorizer(_WebhookDecider):
+    """Authorization by webhook (``auth.authz.method: webhook``).
+
+    The parameters are those of :class:`_WebhookDecider`.
+    """
 
     name = "webhook"
-
-    def __init__(
-        self,
-        client: WebhookClient,
-        *,
-        clock: IReactorTime,
-        log: CodeLogger | None = None,
-        auth_timeout: float = DEFAULT_AUTH_TIMEOUT,
-        retry_interval: float = RETRY_INTERVAL,
-    ) -> None:
-        self._caller = _RetryingCaller(
-            client,
-            clock=clock,
-            log=log,
-            auth_timeout=auth_timeout,
-            retry_interval=retry_interval,
-        )
 
     def authorize(self, metadata: ConnectionMetadata) -> Deferred[AuthResult]:
         """Ask ``{url}/authz``; see :class:`~conch_container.interfaces.IAuthorizer`."""
@@ -226,7 +219,3 @@ class WebhookAuthorizer:
         return Deferred.fromCoroutine(
             self._caller.decide(metadata, protocol.AUTHZ_PATH, body, "authorization")
         )
-
-    def close(self) -> Deferred[None]:
-        """Close the HTTP client's pooled connections."""
-        return self._caller.client.close()

@@ -3,15 +3,19 @@
 from __future__ import annotations
 
 import uuid
-from typing import Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from twisted.internet import reactor as global_reactor
 from twisted.internet.defer import Deferred
+from twisted.internet.testing import EventLoggingObserver
 from twisted.internet.threads import deferToThread
+from twisted.trial.unittest import TestCase
 
 import tests.docker_support
+from conch_container.backend.docker import DockerBackend
 from conch_container.backend.docker.containerconfig import LABEL_INSTANCE
 from conch_container.config import AppConfig, parse_config
+from conch_container.errors import ContainerSSHError
 from conch_container.interfaces import ConnectionContext
 from conch_container.log.logger import CodeLogger
 from conch_container.metadata import ConnectionMetadata, MetadataValue, new_connection_id
@@ -112,3 +116,101 @@ def force_remove(client: Any, ids: list[str]) -> Deferred[None]:
 
 def reactor() -> Any:
     return global_reactor
+
+
+if TYPE_CHECKING:
+    _TestCaseBase = TestCase
+else:
+    _TestCaseBase = object
+
+
+class DockerBackendFixture(_TestCaseBase):
+    """A started :class:`DockerBackend` with its own instance id and captured log events.
+
+    Mixed into a :class:`TestCase` (see :class:`DockerBackendTestCase`); a class
+    that is itself only a template of cases mixes this in without the test case,
+    so that it is not collected on its own. After each test the backend stops,
+    then no container carrying the instance id may be left.
+    """
+
+    timeout = 120
+    #: The namespace of the test's logger.
+    log_namespace = "tests.backend.docker"
+    #: The backend's pool size and the interval between its retries.
+    max_threads = 6
+    retry_interval = 0.2
+    #: What :meth:`new_backend` builds.
+    backend_type: ClassVar[type[DockerBackend]] = DockerBackend
+
+    def setUp(self) -> Any:
+        self.client = docker_client()
+        self.instance_id = new_instance_id()
+        self.events = EventLoggingObserver()
+        self.log = CodeLogger(self.log_namespace, observer=self.events)
+        # Cleanups run last-in first-out: the backend stops, then nothing may be left.
+        self.addCleanup(self.assert_no_containers)
+        self.backend = self.new_backend()
+        self.backend.start()
+        return None
+
+    def new_backend(self, clock: Any = None) -> DockerBackend:
+        """A backend for this test's instance id, on ``clock`` (the reactor by default)."""
+        backend = self.backend_type(
+            clock or reactor(),
+            self.log,
+            instance_id=self.instance_id,
+            max_threads=self.max_threads,
+            retry_interval=self.retry_interval,
+        )
+        # Registered before any start: a pool left running would hang the test run.
+        self.addCleanup(backend.stop)
+        return backend
+
+    async def containers(self) -> list[str]:
+        """The ids of the containers carrying this test's instance id."""
+        return [c["Id"] for c in await labelled_containers(self.client, self.instance_id)]
+
+    async def assert_no_containers(self) -> None:
+        left = await self.containers()
+        if left:
+            await force_remove(self.client, left)
+            self.fail(f"containers left behind: {[c[:12] for c in left]}")
+
+    def codes(self) -> list[str]:
+        return [e["code"] for e in self.events if "code" in e]
+
+    def config(self, *args: Any, **kwargs: Any) -> AppConfig:
+        """The configuration of this test's connections: :func:`make_config` by default."""
+        return make_config(*args, **kwargs)
+
+    async def connect(
+        self,
+        *args: Any,
+        backend: DockerBackend | None = None,
+        environment: dict[str, str] | None = None,
+        metadata: dict[str, str] | None = None,
+        files: dict[str, bytes] | None = None,
+        **kwargs: Any,
+    ) -> Any:
+        """A connection with :meth:`config` of the arguments, closed after the test."""
+        context = make_context(
+            self.config(*args, **kwargs),
+            self.log,
+            environment=environment,
+            metadata=metadata,
+            files=files,
+        )
+        connection = await (backend or self.backend).connect(context)
+        self.addCleanup(connection.close)
+        return connection
+
+    async def connect_fails(self, *args: Any, **kwargs: Any) -> ContainerSSHError:
+        """Connect, expecting a failure that leaves no container behind."""
+        with self.assertRaises(ContainerSSHError) as caught:
+            await self.backend.connect(make_context(self.config(*args, **kwargs), self.log))
+        self.assertEqual(await labelled_containers(self.client, self.instance_id), [])
+        return caught.exception
+
+
+class DockerBackendTestCase(DockerBackendFixture, TestCase):
+    """:class:`DockerBackendFixture` as a test case."""

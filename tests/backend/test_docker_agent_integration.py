@@ -25,29 +25,23 @@ from typing import TYPE_CHECKING, Any
 import docker.errors
 from twisted.internet import task
 from twisted.internet.defer import Deferred
-from twisted.internet.testing import EventLoggingObserver
 from twisted.internet.threads import deferToThread
 from twisted.trial.unittest import TestCase
 
 from conch_container import messages
-from conch_container.backend.docker import DockerBackend
 from conch_container.backend.docker.agent import AgentKind, GuestAgent, agent_script
 from conch_container.backend.docker.agent import install_archive as agent_archive
 from conch_container.backend.docker.session import DockerExecSession
+from conch_container.config import AppConfig
 from conch_container.config.docker import AGENT_PATH
 from conch_container.errors import ContainerSSHError
 from conch_container.interfaces import ExitStatus, ProgramRequest, PtyRequest
-from conch_container.log.logger import CodeLogger
 from conch_container.testing.sessionio import RecordingSessionIO
 from tests.backend.helpers import (
     GUEST_IMAGE,
     IDLE_COMMAND,
-    docker_client,
-    force_remove,
-    labelled_containers,
+    DockerBackendFixture,
     make_config,
-    make_context,
-    new_instance_id,
     reactor,
 )
 
@@ -108,35 +102,17 @@ class Silent:
         return list(program)
 
 
-class AgentFixture(_Base):
+class AgentFixture(DockerBackendFixture):
     """A backend with the configuration's defaults for the agent, on the test's image."""
 
-    timeout = 120
+    log_namespace = "tests.backend.docker.agent"
 
-    def setUp(self) -> Deferred[None]:  # type: ignore[override]
-        self.client = docker_client()
-        self.instance_id = new_instance_id()
-        self.events = EventLoggingObserver()
-        self.log = CodeLogger("tests.backend.docker.agent", observer=self.events)
-        self.backend = DockerBackend(
-            reactor(), self.log, instance_id=self.instance_id, max_threads=6, retry_interval=0.2
-        )
-        self.backend.start()
-        self.addCleanup(self.assert_no_containers)
-        self.addCleanup(self.backend.stop)
+    def setUp(self) -> Deferred[None]:
+        super().setUp()
         return Deferred.fromCoroutine(self.choose_image())
 
     async def choose_image(self) -> None:
         self.image = GUEST_IMAGE
-
-    async def assert_no_containers(self) -> None:
-        left = await labelled_containers(self.client, self.instance_id)
-        if left:
-            await force_remove(self.client, [c["Id"] for c in left])
-            self.fail(f"containers left behind: {[c['Id'][:12] for c in left]}")
-
-    def codes(self) -> list[str]:
-        return [e["code"] for e in self.events if "code" in e]
 
     def execution(self, **execution: Any) -> dict[str, Any]:
         """The ``execution`` keys: the defaults of the configuration, on the test's image."""
@@ -148,11 +124,8 @@ class AgentFixture(_Base):
         values.update(execution)
         return values
 
-    async def connect(self, context: dict[str, Any] | None = None, **execution: Any) -> Any:
-        config = make_config(**self.execution(**execution))
-        connection = await self.backend.connect(make_context(config, self.log, **(context or {})))
-        self.addCleanup(connection.close)
-        return connection
+    def config(self, *args: Any, **execution: Any) -> AppConfig:
+        return make_config(*args, **self.execution(**execution))
 
     async def start(
         self, connection: Any, command: str, *, pty: bool = False, session: Any = None
@@ -281,9 +254,7 @@ class AgentCases(AgentFixture):
     async def test_files_before_first_program(self) -> None:
         """Files are in place, mode 0600, exactly, before the first program runs."""
         content = bytes(range(256)) + b"\nend without newline"
-        connection = await self.connect(
-            context={"files": {"/root/key": content, "/root/.ssh/none/f": b"x"}}
-        )
+        connection = await self.connect(files={"/root/key": content, "/root/.ssh/none/f": b"x"})
         self.assertIn("DOCKER_FILE_WRITE_FAILED", self.codes())  # the missing directory
         _session, io = await self.start(
             connection, "/bin/sh -c 'stat -c %a /root/key; cat /root/key'"
@@ -294,7 +265,7 @@ class AgentCases(AgentFixture):
     async def test_files_owned_by_container_user(self) -> None:
         """The agent writes as the container's user: the file is theirs."""
         connection = await self.connect(
-            context={"files": {"/home/user/.token": b"t"}},
+            files={"/home/user/.token": b"t"},
             container={"image": self.image, "user": "1000"},
         )
         _session, io = await self.start(
@@ -305,9 +276,12 @@ class AgentCases(AgentFixture):
 
     async def test_environment_and_metadata(self) -> None:
         """Authentication's environment, and its metadata when exposed, reach programs."""
-        context = {"environment": {"FROM_AUTH": "env value"}, "metadata": {"META": "meta value"}}
+        environment = {"FROM_AUTH": "env value"}
+        metadata = {"META": "meta value"}
         for exposed, expected in ((True, b"env value|meta value\n"), (False, b"env value|\n")):
-            connection = await self.connect(context=context, exposeAuthMetadataAsEnv=exposed)
+            connection = await self.connect(
+                environment=environment, metadata=metadata, exposeAuthMetadataAsEnv=exposed
+            )
             _session, io = await self.start(connection, 'printf "%s|%s\\n" "$FROM_AUTH" "$META"')
             await io.when_exited()
             self.assertEqual(io.stdout_data, expected)
@@ -420,7 +394,7 @@ class FallbackAgentTests(AgentFixture, TestCase):
     async def test_disabled(self) -> None:
         """disableAgent: no agent is chosen, signals are refused, files are not written."""
         connection = await self.connect(
-            context={"files": {"/root/key": b"k"}}, disableAgent=True, idleCommand=IDLE_COMMAND
+            files={"/root/key": b"k"}, disableAgent=True, idleCommand=IDLE_COMMAND
         )
         codes = self.codes()
         self.assertIn("DOCKER_GUEST_AGENT_DISABLED", codes)

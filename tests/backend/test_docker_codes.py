@@ -11,13 +11,11 @@ from __future__ import annotations
 
 import os
 import socket
-from typing import Any
+from typing import Any, cast
 
 from twisted.internet.defer import Deferred, fail, succeed
 from twisted.internet.protocol import ServerFactory
-from twisted.internet.testing import EventLoggingObserver
 from twisted.internet.threads import deferToThread
-from twisted.trial.unittest import TestCase
 
 from conch_container import messages
 from conch_container.backend.docker import DockerBackend
@@ -26,17 +24,14 @@ from conch_container.backend.docker.containerconfig import LABEL_INSTANCE
 from conch_container.backend.docker.engine import Engine, EngineError, HijackedStream
 from conch_container.errors import ContainerSSHError
 from conch_container.interfaces import ProgramRequest, PtyRequest
-from conch_container.log.logger import CodeLogger
 from conch_container.testing.sessionio import RecordingSessionIO
 from tests.backend.helpers import (
     GUEST_IMAGE,
     IDLE_COMMAND,
-    docker_client,
+    DockerBackendTestCase,
     force_remove,
     labelled_containers,
     make_config,
-    make_context,
-    new_instance_id,
     reactor,
 )
 
@@ -116,52 +111,14 @@ class FaultInjectingBackend(DockerBackend):
         return d.addCallback(lambda engine: FaultyEngine(engine, self.faults))
 
 
-class DockerCodesTests(TestCase):
-    timeout = 120
-
-    def setUp(self) -> None:
-        self.client = docker_client()
-        self.instance_id = new_instance_id()
-        self.events = EventLoggingObserver()
-        self.log = CodeLogger("tests.backend.docker.codes", observer=self.events)
-        self.addCleanup(self.assert_no_containers)
-        self.backend = self.new_backend()
-        self.backend.start()
+class DockerCodesTests(DockerBackendTestCase):
+    log_namespace = "tests.backend.docker.codes"
+    backend_type = FaultInjectingBackend
 
     def new_backend(self, clock: Any = None, **faults: Any) -> FaultInjectingBackend:
-        backend = FaultInjectingBackend(
-            clock or reactor(),
-            self.log,
-            instance_id=self.instance_id,
-            max_threads=6,
-            retry_interval=0.2,
-        )
+        backend = cast(FaultInjectingBackend, super().new_backend(clock))
         backend.faults = faults
-        # Registered before any start: a pool left running would hang the test run.
-        self.addCleanup(backend.stop)
         return backend
-
-    async def assert_no_containers(self) -> None:
-        left = await labelled_containers(self.client, self.instance_id)
-        if left:
-            await force_remove(self.client, [c["Id"] for c in left])
-            self.fail(f"containers left behind: {[c['Id'][:12] for c in left]}")
-
-    def codes(self) -> list[str]:
-        return [e["code"] for e in self.events if "code" in e]
-
-    async def connect(self, backend: DockerBackend | None = None, **kwargs: Any) -> Any:
-        connection = await (backend or self.backend).connect(
-            make_context(make_config(**kwargs), self.log)
-        )
-        self.addCleanup(connection.close)
-        return connection
-
-    async def connect_fails(self, **kwargs: Any) -> ContainerSSHError:
-        with self.assertRaises(ContainerSSHError) as caught:
-            await self.backend.connect(make_context(make_config(**kwargs), self.log))
-        self.assertEqual(await labelled_containers(self.client, self.instance_id), [])
-        return caught.exception
 
     # -- the connection's container
 
@@ -215,7 +172,7 @@ class DockerCodesTests(TestCase):
         """A removal the engine keeps refusing is given up: DOCKER_CONTAINER_REMOVE_FAILED."""
         backend = self.new_backend(remove_container=EngineError("device or resource busy", 500))
         backend.start()
-        connection = await self.connect(backend, timeouts={"containerStop": "1s"})
+        connection = await self.connect(backend=backend, timeouts={"containerStop": "1s"})
         container_id = connection.container_id
         self.addCleanup(force_remove, self.client, [container_id])
         await connection.close()
@@ -241,7 +198,7 @@ class DockerCodesTests(TestCase):
         """Starting the created exec fails: DOCKER_EXEC_ATTACH_FAILED."""
         backend = self.new_backend(exec_attach=EngineError("hijack failed", 500))
         backend.start()
-        connection = await self.connect(backend)
+        connection = await self.connect(backend=backend)
         session = connection.open_session(0)
         with self.assertRaises(ContainerSSHError) as caught:
             await session.start(ProgramRequest("exec", "true"), RecordingSessionIO())
@@ -253,7 +210,7 @@ class DockerCodesTests(TestCase):
         """The engine refuses a terminal resize: DOCKER_EXEC_RESIZE_FAILED; the program runs on."""
         backend = self.new_backend(exec_resize=EngineError("cannot resize", 500))
         backend.start()
-        connection = await self.connect(backend)
+        connection = await self.connect(backend=backend)
         session = connection.open_session(0)
         self.addCleanup(session.close)
         session.set_pty(PtyRequest("xterm", columns=80, rows=25))
@@ -284,7 +241,7 @@ class DockerCodesTests(TestCase):
 
         backend = self.new_backend(exec_attach=cut_stream)
         backend.start()
-        connection = await self.connect(backend)
+        connection = await self.connect(backend=backend)
         session = connection.open_session(0)
         self.addCleanup(session.close)
         io = RecordingSessionIO()
@@ -299,7 +256,7 @@ class DockerCodesTests(TestCase):
         error = ConnectionResetError("the engine's connection was reset")
         backend = self.new_backend(TransportFaultReactor(reactor(), {failing}, error))
         backend.start()
-        connection = await self.connect(backend)
+        connection = await self.connect(backend=backend)
         session = connection.open_session(0)
         self.addCleanup(session.close)
         io = RecordingSessionIO()

@@ -11,12 +11,9 @@ from typing import Any
 
 from twisted.internet import task
 from twisted.internet.defer import Deferred
-from twisted.internet.testing import EventLoggingObserver
-from twisted.trial.unittest import TestCase
 from zope.interface.verify import verifyObject
 
 from conch_container import messages
-from conch_container.backend.docker import DockerBackend
 from conch_container.backend.docker.containerconfig import (
     LABEL_CONNECTION_ID,
     LABEL_INSTANCE,
@@ -32,53 +29,17 @@ from conch_container.interfaces import (
     ProgramRequest,
     PtyRequest,
 )
-from conch_container.log.logger import CodeLogger
 from conch_container.testing.sessionio import RecordingSessionIO
 from tests.backend.helpers import (
-    docker_client,
-    force_remove,
+    DockerBackendTestCase,
     labelled_containers,
     make_config,
     make_context,
-    new_instance_id,
     reactor,
 )
 
 
-class DockerBackendIntegrationTests(TestCase):
-    timeout = 120
-
-    def setUp(self) -> None:
-        self.client = docker_client()
-        self.instance_id = new_instance_id()
-        self.events = EventLoggingObserver()
-        self.log = CodeLogger("tests.backend.docker", observer=self.events)
-        self.backend = DockerBackend(
-            reactor(), self.log, instance_id=self.instance_id, max_threads=6, retry_interval=0.2
-        )
-        self.backend.start()
-        # Cleanups run last-in first-out: the backend stops, then nothing may be left.
-        self.addCleanup(self.assert_no_containers)
-        self.addCleanup(self.backend.stop)
-
-    async def assert_no_containers(self) -> None:
-        left = await labelled_containers(self.client, self.instance_id)
-        if left:
-            await force_remove(self.client, [c["Id"] for c in left])
-            self.fail(f"containers left behind: {[c['Id'][:12] for c in left]}")
-
-    def codes(self) -> list[str]:
-        return [e["code"] for e in self.events if "code" in e]
-
-    async def connect(self, **kwargs: Any) -> Any:
-        context_args = {
-            k: kwargs.pop(k) for k in ("environment", "metadata", "files") if k in kwargs
-        }
-        config = make_config(**kwargs)
-        connection = await self.backend.connect(make_context(config, self.log, **context_args))
-        self.addCleanup(connection.close)
-        return connection
-
+class DockerBackendIntegrationTests(DockerBackendTestCase):
     async def run_program(
         self,
         command: str,

@@ -20,27 +20,19 @@ import uuid
 from typing import Any
 
 from twisted.internet.defer import Deferred
-from twisted.internet.testing import EventLoggingObserver
 from twisted.internet.threads import deferToThread
-from twisted.trial.unittest import TestCase
 
 from conch_container import messages
-from conch_container.backend.docker import DockerBackend
 from conch_container.backend.docker.pull import MISSING_IMAGE_USER_MESSAGE, PullFailure
-from conch_container.errors import GENERIC_USER_MESSAGE, ContainerSSHError
+from conch_container.errors import GENERIC_USER_MESSAGE
 from conch_container.interfaces import ProgramRequest
 from conch_container.log.levels import Level
-from conch_container.log.logger import CodeLogger
 from conch_container.testing.sessionio import RecordingSessionIO
 from tests.backend.helpers import (
     GUEST_IMAGE,
+    DockerBackendTestCase,
     docker_client,
-    force_remove,
-    labelled_containers,
     make_config,
-    make_context,
-    new_instance_id,
-    reactor,
 )
 from tests.integration.gateway import GatewayTestCase
 from tests.registry_support import Registry, push, registry, remove_local
@@ -49,10 +41,11 @@ from tests.registry_support import Registry, push, registry, remove_local
 RETRY_INTERVAL = 0.2
 
 
-class RegistryPullTests(TestCase):
+class RegistryPullTests(DockerBackendTestCase):
     """Pull policies and credentials against a registry that requires a password."""
 
-    timeout = 120
+    max_threads = 4
+    retry_interval = RETRY_INTERVAL
 
     async def setUp(self) -> None:  # type: ignore[override]
         self.client = docker_client()
@@ -65,26 +58,9 @@ class RegistryPullTests(TestCase):
         await deferToThread(
             push, self.client, GUEST_IMAGE, self.repository, self.tag, self.registry.auth_config()
         )
-        self.instance_id = new_instance_id()
-        self.events = EventLoggingObserver()
-        self.log = CodeLogger("tests.backend.docker", observer=self.events)
-        self.backend = DockerBackend(
-            reactor(),
-            self.log,
-            instance_id=self.instance_id,
-            max_threads=4,
-            retry_interval=RETRY_INTERVAL,
-        )
-        self.backend.start()
+        # Checked after the backend has stopped and its containers are checked.
         self.addCleanup(self.assert_password_not_logged)
-        self.addCleanup(self.assert_no_containers)
-        self.addCleanup(self.backend.stop)
-
-    async def assert_no_containers(self) -> None:
-        left = await labelled_containers(self.client, self.instance_id)
-        if left:
-            await force_remove(self.client, [c["Id"] for c in left])
-            self.fail(f"containers left behind: {[c['Id'][:12] for c in left]}")
+        super().setUp()
 
     def assert_password_not_logged(self) -> None:
         for event in self.events:
@@ -93,9 +69,6 @@ class RegistryPullTests(TestCase):
             self.assertNotIn("wrong-" + self.registry.password, text)
 
     # -- helpers
-
-    def codes(self) -> list[str]:
-        return [e["code"] for e in self.events if "code" in e]
 
     def events_for(self, code: messages.MessageCode) -> list[Any]:
         return [e for e in self.events if e.get("code") == code.code]
@@ -121,20 +94,6 @@ class RegistryPullTests(TestCase):
         return make_config(
             container={"image": image or self.image}, imagePullPolicy=policy, auth=auth, **kwargs
         )
-
-    async def connect(self, policy: str, **kwargs: Any) -> Any:
-        connection = await self.backend.connect(
-            make_context(self.config(policy, **kwargs), self.log)
-        )
-        self.addCleanup(connection.close)
-        return connection
-
-    async def connect_fails(self, policy: str, **kwargs: Any) -> ContainerSSHError:
-        """Connect, expecting a failure that leaves no container behind."""
-        with self.assertRaises(ContainerSSHError) as caught:
-            await self.backend.connect(make_context(self.config(policy, **kwargs), self.log))
-        self.assertEqual(await labelled_containers(self.client, self.instance_id), [])
-        return caught.exception
 
     async def run_echo(self, connection: Any) -> RecordingSessionIO:
         session = connection.open_session(0)

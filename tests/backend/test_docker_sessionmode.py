@@ -10,13 +10,10 @@ from __future__ import annotations
 from typing import Any
 
 from twisted.internet import task
-from twisted.internet.testing import EventLoggingObserver
 from twisted.internet.threads import deferToThread
-from twisted.trial.unittest import TestCase
 from zope.interface.verify import verifyObject
 
 from conch_container import messages
-from conch_container.backend.docker import DockerBackend
 from conch_container.backend.docker.containerconfig import (
     LABEL_CONNECTION_ID,
     LABEL_INSTANCE,
@@ -24,6 +21,7 @@ from conch_container.backend.docker.containerconfig import (
     LABEL_USERNAME,
 )
 from conch_container.backend.docker.sessionmode import DockerContainerSession
+from conch_container.config import AppConfig
 from conch_container.errors import GENERIC_USER_MESSAGE, ContainerSSHError, RequestRejected
 from conch_container.interfaces import (
     ExitStatus,
@@ -32,59 +30,24 @@ from conch_container.interfaces import (
     ProgramRequest,
     PtyRequest,
 )
-from conch_container.log.logger import CodeLogger
 from conch_container.testing.sessionio import RecordingSessionIO
 from tests.backend.helpers import (
-    docker_client,
-    force_remove,
-    labelled_containers,
+    DockerBackendTestCase,
     make_config,
     make_context,
-    new_instance_id,
     reactor,
 )
 
 
-class SessionModeIntegrationTests(TestCase):
-    timeout = 120
-
-    def setUp(self) -> None:
-        self.client = docker_client()
-        self.instance_id = new_instance_id()
-        self.events = EventLoggingObserver()
-        self.log = CodeLogger("tests.backend.docker.sessionmode", observer=self.events)
-        self.backend = DockerBackend(
-            reactor(), self.log, instance_id=self.instance_id, max_threads=6, retry_interval=0.2
-        )
-        self.backend.start()
-        # Cleanups run last-in first-out: the backend stops, then nothing may be left.
-        self.addCleanup(self.assert_no_containers)
-        self.addCleanup(self.backend.stop)
-
-    async def assert_no_containers(self) -> None:
-        left = await self.containers()
-        if left:
-            await force_remove(self.client, left)
-            self.fail(f"containers left behind: {[c[:12] for c in left]}")
-
-    async def containers(self) -> list[str]:
-        return [c["Id"] for c in await labelled_containers(self.client, self.instance_id)]
+class SessionModeIntegrationTests(DockerBackendTestCase):
+    log_namespace = "tests.backend.docker.sessionmode"
 
     async def until_no_containers(self) -> None:
         """Wait until this instance has no container (the removal after an exit runs alone)."""
         await _until(lambda: None, check=self.containers)
 
-    def codes(self) -> list[str]:
-        return [e["code"] for e in self.events if "code" in e]
-
-    async def connect(self, **kwargs: Any) -> Any:
-        context_args = {
-            k: kwargs.pop(k) for k in ("environment", "metadata", "files") if k in kwargs
-        }
-        config = make_config(mode="session", **kwargs)
-        connection = await self.backend.connect(make_context(config, self.log, **context_args))
-        self.addCleanup(connection.close)
-        return connection
+    def config(self, *args: Any, **kwargs: Any) -> AppConfig:
+        return make_config(*args, mode="session", **kwargs)
 
     def open(self, connection: Any, channel_id: int = 0) -> Any:
         session = connection.open_session(channel_id)

@@ -12,7 +12,8 @@ from __future__ import annotations
 
 import os
 import shutil
-from typing import Any, cast
+import tempfile
+from typing import TYPE_CHECKING, Any, cast
 
 import yaml
 from twisted.conch.ssh import keys
@@ -171,3 +172,41 @@ class GatewayTestCase(TestCase):
         assert executable is not None
         out, err, code = await getProcessOutputAndValue(executable, argv, env=dict(os.environ))
         return out, err, code
+
+
+if TYPE_CHECKING:
+    _GatewayBase = GatewayTestCase
+else:
+    _GatewayBase = object
+
+
+class ControlMasterMixin(_GatewayBase):
+    """OpenSSH connection sharing for a :class:`GatewayTestCase`.
+
+    :meth:`start_master` logs in once; ``ssh -S`` with :attr:`control` then
+    opens further sessions on that connection.
+    """
+
+    def setUp(self) -> Any:
+        d = super().setUp()
+        # A unix socket path must stay short (108 bytes): not under the test's directory.
+        directory = tempfile.mkdtemp(prefix="cm-")
+        self.addCleanup(shutil.rmtree, directory, ignore_errors=True)
+        self.control = os.path.join(directory, "s")
+        return d
+
+    async def start_master(self) -> None:
+        """Log in once; the master keeps the connection for the following ``ssh -S`` calls."""
+        assert SSH is not None
+        argv = self.ssh_args("-M", "-S", self.control, "-f", "-N")
+        _out, err, code = await getProcessOutputAndValue(SSH, argv, env=dict(os.environ))
+        self.assertEqual(code, 0, err)
+        self.addCleanup(self.stop_master)
+
+    async def stop_master(self) -> None:
+        """Close the shared connection, if its master is still there."""
+        if os.path.exists(self.control):
+            assert SSH is not None
+            await getProcessOutputAndValue(
+                SSH, self.ssh_args("-S", self.control, "-O", "exit"), env=dict(os.environ)
+            )

@@ -21,18 +21,12 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
-import sys
 import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import yaml
-from twisted.internet import error
 from twisted.internet.defer import Deferred
-from twisted.internet.protocol import ProcessProtocol
-from twisted.internet.task import deferLater
 from twisted.internet.threads import deferToThread
 from twisted.python.filepath import FilePath
 from twisted.trial.unittest import TestCase
@@ -42,6 +36,15 @@ from conch_container.backend.docker.containerconfig import LABEL_INSTANCE
 from conch_container.tap import SHUTDOWN_DEADLINE, instance_id_for
 from tests.docker_support import GUEST_IMAGE, docker_client
 from tests.integration.gateway import IDLE_COMMAND, SSH, GatewayTestCase, public_line, reactor
+from tests.integration.processes import (
+    TWISTD,
+    Output,
+    accepting,
+    free_port,
+    signal_quietly,
+    twistd_args,
+    until,
+)
 from tests.ssh.harness import new_ed25519_pem
 
 #: ``docker.timeouts.containerStop`` in these tests: the bound on every removal.
@@ -52,45 +55,7 @@ ALIVE_INTERVAL, ALIVE_COUNT = 1.0, 3
 SESSIONS = 20
 #: The project checkout, so that ``twistd`` runs the code under test.
 CHECKOUT = str(Path(__file__).resolve().parents[2])
-TWISTD = [sys.executable, "-c", "from twisted.scripts.twistd import run; run()"]
 LONG_COMMAND = "echo started; sleep 300"
-
-
-class Output(ProcessProtocol):
-    """Collects a child's output and tells when it ended."""
-
-    def __init__(self) -> None:
-        self.output = b""
-        self.ended: Deferred[tuple[int | None, int | None]] = Deferred()
-
-    def outReceived(self, data: bytes) -> None:
-        self.output += data
-
-    errReceived = outReceived
-
-    def processEnded(self, reason: Any) -> None:
-        self.ended.callback((reason.value.exitCode, reason.value.signal))
-
-
-async def until(condition: Callable[[], Any], seconds: float, what: str) -> None:
-    """Poll ``condition`` (it may return a Deferred) every 0.1 s for at most ``seconds``."""
-    deadline = time.monotonic() + seconds
-    while True:
-        result = condition()
-        if isinstance(result, Deferred):
-            result = await result
-        if result:
-            return
-        if time.monotonic() > deadline:
-            raise AssertionError(f"not within {seconds:g} s: {what}")
-        await deferLater(reactor, 0.1, lambda: None)
-
-
-def signal_quietly(process: Any, signum: int) -> None:
-    try:
-        process.signalProcess(signum)
-    except error.ProcessExitedAlready:
-        pass
 
 
 def instance_containers(client: Any, instance_id: str) -> Deferred[list[dict[str, Any]]]:
@@ -246,14 +211,13 @@ class Gateway:
         self.process = reactor.spawnProcess(
             self.out,
             TWISTD[0],
-            [*TWISTD, "--nodaemon", "--pidfile=", "containerssh", "-c", self.config.path],
+            twistd_args(self.config.path),
             env=env,
             path=self.config.parent().path,
         )
 
     def accepting(self) -> bool:
-        with socket.socket() as s:
-            return s.connect_ex(("127.0.0.1", self.port)) == 0
+        return accepting(self.port)
 
     def records(self) -> list[dict[str, Any]]:
         """The gateway's ljson log lines, parsed (other lines skipped)."""
@@ -300,7 +264,7 @@ class GatewayProcessTests(TestCase):
                 }
             ).encode()
         )
-        port = _free_port()
+        port = free_port()
         config = self.dir.child("config.yaml")
         config.setContent(
             yaml.safe_dump(
@@ -445,9 +409,3 @@ class GatewayProcessTests(TestCase):
 
 def _ended(output: Output) -> Deferred[tuple[int | None, int | None]]:
     return output.ended
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])

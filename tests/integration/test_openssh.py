@@ -8,17 +8,12 @@ webhook that is down. After every test no container of the gateway is left.
 
 from __future__ import annotations
 
-import os
-import shutil
-import tempfile
-from typing import Any
-
 from twisted.internet.defer import Deferred, gatherResults
 from twisted.internet.utils import getProcessOutputAndValue
 
 from conch_container.errors import AUTH_UNAVAILABLE_USER_MESSAGE
 from conch_container.testing.webhook import DOWN
-from tests.integration.gateway import SSH, GatewayTestCase, public_line
+from tests.integration.gateway import ControlMasterMixin, GatewayTestCase, public_line
 
 ONE_PROMPT = ("-o", "NumberOfPasswordPrompts=1")
 
@@ -49,7 +44,6 @@ class ConformanceTests(GatewayTestCase):
     async def test_stdin_streamed_until_eof(self) -> None:
         """Client stdin reaches the program; EOF ends it; output still arrives."""
         self.dir.child("blob").setContent(b"x" * 1_000_000)
-        from twisted.internet.utils import getProcessOutputAndValue
 
         argv = " ".join(self.ssh_args())
         out, err, code = await getProcessOutputAndValue(
@@ -172,7 +166,6 @@ class TerminalTests(GatewayTestCase):
         The client sends EOF right after the input; with a terminal that must
         not cut the session short.
         """
-        from twisted.internet.utils import getProcessOutputAndValue
 
         argv = " ".join(self.ssh_args("-tt"))
         out, err, code = await getProcessOutputAndValue(
@@ -185,30 +178,12 @@ class TerminalTests(GatewayTestCase):
         self.assertIn(b"xterm\r\n", out)
 
 
-class SharedConnectionTests(GatewayTestCase):
+class SharedConnectionTests(ControlMasterMixin, GatewayTestCase):
     """Several session channels on one connection (OpenSSH connection sharing)."""
-
-    def setUp(self) -> Any:
-        d = super().setUp()
-        # A unix socket path must stay short (108 bytes): not under the test's directory.
-        directory = tempfile.mkdtemp(prefix="cm-")
-        self.addCleanup(shutil.rmtree, directory, ignore_errors=True)
-        self.control = os.path.join(directory, "s")
-        return d
 
     async def test_sessions_share_the_connection_container(self) -> None:
         """In connection mode every session of one connection runs in the same container."""
-        assert SSH is not None
-        _out, err, code = await getProcessOutputAndValue(
-            SSH, self.ssh_args("-M", "-S", self.control, "-f", "-N"), env=dict(os.environ)
-        )
-        self.assertEqual(code, 0, err)
-        self.addCleanup(
-            getProcessOutputAndValue,
-            SSH,
-            self.ssh_args("-S", self.control, "-O", "exit"),
-            env=dict(os.environ),
-        )
+        await self.start_master()
         results = await gatherResults(
             [
                 Deferred.fromCoroutine(self.ssh("hostname; exit 5", "-S", self.control))

@@ -9,8 +9,6 @@ program ended, while the SSH connection is still open.
 from __future__ import annotations
 
 import os
-import shutil
-import tempfile
 from typing import Any
 
 from twisted.internet import task
@@ -20,7 +18,13 @@ from twisted.internet.utils import getProcessOutputAndValue
 
 from conch_container.backend.docker.containerconfig import LABEL_INSTANCE
 from conch_container.testing.webhook import WebhookUser
-from tests.integration.gateway import SSH, GatewayTestCase, public_line, reactor
+from tests.integration.gateway import (
+    SSH,
+    ControlMasterMixin,
+    GatewayTestCase,
+    public_line,
+    reactor,
+)
 
 
 class SessionModeGatewayTestCase(GatewayTestCase):
@@ -100,31 +104,8 @@ class AuthenticationResultTests(SessionModeGatewayTestCase):
         self.assertEqual((out, code), (b"auth-value\n600\ns3cret", 0), err)
 
 
-class MultiplexedConnectionTests(SessionModeGatewayTestCase):
+class MultiplexedConnectionTests(ControlMasterMixin, SessionModeGatewayTestCase):
     """Several sessions on one connection (OpenSSH connection sharing)."""
-
-    def setUp(self) -> Any:
-        d = super().setUp()
-        # A unix socket path must stay short (108 bytes): not under the test's directory.
-        directory = tempfile.mkdtemp(prefix="cm-")
-        self.addCleanup(shutil.rmtree, directory, ignore_errors=True)
-        self.control = os.path.join(directory, "s")
-        return d
-
-    async def start_master(self) -> None:
-        """Log in once; the master keeps the connection for the following ``ssh -S`` calls."""
-        assert SSH is not None
-        argv = self.ssh_args("-M", "-S", self.control, "-f", "-N")
-        _out, err, code = await getProcessOutputAndValue(SSH, argv, env=dict(os.environ))
-        self.assertEqual(code, 0, err)
-        self.addCleanup(self.stop_master)
-
-    async def stop_master(self) -> None:
-        if os.path.exists(self.control):
-            assert SSH is not None
-            await getProcessOutputAndValue(
-                SSH, self.ssh_args("-S", self.control, "-O", "exit"), env=dict(os.environ)
-            )
 
     async def test_sessions_get_own_containers(self) -> None:
         """Each session on one connection runs in its own container, removed after it."""

@@ -11,15 +11,9 @@ from __future__ import annotations
 import os
 import signal
 import socket
-import sys
 import time
-from typing import Any
 
 import yaml
-from twisted.internet import error
-from twisted.internet.defer import Deferred
-from twisted.internet.protocol import ProcessProtocol
-from twisted.internet.task import deferLater
 from twisted.internet.threads import deferToThread
 from twisted.internet.utils import getProcessOutputAndValue
 from twisted.python.filepath import FilePath
@@ -29,35 +23,19 @@ from conch_container.auth.static import hash_password
 from conch_container.backend.docker.containerconfig import LABEL_USERNAME
 from tests.docker_support import GUEST_IMAGE, docker_client
 from tests.integration.gateway import IDLE_COMMAND, SSH, public_line, reactor
+from tests.integration.processes import (
+    TWISTD,
+    Output,
+    clean_env,
+    free_port,
+    signal_quietly,
+    twistd_args,
+    until,
+    until_accepting,
+)
 from tests.ssh.harness import new_ed25519_pem
 
-TWISTD = [sys.executable, "-c", "from twisted.scripts.twistd import run; run()"]
 RUN = ("--nodaemon", "--pidfile=", "containerssh", "-c")
-
-
-def clean_env() -> dict[str, str]:
-    """The environment without PYTHONPATH, so only the installed package is importable."""
-    return {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-class Collector(ProcessProtocol):
-    def __init__(self) -> None:
-        self.output = b""
-        self.ended: Deferred[tuple[int | None, int | None]] = Deferred()
-
-    def outReceived(self, data: bytes) -> None:
-        self.output += data
-
-    errReceived = outReceived
-
-    def processEnded(self, reason: Any) -> None:
-        self.ended.callback((reason.value.exitCode, reason.value.signal))
 
 
 class TwistdPluginTests(TestCase):
@@ -173,20 +151,20 @@ class GracefulStopTests(TestCase):
                 }
             ).encode()
         )
-        gateway = Collector()
+        gateway = Output()
         process = reactor.spawnProcess(
             gateway,
             TWISTD[0],
-            [*TWISTD, "--nodaemon", "--pidfile=", "containerssh", "-c", config.path],
+            twistd_args(config.path),
             env=clean_env(),
             path=directory.path,
         )
-        self.addCleanup(self._kill, process)
-        await self._wait_for_port(port)
+        self.addCleanup(signal_quietly, process, signal.SIGKILL)
+        await until_accepting(port, 30)
 
         clients = []
         for _ in range(3):
-            client = Collector()
+            client = Output()
             reactor.spawnProcess(
                 client,
                 SSH,
@@ -199,7 +177,7 @@ class GracefulStopTests(TestCase):
                 env=clean_env(),
             )  # fmt: skip
             clients.append(client)
-        await self._until(lambda: all(b"started" in c.output for c in clients), 60)
+        await until(lambda: all(b"started" in c.output for c in clients), 60, "sessions started")
         running = await deferToThread(
             docker.containers, filters={"label": f"{LABEL_USERNAME}={user}"}
         )
@@ -220,22 +198,47 @@ class GracefulStopTests(TestCase):
         )
         self.assertEqual(left, [], gateway.output)
 
-    async def _wait_for_port(self, port: int) -> None:
-        def accepting() -> bool:
-            with socket.socket() as s:
-                return s.connect_ex(("127.0.0.1", port)) == 0
 
-        await self._until(accepting, 30)
+class LogFileTests(TestCase):
+    """``log.destination: file`` under twistd: ljson lines, reopened on SIGHUP."""
 
-    async def _until(self, condition: Any, seconds: float) -> None:
-        deadline = time.monotonic() + seconds
-        while not condition():
-            if time.monotonic() > deadline:
-                self.fail("condition not reached in time")
-            await deferLater(reactor, 0.1, lambda: None)
+    timeout = 60
 
-    def _kill(self, process: Any) -> None:
-        try:
-            process.signalProcess(signal.SIGKILL)
-        except error.ProcessExitedAlready:
-            pass
+    async def test_sighup_reopens_log_file(self) -> None:
+        """After the file is moved away (logrotate), SIGHUP makes the gateway write a new one."""
+        directory = FilePath(self.mktemp())
+        directory.makedirs()
+        users = directory.child("users.yaml")
+        users.setContent(b"users: {}\n")
+        log_file = directory.child("gateway.log")
+        port = free_port()
+        config = directory.child("config.yaml")
+        config.setContent(
+            yaml.safe_dump(
+                {
+                    "ssh": {"listen": f"127.0.0.1:{port}", "hostkeys": [new_ed25519_pem()]},
+                    "auth": {"password": {"method": "static", "static": {"usersFile": users.path}}},
+                    "log": {"level": "info", "destination": "file", "file": log_file.path},
+                    "docker": {"execution": {"container": {"image": GUEST_IMAGE}}},
+                }
+            ).encode()
+        )
+        gateway = Output()
+        process = reactor.spawnProcess(
+            gateway, TWISTD[0], twistd_args(config.path), env=clean_env(), path=directory.path
+        )
+        # Cleanups run last first: kill the gateway, then wait for it to end.
+        self.addCleanup(lambda: gateway.ended)
+        self.addCleanup(signal_quietly, process, signal.SIGKILL)
+        await until_accepting(port, 30)
+        await until(lambda: b"SSH_AVAILABLE" in log_file.getContent(), 10, "SSH_AVAILABLE logged")
+
+        rotated = directory.child("gateway.log.1")
+        log_file.moveTo(rotated)
+        process.signalProcess(signal.SIGHUP)
+        await until(log_file.exists, 10, "a new log file after SIGHUP")
+        # A connection that closes at once is logged (SSH_CONNECTED at info).
+        socket.create_connection(("127.0.0.1", port)).close()
+        await until(lambda: b"SSH_CONNECTED" in log_file.getContent(), 10, "a line in the new file")
+        self.assertIn(b'"code":"SSH_AVAILABLE"', rotated.getContent())
+        self.assertNotIn(b"SSH_AVAILABLE", log_file.getContent())

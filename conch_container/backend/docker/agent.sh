@@ -195,7 +195,11 @@ agent_unblock() {
     # The agent has nothing more to report on stderr, and some shells would
     # print a notice there about the killed child.
     exec 2>/dev/null
-    [ -z "$agent_blocker" ] || kill -s KILL "$agent_blocker"
+    # $! is the newest child, the blocker, even when the signal came between
+    # starting it and noting its id in agent_blocker.
+    for agent_child in $agent_blocker $!; do
+        kill -s KILL "$agent_child"
+    done
 }
 
 agent_die() {

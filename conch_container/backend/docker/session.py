@@ -230,20 +230,9 @@ class DockerExecSession(SessionBase):
             width=columns,
             height=rows,
         )
-        try:
-            await with_deadline(
-                self._reactor,
-                self._timeouts.window,
-                self._engine.exec_resize(self._exec_id, rows, columns),
-            )
-        except (EngineError, DeadlineExceeded) as e:
-            raise self._error(
-                messages.DOCKER_EXEC_RESIZE_FAILED,
-                "Failed to resize the terminal.",
-                getattr(e, "message", str(e)),
-                width=columns,
-                height=rows,
-            ) from None
+        await self._await_resize(
+            self._engine.exec_resize(self._exec_id, rows, columns), columns, rows
+        )
 
     async def _signal(self, name: str) -> None:
         self._require_running()

@@ -24,8 +24,8 @@ from twisted.internet.defer import CancelledError, Deferred
 from twisted.internet.interfaces import ITCPTransport
 
 from conch_container import messages
-from conch_container.backend.docker.deferutil import Once
-from conch_container.backend.docker.engine import HijackedStream
+from conch_container.backend.docker.deferutil import DeadlineExceeded, Once, with_deadline
+from conch_container.backend.docker.engine import EngineError, HijackedStream
 from conch_container.backend.docker.stream import ExecStreamProtocol, StreamEvents, adopt
 from conch_container.backend.program import UnknownSubsystem, program_argv
 from conch_container.errors import ContainerSSHError, RequestRejected
@@ -232,6 +232,29 @@ class SessionBase(StreamEvents):
 
     async def _resize(self, columns: int, rows: int) -> None:
         raise NotImplementedError
+
+    async def _await_resize(
+        self, resizing: Deferred[Any], columns: int, rows: int, *, conflict_ends: bool = False
+    ) -> None:
+        """Wait for the engine's ``resizing`` at most ``timeouts.window``.
+
+        A failure or a timeout is raised as ``DOCKER_EXEC_RESIZE_FAILED``.
+
+        :param conflict_ends: an engine conflict (409) means the program
+            already ended; it is then logged at debug level only.
+        """
+        try:
+            await with_deadline(self._reactor, self._timeouts.window, resizing)
+        except (EngineError, DeadlineExceeded) as e:
+            ended = conflict_ends and isinstance(e, EngineError) and e.status == 409
+            raise self._error(
+                messages.DOCKER_EXEC_RESIZE_FAILED,
+                "Failed to resize the terminal.",
+                getattr(e, "message", str(e)),
+                level=Level.DEBUG if ended else None,
+                width=columns,
+                height=rows,
+            ) from None
 
     def signal(self, name: str) -> Deferred[None]:
         return Deferred.fromCoroutine(self._signal(name))

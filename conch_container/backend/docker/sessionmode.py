@@ -170,23 +170,10 @@ class DockerContainerSession(SessionBase):
             width=columns,
             height=rows,
         )
-        try:
-            await with_deadline(
-                self._reactor,
-                self._timeouts.window,
-                self._ops.resize(self.container_id, rows, columns),
-            )
-        except (EngineError, DeadlineExceeded) as e:
-            # 409: the program already ended (an instant one, before the first resize).
-            ended = isinstance(e, EngineError) and e.status == 409
-            raise self._error(
-                messages.DOCKER_EXEC_RESIZE_FAILED,
-                "Failed to resize the terminal.",
-                getattr(e, "message", str(e)),
-                level=Level.DEBUG if ended else None,
-                width=columns,
-                height=rows,
-            ) from None
+        # A conflict: the program already ended (an instant one, before the first resize).
+        await self._await_resize(
+            self._ops.resize(self.container_id, rows, columns), columns, rows, conflict_ends=True
+        )
 
     async def _signal(self, name: str) -> None:
         self._require_running()
