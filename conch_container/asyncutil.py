@@ -3,11 +3,9 @@
 from __future__ import annotations
 
 import inspect
-from typing import Any, TypeVar
+from typing import Any
 
-from twisted.internet.defer import Deferred, ensureDeferred, fail
-
-T = TypeVar("T")
+from twisted.internet.defer import Deferred, fail, succeed
 
 
 def as_deferred(value: Any) -> Deferred[Any]:
@@ -16,11 +14,7 @@ def as_deferred(value: Any) -> Deferred[Any]:
         return Deferred.fromCoroutine(value)
     if isinstance(value, Deferred):
         return value
-    return ensureDeferred(_immediate(value))
-
-
-async def _immediate(value: T) -> T:
-    return value
+    return succeed(value)
 
 
 def call_as_deferred(f: Any, *args: Any, **kwargs: Any) -> Deferred[Any]:

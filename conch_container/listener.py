@@ -24,11 +24,11 @@ def endpoint_description(listen: str) -> str:
     addresses, as Go's ``net.Listen`` would on a dual-stack host.
     """
     host, _, port = listen.rpartition(":")
-    if host.startswith("[") and host.endswith("]"):
-        host = host[1:-1].replace(":", "\\:")
-        return f"tcp6:{port}:interface={host}"
+    host = host.removeprefix("[").removesuffix("]")
     if ":" in host:
-        return f"tcp6:{port}:interface={host.replace(':', chr(92) + ':')}"
+        # Colons separate endpoint arguments; an IPv6 address escapes its own.
+        escaped = host.replace(":", "\\:")
+        return f"tcp6:{port}:interface={escaped}"
     return f"tcp:{port}:interface={host or '0.0.0.0'}"
 
 

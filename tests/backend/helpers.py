@@ -16,9 +16,10 @@ from conch_container.backend.docker import DockerBackend
 from conch_container.backend.docker.containerconfig import LABEL_INSTANCE
 from conch_container.config import AppConfig, parse_config
 from conch_container.errors import ContainerSSHError
-from conch_container.interfaces import ConnectionContext
+from conch_container.interfaces import ConnectionContext, ProgramRequest
 from conch_container.log.logger import CodeLogger
 from conch_container.metadata import ConnectionMetadata, MetadataValue, new_connection_id
+from conch_container.testing.sessionio import RecordingSessionIO
 
 #: The guest image the tests run (busybox sh, bash, tput, sftp-server; no agent).
 GUEST_IMAGE = tests.docker_support.GUEST_IMAGE
@@ -203,6 +204,43 @@ class DockerBackendFixture(_TestCaseBase):
         connection = await (backend or self.backend).connect(context)
         self.addCleanup(connection.close)
         return connection
+
+    def open(self, connection: Any, channel_id: int = 0) -> Any:
+        """A session on ``connection``, closed after the test."""
+        session = connection.open_session(channel_id)
+        self.addCleanup(session.close)
+        return session
+
+    async def run_program(
+        self,
+        command: str,
+        *,
+        kind: str = "exec",
+        env: dict[str, str] | None = None,
+        stdin: bytes | None = None,
+        connection: Any = None,
+        **connect_args: Any,
+    ) -> RecordingSessionIO:
+        """Run one program to its end (on a new connection unless one is given).
+
+        ``stdin`` is fed in 8 KiB writes, then closed; the session is closed
+        once the program has exited.
+        """
+        if connection is None:
+            connection = await self.connect(**connect_args)
+        session = self.open(connection)
+        for name, value in (env or {}).items():
+            session.set_env(name, value)
+        io = RecordingSessionIO()
+        await session.start(ProgramRequest(kind, command), io)  # type: ignore[arg-type]
+        if stdin is not None:
+            view = memoryview(stdin)
+            for offset in range(0, len(stdin), 8192):
+                session.write(bytes(view[offset : offset + 8192]))
+            session.close_stdin()
+        await io.when_exited()
+        await session.close()
+        return io
 
     async def connect_fails(self, *args: Any, **kwargs: Any) -> ContainerSSHError:
         """Connect, expecting a failure that leaves no container behind."""

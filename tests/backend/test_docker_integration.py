@@ -40,30 +40,6 @@ from tests.backend.helpers import (
 
 
 class DockerBackendIntegrationTests(DockerBackendTestCase):
-    async def run_program(
-        self,
-        command: str,
-        *,
-        kind: str = "exec",
-        env: dict[str, str] | None = None,
-        stdin: bytes | None = None,
-        **connect_args: Any,
-    ) -> RecordingSessionIO:
-        connection = await self.connect(**connect_args)
-        session = connection.open_session(0)
-        self.addCleanup(session.close)
-        for name, value in (env or {}).items():
-            session.set_env(name, value)
-        io = RecordingSessionIO()
-        await session.start(ProgramRequest(kind, command), io)  # type: ignore[arg-type]
-        if stdin is not None:
-            view = memoryview(stdin)
-            for offset in range(0, len(stdin), 8192):
-                session.write(bytes(view[offset : offset + 8192]))
-            session.close_stdin()
-        await io.when_exited()
-        return io
-
     # -- programs
 
     async def test_interfaces(self) -> None:

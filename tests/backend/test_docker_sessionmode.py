@@ -49,37 +49,6 @@ class SessionModeIntegrationTests(DockerBackendTestCase):
     def config(self, *args: Any, **kwargs: Any) -> AppConfig:
         return make_config(*args, mode="session", **kwargs)
 
-    def open(self, connection: Any, channel_id: int = 0) -> Any:
-        session = connection.open_session(channel_id)
-        self.addCleanup(session.close)
-        return session
-
-    async def run_program(
-        self,
-        command: str,
-        *,
-        kind: str = "exec",
-        env: dict[str, str] | None = None,
-        stdin: bytes | None = None,
-        connection: Any = None,
-        **connect_args: Any,
-    ) -> RecordingSessionIO:
-        if connection is None:
-            connection = await self.connect(**connect_args)
-        session = self.open(connection)
-        for name, value in (env or {}).items():
-            session.set_env(name, value)
-        io = RecordingSessionIO()
-        await session.start(ProgramRequest(kind, command), io)  # type: ignore[arg-type]
-        if stdin is not None:
-            view = memoryview(stdin)
-            for offset in range(0, len(stdin), 8192):
-                session.write(bytes(view[offset : offset + 8192]))
-            session.close_stdin()
-        await io.when_exited()
-        await session.close()
-        return io
-
     # -- programs
 
     async def test_interfaces(self) -> None:
