@@ -15,7 +15,7 @@ from collections.abc import Sequence
 
 from conch_container import __version__, messages
 from conch_container.auth.static import hash_password
-from conch_container.config import ConfigError, dump_config, load_config
+from conch_container.config import AppConfig, ConfigError, dump_config, load_config
 from conch_container.log.setup import emit_early
 
 
@@ -31,9 +31,14 @@ def _check(path: str) -> int:
         )
         print(f"{path}: {error}", file=sys.stderr)
         return 1
-    for warning in config.warnings:
-        print(f"{path}: warning: {warning}", file=sys.stderr)
+    _print_warnings(path, config)
     return 0
+
+
+def _print_warnings(path: str, config: AppConfig) -> None:
+    """One line on stderr per warning: what still works but should change, or runs without."""
+    for warning in config.warnings:
+        print(f"{path}: warning: {warning} ({warning.code.code})", file=sys.stderr)
 
 
 def check_config(args: argparse.Namespace) -> int:
@@ -49,12 +54,13 @@ def check_config(args: argparse.Namespace) -> int:
 
 
 def dump(args: argparse.Namespace) -> int:
-    """Print the effective configuration (defaults filled in) as YAML."""
+    """Print the effective configuration (defaults filled in) as YAML; warnings go to stderr."""
     try:
         config = load_config(args.config)
     except ConfigError as error:
         print(f"{args.config}: {error}", file=sys.stderr)
         return 1
+    _print_warnings(args.config, config)
     sys.stdout.write(dump_config(config))
     return 0
 

@@ -154,8 +154,9 @@ class ISessionIO(Interface):
     def register_producer(producer):  # type: ignore[no-untyped-def]
         """Register the backend's output stream as an ``IPushProducer``.
 
-        The SSH layer pauses it while the client's window is full and resumes
-        it when the client makes room, so output is never buffered unbounded.
+        The SSH layer pauses it while the client's window is full or the
+        client's socket does not drain, and resumes it when there is room
+        again, so output is never buffered unbounded.
         """
 
     def unregister_producer():  # type: ignore[no-untyped-def]
@@ -193,6 +194,21 @@ class IBackendSession(Interface):
 
     def close_stdin():  # type: ignore[no-untyped-def]
         """The client sent EOF: close the program's stdin, keep its output flowing."""
+
+    def register_input_producer(producer):  # type: ignore[no-untyped-def]
+        """Take the client's stdin as an ``IPushProducer``; called once, after :meth:`start`.
+
+        The backend pauses it (``pauseProducing``) while it holds more stdin
+        than it wants to, resumes it when the program has taken enough, and
+        stops it (``stopProducing``) when it will take no more. While it is
+        paused the client gets no more SSH window, so a program that reads
+        slowly holds the client back instead of filling the gateway's
+        memory. A backend that passes stdin on at once (it buffers nothing)
+        may keep the producer without ever pausing it.
+
+        Optional: a session without this method gets stdin as fast as the
+        client sends it, and whatever it buffers is its own to bound.
+        """
 
     def resize(columns, rows, width, height):  # type: ignore[no-untyped-def]
         """The client's window changed; return an awaitable."""
@@ -252,7 +268,8 @@ class IBackendFactory(Interface):
 
         :param reactor: the reactor (clock, threads, network) it must use.
         :param log: a :class:`~conch_container.log.CodeLogger`.
-        :param str instance_id: this gateway's stable identity; label what
+        :param str instance_id: this running gateway's identity, unique among
+            live gateways and taken over by a restart after a crash; label what
             you create with it so that leftovers can be found after a crash.
         :param config: the gateway's static :class:`~conch_container.config.AppConfig`,
             for start-up work (a connection's own settings arrive with

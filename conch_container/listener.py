@@ -15,21 +15,28 @@ from conch_container import messages
 from conch_container.errors import GENERIC_USER_MESSAGE, ContainerSSHError
 from conch_container.log import CodeLogger
 
+#: Connections the kernel may queue before the gateway accepts them; capped
+#: by ``net.core.somaxconn``. Twisted's default of 50 overflows at the first
+#: burst of connections (a flood, or many users at once), and the kernel then
+#: drops the SYNs of everyone, legitimate clients included, who retry only a
+#: second later. ContainerSSH (Go) listens with the kernel's maximum too.
+LISTEN_BACKLOG = 4096
+
 
 def endpoint_description(listen: str) -> str:
     """A Twisted endpoint string for a ContainerSSH ``host:port`` listen address.
 
-    ``0.0.0.0:2222`` -> ``tcp:2222:interface=0.0.0.0``;
-    ``[::]:2222`` -> ``tcp6:2222:interface=\\:\\:``; ``:2222`` listens on all IPv4
-    addresses, as Go's ``net.Listen`` would on a dual-stack host.
+    ``0.0.0.0:2222`` -> ``tcp:2222:interface=0.0.0.0:backlog=4096``;
+    ``[::]:2222`` -> ``tcp6:2222:interface=\\:\\::backlog=4096``; ``:2222`` listens
+    on all IPv4 addresses, as Go's ``net.Listen`` would on a dual-stack host.
     """
     host, _, port = listen.rpartition(":")
     host = host.removeprefix("[").removesuffix("]")
     if ":" in host:
         # Colons separate endpoint arguments; an IPv6 address escapes its own.
         escaped = host.replace(":", "\\:")
-        return f"tcp6:{port}:interface={escaped}"
-    return f"tcp:{port}:interface={host or '0.0.0.0'}"
+        return f"tcp6:{port}:interface={escaped}:backlog={LISTEN_BACKLOG}"
+    return f"tcp:{port}:interface={host or '0.0.0.0'}:backlog={LISTEN_BACKLOG}"
 
 
 class ListenerService(Service):

@@ -888,7 +888,7 @@ KUBERUN_INSECURE = MessageCode(
     "KUBERUN_INSECURE",
     Level.WARNING,
     "Kubernetes",
-    "This message indicates that you are using Kubernetes in the \"insecure\" mode where certificate verification is disabled. This is a major security flaw, has been deprecated and is removed in the new Kubernetes backend. Please change your configuration to properly validates the server certificates.",
+    'This message indicates that you are using Kubernetes in the "insecure" mode where certificate verification is disabled. This is a major security flaw, has been deprecated and is removed in the new Kubernetes backend. Please change your configuration to properly validates the server certificates.',
 )
 
 LOG_FILE_OPEN_FAILED = MessageCode(
@@ -1417,6 +1417,157 @@ DOCKER_GUEST_AGENT_INSTALL_FAILED = MessageCode(
 )
 
 
+SSH_SERVICE_REQUEST_REFUSED = MessageCode(
+    "SSH_SERVICE_REQUEST_REFUSED",
+    Level.WARNING,
+    "SSH",
+    "The client requested an SSH service it may not start at that point (ssh-userauth a second time, ssh-connection without authenticating, or any service before the key exchange) and was disconnected for a protocol error; no ordinary client does this.",
+    own=True,
+)
+
+SSH_AUTH_TOO_MANY_PENDING = MessageCode(
+    "SSH_AUTH_TOO_MANY_PENDING",
+    Level.WARNING,
+    "SSH",
+    "The client sent more authentication requests ahead of the answers than the server queues per connection and was disconnected; no ordinary client does this.",
+    own=True,
+)
+
+AUTH_STATIC_ADDRESS_BUSY = MessageCode(
+    "AUTH_STATIC_ADDRESS_BUSY",
+    Level.WARNING,
+    "Authentication",
+    "A static-user password check was refused without checking, as a failed login, because the client's address already had the maximum number of checks in progress; many of these from one address mean a password flood (or many users behind one NAT).",
+    own=True,
+)
+
+CORE_INSTANCE_ID = MessageCode(
+    "CORE_INSTANCE_ID",
+    Level.NOTICE,
+    "Core",
+    "The gateway's instance id (the conch_container_instance label on its containers) and the file that keeps it under a lock while the gateway runs; a later start that finds the lock free takes the id over and removes the containers a killed run left behind.",
+    own=True,
+)
+
+CORE_INSTANCE_ID_NOT_KEPT = MessageCode(
+    "CORE_INSTANCE_ID_NOT_KEPT",
+    Level.WARNING,
+    "Core",
+    "The gateway cannot keep its instance id in its state directory (not writable, no file locking, or every slot taken) and uses a random id for this run only, so containers a killed run leaves behind are not removed at the next start; give it a writable state directory with --state-dir, or remove them by their conch_container_instance label.",
+    own=True,
+)
+
+CONFIG_UNSUPPORTED_FEATURE = MessageCode(
+    "CONFIG_UNSUPPORTED_FEATURE",
+    Level.WARNING,
+    "Configuration",
+    "The configuration switches on a ContainerSSH feature this version does not implement yet but can safely run without (such as metrics or the health endpoint), so the gateway runs without it; features it cannot safely run without stop it at start-up with CORE_CONFIG_ERROR instead.",
+    own=True,
+)
+
+CONFIG_WEBHOOK_CLEARTEXT = MessageCode(
+    "CONFIG_WEBHOOK_CLEARTEXT",
+    Level.WARNING,
+    "Configuration",
+    "A webhook the configuration uses has a plain http:// URL to a host other than this machine, so passwords and user details would cross the network unencrypted; use https://.",
+    own=True,
+)
+
+CONFIG_PRIVATE_KEY_FILE_READABLE = MessageCode(
+    "CONFIG_PRIVATE_KEY_FILE_READABLE",
+    Level.WARNING,
+    "Configuration",
+    "A private key file named in the configuration (a host key in ssh.hostkeys) can be read or changed by other users of the machine, which OpenSSH's sshd refuses; make it accessible to its owner only (chmod 600).",
+    own=True,
+)
+
+CORE_CONFIG_FILE_MODE_RESTRICTED = MessageCode(
+    "CORE_CONFIG_FILE_MODE_RESTRICTED",
+    Level.WARNING,
+    "Core",
+    "The configuration file could be read by other users; when the gateway added a generated private host key to it, it made the file accessible to its owner only (mode 0600).",
+    own=True,
+)
+
+SSH_CHANNEL_REQUESTS_FLOOD = MessageCode(
+    "SSH_CHANNEL_REQUESTS_FLOOD",
+    Level.WARNING,
+    "SSH",
+    "The client had more channel requests awaiting an answer than the server allows per connection and was disconnected; no ordinary client does this.",
+    own=True,
+)
+
+SSH_STARTUP_REFUSED = MessageCode(
+    "SSH_STARTUP_REFUSED",
+    Level.DEBUG,
+    "SSH",
+    "A new connection was closed as soon as it was accepted, before any SSH greeting, because too many connections were still authenticating: from its source network (ssh.perSourceMaxStartups), or in all (ssh.maxStartups, at random between start and full, always from full on).",
+    own=True,
+)
+
+SSH_PENALTY_REFUSED = MessageCode(
+    "SSH_PENALTY_REFUSED",
+    Level.DEBUG,
+    "SSH",
+    "A new connection was closed as soon as it was accepted, before any SSH greeting, because its source network owes penalty time for earlier connections that did not log in (ssh.perSourcePenalties), or because the penalty table is full and set to deny-all.",
+    own=True,
+)
+
+SSH_CONNECTIONS_REFUSED = MessageCode(
+    "SSH_CONNECTIONS_REFUSED",
+    Level.WARNING,
+    "SSH",
+    "The server is refusing new connections at accept because of ssh.maxStartups, ssh.perSourceMaxStartups or ssh.perSourcePenalties; logged at the first refusal, then at most once a minute with the counts while refusals go on (each refusal is logged at debug level as SSH_STARTUP_REFUSED or SSH_PENALTY_REFUSED).",
+    own=True,
+)
+
+SSH_PENALTY_ACTIVATED = MessageCode(
+    "SSH_PENALTY_ACTIVATED",
+    Level.INFO,
+    "SSH",
+    "A source network now owes more penalty time than ssh.perSourcePenalties.min for connections that failed to log in, and its new connections are refused until the penalty has run out.",
+    own=True,
+)
+
+SSH_PENALTY_TABLE_FULL = MessageCode(
+    "SSH_PENALTY_TABLE_FULL",
+    Level.WARNING,
+    "SSH",
+    "The table of penalised source networks reached ssh.perSourcePenalties.maxSources: with overflow permissive the penalties closest to expiry are forgotten early, with deny-all every new connection that is not exempt is refused until a penalty expires.",
+    own=True,
+)
+
+SSH_CHANNEL_LIMIT = MessageCode(
+    "SSH_CHANNEL_LIMIT",
+    Level.WARNING,
+    "SSH",
+    "The client asked for a new channel while it already had as many open as ssh.maxChannels allows; the channel was refused with OPEN_RESOURCE_SHORTAGE.",
+    own=True,
+)
+
+SSH_ENV_LIMIT = MessageCode(
+    "SSH_ENV_LIMIT",
+    Level.WARNING,
+    "SSH",
+    "An env request would have taken a session channel past ssh.maxEnvVariables variables or ssh.maxEnvSize bytes; the request was answered with failure.",
+    own=True,
+)
+
+SSH_WINDOW_CLAMPED = MessageCode(
+    "SSH_WINDOW_CLAMPED",
+    Level.DEBUG,
+    "SSH",
+    "The client announced a larger window or packet size for a new channel than ssh.maxWindowSize or ssh.maxPacketSize; the server uses only up to those sizes.",
+    own=True,
+)
+
+SSH_WINDOW_OVERFLOW = MessageCode(
+    "SSH_WINDOW_OVERFLOW",
+    Level.WARNING,
+    "SSH",
+    "The client added so much to a channel window that it would exceed 2^32-1 bytes, which RFC 4254 forbids; the client was disconnected with a protocol error.",
+    own=True,
+)
 
 CATALOGUE: dict[str, MessageCode] = {
     m.code: m for m in globals().values() if isinstance(m, MessageCode)

@@ -5,14 +5,27 @@ the connection id, remote address, client version, login and authenticated
 usernames, and the ``metadata``/``environment``/``files`` maps that
 authentication (and later the config webhook) add. They are immutable; every
 step that learns something returns a new value with :meth:`ConnectionMetadata.merge`.
+
+An ``environment`` map can only hold variables a program can be given (a
+portable name, no NUL in the value; see :mod:`conch_container.envnames`):
+neither an :class:`AuthResult` nor a :class:`ConnectionMetadata` can be built
+with any other, so whatever source an answer came from (a webhook, the users
+file, an operator's own authenticator, the configuration webhook), nothing
+that could smuggle a variable is merged into a connection.
 """
 
 from __future__ import annotations
 
 import os
 from collections.abc import Mapping
+from typing import Any
 
 import attrs
+
+from conch_container import messages
+from conch_container.envnames import check_variables, loggable_name, variable_problem
+from conch_container.log.levels import Level
+from conch_container.log.logger import CodeLogger
 
 
 @attrs.frozen
@@ -40,6 +53,40 @@ def _frozen_map(value: Mapping | None) -> Mapping:
     return dict(value or {})
 
 
+def _only_variables(instance: Any, attribute: Any, value: Mapping[str, MetadataValue]) -> None:
+    """Validate an ``environment`` map: every entry can be given to a program.
+
+    :raises ~conch_container.envnames.InvalidVariable: (a ``ValueError``) otherwise.
+    """
+    check_variables((name, entry.value) for name, entry in value.items())
+
+
+def exposed_metadata(
+    metadata: Mapping[str, MetadataValue], log: CodeLogger
+) -> list[tuple[str, str]]:
+    """The metadata entries that become environment variables (``exposeAuthMetadataAsEnv``).
+
+    Metadata keys are free-form (``team.name`` is a fine key), so an entry that
+    cannot be a variable is left out with a ``SECURITY_ENV_REJECTED`` warning
+    rather than failing the connection: the key was not chosen as a variable
+    name, and the rest of the metadata is sound.
+    """
+    variables = []
+    for name, entry in metadata.items():
+        why = variable_problem(name, entry.value)
+        if why is None:
+            variables.append((name, entry.value))
+        else:
+            log.event(
+                messages.SECURITY_ENV_REJECTED,
+                "Not exposing the metadata entry {name} as an environment variable: {reason}",
+                level=Level.WARNING,
+                name=loggable_name(name),
+                reason=why,
+            )
+    return variables
+
+
 @attrs.frozen
 class AuthResult:
     """The answer of an authenticator (webhook response, static users, ...).
@@ -51,7 +98,9 @@ class AuthResult:
     success: bool
     authenticated_username: str = ""
     metadata: Mapping[str, MetadataValue] = attrs.field(factory=dict, converter=_frozen_map)
-    environment: Mapping[str, MetadataValue] = attrs.field(factory=dict, converter=_frozen_map)
+    environment: Mapping[str, MetadataValue] = attrs.field(
+        factory=dict, converter=_frozen_map, validator=_only_variables
+    )
     files: Mapping[str, FileValue] = attrs.field(factory=dict, converter=_frozen_map)
 
 
@@ -72,7 +121,9 @@ class ConnectionMetadata:
     username: str = ""
     authenticated_username: str = ""
     metadata: Mapping[str, MetadataValue] = attrs.field(factory=dict, converter=_frozen_map)
-    environment: Mapping[str, MetadataValue] = attrs.field(factory=dict, converter=_frozen_map)
+    environment: Mapping[str, MetadataValue] = attrs.field(
+        factory=dict, converter=_frozen_map, validator=_only_variables
+    )
     files: Mapping[str, FileValue] = attrs.field(factory=dict, converter=_frozen_map)
 
     @property

@@ -3,16 +3,15 @@
 :class:`Options` loads and validates everything that can be wrong with the
 configuration (the file, the users files, the host keys, the log output)
 *before* ``twistd`` daemonises, so an operator sees ``CORE_CONFIG_ERROR`` and
-a non-zero exit status instead of a daemon that dies later. :func:`makeService`
+a non-zero exit status instead of a daemon that dies later; then it claims
+the gateway's instance id (:mod:`conch_container.instance`). :func:`makeService`
 only assembles the service tree, in ContainerSSH's order: backend,
 authentication, session registry, SSH listener.
 """
 
 from __future__ import annotations
 
-import hashlib
 import os
-import socket
 import sys
 from typing import Any
 
@@ -33,6 +32,7 @@ from conch_container.config.hostkeys import (
     with_host_key,
 )
 from conch_container.errors import ContainerSSHError
+from conch_container.instance import InstanceClaim, claim_instance_id
 from conch_container.listener import ListenerService
 from conch_container.log import CodeLogger
 from conch_container.log.setup import LogOutput, LogSetupError, emit_early, start_logging
@@ -54,6 +54,13 @@ class Options(usage.Options):
     )
     optParameters = [
         ["config", "c", "config.yaml", "The configuration file."],
+        [
+            "state-dir",
+            None,
+            None,
+            "Where this gateway keeps its instance id, which lets a restart remove the "
+            "containers a killed run left behind (default: the configuration file's directory).",
+        ],
     ]
 
     def __init__(self) -> None:
@@ -62,6 +69,8 @@ class Options(usage.Options):
         self.log_output: LogOutput | None = None
         self.authenticators: Any = None
         self.backend_factory: Any = None
+        #: This run's instance id, held until the process ends or the service tree stops.
+        self.instance: InstanceClaim | None = None
 
     def postOptions(self) -> None:
         path = os.path.abspath(self["config"])
@@ -96,6 +105,10 @@ class Options(usage.Options):
                 messages.CORE_CONFIG_ERROR, "Invalid configuration: {reason}", reason=str(error)
             )
             raise usage.UsageError(str(error)) from None
+        # Claimed last, once nothing can refuse the options. Before twistd
+        # daemonises: the child it forks shares the lock, so the parent's
+        # exit leaves it held.
+        self.instance = claim_instance_id(path, self["state-dir"], log)
 
 
 def ensure_host_key(config: AppConfig, path: str, log: CodeLogger) -> AppConfig:
@@ -111,7 +124,7 @@ def ensure_host_key(config: AppConfig, path: str, log: CodeLogger) -> AppConfig:
         file=path,
     )
     try:
-        key = generate_and_store_host_key(path)
+        key = generate_and_store_host_key(path, log=log)
     except HostKeyGenerationError as error:
         log.event(
             messages.CORE_HOST_KEY_GENERATION_FAILED,
@@ -128,16 +141,6 @@ def ensure_host_key(config: AppConfig, path: str, log: CodeLogger) -> AppConfig:
         )
         key = error.key
     return with_host_key(config, key)
-
-
-def instance_id_for(config_path: str, listen: str) -> str:
-    """A stable identity for this gateway: the same host, config file and address give the same id.
-
-    Containers are labelled with it, so a restarted gateway recognises what
-    its previous run left behind.
-    """
-    seed = f"{socket.gethostname()}\0{config_path}\0{listen}".encode()
-    return hashlib.sha256(seed).hexdigest()[:16]
 
 
 class _RootService(GatewayService):
@@ -161,12 +164,19 @@ def makeService(options: Options, reactor: Any = None) -> IService:
     if reactor is None:
         reactor = _reactor()
     config = options.config
-    assert config is not None and options.log_output is not None, "postOptions ran"
+    claim = options.instance
+    assert config is not None and options.log_output is not None and claim is not None, (
+        "postOptions ran"
+    )
     log = CodeLogger("conch_container")
-    instance_id = instance_id_for(options["config"], config.ssh.listen)
+    instance_id = claim.instance_id
 
     root = _RootService(log, on_crash=_exit_on_crash(reactor))
     root.log_observer = options.log_output.observer
+    # The first child stops last: the id is given up only once every
+    # container of this run is gone (or given up on), so that a gateway
+    # started afterwards with the same state takes it over.
+    ComponentService("instance", None, claim.release).setServiceParent(root)
 
     backend = options.backend_factory.build(reactor, log, instance_id, config)
     authenticators = options.authenticators

@@ -25,7 +25,7 @@ class TapTests(SynchronousTestCase):
         self.users = self.dir.child("users.yaml")
         self.users.setContent(b"users: {}\n")
 
-    def options(self, **sections: Any) -> Options:
+    def options(self, *extra: str, **sections: Any) -> Options:
         data: dict[str, Any] = {
             "ssh": {"listen": "127.0.0.1:0", "hostkeys": [new_ed25519_pem()]},
             "auth": {"password": {"method": "static", "static": {"usersFile": self.users.path}}},
@@ -35,17 +35,21 @@ class TapTests(SynchronousTestCase):
         config = self.dir.child("config.yaml")
         config.setContent(yaml.safe_dump(data).encode())
         options = Options()
-        options.parseOptions(["--config", config.path])
+        options.parseOptions(["--config", config.path, *extra])
+        if options.instance is not None:
+            self.addCleanup(options.instance.release)
         return options
 
     def test_service_tree(self) -> None:
         """Backend, authentication, sessions and listener, in that order, policy in front."""
         root = makeService(self.options(), MemoryReactorClock())
         children = list(root)  # type: ignore[call-overload]
-        self.assertEqual([c.name for c in children], ["backend", "auth", "sessions", "ssh"])
-        self.assertIsInstance(children[0], ComponentService)
-        self.assertIsInstance(children[2], SessionRegistry)
-        listener = children[3]
+        self.assertEqual(
+            [c.name for c in children], ["instance", "backend", "auth", "sessions", "ssh"]
+        )
+        self.assertIsInstance(children[1], ComponentService)
+        self.assertIsInstance(children[3], SessionRegistry)
+        listener = children[4]
         self.assertIsInstance(listener, ListenerService)
         factory = listener._factory
         self.assertIsInstance(factory.backend, SecurityBackend)
@@ -55,8 +59,10 @@ class TapTests(SynchronousTestCase):
         """A ContainerSSH backend this version lacks is a usage error naming it."""
         with self.assertRaises(usage.UsageError) as raised:
             self.options(backend="kubernetes")
-        self.assertIn("Kubernetes backend ('kubernetes') is not available", str(raised.exception))
-        self.assertIn("available: docker", str(raised.exception))
+        self.assertIn(
+            "backend: the Kubernetes backend (kubernetes) is not supported yet",
+            str(raised.exception),
+        )
 
     def test_unknown_backend_plugin_refused(self) -> None:
         """A backend name no installed plugin provides is a usage error naming it."""
@@ -69,3 +75,81 @@ class TapTests(SynchronousTestCase):
         with self.assertRaises(usage.UsageError) as raised:
             self.options(docker={"execution": {"contianer": {}}})
         self.assertIn("docker.execution.contianer: unknown key", str(raised.exception))
+
+
+class InstanceIdTests(SynchronousTestCase):
+    """The instance id that labels the containers: one per running gateway."""
+
+    def setUp(self) -> None:
+        self.dir = FilePath(self.mktemp())
+        self.dir.makedirs()
+        users = self.dir.child("users.yaml")
+        users.setContent(b"users: {}\n")
+        self.config = self.dir.child("config.yaml")
+        data = {
+            "ssh": {"listen": "127.0.0.1:2222", "hostkeys": [new_ed25519_pem()]},
+            "auth": {"password": {"method": "static", "static": {"usersFile": users.path}}},
+            "log": {"destination": "test"},
+        }
+        self.config.setContent(yaml.safe_dump(data).encode())
+
+    def options(self, *extra: str) -> Options:
+        options = Options()
+        options.parseOptions(["--config", self.config.path, *extra])
+        assert options.instance is not None
+        self.addCleanup(options.instance.release)
+        return options
+
+    def built_ids(self, options: Options) -> tuple[str, str]:
+        """The ids the SSH factory and the backend of a new service tree were given."""
+        root: Any = makeService(options, MemoryReactorClock())
+        factory = root.getServiceNamed("ssh")._factory
+        return factory.instance_id, factory.backend._backend.instance_id
+
+    def codes(self, options: Options) -> list[str]:
+        assert options.log_output is not None and options.log_output.memory is not None
+        return [record.code for record in options.log_output.memory.records]
+
+    def test_same_configuration_different_ids(self) -> None:
+        """Two gateways from one configuration file on one host never share an id."""
+        first, second = self.options(), self.options()
+        first_ids, second_ids = self.built_ids(first), self.built_ids(second)
+        self.assertEqual(first_ids, (first.instance.instance_id,) * 2)  # type: ignore[union-attr]
+        self.assertEqual(second_ids, (second.instance.instance_id,) * 2)  # type: ignore[union-attr]
+        self.assertNotEqual(first_ids[0], second_ids[0])
+
+    def test_logged_at_start(self) -> None:
+        """The id and the file that keeps it are logged while the options are read."""
+        options = self.options()
+        self.assertIn("CORE_INSTANCE_ID", self.codes(options))
+
+    def test_stopped_tree_gives_id_up(self) -> None:
+        """Once the service tree has stopped, the next run on this configuration takes the id."""
+        options = self.options()
+        root: Any = makeService(options, MemoryReactorClock())
+        instance = root.getServiceNamed("instance")
+        instance.startService()
+        self.assertTrue(options.instance.held)  # type: ignore[union-attr]
+        self.successResultOf(instance.stopService())
+        self.assertFalse(options.instance.held)  # type: ignore[union-attr]
+        self.assertEqual(
+            self.options().instance.instance_id,  # type: ignore[union-attr]
+            options.instance.instance_id,  # type: ignore[union-attr]
+        )
+
+    def test_state_dir_option(self) -> None:
+        """``--state-dir`` names the directory that keeps the id."""
+        state = self.dir.child("state")
+        options = self.options("--state-dir", state.path)
+        assert options.instance is not None
+        self.assertEqual(options.instance.path, state.child("config.yaml.instance-0").path)
+
+    def test_state_dir_unusable(self) -> None:
+        """An unusable state directory still starts, with a random id and a warning."""
+        blocker = self.dir.child("file")
+        blocker.setContent(b"")
+        options = self.options("--state-dir", blocker.child("state").path)
+        assert options.instance is not None
+        self.assertIsNone(options.instance.path)
+        self.assertIn("CORE_INSTANCE_ID_NOT_KEPT", self.codes(options))
+        self.assertEqual(self.built_ids(options)[0], options.instance.instance_id)

@@ -7,10 +7,15 @@ with ``static: {usersFile: PATH}`` authenticate against a YAML users file
 bcrypt is slow on purpose (about 0.2 s at cost 12), so checks run on a small
 thread pool owned by the authenticator; an unknown user costs a check too, so
 response times do not reveal which users exist.
+
+The checks waiting for that pool are shared by every client, so each source
+address may hold only a few of them (:func:`source_key`): a flood from one
+address fails its own logins, not everybody's.
 """
 
 from __future__ import annotations
 
+import ipaddress
 from collections.abc import Mapping
 from typing import Any
 
@@ -44,6 +49,7 @@ __all__ = [
     "load_users",
     "parse_public_key",
     "parse_users",
+    "source_key",
     "thd_check_password",
 ]
 
@@ -67,6 +73,24 @@ def _dummy_hash(users: Mapping[str, StaticUser]) -> bytes:
     return b"$2b$%02d$" % max(costs, default=DEFAULT_ROUNDS) + b"." * 53
 
 
+def source_key(remote_ip: str) -> str:
+    """Who a password check is counted against: the client's address.
+
+    An IPv6 client usually controls a whole /64 (its own subnet), so IPv6
+    addresses count by their /64; IPv4-mapped IPv6 addresses count as the
+    IPv4 address they are.
+    """
+    try:
+        address = ipaddress.ip_address(remote_ip)
+    except ValueError:
+        return remote_ip
+    if isinstance(address, ipaddress.IPv6Address):
+        if address.ipv4_mapped is not None:
+            return str(address.ipv4_mapped)
+        return str(ipaddress.IPv6Network((address, 64), strict=False))
+    return str(address)
+
+
 # ---------------------------------------------------------------------------
 # The authenticator
 
@@ -82,6 +106,10 @@ class StaticAuthenticator:
         :class:`conch_container.testing.threads.NonThreadPool`.
     :param max_pending: password checks allowed in flight; beyond it logins are
         refused as unavailable rather than queued without bound.
+    :param max_pending_per_address: password checks one source address (see
+        :func:`source_key`) may have in flight; beyond it that address's
+        logins fail at once, as a wrong password would, so that one address
+        cannot fill ``max_pending`` and lock everybody else out.
     """
 
     name = "static"
@@ -95,6 +123,7 @@ class StaticAuthenticator:
         thread_pool: Any = None,
         max_threads: int = 2,
         max_pending: int = 64,
+        max_pending_per_address: int = 4,
     ) -> None:
         self._users = dict(users)
         self._reactor = reactor
@@ -107,6 +136,9 @@ class StaticAuthenticator:
         )
         self._max_pending = max_pending
         self._pending = 0
+        self._max_pending_per_address = max_pending_per_address
+        # Source address to checks in flight; an address leaves with its last check.
+        self._pending_by_source: dict[str, int] = {}
         self._dummy = _dummy_hash(self._users)
         self._running = False
 
@@ -173,6 +205,15 @@ class StaticAuthenticator:
     async def _password(self, metadata: ConnectionMetadata, password: bytes) -> AuthResult:
         log = self._log.bind(**metadata.log_fields(), authtype="password")
         log.event(messages.AUTH, "Password authentication request")
+        source = source_key(metadata.remote_ip)
+        if self._pending_by_source.get(source, 0) >= self._max_pending_per_address:
+            log.event(
+                messages.AUTH_STATIC_ADDRESS_BUSY,
+                "{pending} password checks from {source} are in progress, failing this one",
+                pending=self._pending_by_source[source],
+                source=source,
+            )
+            return AuthResult(success=False)
         if self._pending >= self._max_pending:
             log.event(
                 messages.AUTH_BACKEND_ERROR,
@@ -189,7 +230,7 @@ class StaticAuthenticator:
         user = self._users.get(metadata.username)
         # Unknown users and users without a password cost a check as well.
         stored = user.password_hash if user is not None else None
-        self._pending += 1
+        self._check_started(source)
         try:
             matches = await deferToThreadPool(
                 self._reactor,
@@ -199,7 +240,7 @@ class StaticAuthenticator:
                 stored if stored is not None else self._dummy,
             )
         finally:
-            self._pending -= 1
+            self._check_ended(source)
         if user is None:
             return self._failed(log, "Password authentication", "unknown user")
         if stored is None:
@@ -207,6 +248,18 @@ class StaticAuthenticator:
         if not matches:
             return self._failed(log, "Password authentication", "wrong password")
         return self._succeeded(log, "Password authentication", user)
+
+    def _check_started(self, source: str) -> None:
+        self._pending += 1
+        self._pending_by_source[source] = self._pending_by_source.get(source, 0) + 1
+
+    def _check_ended(self, source: str) -> None:
+        self._pending -= 1
+        left = self._pending_by_source[source] - 1
+        if left:
+            self._pending_by_source[source] = left
+        else:
+            del self._pending_by_source[source]
 
     @staticmethod
     def _failed(log: CodeLogger, method: str, reason: str) -> AuthResult:

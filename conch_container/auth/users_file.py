@@ -26,7 +26,10 @@ import attrs
 import bcrypt
 import yaml
 
+from conch_container.config.yamlio import yaml_error_problem
+from conch_container.envnames import loggable_name, variable_problem
 from conch_container.metadata import MetadataValue
+from conch_container.shape import MAX_DEPTH, ShapeError, check_shape
 
 #: bcrypt reads at most this many bytes of a password.
 BCRYPT_MAX_PASSWORD = 72
@@ -108,11 +111,25 @@ class _StrictLoader(yaml.SafeLoader):
     """A safe loader that rejects duplicate keys instead of keeping the last one."""
 
 
-def _construct_mapping(loader: _StrictLoader, node: yaml.MappingNode) -> dict[Any, Any]:
+def _construct_mapping(loader: _StrictLoader, node: yaml.Node) -> dict[Any, Any]:
+    if not isinstance(node, yaml.MappingNode):
+        # ``!!map [a]`` or ``!!map x``: PyYAML's own method reports it, with its position.
+        return loader.construct_mapping(node)  # type: ignore[arg-type]
     seen = set()
     for key_node, _ in node.value:
         key = loader.construct_object(key_node)  # type: ignore[no-untyped-call]
-        if key in seen:
+        try:
+            duplicate = key in seen
+        except TypeError:
+            # A complex key (``? [a]``) is a list; report it as PyYAML would, had
+            # the duplicate check not looked it up first.
+            raise yaml.constructor.ConstructorError(
+                "while constructing a mapping",
+                node.start_mark,
+                "found unhashable key",
+                key_node.start_mark,
+            ) from None
+        if duplicate:
             raise yaml.constructor.ConstructorError(
                 None, None, f"duplicate key {key!r}", key_node.start_mark
             )
@@ -189,13 +206,63 @@ def _user(path: str, name: Any, raw: Any) -> StaticUser:
 
     if password_hash is None and not keys:
         raise StaticUsersError(path, where, "needs a passwordHash or authorizedKeys")
+    environment = _values(path, f"{where}.environment", raw.get("environment"))
+    for variable, entry in environment.items():
+        why = variable_problem(variable, entry.value)
+        if why is not None:
+            raise StaticUsersError(path, f"{where}.environment.{loggable_name(variable)}", why)
     return StaticUser(
         name=name,
         password_hash=password_hash,
         authorized_keys=frozenset(keys),
-        environment=_values(path, f"{where}.environment", raw.get("environment")),
+        environment=environment,
         metadata=_values(path, f"{where}.metadata", raw.get("metadata")),
     )
+
+
+def _unfit_value_problem(error: Exception) -> str:
+    """A description of a value PyYAML could not construct (see :func:`_load_yaml`)."""
+    # Only these messages help an operator ("day is out of range for month",
+    # "could not convert string to float: 'x'"); an IndexError or
+    # AttributeError would name PyYAML's internals.
+    if isinstance(error, (ValueError, OverflowError)):
+        return f"invalid YAML: a value does not fit its type ({error})"
+    return "invalid YAML: a value does not fit its type"
+
+
+def _load_yaml(text: str, path: str) -> Any:
+    """The document in ``text``, of a shape every later walk of it can handle.
+
+    :raises StaticUsersError: for anything malformed, never another exception.
+    """
+    try:
+        document = yaml.load(text, Loader=_StrictLoader)  # a SafeLoader subclass
+        # Inside the ``try``: the key paths it builds call ``str()`` on every
+        # key, which refuses a 0x integer too long to print (ValueError below).
+        check_shape(document)
+    except yaml.YAMLError as e:
+        raise StaticUsersError(path, "", yaml_error_problem(e)) from None
+    except ShapeError as e:
+        raise StaticUsersError(path, e.path, e.problem) from None
+    except (ValueError, TypeError, LookupError, AttributeError, OverflowError) as e:
+        # PyYAML reports syntax errors, and a few bad values (``!!binary``
+        # garbage, ``!!set [1]``), as YAMLError. For other explicitly tagged
+        # scalars that are not what their tag says its constructors raise
+        # plain Python errors: ``!!int x`` and ``!!float x`` ValueError (and
+        # IndexError when empty), ``!!bool maybe`` KeyError, ``!!timestamp x``
+        # AttributeError, and an impossible date (``2001-02-30``, read as a
+        # timestamp even untagged, as YAML 1.1 does) ValueError. int() refuses
+        # more than 4300 decimal digits (ValueError), and the scanner's chr()
+        # a ``\U`` escape beyond Unicode (ValueError or OverflowError).
+        # TypeError stands for any other operation on a value of the wrong
+        # type. None of them carries a position.
+        raise StaticUsersError(path, "", _unfit_value_problem(e)) from None
+    except RecursionError:
+        # The composer and constructor recurse once per nesting level.
+        raise StaticUsersError(
+            path, "", f"invalid YAML: nested more than {MAX_DEPTH} levels deep"
+        ) from None
+    return document
 
 
 def parse_users(text: str, path: str = "<users>") -> dict[str, StaticUser]:
@@ -203,10 +270,7 @@ def parse_users(text: str, path: str = "<users>") -> dict[str, StaticUser]:
 
     :raises StaticUsersError: naming ``path`` and the key path of the problem.
     """
-    try:
-        document = yaml.load(text, Loader=_StrictLoader)  # a SafeLoader subclass
-    except yaml.YAMLError as e:
-        raise StaticUsersError(path, "", f"invalid YAML: {e}") from None
+    document = _load_yaml(text, path)
     if not isinstance(document, dict):
         raise StaticUsersError(path, "", "must be a mapping with a 'users' key")
     unknown = set(document) - {"users"}

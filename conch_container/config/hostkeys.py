@@ -5,14 +5,19 @@ Ed25519 key is generated (fast, small, what OpenSSH prefers) and added to the
 file with as little change as possible: in YAML the ``hostkeys:`` list is
 inserted as text, so comments and layout survive; JSON is re-serialised with
 its indentation. The file is replaced atomically (temporary file in the same
-directory, ``fsync``, ``os.replace``) and keeps its permissions.
+directory, ``fsync``, ``os.replace``) and keeps its owner, but not a mode that
+lets others read it: once the file holds a private key it is written
+accessible to its owner only (0600), as ssh-keygen writes a private key, and
+``CORE_CONFIG_FILE_MODE_RESTRICTED`` is logged when that takes access away.
+Refusing to write instead would leave the gateway a new host key at every
+restart, which clients would report as a possible attack.
 
 Typical use by the program's startup code::
 
     if not config.ssh.hostkeys:
         log.event(messages.CORE_NO_HOST_KEYS, "...")
         try:
-            key = generate_and_store_host_key(path)
+            key = generate_and_store_host_key(path, log=log)
         except HostKeyGenerationError:
             ...  # log CORE_HOST_KEY_GENERATION_FAILED and stop
         except HostKeyWriteError as error:
@@ -34,10 +39,15 @@ from cryptography.hazmat.primitives.asymmetric import ed25519
 from cryptography.hazmat.primitives.serialization import Encoding, NoEncryption, PrivateFormat
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
+from conch_container import messages
 from conch_container.config.app import AppConfig
 from conch_container.config.errors import ConfigError
 from conch_container.config.loader import source_format_of
 from conch_container.config.yamlio import compose_yaml, dump_yaml, load_yaml
+from conch_container.log import CodeLogger
+
+#: Group and other permission bits: none may be set on a file holding a private key.
+_OTHERS = 0o077
 
 
 class HostKeyGenerationError(Exception):
@@ -77,20 +87,29 @@ def with_host_key(config: AppConfig, key: str) -> AppConfig:
     return attrs.evolve(config, ssh=attrs.evolve(config.ssh, hostkeys=(*config.ssh.hostkeys, key)))
 
 
-def generate_and_store_host_key(path: str | os.PathLike[str]) -> str:
+def generate_and_store_host_key(
+    path: str | os.PathLike[str], *, log: CodeLogger | None = None
+) -> str:
     """Generate a host key, add it to the configuration file, and return it.
 
+    :param log: where ``CORE_CONFIG_FILE_MODE_RESTRICTED`` goes.
     :raises HostKeyGenerationError: if no key could be generated.
     :raises HostKeyWriteError: if the file could not be updated; the key is
         in the exception.
     """
     key = generate_host_key()
-    store_host_key(path, key)
+    store_host_key(path, key, log=log)
     return key
 
 
-def store_host_key(path: str | os.PathLike[str], key: str) -> None:
+def store_host_key(
+    path: str | os.PathLike[str], key: str, *, log: CodeLogger | None = None
+) -> None:
     """Add ``key`` to ``ssh.hostkeys`` in the configuration file, atomically.
+
+    The file is written accessible to its owner only (:func:`private_mode`);
+    when that took access away from its group or others,
+    ``CORE_CONFIG_FILE_MODE_RESTRICTED`` is logged on ``log``.
 
     :raises HostKeyWriteError: if the file could not be read or replaced.
     """
@@ -103,15 +122,33 @@ def store_host_key(path: str | os.PathLike[str], key: str) -> None:
             updated = _add_to_json(text, key)
         else:
             updated = _add_to_yaml(text, key)
-        _replace_file(target, updated)
+        before, after = _replace_file(target, updated)
     except (OSError, ValueError, ConfigError) as error:
         reason = error.strerror if isinstance(error, OSError) and error.strerror else str(error)
         raise HostKeyWriteError(filename, reason, key) from error
+    if before & _OTHERS:
+        log = log if log is not None else CodeLogger("conch_container.config.hostkeys")
+        log.event(
+            messages.CORE_CONFIG_FILE_MODE_RESTRICTED,
+            "{file} now holds a private host key: its mode was changed from {before} to "
+            "{after}, so only its owner can read it",
+            file=filename,
+            before=f"{before:04o}",
+            after=f"{after:04o}",
+        )
 
 
-def _replace_file(target: str, text: str) -> None:
+def private_mode(mode: int) -> int:
+    """``mode`` without group and other permissions (0644 becomes 0600, 0400 stays)."""
+    return (stat.S_IMODE(mode) & ~_OTHERS) | stat.S_IRUSR
+
+
+def _replace_file(target: str, text: str) -> tuple[int, int]:
+    """Replace ``target`` by ``text``; return its permission bits before and after."""
     directory = os.path.dirname(target) or "."
     status = os.stat(target)
+    before = stat.S_IMODE(status.st_mode)
+    after = private_mode(before)
     handle, temporary = tempfile.mkstemp(
         prefix=f".{os.path.basename(target)}.", suffix=".tmp", dir=directory
     )
@@ -120,7 +157,9 @@ def _replace_file(target: str, text: str) -> None:
             file.write(text)
             file.flush()
             os.fsync(file.fileno())
-        os.chmod(temporary, stat.S_IMODE(status.st_mode))
+        # mkstemp made the file 0600, so the key was never readable by others
+        # on the way.
+        os.chmod(temporary, after)
         try:
             os.chown(temporary, status.st_uid, status.st_gid)
         except OSError:
@@ -132,12 +171,18 @@ def _replace_file(target: str, text: str) -> None:
         except OSError:
             pass
         raise
+    _sync_directory(directory)
+    return before, after
+
+
+def _sync_directory(directory: str) -> None:
+    """Make a rename in ``directory`` durable, where the platform allows."""
     try:
         directory_handle = os.open(directory, os.O_RDONLY)
     except OSError:
         return
     try:
-        os.fsync(directory_handle)  # make the rename itself durable
+        os.fsync(directory_handle)
     except OSError:
         pass
     finally:

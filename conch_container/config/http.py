@@ -51,7 +51,10 @@ class HTTPClientConfig:
 
     url: str = setting("url", Str(), "", doc="Base URL of the service.")
     allow_redirects: bool = setting(
-        "allowRedirects", Bool(), False, doc="Follow HTTP redirects instead of failing."
+        "allowRedirects",
+        Bool(),
+        False,
+        doc="Follow HTTP redirects instead of failing; never from `https://` to plain `http://`.",
     )
     timeout: float = setting(
         "timeout",

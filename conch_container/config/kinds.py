@@ -8,9 +8,12 @@ reads the corresponding Go type, and writes it back the way ContainerSSH's
 from __future__ import annotations
 
 import copy
+import os
+import stat
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from conch_container import messages
 from conch_container.config import durations
 from conch_container.config.schema import (
     Check,
@@ -119,7 +122,11 @@ class Float(Kind):
 
     def convert(self, raw: object, ctx: Context, path: str) -> float:
         if isinstance(raw, int | float) and not isinstance(raw, bool):
-            return float(raw)
+            try:
+                return float(raw)
+            except OverflowError:
+                # A float cannot hold an integer beyond about 1.8e308.
+                fail(path, "the number is too large")
         fail(path, f"must be a number, not {describe(raw)}")
 
     def dump(self, value: Any) -> Any:
@@ -346,9 +353,17 @@ class PemOrFile(Str):
 
     A value whose first non-blank characters are ``-----`` is PEM text; any
     other non-empty value is a file name. The config object holds the text.
+
+    ``private``: the file holds a private key, so a warning
+    (``CONFIG_PRIVATE_KEY_FILE_READABLE``) is added when other users may read
+    or change it (:func:`private_file_exposure`).
     """
 
     type_name = "PEM text or file"
+
+    def __init__(self, *checks: Check, private: bool = False) -> None:
+        super().__init__(*checks)
+        self.private = private
 
     def convert(self, raw: object, ctx: Context, path: str) -> str:
         text = as_str(raw, ctx, path)
@@ -357,11 +372,50 @@ class PemOrFile(Str):
             return text
         try:
             with open(ctx.resolve(stripped), encoding="utf-8") as file:
+                if self.private:
+                    # The descriptor just read, so the mode is that of this very file.
+                    self._check_exposure(os.fstat(file.fileno()), stripped, ctx, path)
                 return file.read()
         except OSError as error:
             fail(path, f"cannot read file {stripped}: {error.strerror or error}")
         except UnicodeDecodeError:
             fail(path, f"file {stripped} is not a PEM text file")
+        except ValueError:
+            # open() refuses a name with a NUL byte (ValueError) or with a
+            # character the file system encoding cannot hold, such as a lone
+            # surrogate (UnicodeEncodeError). The name is shown escaped: as
+            # is, it could not be printed or logged either.
+            fail(path, f"cannot read file {stripped!r}: no file can have this name")
+
+    def _check_exposure(
+        self, status: os.stat_result, filename: str, ctx: Context, path: str
+    ) -> None:
+        who = private_file_exposure(status)
+        if who is None:
+            return
+        mode = stat.S_IMODE(status.st_mode)
+        ctx.warn(
+            messages.CONFIG_PRIVATE_KEY_FILE_READABLE,
+            path,
+            f"the private key file {filename} (mode {mode:04o}) is open to {who}, and OpenSSH's "
+            f"sshd would refuse it; make it accessible to its owner only (chmod 600 {filename})",
+        )
+
+
+def private_file_exposure(status: os.stat_result) -> str | None:
+    """Who besides the owner may read or change a private key file, or ``None``.
+
+    sshd's rule for its own keys: a file owned by the user the server runs as
+    must give its group and others no access at all. A file owned by someone
+    else may let its group read it (a root-owned key the gateway reads through
+    its group), but never everyone.
+    """
+    mode = stat.S_IMODE(status.st_mode)
+    if mode & 0o007:
+        return "every user of this machine"
+    if mode & 0o070 and status.st_uid == os.geteuid():
+        return "the file's group"
+    return None
 
 
 class Section(Kind):

@@ -9,15 +9,20 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 from collections.abc import Mapping
+from typing import Any
 
 import attrs
 
 from conch_container.config.app import AppConfig
+from conch_container.config.cleartext import cleartext_webhook_warnings
 from conch_container.config.errors import ConfigError
 from conch_container.config.schema import Context, SourceFormat, parse_section
+from conch_container.config.unsupported import check_unsupported
 from conch_container.config.validate import validate_config
-from conch_container.config.yamlio import load_yaml
+from conch_container.config.yamlio import load_yaml, replace_lone_surrogates
+from conch_container.shape import ShapeError, check_shape
 
 
 def source_format_of(path: str) -> SourceFormat:
@@ -28,16 +33,75 @@ def source_format_of(path: str) -> SourceFormat:
 def decode(text: str, source_format: SourceFormat) -> object:
     """The raw data of a configuration document.
 
-    :raises ConfigError: for a syntax error.
+    The data is checked with :func:`check_document`, so whatever is returned
+    is safe for the recursive walks that parse, copy and dump it.
+
+    :raises ConfigError: for a syntax error, or a document nested too deeply,
+        too large, or containing itself.
     """
     if source_format == "json":
-        try:
-            return json.loads(text)
-        except json.JSONDecodeError as error:
-            raise ConfigError(
-                "", f"invalid JSON: {error.msg} (line {error.lineno}, column {error.colno})"
-            ) from None
-    return load_yaml(text)
+        data = _load_json(text)
+        check_document(data)
+        return _replace_lone_surrogates(data)
+    data = load_yaml(text)
+    check_document(data)
+    return data
+
+
+def _load_json(text: str) -> Any:
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as error:
+        raise ConfigError(
+            "", f"invalid JSON: {error.msg} (line {error.lineno}, column {error.colno})"
+        ) from None
+    except RecursionError:
+        # The decoder recurses once per level: a document nested deeper than
+        # the interpreter allows fails here, before check_document could
+        # name the key where it went too deep.
+        raise ConfigError("", "invalid JSON: the document is nested too deeply") from None
+    except ValueError:
+        # Besides syntax errors (JSONDecodeError, above), the only ValueError
+        # is Python refusing to convert an integer of too many digits.
+        raise ConfigError(
+            "",
+            f"invalid JSON: a number has more than {sys.get_int_max_str_digits()} digits",
+        ) from None
+
+
+def check_document(data: object) -> None:
+    """Refuse a decoded document nested too deeply, too large, or containing itself.
+
+    Every raw document must pass this before it is parsed: the parsing,
+    copying and dumping that follow walk it recursively
+    (:mod:`conch_container.shape`).
+
+    :raises ConfigError: naming the key path where the limit was crossed.
+    """
+    try:
+        check_shape(data)
+    except ShapeError as error:
+        raise ConfigError(error.path, error.problem) from None
+
+
+def _replace_lone_surrogates(data: Any) -> Any:
+    """``data`` with every lone surrogate in its strings and keys replaced by U+FFFD.
+
+    JSON may escape half of a UTF-16 pair (``"\\ud800"``); Python keeps it as
+    a character no UTF-8 text can hold. Go's JSON decoder, which ContainerSSH
+    uses, replaces it with U+FFFD; so does this. Only called on checked data,
+    so the recursion is bounded.
+    """
+    if isinstance(data, str):
+        return replace_lone_surrogates(data)
+    if isinstance(data, dict):
+        return {
+            _replace_lone_surrogates(key): _replace_lone_surrogates(value)
+            for key, value in data.items()
+        }
+    if isinstance(data, list):
+        return [_replace_lone_surrogates(value) for value in data]
+    return data
 
 
 def parse_config(
@@ -60,6 +124,7 @@ def parse_config(
         ``None`` for the working directory, as ContainerSSH does.
     :raises ConfigError: naming the offending key.
     """
+    check_document(data)
     if data is not None and not isinstance(data, Mapping):
         raise ConfigError("", "the configuration must be a mapping of sections")
     ctx = Context(source_format=source_format, base_dir=base_dir)
@@ -82,6 +147,7 @@ def merge_config(
 
     :raises ConfigError: naming the offending key.
     """
+    check_document(overlay)
     if overlay is not None and not isinstance(overlay, Mapping):
         raise ConfigError("", "the configuration must be a mapping of sections")
     ctx = Context(source_format=source_format, merge=True)
@@ -108,11 +174,17 @@ def read_config_text(path: str) -> str:
 def load_config(path: str | os.PathLike[str], *, base_dir: str | None = None) -> AppConfig:
     """Read, parse and validate a ContainerSSH configuration file.
 
-    Validation is :func:`~conch_container.config.validate_config` with
-    ``dynamic`` set when ``configserver.url`` is: the backend and security
-    settings may then come from the configuration server. Deprecations
-    found are returned in :attr:`AppConfig.warnings` for the caller to log;
-    the loader itself logs nothing.
+    A file that switches on a feature this version does not implement and
+    cannot safely run without is refused
+    (:mod:`conch_container.config.unsupported`); that check comes before
+    :func:`~conch_container.config.validate_config`, because the settings
+    such a feature would supply (a configuration server's backend section,
+    say) are what validation would otherwise complain about.
+
+    Warnings are returned in :attr:`AppConfig.warnings` for the caller to
+    log: deprecations, features the gateway runs without, webhooks reached
+    over plain HTTP across the network, private key files others can read.
+    The loader itself logs nothing.
 
     An empty ``ssh.hostkeys`` is not an error here: the caller generates a
     key (:mod:`conch_container.config.hostkeys`).
@@ -123,5 +195,7 @@ def load_config(path: str | os.PathLike[str], *, base_dir: str | None = None) ->
     source_format = source_format_of(filename)
     data = decode(read_config_text(filename), source_format)
     config = parse_config(data, source_format=source_format, base_dir=base_dir)
-    validate_config(config, dynamic=bool(config.configserver.url))
-    return config
+    unsupported = check_unsupported(config)
+    validate_config(config)
+    warnings = (*config.warnings, *unsupported, *cleartext_webhook_warnings(config))
+    return attrs.evolve(config, warnings=warnings)

@@ -19,7 +19,11 @@ _COMMON_BLOCKS: tuple[tuple[type, str, str], ...] = (
     (HTTPClientConfig, "HTTP client block", "http-client-block"),
     (HTTPServerConfig, "HTTP server block", "http-server-block"),
 )
-_PLANNED_NOTE = "*Accepted for compatibility; not yet implemented (planned).*"
+_PLANNED_NOTE = (
+    "*Not implemented yet (planned). Read for compatibility; a file that switches it on is "
+    "refused at start-up, or warned about where running without it is safe (see "
+    "[Features not yet supported](operator-guide.md#features-not-yet-supported)).*"
+)
 
 
 def _inline(value: Any) -> str:

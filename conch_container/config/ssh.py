@@ -15,6 +15,12 @@ from conch_container.config.kinds import (
     min_duration,
     not_empty,
 )
+from conch_container.config.preauth import (
+    PenaltiesSection,
+    PerSourcePenaltiesConfig,
+    max_startups_problem,
+    net_block_size_problem,
+)
 from conch_container.config.schema import setting
 
 DEFAULT_CIPHERS = (
@@ -86,7 +92,7 @@ class SSHConfig:
     )
     hostkeys: tuple[str, ...] = setting(
         "hostkeys",
-        ListOf(PemOrFile(), type_name="list of PEM texts or files"),
+        ListOf(PemOrFile(private=True), type_name="list of PEM texts or files"),
         (),
         doc="Host private keys (RSA, ECDSA, Ed25519, DSA), each as PEM text or a file name. "
         "Empty: an Ed25519 key is generated and written into the configuration file.",
@@ -115,5 +121,85 @@ class SSHConfig:
         Int(at_least(1)),
         6,
         doc="Authentication attempts allowed per connection (ContainerSSH: always 6).",
+        extension=True,
+    )
+    max_startups: str = setting(
+        "maxStartups",
+        Str(max_startups_problem, type_name="start:rate:full"),
+        "100:30:500",
+        doc="Connections not yet authenticated: from `start` of them on, a new one is refused "
+        "with probability `rate`%, rising to 100% at `full` (OpenSSH's `MaxStartups`; "
+        "`N` alone means `N:100:N`).",
+        extension=True,
+    )
+    per_source_max_startups: int = setting(
+        "perSourceMaxStartups",
+        Int(at_least(1)),
+        32,
+        doc="Connections not yet authenticated allowed from one source network "
+        "(`perSourceNetBlockSize`); further ones are refused at once.",
+        extension=True,
+    )
+    per_source_net_block_size: str = setting(
+        "perSourceNetBlockSize",
+        Str(net_block_size_problem, type_name="ipv4bits:ipv6bits"),
+        "32:64",
+        doc="Prefix lengths that group client addresses into one source network for "
+        "`perSourceMaxStartups` and `perSourcePenalties` (OpenSSH's default is `32:128`).",
+        extension=True,
+    )
+    per_source_penalties: PerSourcePenaltiesConfig = setting(  # noqa: RUF009 - frozen default
+        "perSourcePenalties",
+        PenaltiesSection(),
+        PerSourcePenaltiesConfig(),
+        doc="Penalties for client networks whose connections fail to log in.",
+        extension=True,
+    )
+    max_channels: int = setting(
+        "maxChannels",
+        Int(at_least(1)),
+        64,
+        doc="Channels of any type one connection may have open at once; a further channel "
+        "is refused with `OPEN_RESOURCE_SHORTAGE`. A protocol bound, independent of "
+        "`security.maxSessions` (OpenSSH's `MaxSessions` is 10).",
+        extension=True,
+    )
+    max_pending_requests: int = setting(
+        "maxPendingRequests",
+        Int(at_least(1)),
+        32,
+        doc="Channel requests one connection may have unanswered at once; a client that "
+        "sends one more is disconnected.",
+        extension=True,
+    )
+    max_env_variables: int = setting(
+        "maxEnvVariables",
+        Int(at_least(1)),
+        128,
+        doc="`env` requests a session channel accepts; further ones are answered with failure.",
+        extension=True,
+    )
+    max_env_size: int = setting(
+        "maxEnvSize",
+        Int(at_least(1)),
+        65536,
+        doc="Bytes of names and values (UTF-8) the `env` requests of a session channel may "
+        "carry together; a request beyond is answered with failure.",
+        extension=True,
+    )
+    max_packet_size: int = setting(
+        "maxPacketSize",
+        Int(at_least(32768, "32768 (32 KiB)")),
+        262144,
+        doc="Largest data packet sent to a client, whatever larger size the client announces "
+        "when it opens a channel (OpenSSH sends at most 256 KiB).",
+        extension=True,
+    )
+    max_window_size: int = setting(
+        "maxWindowSize",
+        Int(at_least(32768, "32768 (32 KiB)")),
+        16777216,
+        doc="Bytes sent on a channel ahead of the client's acknowledgement, however large a "
+        "window the client announces or adds; the rest of its window is left unused.",
         extension=True,
     )

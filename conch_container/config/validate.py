@@ -9,7 +9,9 @@ switched on, and only for the selected backend's section.
 from __future__ import annotations
 
 import os
+import struct
 
+from cryptography.exceptions import UnsupportedAlgorithm
 from twisted.conch.ssh import keys
 
 from conch_container.config.app import AppConfig
@@ -24,14 +26,9 @@ from conch_container.config.sshproxy import validate_sshproxy
 from conch_container.config.values import http_url, is_pem
 
 
-def validate_config(config: AppConfig, *, dynamic: bool = False) -> None:
-    """Check a parsed configuration as a whole.
+def validate_config(config: AppConfig) -> None:
+    """Check a parsed configuration as a whole, the selected backend's section included.
 
-    :param dynamic: the configuration is the static file of a deployment
-        with a configuration server (``configserver.url`` set): the backend
-        and ``security`` settings may still come from that server, so they
-        are not checked now. Check the merged per-connection configuration
-        again with ``dynamic=False``.
     :raises ConfigError: for the first problem found, naming its key.
     """
     validate_ssh(config.ssh)
@@ -51,8 +48,6 @@ def validate_config(config: AppConfig, *, dynamic: bool = False) -> None:
         _require_file(config.geoip.maxmind_geoip2_file, "geoip.maxmind-geoip2-file")
     if config.audit.enable:
         validate_audit(config.audit)
-    if dynamic:
-        return
     if config.backend == "docker":
         validate_docker(config.docker)
     elif config.backend == "kubernetes":
@@ -74,7 +69,18 @@ def validate_ssh(ssh: SSHConfig, path: str = "ssh") -> None:
             key = keys.Key.fromString(text.encode("utf-8"))
         except keys.EncryptedKeyError:
             fail(where, "the key is encrypted; host keys must not have a passphrase")
-        except (keys.BadKeyError, ValueError, TypeError, IndexError) as error:
+        # Besides BadKeyError, a damaged key makes the code Twisted's parser
+        # calls fail as it will: struct.error for an OpenSSH key cut short,
+        # the crypto library's UnsupportedAlgorithm for a curve or algorithm
+        # it does not know. Each is just an unreadable host key.
+        except (
+            keys.BadKeyError,
+            ValueError,
+            TypeError,
+            IndexError,
+            struct.error,
+            UnsupportedAlgorithm,
+        ) as error:
             fail(where, f"not a valid private key ({error or 'unrecognised format'})")
         if key.isPublic():
             fail(where, "is a public key; a private host key is needed")

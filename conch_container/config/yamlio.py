@@ -120,7 +120,25 @@ ConfigDumper.add_implicit_resolver("tag:yaml.org,2002:float", _FLOAT, list("-+.0
 _OTHER_BREAKS = frozenset("\r\x85\u2028\u2029")
 
 
+#: A UTF-16 surrogate; in a Python string always one without its partner
+#: (from a JSON escape such as ``"\\ud800"``).
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def replace_lone_surrogates(text: str) -> str:
+    """``text`` with each lone surrogate replaced by U+FFFD, as Go's JSON decoder does.
+
+    A lone surrogate cannot be written in UTF-8: it can neither name a file
+    nor be dumped as YAML that reads back.
+    """
+    return _SURROGATE.sub("\ufffd", text)
+
+
 def _represent_str(dumper: yaml.SafeDumper, value: str) -> yaml.ScalarNode:
+    # The escape the emitter would write for a lone surrogate is refused when
+    # the file is read back. JSON files have them replaced when read; this
+    # covers data given to parse_config directly.
+    value = replace_lone_surrogates(value)
     if _OTHER_BREAKS.intersection(value):
         return dumper.represent_scalar("tag:yaml.org,2002:str", value, style='"')
     if "\n" in value:
@@ -152,6 +170,14 @@ def load_yaml(text: str) -> Any:
         return yaml.load(text, Loader=ConfigLoader)
     except yaml.YAMLError as error:
         raise ConfigError("", yaml_error_problem(error)) from None
+    except (ValueError, TypeError, LookupError, AttributeError, OverflowError) as error:
+        # PyYAML's constructors raise these for a scalar that is not what its
+        # tag says (``!!int x``, ``!!float ""``, ``!!bool maybe``,
+        # ``!!timestamp 2001-02-30``, ``!!set [1]``) and for an integer too
+        # long to convert.
+        raise ConfigError("", f"invalid YAML: a value does not fit its type ({error})") from None
+    except RecursionError:
+        raise ConfigError("", "invalid YAML: the document is nested too deeply") from None
 
 
 def compose_yaml(text: str) -> Node | None:

@@ -25,7 +25,6 @@ class DockerBackendFactory:
             log,
             instance_id=instance_id,
             startup_config=config.docker,
-            listen=config.ssh.listen,
         )
 
 

@@ -25,6 +25,7 @@ from zope.interface import implementer
 
 from conch_container import messages
 from conch_container.asyncutil import as_deferred
+from conch_container.envnames import value_problem
 from conch_container.errors import ContainerSSHError, RequestRejected
 from conch_container.interfaces import (
     ConnectionContext,
@@ -140,9 +141,11 @@ class SecuritySession:
         self._term: str | None = None
 
     def set_env(self, name: str, value: str) -> Any:
-        """Pass a variable on if the ``env`` policy permits its name."""
-        if not self._is_terminal_type(name, value):
-            _enforce(self._policy.check_env(name), self._log)
+        """Pass a variable on if a program can be given it and the ``env`` policy permits it."""
+        if self._is_terminal_type(name, value):
+            _enforce(self._policy.check_variable(name, value), self._log)
+        else:
+            _enforce(self._policy.check_env(name, value), self._log)
         return self._session.set_env(name, value)
 
     def _is_terminal_type(self, name: str, value: str) -> bool:
@@ -173,15 +176,7 @@ class SecuritySession:
             return self._session.start(program, io)
         to_run, original = self._policy.forced_program(program)
         if original is not None:
-            try:
-                self._session.set_env(ORIGINAL_COMMAND_VARIABLE, original)
-            except ContainerSSHError as e:
-                raise ContainerSSHError(
-                    messages.SECURITY_EXEC_FAILED_SETENV,
-                    EXEC_FAILED_USER_MESSAGE,
-                    "Command execution failed because the security layer could not set "
-                    f"the SSH_ORIGINAL_COMMAND variable: {e.explanation}",
-                ) from e
+            self._set_original_command(original)
         self._log.event(
             messages.SECURITY_EXEC_FORCING_COMMAND,
             "Forcing command execution to {command}",
@@ -190,6 +185,29 @@ class SecuritySession:
         )
         return self._session.start(to_run, io)
 
+    def _set_original_command(self, original: str) -> None:
+        """Give the forced command what the client asked for, as ``SSH_ORIGINAL_COMMAND``.
+
+        It is set after every variable of the client's, so the program sees
+        the gateway's value, as OpenSSH's sshd does.
+
+        :raises ~conch_container.errors.ContainerSSHError: (``SECURITY_EXEC_FAILED_SETENV``)
+            when the value cannot be an environment variable's or the backend refuses it.
+        """
+        why = value_problem(original)
+        if why is None:
+            try:
+                self._session.set_env(ORIGINAL_COMMAND_VARIABLE, original)
+            except ContainerSSHError as e:
+                why = e.explanation
+        if why is not None:
+            raise ContainerSSHError(
+                messages.SECURITY_EXEC_FAILED_SETENV,
+                EXEC_FAILED_USER_MESSAGE,
+                "Command execution failed because the security layer could not set "
+                f"the SSH_ORIGINAL_COMMAND variable: {why}",
+            )
+
     def write(self, data: bytes) -> Any:
         """Client stdin, passed on."""
         return self._session.write(data)
@@ -197,6 +215,11 @@ class SecuritySession:
     def close_stdin(self) -> Any:
         """Client EOF, passed on."""
         return self._session.close_stdin()
+
+    def register_input_producer(self, producer: Any) -> Any:
+        """Stdin flow control, passed on (if the backend has it): no policy covers it."""
+        register = getattr(self._session, "register_input_producer", None)
+        return None if register is None else register(producer)
 
     def resize(self, columns: int, rows: int, width: int, height: int) -> Any:
         """A window change, passed on: no policy covers it."""

@@ -16,6 +16,10 @@ The rules are ContainerSSH's (``internal/security``):
 - a command is on the allow list only if it is exactly one of its strings;
 - the subsystem deny list applies in ``enable`` mode only.
 
+Before any list is consulted, an environment variable must be one a program
+can be given at all: a portable name and a value without NUL (see
+:mod:`conch_container.envnames`; ContainerSSH does not check this).
+
 Signals follow ``signal.mode`` (ContainerSSH reads ``shell.mode`` for them),
 and signal names are compared without their ``SIG`` prefix on both sides.
 """
@@ -26,6 +30,7 @@ import attrs
 
 from conch_container import messages
 from conch_container.config.security import SecurityConfig
+from conch_container.envnames import env_rejection, variable_problem
 from conch_container.errors import RequestRejected
 from conch_container.interfaces import ProgramRequest
 
@@ -113,23 +118,36 @@ class SecurityPolicy:
 
     # Requests before the program starts
 
-    def check_env(self, name: str) -> RequestRejected | None:
-        """May the client set the environment variable ``name``? (Its value is never looked at.)"""
-        if self.force_command and name == ORIGINAL_COMMAND_VARIABLE:
+    def check_env(self, name: str, value: str = "") -> RequestRejected | None:
+        """May the client set the environment variable ``name`` to ``value``?
+
+        First, whether any program can be given the variable at all (a
+        portable name, no NUL in the value: see :mod:`conch_container.envnames`);
+        the lists compare whole names, which means nothing for a name that
+        the backend would split at an ``=``. Of the value nothing else is
+        looked at.
+        """
+        why = variable_problem(name, value)
+        if why is None and self.force_command and name == ORIGINAL_COMMAND_VARIABLE:
             # The forced command must be able to trust it; OpenSSH sets it
-            # itself. Without this, a shell request would carry any command
-            # past the command allow list into the forced command.
-            why: str | None = "it is reserved for the forced command"
-        else:
+            # itself, after the client's variables. Without this, a shell
+            # request would carry any command past the command allow list
+            # into the forced command.
+            why = "it is reserved for the forced command"
+        if why is None:
             why = _refusal(self.env_mode, name, self.env_allow, self.env_deny)
         if why is None:
             return None
-        return RequestRejected(
-            messages.SECURITY_ENV_REJECTED,
-            "Environment variable setting rejected.",
-            f"Setting an environment variable is rejected because {why}.",
-            name=name,
-        )
+        return env_rejection(name, why)
+
+    def check_variable(self, name: str, value: str) -> RequestRejected | None:
+        """May a program be given ``name=value`` at all, whatever the ``env`` policy says?
+
+        For the variables that come with other requests (``TERM`` with a
+        terminal), which the ``env`` lists do not judge.
+        """
+        why = variable_problem(name, value)
+        return None if why is None else env_rejection(name, why)
 
     def check_tty(self) -> RequestRejected | None:
         """May the client have a terminal? (``filter`` has nothing to filter by: it refuses.)"""

@@ -3,9 +3,11 @@
 On top of Conch's channel this class logs every request with ContainerSSH's
 codes, decodes payloads strictly, adds ``signal``, routes subsystems (SFTP
 included) to the backend instead of Conch's built-in server, keeps program
-output in order (EOF and exit status only after buffered output) and pauses
-the backend while the client's window is full. The program itself is driven
-by the channel's :class:`~conch_container.ssh.session.ContainerSession`.
+output in order (EOF and exit status only after buffered output), pauses
+the backend while the client's window is full or the connection's socket does
+not drain (:mod:`~conch_container.ssh.backpressure`), and grants the client
+window for stdin only while the backend takes it. The program itself is
+driven by the channel's :class:`~conch_container.ssh.session.ContainerSession`.
 """
 
 from __future__ import annotations
@@ -21,11 +23,13 @@ from twisted.python.failure import Failure
 from conch_container import messages
 from conch_container.interfaces import ExitStatus, PtyRequest
 from conch_container.log.logger import CodeLogger
+from conch_container.ssh.backpressure import TransportGate, transport_gate
 from conch_container.ssh.requests import (
     START_FAILED_EXIT_STATUS,
     PayloadError,
     ProgramStartFailed,
     RequestRefused,
+    VariableRefused,
     exit_request,
     parse_env,
     parse_pty_req,
@@ -43,9 +47,14 @@ class SessionChannel(SSHSession):
 
     log: CodeLogger
 
+    #: Whether the client's stdin is held back (see :attr:`localWindowSize`).
+    #: A class default: Conch's constructor reads the window before ours runs.
+    _input_paused = False
+
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._io: ChannelIO | None = None
+        self._gate: TransportGate | None = None
         self._after_drain: list[Callable[[], None]] = []
         self._after_reply: list[Callable[[], None]] = []
         self._dispatching = False
@@ -64,6 +73,8 @@ class SessionChannel(SSHSession):
         self.log = avatar.log.bind(channelId=self.id)
         self.log.event(messages.SSH_NEW_CHANNEL, "New session channel", channelType="session")
         try:
+            self._gate = transport_gate(self.conn)
+            self._gate.add(self)
             self.container_session.attach(self)
         except Exception:
             failure = Failure()
@@ -181,7 +192,11 @@ class SessionChannel(SSHSession):
 
     def request_env(self, data: bytes) -> Any:
         """Pass an environment variable (refused after the program started)."""
-        name, value = parse_env(data)
+        try:
+            name, value = parse_env(data)
+        except VariableRefused as e:
+            e.rejection.log(self.log)
+            raise
         self.container_session.set_env(name, value)
         return True
 
@@ -243,16 +258,62 @@ class SessionChannel(SSHSession):
 
     def closed(self) -> None:
         """The channel is closed on both sides: end the backend session."""
+        if self._gate is not None:
+            self._gate.remove(self)
         if self._io is not None:
             self._io.abandon()
         self._after_drain = []
         super().closed()
+
+    # Stdin flow control
+
+    @property
+    def localWindowSize(self) -> int:
+        """The window Conch tops the client up to; 0 while stdin is held back.
+
+        Conch's connection grants a channel more window as each data packet
+        arrives, once less than half of this is left. Reading 0 here while
+        the backend cannot take more stdin withholds that grant, so the
+        client can send no more than the window it already has.
+        """
+        return 0 if self._input_paused else self._window_size
+
+    @localWindowSize.setter
+    def localWindowSize(self, size: int) -> None:
+        self._window_size = size
+
+    def pause_input(self) -> None:
+        """The backend cannot take more stdin: grant the client no more window."""
+        self._input_paused = True
+
+    def resume_input(self) -> None:
+        """The backend takes stdin again: top the client's window up as Conch would."""
+        if not self._input_paused:
+            return
+        self._input_paused = False
+        if self.conn is None or self.localClosed:
+            return
+        used = self._window_size - self.localWindowLeft
+        if self.localWindowLeft < self._window_size // 2:
+            self.conn.adjustWindow(self, used)
 
     # Output to the client
 
     def attach_io(self, io: ChannelIO) -> None:
         """The output path of the program started on this channel."""
         self._io = io
+        if self._gate is not None and self._gate.paused:
+            io.transport_full()
+
+    def transport_paused(self) -> None:
+        """The connection's socket does not drain: hold the backend's output back."""
+        if self._io is not None:
+            self._io.transport_full()
+
+    def transport_resumed(self) -> None:
+        """The socket drained: the backend may write again (window permitting)."""
+        if self._io is not None:
+            self._io.transport_drained()
 
     def stopWriting(self) -> None:
         """The client's window is full: pause the backend's output."""

@@ -2,19 +2,28 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from itertools import chain
 from typing import Any
 
 from twisted.conch.ssh.factory import SSHFactory
+from twisted.conch.ssh.userauth import SSHUserAuthServer
+from twisted.cred.credentials import ICredentials, ISSHPrivateKey
 from twisted.cred.portal import Portal
 from twisted.internet.defer import Deferred, succeed
 from twisted.internet.interfaces import IAddress, IReactorTime
+from twisted.python.failure import Failure
 
 from conch_container import messages
 from conch_container.errors import GENERIC_USER_MESSAGE, ContainerSSHError
 from conch_container.log.logger import CodeLogger
+from conch_container.ssh.admission import Admission
 from conch_container.ssh.algorithms import AlgorithmOffer, select_algorithms
-from conch_container.ssh.checkers import PasswordChecker, PublicKeyChecker
+from conch_container.ssh.checkers import (
+    AuthenticationUnavailable,
+    PasswordChecker,
+    PublicKeyChecker,
+)
 from conch_container.ssh.connection import ServerConnection
 from conch_container.ssh.hostkeys import load_host_keys
 from conch_container.ssh.realm import ConnectionRealm
@@ -22,8 +31,43 @@ from conch_container.ssh.transport import DISCONNECT_BY_APPLICATION, ServerTrans
 from conch_container.ssh.userauth import UserAuthServer
 
 
+def carries_credential(credentials: ICredentials) -> bool:
+    """A password, or a public key with a signature: something that is checked."""
+    if ISSHPrivateKey.providedBy(credentials):
+        return bool(getattr(credentials, "signature", None))
+    return True
+
+
 def _start_failed(explanation: str) -> ContainerSSHError:
     return ContainerSSHError(messages.SSH_START_FAILED, GENERIC_USER_MESSAGE, explanation)
+
+
+class ConnectionPortal(Portal):
+    """One connection's portal; tells the transport what its logins amount to.
+
+    For the per-source penalties the transport must know whether the client
+    tried a credential (a password, or a signed public key; not a query
+    whether a key would do), counted when the check starts, so that leaving
+    before the answer does not pass for never having tried; and whether an
+    authenticator could not decide, which is the gateway's fault (a webhook
+    outage), not the client's.
+    """
+
+    def __init__(self, transport: ServerTransport) -> None:
+        super().__init__(ConnectionRealm(transport))
+        self._transport = transport
+
+    def login(self, credentials: ICredentials, mind: object, *interfaces: Any) -> Any:
+        if carries_credential(credentials):
+            self._transport.authentication_attempted()
+        d = super().login(credentials, mind, *interfaces)
+        d.addErrback(self._note_unavailable)
+        return d
+
+    def _note_unavailable(self, failure: Failure) -> Failure:
+        if failure.check(AuthenticationUnavailable):
+            self._transport.authentication_unavailable()
+        return failure
 
 
 class ContainerSSHFactory(SSHFactory):
@@ -44,6 +88,8 @@ class ContainerSSHFactory(SSHFactory):
     :param log: the server's logger.
     :param instance_id: identifies this gateway instance (logged with the
         start-up events; backends may label resources with it).
+    :param random: the early-drop lottery of ``ssh.maxStartups`` (a float in
+        ``[0, 1)`` per call); the system's random source by default.
     """
 
     protocol = ServerTransport
@@ -58,6 +104,7 @@ class ContainerSSHFactory(SSHFactory):
         reactor: IReactorTime,
         log: CodeLogger,
         instance_id: str = "",
+        random: Callable[[], float] | None = None,
     ) -> None:
         ssh = config.ssh
         self.config = config
@@ -91,6 +138,7 @@ class ContainerSSHFactory(SSHFactory):
         )
         self._transports: set[ServerTransport] = set()
         self._closed_waiters: list[Deferred[None]] = []
+        self.admission = Admission.from_config(ssh, reactor, log, random)
 
     @staticmethod
     def _version_string(version: str) -> bytes:
@@ -101,10 +149,19 @@ class ContainerSSHFactory(SSHFactory):
         except UnicodeEncodeError:
             raise _start_failed("ssh.serverVersion must be ASCII") from None
 
-    def buildProtocol(self, addr: IAddress | None) -> ServerTransport:  # type: ignore[override]
-        """A transport for a new TCP connection, with this server's offer."""
+    def buildProtocol(self, addr: IAddress | None) -> ServerTransport | None:  # type: ignore[override]
+        """A transport for a new TCP connection, with this server's offer.
+
+        None when the pre-authentication limits refuse the connection: the
+        listening port then closes the socket before anything is sent,
+        which is the cheapest answer to a flood.
+        """
+        admitted = self.admission.admit(addr)
+        if admitted is None:
+            return None
         t = ServerTransport()
         t.factory = self
+        t.admission = admitted
         t.ourVersionString = self.server_version
         t.supportedCiphers = list(self.offer.ciphers)
         t.supportedKeyExchanges = list(self.offer.key_exchanges)
@@ -115,14 +172,24 @@ class ContainerSSHFactory(SSHFactory):
         return t
 
     def getService(self, transport: Any, service: bytes) -> Any:
-        """The service class for a request, or None (which disconnects the client)."""
-        if service == b"ssh-userauth" or hasattr(transport, "avatar"):
-            return self.services.get(service)
+        """The service class to start, or None (which disconnects the client).
+
+        ``ssh-userauth`` only while no service runs: it is started once, and a
+        second one would begin with a fresh failure count. ``ssh-connection``
+        only for the userauth service that has just logged the client in
+        (Conch asks for it then), never on the client's say-so.
+        """
+        running = getattr(transport, "service", None)
+        if service == b"ssh-userauth":
+            return self.services.get(service) if running is None else None
+        if service == b"ssh-connection":
+            logged_in = hasattr(transport, "avatar") and isinstance(running, SSHUserAuthServer)
+            return self.services.get(service) if logged_in else None
         return None
 
     def portal_for(self, transport: ServerTransport) -> Portal:
         """A portal for one connection: its realm and checkers know the connection."""
-        portal = Portal(ConnectionRealm(transport))
+        portal = ConnectionPortal(transport)
         base = transport.base_metadata()
         auth = self.authenticators
         if auth.public_key is not None:
@@ -132,6 +199,10 @@ class ContainerSSHFactory(SSHFactory):
         if auth.password is not None:
             portal.registerChecker(PasswordChecker(auth.password, auth.authz, base, transport.log))
         return portal
+
+    def stopFactory(self) -> None:
+        """The listener closed: drop the pending summary of refused connections."""
+        self.admission.stop()
 
     # Live connections, for shutdown.
 

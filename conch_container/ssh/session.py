@@ -23,6 +23,7 @@ from conch_container.interfaces import ExitStatus, ProgramRequest, PtyRequest
 from conch_container.log.levels import Level
 from conch_container.log.logger import CodeLogger
 from conch_container.ssh.channel import SessionChannel
+from conch_container.ssh.channellimits import OneAtATime
 from conch_container.ssh.requests import (
     PayloadError,
     ProgramStartFailed,
@@ -65,6 +66,15 @@ class ContainerSession:
         self._stdin: StdinBuffer | None = None
         self._io: ChannelIO | None = None
         self._early_eof = False
+        # One backend call of each kind per channel (see channellimits).
+        self._resizes: OneAtATime[tuple[int, int, int, int]] = OneAtATime(
+            self._resize_running, replace_waiting=True
+        )
+        self._signals: OneAtATime[str] = OneAtATime(
+            self._signal_running,
+            replace_waiting=False,
+            busy_reason="a signal is being delivered and another one is waiting",
+        )
 
     def attach(self, channel: SessionChannel) -> None:
         """Bind to the channel and take the backend session opened for it."""
@@ -182,7 +192,8 @@ class ContainerSession:
         self._channel.after_reply(self._io.open)
         if self._pending_size is not None and self._state is _State.RUNNING:
             size, self._pending_size = self._pending_size, None
-            self._resize_now(*size).addErrback(lambda _: None)
+            # Nobody waits for this answer: the request was answered when it arrived.
+            self._resizes.submit(size).addErrback(lambda _: None)
 
     def _start_failed(self, failure: Failure, reply: Deferred[bool]) -> None:
         self._state = _State.ENDED
@@ -246,18 +257,24 @@ class ContainerSession:
     # While it runs
 
     def resize(self, columns: int, rows: int, width: int, height: int) -> Deferred[bool] | bool:
-        """The client's window changed."""
+        """The client's window changed.
+
+        While the program runs, one resize at a time reaches the backend; of
+        those that arrive meanwhile only the newest is applied next.
+        """
         self._require_backend()
         if self._state is _State.RUNNING:
-            return self._resize_now(columns, rows, width, height)
+            return self._resizes.submit((columns, rows, width, height))
         if self._state is _State.ENDED or self._pty is None:
             raise RequestRefused("no program running")
         # Before (or during) the start: applied once the program runs.
         self._pending_size = (columns, rows, width, height)
         return True
 
-    def _resize_now(self, columns: int, rows: int, width: int, height: int) -> Deferred[bool]:
-        d = call_as_deferred(self._backend.resize, columns, rows, width, height)
+    def _resize_running(self, size: tuple[int, int, int, int]) -> Deferred[bool]:
+        if self._state is not _State.RUNNING:
+            raise RequestRefused("no program running")
+        d = call_as_deferred(self._backend.resize, *size)
         return d.addCallbacks(lambda _: True, _refusal)
 
     def windowChanged(self, newWindowSize: Any) -> Deferred[bool] | bool:
@@ -266,11 +283,23 @@ class ContainerSession:
         return self.resize(columns, rows, width, height)
 
     def signal(self, name: str) -> Deferred[bool]:
-        """Deliver a signal (name without ``SIG``) to the program."""
+        """Deliver a signal (name without ``SIG``) to the program.
+
+        One signal at a time reaches the backend, and one more may wait for
+        it; a signal beyond that is refused.
+        """
+        self._require_backend()
+        if self._state is not _State.RUNNING:
+            raise RequestRefused("no program running")
+        return self._signals.submit(name.removeprefix("SIG"))
+
+    def _signal_running(self, name: str) -> Deferred[bool]:
+        # A waiting signal starts later: the program may have ended, or the
+        # channel closed, in between.
         backend = self._require_backend()
         if self._state is not _State.RUNNING:
             raise RequestRefused("no program running")
-        d = call_as_deferred(backend.signal, name.removeprefix("SIG"))
+        d = call_as_deferred(backend.signal, name)
         return d.addCallbacks(lambda _: True, _refusal)
 
     def eofReceived(self) -> None:
@@ -286,6 +315,8 @@ class ContainerSession:
             return
         self._closed = True
         self._state = _State.ENDED
+        self._resizes.discard()
+        self._signals.discard()
         if self._io is not None:
             self._io.abandon()
         if self._stdin is not None:

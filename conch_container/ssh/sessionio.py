@@ -3,7 +3,12 @@
 :class:`StdinBuffer` is the transport Conch's session protocol writes client
 stdin to. It exists from the moment a program is requested (Conch needs a
 transport synchronously) and holds stdin until the backend says the program
-runs, then passes it straight through.
+runs, then passes it straight through. It is also the producer of stdin the
+backend pauses while it cannot take more: the channel then grants the client
+no more window, so the client, not the gateway, holds what a slow program has
+not read yet. Before the program runs the channel grants none either, so the
+buffer never holds more than the window the client was given (Conch closes
+the channel of a client that sends beyond it).
 
 :class:`ChannelIO` is the :class:`~conch_container.interfaces.ISessionIO` the
 backend writes program output to. Two things make it more than a pass-through:
@@ -13,9 +18,10 @@ backend writes program output to. Two things make it more than a pass-through:
   print and exit while the backend is still reporting that it started, and a
   client that receives data, exit status and close before its reply is
   entitled to be confused (Conch's own client is);
-- *flow control*: when the client's window is full the channel stops
-  writing, and the backend's producer is paused until the client makes room,
-  so a large download never piles up in the gateway's memory.
+- *flow control*: when the client's window is full, or the connection's
+  socket does not drain (a client may announce a huge window and then stop
+  reading), the backend's producer is paused until there is room again, so
+  a large download never piles up in the gateway's memory.
 """
 
 from __future__ import annotations
@@ -24,7 +30,7 @@ from collections.abc import Callable
 from typing import Any
 
 from twisted.conch.ssh.connection import EXTENDED_DATA_STDERR
-from twisted.internet.interfaces import ITransport
+from twisted.internet.interfaces import IPushProducer, ITransport
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
@@ -34,11 +40,12 @@ from conch_container.interfaces import ExitStatus, ISessionIO
 from conch_container.log.logger import CodeLogger
 
 
-@implementer(ITransport)
+@implementer(ITransport, IPushProducer)
 class StdinBuffer:
     """Client stdin on its way to the backend session.
 
-    :param channel: the SSH channel (for ``getPeer``/``getHost``).
+    :param channel: the SSH channel: ``pause_input``/``resume_input`` withhold
+        and grant the client's window; ``getPeer``/``getHost``.
     :param log: the channel's logger.
     """
 
@@ -47,8 +54,10 @@ class StdinBuffer:
         self._log = log
         self._chunks: list[bytes] = []
         self._backend: Any = None
+        self._backend_paused = False
         self._eof = False
         self._closed = False
+        self._update_window()
 
     def write(self, data: bytes) -> None:
         """Client stdin: to the backend when it runs, into the buffer before."""
@@ -80,11 +89,47 @@ class StdinBuffer:
         if self._closed:
             return
         self._backend = backend
+        try:
+            # Registered before the flush, so a flush the backend cannot
+            # take at once already pauses the client.
+            # Optional in the interface: without it, stdin flows unchecked.
+            register = getattr(backend, "register_input_producer", None)
+            if register is not None:
+                register(self)
+        except Exception:
+            self._failed(Failure())
+            return
         chunks, self._chunks = self._chunks, []
         if chunks:
             self.write(b"".join(chunks))
         if self._eof and not self._closed:
             self._close_stdin()
+        self._update_window()
+
+    # IPushProducer: the backend's side of stdin flow control.
+
+    def pauseProducing(self) -> None:
+        """The backend holds enough stdin: the client gets no more window."""
+        self._backend_paused = True
+        self._update_window()
+
+    def resumeProducing(self) -> None:
+        """The backend took what it held: the client may send again."""
+        self._backend_paused = False
+        self._update_window()
+
+    def stopProducing(self) -> None:
+        """The backend takes no more stdin: drop it from now on."""
+        self.loseConnection()
+
+    def _update_window(self) -> None:
+        # Once stdin is dropped anyway, withholding window would only stall
+        # a client whose input nobody reads.
+        holding = not self._closed and (self._backend is None or self._backend_paused)
+        if holding:
+            self._channel.pause_input()
+        else:
+            self._channel.resume_input()
 
     def _close_stdin(self) -> None:
         try:
@@ -96,6 +141,7 @@ class StdinBuffer:
         # The backend cannot take more input; output and exit still flow.
         self._closed = True
         self._chunks = []
+        self._update_window()
         if isinstance(failure.value, ContainerSSHError):
             failure.value.log(self._log)
         else:
@@ -107,9 +153,12 @@ class StdinBuffer:
             )
 
     def loseConnection(self) -> None:
-        """The channel is going away: drop stdin from now on."""
+        """The channel is going away (or the program's stdin is): drop stdin from now on."""
+        if self._closed:
+            return
         self._closed = True
         self._chunks = []
+        self._update_window()
 
     def getPeer(self) -> Any:
         """The client's address."""
@@ -137,6 +186,7 @@ class ChannelIO:
         self._producer: Any = None
         self._producer_paused = False
         self._window_full = False
+        self._transport_full = False
 
     # ISessionIO
 
@@ -221,11 +271,21 @@ class ChannelIO:
         self._window_full = False
         self._update_producer()
 
+    def transport_full(self) -> None:
+        """The connection's socket does not drain: hold output back whatever the window."""
+        self._transport_full = True
+        self._update_producer()
+
+    def transport_drained(self) -> None:
+        """The connection's socket drained."""
+        self._transport_full = False
+        self._update_producer()
+
     def _update_producer(self) -> None:
         producer = self._producer
         if producer is None:
             return
-        pause = self._window_full or not self._open
+        pause = self._window_full or self._transport_full or not self._open
         if pause and not self._producer_paused:
             self._producer_paused = True
             producer.pauseProducing()

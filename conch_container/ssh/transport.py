@@ -6,7 +6,7 @@ import struct
 from typing import TYPE_CHECKING, Any, cast
 
 from twisted.conch.ssh import transport as conch_transport
-from twisted.conch.ssh.common import NS
+from twisted.conch.ssh.common import NS, getNS
 from twisted.internet.address import IPv4Address, IPv6Address
 from twisted.internet.interfaces import IAddress, IDelayedCall
 from twisted.python.failure import Failure
@@ -14,13 +14,28 @@ from twisted.python.failure import Failure
 from conch_container import messages
 from conch_container.log.logger import CodeLogger
 from conch_container.metadata import ConnectionMetadata, new_connection_id
+from conch_container.ssh.penalties import Offence
 
 if TYPE_CHECKING:
+    from conch_container.ssh.admission import Admitted
     from conch_container.ssh.factory import ContainerSSHFactory
 
 DISCONNECT_BY_APPLICATION = conch_transport.DISCONNECT_BY_APPLICATION
 DISCONNECT_NO_MORE_AUTH_METHODS_AVAILABLE = (
     conch_transport.DISCONNECT_NO_MORE_AUTH_METHODS_AVAILABLE
+)
+DISCONNECT_PROTOCOL_ERROR = conch_transport.DISCONNECT_PROTOCOL_ERROR
+DISCONNECT_SERVICE_NOT_AVAILABLE = conch_transport.DISCONNECT_SERVICE_NOT_AVAILABLE
+
+#: Disconnects the server sends to a client that broke the authentication
+#: rules (too many attempts or requests, requests out of order): penalised
+#: like failed attempts, even when no credential was ever checked.
+_DISCONNECTS_FOR_AUTH_ABUSE = frozenset(
+    {
+        DISCONNECT_NO_MORE_AUTH_METHODS_AVAILABLE,
+        DISCONNECT_PROTOCOL_ERROR,
+        DISCONNECT_SERVICE_NOT_AVAILABLE,
+    }
 )
 
 
@@ -48,12 +63,21 @@ class ServerTransport(conch_transport.SSHServerTransport):
       ``SSH_HANDSHAKE_FAILED`` when the client never got past authentication);
     - enforces the login grace time from the moment the TCP connection opens,
       so a client that never even finishes the key exchange is cut off too;
-    - keeps the connection's metadata and logger for the services above it.
+    - keeps the connection's metadata and logger for the services above it;
+    - starts ``ssh-userauth`` once, after the key exchange, on the client's
+      request, and nothing else: ``ssh-connection`` is started by a
+      successful login only (see :meth:`ssh_SERVICE_REQUEST`);
+    - stops acting on the client's packets once it sent a disconnect;
+    - reports to the pre-authentication limits (:attr:`admission`) when the
+      user logs in, and when the connection closes, with what it did wrong
+      if it closes without a login (:meth:`preauth_offence`).
 
     :ivar connection_id: 32 hex characters, unique per TCP connection.
     :ivar remote_address: the client as ``"ip:port"``.
     :ivar authenticated: True once a user was authenticated on this connection.
+    :ivar closing: True once this side sent a disconnect.
     :ivar lost: True once the TCP connection is gone.
+    :ivar admission: set by the factory when it admitted the connection.
     """
 
     factory: ContainerSSHFactory
@@ -61,8 +85,14 @@ class ServerTransport(conch_transport.SSHServerTransport):
     remote_address = ""
     username = ""
     authenticated = False
+    closing = False
     lost = False
     log: CodeLogger
+    admission: Admitted | None = None
+    grace_exceeded = False
+    auth_attempts = 0
+    auth_unavailable = False
+    sent_disconnect: int | None = None
     _grace_call: IDelayedCall | None = None
 
     @property
@@ -98,6 +128,7 @@ class ServerTransport(conch_transport.SSHServerTransport):
         self._grace_call = None
         if self.authenticated or self.lost:
             return
+        self.grace_exceeded = True
         self.log.event(
             messages.SSH_HANDSHAKE_TIMEOUT,
             "Client did not authenticate within {graceTime} seconds",
@@ -121,6 +152,8 @@ class ServerTransport(conch_transport.SSHServerTransport):
         """A user authenticated: stop the grace timer and log the handshake result."""
         self._cancel_grace()
         self.authenticated = True
+        if self.admission is not None:
+            self.admission.authenticated()
         self.username = metadata.username
         self.log = self.log.bind(username=metadata.username)
         self.log.event(
@@ -129,11 +162,93 @@ class ServerTransport(conch_transport.SSHServerTransport):
             authenticatedUsername=metadata.effective_username,
         )
 
+    def authentication_attempted(self) -> None:
+        """The client sent a credential to check (a password or a signed public key)."""
+        self.auth_attempts += 1
+
+    def authentication_unavailable(self) -> None:
+        """An authenticator could not decide: the failure is the gateway's, not the client's."""
+        self.auth_unavailable = True
+
+    def preauth_offence(self) -> Offence | None:
+        """What this connection, closed without a login, did to earn its source a penalty.
+
+        None when it logged in, when the server ended it for reasons of its
+        own (shutdown), or when an authenticator could not decide: a webhook
+        outage must not lock users out once it is over.
+        """
+        if self.authenticated or self.auth_unavailable:
+            return None
+        if self.grace_exceeded:
+            return Offence.GRACE_EXCEEDED
+        if self.sent_disconnect == DISCONNECT_BY_APPLICATION:
+            return None
+        # Attempts are counted when a check starts (leaving before the answer
+        # still counts) and, by Conch's userauth service, when one failed
+        # (which includes methods that are not enabled).
+        failed = getattr(self.service, "loginAttempts", 0)
+        if self.auth_attempts or failed or self.sent_disconnect in _DISCONNECTS_FOR_AUTH_ABUSE:
+            return Offence.AUTH_FAIL
+        return Offence.NO_AUTH
+
     def disconnect(self, code: int, description: str) -> None:
         """Send an SSH disconnect with a user-safe description and close the connection."""
-        if self.lost or self.transport is None:
+        if self.lost or self.closing or self.transport is None:
             return
         self.sendDisconnect(code, description.encode("utf-8", "replace"))
+
+    def sendDisconnect(self, reason: int, desc: bytes) -> None:
+        """Send ``MSG_DISCONNECT`` and close; whatever the client sends after it is ignored."""
+        self.closing = True
+        if self.sent_disconnect is None:
+            self.sent_disconnect = reason
+        super().sendDisconnect(reason, desc)
+
+    def dispatchMessage(self, messageNum: int, payload: bytes) -> None:
+        """Hand a packet on, unless the connection is already being closed.
+
+        One read from the socket may hold many packets, and Conch dispatches
+        them all; after a disconnect, the ones behind it must not be acted on
+        (another password check, another service).
+        """
+        if self.closing:
+            return
+        super().dispatchMessage(messageNum, payload)
+
+    def ssh_SERVICE_REQUEST(self, packet: bytes) -> None:
+        """Start ``ssh-userauth`` once; refuse every other service request.
+
+        Conch would start a fresh service for every request the factory
+        allows; a second ``ssh-userauth`` would reset the failure count before
+        login and allow guessing (and a second avatar) after it. Only a
+        successful login starts ``ssh-connection``.
+        """
+        try:
+            name, _ = getNS(packet)
+        except (struct.error, IndexError):
+            name = b""
+        refusal = self._service_request_refusal(name)
+        if refusal is None:
+            super().ssh_SERVICE_REQUEST(packet)
+            return
+        code, reason = refusal
+        self.log.event(
+            messages.SSH_SERVICE_REQUEST_REFUSED,
+            "Refused a request for the {service} service: {reason}",
+            service=name.decode("ascii", "replace"),
+            reason=reason,
+        )
+        self.disconnect(code, reason)
+
+    def _service_request_refusal(self, name: bytes) -> tuple[int, str] | None:
+        """Why a service request is refused (disconnect code, user-safe reason), or None."""
+        if not self.isEncrypted("both"):
+            return DISCONNECT_PROTOCOL_ERROR, "service request before key exchange"
+        if self.service is not None or self.authenticated:
+            return DISCONNECT_PROTOCOL_ERROR, "a service was already started"
+        if self.factory.getService(self, name) is None:
+            return DISCONNECT_SERVICE_NOT_AVAILABLE, "service not available"
+        return None
 
     def abort(self, code: int, description: str) -> None:
         """Like :meth:`disconnect`, without waiting for buffered data to drain.
@@ -157,14 +272,23 @@ class ServerTransport(conch_transport.SSHServerTransport):
             super().connectionLost(reason)
         finally:
             why = reason.getErrorMessage() if reason is not None else "connection closed"
+            offence = self.preauth_offence()
             if not self.authenticated:
-                self.log.event(
-                    messages.SSH_HANDSHAKE_FAILED,
-                    "Connection closed before authentication completed: {reason}",
-                    reason=why,
-                )
+                self._log_handshake_failed(why, offence)
             self.log.event(messages.SSH_DISCONNECTED, "Client disconnected: {reason}", reason=why)
+            if self.admission is not None:
+                self.admission.closed(offence)
             # Last: by now the logout registered the teardown with the
             # registry, which is what whoever waits for closed connections
             # goes on to wait for.
             self.factory.transport_stopped(self)
+
+    def _log_handshake_failed(self, why: str, offence: Offence | None) -> None:
+        # The offence, if any, tells the operator what penalty the source
+        # owes for this connection (ssh.perSourcePenalties).
+        log = self.log if offence is None else self.log.bind(offence=offence.value)
+        log.event(
+            messages.SSH_HANDSHAKE_FAILED,
+            "Connection closed before authentication completed: {reason}",
+            reason=why,
+        )

@@ -63,6 +63,10 @@ class FakeBackend:
     :ivar start_error: when set, every ``start()`` fails with it.
     :ivar start_delay: seconds (on the clock) ``start()`` takes, as a real
         backend needs time to create and attach the program.
+    :ivar operation_delay: seconds (on the clock) each ``resize()`` and
+        ``signal()`` takes, as a real backend's engine call does.
+    :ivar trapped_signals: signal names a program survives (it handles
+        them); they are recorded as delivered, and the program runs on.
     :ivar forbidden_env: variable names ``set_env`` refuses.
     :ivar hold_connects: when True, ``connect()`` waits until :meth:`release_connects`.
     :ivar created: container ids in creation order.
@@ -85,6 +89,8 @@ class FakeBackend:
         self.connect_error: ContainerSSHError | None = None
         self.start_error: ContainerSSHError | None = None
         self.start_delay = 0.0
+        self.operation_delay = 0.0
+        self.trapped_signals: set[str] = set()
         self.forbidden_env: set[str] = set()
         self.hold_connects = False
         self.created: list[str] = []
@@ -166,7 +172,13 @@ class FakeSession:
     :ivar program: what was started.
     :ivar resizes: ``(columns, rows)`` of every resize.
     :ivar signals: every signal delivered.
+    :ivar in_flight: how many resizes (``"resize"``) and signals
+        (``"signal"``) are in progress now.
+    :ivar max_in_flight: the most of each that were ever in progress at once.
     :ivar stdin_closed: whether the client closed stdin.
+    :ivar input_producer: the producer of stdin the SSH side registered; the
+        fake never pauses it by itself, a test pauses it to play a program
+        that does not read.
     :ivar exit_status: how the program ended, once it did.
     :ivar closed: whether :meth:`close` was called.
     """
@@ -179,7 +191,10 @@ class FakeSession:
         self.program: ProgramRequest | None = None
         self.resizes: list[tuple[int, int]] = []
         self.signals: list[str] = []
+        self.in_flight = {"resize": 0, "signal": 0}
+        self.max_in_flight = {"resize": 0, "signal": 0}
         self.stdin_closed = False
+        self.input_producer: Any = None
         self.exit_status: ExitStatus | None = None
         self.closed = False
         self.stdin = Pipe()
@@ -367,6 +382,13 @@ class FakeSession:
             self._line.append(byte)
             echo(bytes((byte,)))
 
+    def register_input_producer(self, producer: Any) -> None:
+        """Keep the producer of stdin (stopped once the session closes)."""
+        if self.closed:
+            producer.stopProducing()
+            return
+        self.input_producer = producer
+
     def close_stdin(self) -> None:
         """The client sent EOF."""
         self.stdin_closed = True
@@ -376,18 +398,34 @@ class FakeSession:
         """The terminal changed size."""
         if not self.running:
             raise _error(messages.DOCKER_PROGRAM_NOT_RUNNING, "resize without a running program")
+        await self._operation("resize")
         self.resizes.append((columns, rows))
         if self.pty is not None:
             self.pty = PtyRequest(self.pty.term, columns, rows, width, height, self.pty.modes)
 
     async def signal(self, name: str) -> None:
-        """Deliver a signal: the fake program ends with it."""
+        """Deliver a signal: the fake program ends with it, unless it traps it."""
         if not self.running:
             raise _error(messages.DOCKER_PROGRAM_NOT_RUNNING, "signal without a running program")
+        await self._operation("signal")
+        if not self.running:
+            raise _error(messages.DOCKER_PROGRAM_NOT_RUNNING, "the program ended meanwhile")
         self.signals.append(name)
+        if name in self._backend.trapped_signals:
+            return
         self._killed_by = name
         assert self._task is not None
         self._task.cancel()
+
+    async def _operation(self, kind: str) -> None:
+        """Take ``operation_delay`` on the clock, counted as in progress meanwhile."""
+        self.in_flight[kind] += 1
+        self.max_in_flight[kind] = max(self.max_in_flight[kind], self.in_flight[kind])
+        try:
+            if self._backend.operation_delay > 0:
+                await deferLater(self._backend.clock, self._backend.operation_delay)
+        finally:
+            self.in_flight[kind] -= 1
 
     async def close(self) -> None:
         """Stop the program if it runs; no output after this. Idempotent."""
@@ -399,6 +437,9 @@ class FakeSession:
         self.closed = True
         self._io = None
         self.stdin.close()
+        producer, self.input_producer = self.input_producer, None
+        if producer is not None:
+            producer.stopProducing()
         if self._task is not None and not self._finished:
             self._finished = True
             self._task.cancel()

@@ -126,6 +126,24 @@ class CollectingIO:
             d.callback(bytes(self.stdout_data[since:]))
 
 
+class CountingProducer:
+    """A stdin producer that counts what the backend asks of it."""
+
+    def __init__(self) -> None:
+        self.pauses = 0
+        self.resumes = 0
+        self.stopped = False
+
+    def pauseProducing(self) -> None:
+        self.pauses += 1
+
+    def resumeProducing(self) -> None:
+        self.resumes += 1
+
+    def stopProducing(self) -> None:
+        self.stopped = True
+
+
 class BackendConformanceMixin:
     """Conformance cases for a container backend; see the module docstring."""
 
@@ -243,6 +261,27 @@ class BackendConformanceMixin:
         self.assertEqual(bytes(io.stdout_data), b"".join(chunks))  # type: ignore[attr-defined]
         self.assertTrue(io.output_was_closed)  # type: ignore[attr-defined]
         await self._cf_wait(session.close())
+
+    async def test_stdin_in_bulk_with_an_input_producer(self) -> None:
+        """With a stdin producer registered (as the SSH layer does), bulk stdin and EOF arrive.
+
+        The backend may pause the producer while it holds stdin, and stops
+        it once stdin is closed; EOF must reach the program either way.
+        """
+        _, _, connection = await self._cf_connect()
+        session = connection.open_session(0)
+        io = CollectingIO()
+        await self._cf_wait(session.start(ProgramRequest("exec", "cat"), io))
+        producer = CountingProducer()
+        session.register_input_producer(producer)
+        size = 1 << 20
+        session.write(b"s" * size)
+        session.close_stdin()
+        status = await self._cf_wait(io.wait_exit())
+        self.assertEqual(status, ExitStatus(code=0))  # type: ignore[attr-defined]
+        self.assertEqual(bytes(io.stdout_data), b"s" * size)  # type: ignore[attr-defined]
+        await self._cf_wait(session.close())
+        self.assertTrue(producer.stopped)  # type: ignore[attr-defined]
 
     async def test_second_start_is_refused(self) -> None:
         """A session runs one program: a second ``start`` fails with a ContainerSSHError."""

@@ -18,6 +18,13 @@ gateway::
     port, url = listen_tcp(reactor, resource)   # url: http://127.0.0.1:PORT
     ...
     await port.stopListening()
+
+On a real port, a :class:`~conch_container.testing.webhook_site.WebhookSite`
+can also behave like servers that are hard on keep-alive connections: an
+HTTP/1.0 server, or one that closes connections left idle too long::
+
+    site = WebhookSite(resource, keep_alive_timeout=1.0, clock=reactor)
+    port, url = listen_tcp(reactor, site)
 """
 
 from __future__ import annotations
@@ -368,13 +375,14 @@ def memory_agent(resource: Resource) -> RequestTraversalAgent:
 
 
 def listen_tcp(
-    reactor: Any, resource: Resource, *, interface: str = "127.0.0.1", port: int = 0
+    reactor: Any, resource: Resource | Site, *, interface: str = "127.0.0.1", port: int = 0
 ) -> tuple[IListeningPort, str]:
-    """Serve ``resource`` on a real TCP port.
+    """Serve ``resource`` (or a ready :class:`~twisted.web.server.Site`) on a real TCP port.
 
     :return: the listening port (stop it with ``stopListening()``) and the base
         URL to configure as the webhook ``url``.
     """
-    listening = reactor.listenTCP(port, Site(resource), interface=interface)
+    site = resource if isinstance(resource, Site) else Site(resource)
+    listening = reactor.listenTCP(port, site, interface=interface)
     address = listening.getHost()
     return listening, f"http://{address.host}:{address.port}"

@@ -8,6 +8,11 @@ document with ``Content-Type: application/json`` and
 carries the message code ContainerSSH uses for it, so callers (the auth and
 config webhooks) can log and retry without knowing HTTP details.
 
+Connections are kept alive by a
+:class:`~conch_container.webhook.pool.WebhookConnectionPool`: it keeps only
+connections the server keeps open, and sends a call again, once, when it went
+out on one the server had closed meanwhile.
+
 Request bodies are never logged: they carry passwords.
 """
 
@@ -25,11 +30,12 @@ from treq.client import HTTPClient
 from treq.cookies import IndexableCookieJar
 from twisted.internet.defer import CancelledError, Deferred, succeed
 from twisted.python.failure import Failure
-from twisted.web.client import Agent, HTTPConnectionPool
+from twisted.web.client import Agent
 from twisted.web.iweb import IAgent, IPolicyForHTTPS, IResponse
 
 from conch_container import messages
 from conch_container.log import CodeLogger, Level
+from conch_container.shape import MAX_DEPTH, ShapeError, check_shape
 from conch_container.webhook.bodies import BytesProducer, read_body
 from conch_container.webhook.errors import (
     WebhookConfigError,
@@ -37,10 +43,14 @@ from conch_container.webhook.errors import (
     WebhookDecodeError,
     WebhookEncodeError,
     WebhookError,
+    WebhookInsecureRedirectError,
     WebhookRedirectError,
     WebhookStatusError,
     WebhookTimeoutError,
+    describe_failure,
+    is_cancellation,
 )
+from conch_container.webhook.pool import WebhookConnectionPool
 from conch_container.webhook.tls import TLSConfigError, TLSSettings, WebhookTLSPolicy
 
 T = TypeVar("T")
@@ -52,6 +62,7 @@ __all__ = [
     "WebhookDecodeError",
     "WebhookEncodeError",
     "WebhookError",
+    "WebhookInsecureRedirectError",
     "WebhookRedirectError",
     "WebhookStatusError",
     "WebhookTimeoutError",
@@ -96,6 +107,14 @@ def _split_credentials(url: str) -> tuple[str, str | None]:
     return parsed.replace(userinfo="").to_text(), f"Basic {token}"
 
 
+def _leaves_tls(source: str, target: str) -> bool:
+    """Whether following a redirect from ``source`` to ``target`` drops from HTTPS to HTTP."""
+    return (
+        EncodedURL.from_text(source).scheme.lower() == "https"
+        and EncodedURL.from_text(target).scheme.lower() == "http"
+    )
+
+
 def _validate_url(url: str) -> str:
     try:
         parsed = DecodedURL.from_text(url)
@@ -113,28 +132,39 @@ class _RefuseCookies(DefaultCookiePolicy):
         return False
 
 
-def _describe(failure: Failure) -> str:
-    """A one-line reason, unwrapping Twisted's ``ResponseNeverReceived([...])`` wrappers."""
-    reasons = getattr(failure.value, "reasons", None)
-    if reasons:
-        return "; ".join(_describe(r) for r in reasons)
-    name = failure.type.__name__ if failure.type is not None else "Error"
-    return f"{name}: {failure.getErrorMessage()}"
-
-
-def _cancelled(failure: Failure) -> bool:
-    """Whether ``failure`` is, or wraps, a cancellation (Twisted's agent wraps it)."""
-    if failure.check(CancelledError):
-        return True
-    return any(_cancelled(r) for r in getattr(failure.value, "reasons", None) or ())
-
-
 def _reject_constant(name: str) -> Any:
     raise ValueError(f"invalid JSON value {name}")
 
 
 def _identity(value: Any) -> Any:
     return value
+
+
+#: How much of a key path a decode failure names; the keys are the server's text.
+_MAX_REASON_PATH = 120
+
+
+def _decode_answer(body: bytes) -> Any:
+    """The JSON document in an answer body, of a shape every later walk of it can handle.
+
+    :raises ValueError: for a body that is not such a document: not UTF-8
+        (UnicodeDecodeError), not JSON, ``NaN`` or ``Infinity``, an integer
+        beyond Python's 4300-digit conversion limit (a plain ValueError from
+        ``int()``), or too deep or too large (ShapeError).
+    """
+    try:
+        answer = json.loads(body.decode("utf-8"), parse_constant=_reject_constant)
+    except RecursionError:
+        # The C decoder recurses once per nesting level, the Python one too.
+        raise ValueError(f"the answer is nested more than {MAX_DEPTH} levels deep") from None
+    try:
+        # The config webhook's answer is a whole configuration, which the
+        # config code walks recursively.
+        check_shape(answer)
+    except ShapeError as e:
+        where = e.path if len(e.path) <= _MAX_REASON_PATH else e.path[:_MAX_REASON_PATH] + "..."
+        raise ValueError(f"{where or '(top)'}: {e.problem}") from None
+    return answer
 
 
 # ---------------------------------------------------------------------------
@@ -152,8 +182,9 @@ class WebhookClient:
     :param agent: an :class:`~twisted.web.iweb.IAgent` (for example
         :class:`treq.testing.RequestTraversalAgent`) or a treq-like client such as
         :class:`treq.testing.StubTreq`. Without it the client builds its own
-        :class:`~twisted.web.client.Agent` with a persistent connection pool,
-        which :meth:`close` closes.
+        :class:`~twisted.web.client.Agent` with a
+        :class:`~conch_container.webhook.pool.WebhookConnectionPool`, which
+        :meth:`close` closes.
     :param log: where ``HTTP_CLIENT_*`` events go.
     :raises WebhookConfigError: for a bad URL or TLS options.
     """
@@ -175,10 +206,10 @@ class WebhookClient:
         self._log = log if log is not None else CodeLogger("conch_container.webhook")
         self._max_redirects = max_redirects
         self._max_response_size = max_response_size
-        self._pool: HTTPConnectionPool | None = None
+        self._pool: WebhookConnectionPool | None = None
         self._http: Any
         if agent is None:
-            self._pool = HTTPConnectionPool(reactor, persistent=True)
+            self._pool = WebhookConnectionPool(reactor, log=self._log)
             agent = Agent(
                 reactor,
                 contextFactory=self._tls_policy(config),
@@ -303,6 +334,19 @@ class WebhookClient:
                 raise WebhookRedirectError(
                     f"redirects disabled, server tried to redirect to {shown}", url=request_url
                 )
+            if _leaves_tls(request_url, target):
+                # Go follows such a redirect and resends the body (a password)
+                # in clear to whatever host the redirect names; never do that.
+                log.event(
+                    messages.HTTP_CLIENT_REDIRECTS_DISABLED,
+                    "Not following the redirect from {url} to {redirect}: it leaves HTTPS for "
+                    "plain HTTP, which would send the request unencrypted",
+                    url=request_url,
+                    redirect=shown,
+                )
+                raise WebhookInsecureRedirectError(
+                    f"refused a redirect from https to plain http ({shown})", url=request_url
+                )
             if hop == self._max_redirects:
                 raise WebhookRedirectError(
                     f"stopped after {self._max_redirects} redirects", url=request_url
@@ -317,8 +361,9 @@ class WebhookClient:
         if response.code != 200:
             raise WebhookStatusError(response.code, url=request_url)
         try:
-            return json.loads(body.decode("utf-8"), parse_constant=_reject_constant)
-        except (UnicodeDecodeError, ValueError) as e:
+            return _decode_answer(body)
+        except ValueError as e:
+            # The reason names the answer's problem, never the request (it holds passwords).
             error = WebhookDecodeError(f"failed to decode HTTP response: {e}", url=request_url)
             log.event(
                 messages.HTTP_CLIENT_DECODE_FAILED,
@@ -358,9 +403,9 @@ class WebhookClient:
             )
         except Exception:
             failure = Failure()
-            if _cancelled(failure):
+            if is_cancellation(failure):
                 raise CancelledError() from None
-            raise WebhookConnectionError(_describe(failure), url=url) from None
+            raise WebhookConnectionError(describe_failure(failure), url=url) from None
         log.event(
             messages.HTTP_CLIENT_RESPONSE,
             "HTTP response with status {statusCode}",
@@ -374,8 +419,8 @@ class WebhookClient:
             return await read_body(response, self._max_response_size)
         except Exception:
             failure = Failure()
-            if _cancelled(failure):
+            if is_cancellation(failure):
                 raise CancelledError() from None
             raise WebhookConnectionError(
-                f"reading the response from {url} failed: {_describe(failure)}", url=url
+                f"reading the response from {url} failed: {describe_failure(failure)}", url=url
             ) from None

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from twisted.internet.defer import CancelledError
+from twisted.python.failure import Failure
+
 from conch_container import messages
 from conch_container.log.codes import MessageCode
 
@@ -38,6 +41,10 @@ class WebhookRedirectError(WebhookError):
     code = messages.HTTP_CLIENT_REDIRECTS_DISABLED
 
 
+class WebhookInsecureRedirectError(WebhookRedirectError):
+    """A redirect from ``https`` to plain ``http`` was refused: it would leak the request."""
+
+
 class WebhookStatusError(WebhookError):
     """The server answered with a status other than 200.
 
@@ -63,3 +70,19 @@ class WebhookEncodeError(WebhookError):
 
 class WebhookConfigError(ValueError):
     """The HTTP client block is unusable (bad URL or TLS options)."""
+
+
+def describe_failure(failure: Failure) -> str:
+    """A one-line reason, unwrapping Twisted's ``ResponseNeverReceived([...])`` wrappers."""
+    reasons = getattr(failure.value, "reasons", None)
+    if reasons:
+        return "; ".join(describe_failure(r) for r in reasons)
+    name = failure.type.__name__ if failure.type is not None else "Error"
+    return f"{name}: {failure.getErrorMessage()}"
+
+
+def is_cancellation(failure: Failure) -> bool:
+    """Whether ``failure`` is, or wraps, a cancellation (Twisted's agent wraps it)."""
+    if failure.check(CancelledError):
+        return True
+    return any(is_cancellation(r) for r in getattr(failure.value, "reasons", None) or ())

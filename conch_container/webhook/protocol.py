@@ -10,7 +10,8 @@ adds ``authenticatedUsername``. Every endpoint answers with::
 
 Decoding is strict about types (a wrong type is a decode failure, which the
 caller retries, as ContainerSSH does) but, unlike ContainerSSH, tolerant of
-fields it does not know: a newer or more talkative server keeps working.
+fields it does not know: a newer or more talkative server keeps working. An
+``environment`` entry that no program can be given is a decode failure too.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ import binascii
 from collections.abc import Mapping
 from typing import Any
 
+from conch_container.envnames import loggable_name, variable_problem
 from conch_container.metadata import AuthResult, ConnectionMetadata, FileValue, MetadataValue
 
 PASSWORD_PATH = "password"
@@ -149,6 +151,26 @@ def decode_values(value: Any, where: str) -> dict[str, MetadataValue]:
     return result
 
 
+def decode_environment(value: Any, where: str) -> dict[str, MetadataValue]:
+    """Decode an ``environment`` map; every variable must be one a program can be given.
+
+    A name that is not a portable name, or a value with a NUL (see
+    :mod:`conch_container.envnames`), makes the whole answer malformed, the
+    same as a value of the wrong type: the caller retries and in the end
+    reports the authentication backend as failing. Dropping just that
+    variable would start the user's programs in an environment the webhook
+    never asked for (a name like ``LD_PRELOAD=/x.so:`` shows the webhook is
+    broken or tampered with, not that one entry is optional), and the
+    operator would only find out from a warning.
+    """
+    variables = decode_values(value, where)
+    for name, entry in variables.items():
+        why = variable_problem(name, entry.value)
+        if why is not None:
+            raise ProtocolError(f"{where}.{loggable_name(name)}: {why}")
+    return variables
+
+
 def decode_files(value: Any, where: str) -> dict[str, FileValue]:
     """Decode a ``files`` map; values are standard base64 as Go encodes ``[]byte``."""
     result = {}
@@ -181,6 +203,6 @@ def decode_auth_response(document: Any) -> AuthResult:
         success=body["success"],
         authenticated_username=_string(body.get("authenticatedUsername"), "authenticatedUsername"),
         metadata=decode_values(body.get("metadata"), "metadata"),
-        environment=decode_values(body.get("environment"), "environment"),
+        environment=decode_environment(body.get("environment"), "environment"),
         files=decode_files(body.get("files"), "files"),
     )

@@ -28,6 +28,7 @@ from typing import Any
 
 import attrs
 from cryptography import x509
+from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.types import PrivateKeyTypes
 from OpenSSL import SSL, crypto
@@ -136,7 +137,11 @@ class TLSSettings:
 def _load_certificates(pem: str, option: str) -> list[x509.Certificate]:
     try:
         certificates = x509.load_pem_x509_certificates(pem.encode("utf-8"))
-    except ValueError as e:
+        for certificate in certificates:
+            # Both are parsed only when asked for: fail here, naming the option.
+            certificate.public_key()
+            crypto.X509.from_cryptography(certificate)
+    except (ValueError, UnsupportedAlgorithm, crypto.Error) as e:
         raise TLSConfigError(f"{option}: not a PEM certificate ({e})") from None
     return certificates
 
@@ -144,7 +149,7 @@ def _load_certificates(pem: str, option: str) -> list[x509.Certificate]:
 def _load_private_key(pem: str) -> PrivateKeyTypes:
     try:
         return serialization.load_pem_private_key(pem.encode("utf-8"), password=None)
-    except (ValueError, TypeError) as e:
+    except (ValueError, TypeError, UnsupportedAlgorithm) as e:
         raise TLSConfigError(f"key: not an unencrypted PEM private key ({e})") from None
 
 

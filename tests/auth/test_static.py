@@ -114,6 +114,55 @@ class ParseTests(SynchronousTestCase):
             self.assertTrue(message.startswith("/etc/users.yaml: "), message)
             self.assertIn(expected, message)
 
+    def test_malformed_yaml_names_the_problem(self) -> None:
+        """Values PyYAML cannot construct are YAML errors, positioned where YAML knows where."""
+        cases = [
+            ("? [a]\n: 1\n", "invalid YAML: found unhashable key (line 1, column 3)"),
+            (
+                "users: !!map [a]\n",
+                "expected a mapping node, but found sequence (line 1, column 8)",
+            ),
+            ("users: 2001-02-30\n", "does not fit its type (day is out of range for month)"),
+            ("users: !!int x\n", "does not fit its type (invalid literal for int()"),
+            ("users: !!bool maybe\n", "invalid YAML: a value does not fit its type"),
+            ("users: !!timestamp x\n", "invalid YAML: a value does not fit its type"),
+            ("users: 1" + "0" * 5000 + "\n", "does not fit its type (Exceeds the limit"),
+            ('users: "\\U80001000"\n', "invalid YAML: a value does not fit its type"),
+            ("users: !!binary abc\n", "invalid YAML: failed to decode base64 data"),
+        ]
+        for text, expected in cases:
+            with self.assertRaises(StaticUsersError, msg=text) as caught:
+                parse_users(text, "/etc/users.yaml")
+            message = str(caught.exception)
+            self.assertTrue(message.startswith("/etc/users.yaml: invalid YAML: "), message)
+            self.assertIn(expected, message)
+            self.assertNotIn("\n", message)
+
+    def test_integer_key_too_long_to_print(self) -> None:
+        """A 0x key longer than str() converts is refused, not a ValueError from a message."""
+        with self.assertRaises(StaticUsersError) as caught:
+            parse_users("users:\n  ? 0x" + "f" * 5000 + "\n  : {}\n", "users.yaml")
+        self.assertIn("invalid YAML: a value does not fit its type", str(caught.exception))
+
+    def test_shape_limits(self) -> None:
+        """Deep nesting, alias bombs and recursive aliases are refused with the key path."""
+        deep = "users: " + "[" * 101 + "]" * 101 + "\n"
+        nested = "users: " + "[" * 3000 + "]" * 3000 + "\n"  # deeper than the parser recurses
+        bomb = "a: &a [" + ", ".join(["x"] * 60) + "]\n"
+        for level in "bcd":
+            bomb += f"{level}: &{level} [" + ", ".join([f"*{chr(ord(level) - 1)}"] * 60) + "]\n"
+        cases = [
+            (deep, "users" + "[0]" * 99 + ": nested more than 100 levels deep"),
+            (nested, "/etc/users.yaml: invalid YAML: nested more than 100 levels deep"),
+            (bomb, "the document holds more than 200000 values"),
+            ("users: &u [*u]\n", "users[0]: the value contains itself"),
+            ("users: &u {demo: *u}\n", "invalid YAML: found unconstructable recursive node"),
+        ]
+        for text, expected in cases:
+            with self.assertRaises(StaticUsersError, msg=text[:40]) as caught:
+                parse_users(text, "/etc/users.yaml")
+            self.assertIn(expected, str(caught.exception))
+
     def test_unreadable(self) -> None:
         """A missing file is an error naming it."""
         path = self.mktemp()

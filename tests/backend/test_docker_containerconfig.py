@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import datetime
+import json
 from typing import Any
 
 from hypothesis import given
@@ -130,6 +132,36 @@ class ContainerConfigTests(SynchronousTestCase):
         body, unknown = convert_container_config({"image": "x", "futurefield": {"a": 1}})
         self.assertEqual(body, {"Image": "x", "futurefield": {"a": 1}})
         self.assertEqual(unknown, ["container.futurefield"])
+
+    def test_values_json_cannot_carry(self) -> None:
+        """What YAML gives and JSON has no form for is refused, naming its path, not passed on."""
+        looping: list[Any] = []
+        looping.append(looping)
+        for raw, path, words in (
+            ({"future": b"\x00"}, "container.future", "binary data (!!binary)"),
+            ({"future": {"a": [datetime.date(2024, 1, 2)]}}, "container.future.a[0]", "date"),
+            ({"future": {1, 2}}, "container.future", "a set (!!set)"),
+            ({"future": float("nan")}, "container.future", "JSON has no NaN"),
+            ({"future": [float("-inf")]}, "container.future[0]", "JSON has no NaN or infinity"),
+            ({"future": {1: "a"}}, "container.future", "key 1 is not a string"),
+            ({"future": looping}, "container.future[0]", "contains itself"),
+            ({"future": object()}, "container.future", "object value"),
+        ):
+            error = self.assertRaises(ContainerConfigError, convert_container_config, raw)
+            self.assertEqual(error.path, path)
+            self.assertIn(words, error.message)
+        # ``ConsoleSize`` is a known key that takes any value: the same rule.
+        error = self.assertRaises(ContainerConfigError, convert_host_config, {"consolesize": [b""]})
+        self.assertEqual(error.path, "host.consolesize[0]")
+
+    def test_passed_through_values_are_copies(self) -> None:
+        """A passed-through value is JSON data of its own: tuples become lists, none is shared."""
+        shared = {"a": (1, 2.5, None, True)}
+        body, _ = convert_container_config({"future": shared, "other": shared})
+        self.assertEqual(body["future"], {"a": [1, 2.5, None, True]})
+        self.assertIsNot(body["future"], shared)
+        self.assertIsNot(body["future"], body["other"])
+        self.assertEqual(json.loads(json.dumps(body, allow_nan=False)), body)
 
     def test_wrong_types(self) -> None:
         """A value of the wrong kind is an error naming its path."""
@@ -358,14 +390,36 @@ class DurationAndEnvTests(SynchronousTestCase):
             ("3ns", 3),
         ):
             self.assertEqual(parse_go_duration(text), ns)
-        for bad in ("", "5", "1d", "s", "1.2.3s"):
+        for bad in ("", "5", "1d", "s", "1.2.3s", " 1s", "\u0661s"):
             self.assertRaises(ValueError, parse_go_duration, bad)
+
+    def test_go_duration_range(self) -> None:
+        """Go's int64 nanoseconds bound a duration, however long its text; no float overflows."""
+        self.assertEqual(parse_go_duration("9223372036854775807ns"), 2**63 - 1)
+        self.assertEqual(parse_go_duration("-9223372036854775808ns"), -(2**63))
+        self.assertEqual(parse_go_duration("2562047h"), 2562047 * 3600 * 10**9)
+        for bad in ("9223372036854775808ns", "2562048h", "1" * 400 + "s", "-2562048h"):
+            error = self.assertRaises(ValueError, parse_go_duration, bad)
+            self.assertIn("out of range", str(error))
+
+    def test_duration_setting_out_of_range(self) -> None:
+        """A duration setting beyond int64 nanoseconds, text or number, names its path."""
+        for interval in ("2562048h", 2**63, -(2**63) - 1, 1e19):
+            error = self.assertRaises(
+                ContainerConfigError,
+                convert_container_config,
+                {"healthcheck": {"interval": interval}},
+            )
+            self.assertEqual(error.path, "container.healthcheck.interval")
+        body, _ = convert_container_config({"healthcheck": {"interval": 2**63 - 1}})
+        self.assertEqual(body["Healthcheck"]["Interval"], 2**63 - 1)
 
     @given(
         st.lists(
             st.tuples(
                 st.text(st.sampled_from("ABC_"), min_size=1, max_size=3),
-                st.text(max_size=5),
+                # A NUL cannot be in a value a program receives; merge_env refuses it.
+                st.text(st.characters(exclude_characters="\0"), max_size=5),
             ),
             max_size=10,
         )

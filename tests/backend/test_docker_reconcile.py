@@ -14,7 +14,7 @@ from twisted.trial.unittest import SynchronousTestCase, TestCase
 from conch_container.backend.docker.backend import DockerBackend
 from conch_container.backend.docker.containerconfig import LABEL_INSTANCE
 from conch_container.backend.docker.engine import EngineError
-from conch_container.backend.docker.reconcile import Sweep, address_in_use, remove_leftovers
+from conch_container.backend.docker.reconcile import Sweep, remove_leftovers
 from conch_container.log.logger import CodeLogger
 from tests.backend.helpers import make_config
 
@@ -141,40 +141,6 @@ class SweepTests(SynchronousTestCase):
         engine.removals["c"].callback(True)
         self.successResultOf(d)
         self.assertEqual((sweep.removed, sweep.failed, sweep.unfinished), (2, 1, 0))
-
-
-class AddressInUseTests(SynchronousTestCase):
-    def test_listening_socket(self) -> None:
-        """An address another socket listens on is in use; once closed it is not."""
-        listener = socket.socket()
-        listener.bind(("127.0.0.1", 0))
-        listener.listen()
-        port = listener.getsockname()[1]
-        try:
-            self.assertTrue(address_in_use(f"127.0.0.1:{port}"))
-        finally:
-            listener.close()
-        self.assertFalse(address_in_use(f"127.0.0.1:{port}"))
-
-    def test_ipv6_brackets(self) -> None:
-        """``[::1]:port`` is understood (False when IPv6 is unavailable: not "in use")."""
-        try:
-            listener = socket.socket(socket.AF_INET6)
-            listener.bind(("::1", 0))
-        except OSError:
-            self.assertFalse(address_in_use("[::1]:2222"))
-            return
-        listener.listen()
-        try:
-            self.assertTrue(address_in_use(f"[::1]:{listener.getsockname()[1]}"))
-        finally:
-            listener.close()
-
-    def test_not_known_in_use(self) -> None:
-        """Port 0, a bad port and a name that does not resolve are not "in use"."""
-        self.assertFalse(address_in_use("127.0.0.1:0"))
-        self.assertFalse(address_in_use("127.0.0.1:http"))
-        self.assertFalse(address_in_use("no-such-host.invalid:2222"))
 
 
 class BackendStartTests(TestCase):

@@ -75,14 +75,19 @@ class ExampleFileTests(SynchronousTestCase):
             f"ssh.hostkeys[0]: cannot read file {EXAMPLE_HOST_KEY}: No such file or directory",
         )
 
-    def test_loads_with_host_key(self) -> None:
-        """With its host key present, the example loads with its settings."""
+    def with_host_key(self) -> tuple[str, str]:
+        """The example, its host key file present: (configuration path, key)."""
         directory = os.path.abspath(self.mktemp())
         key = rsa_pem()
         key_path = write(directory, "ssh_host_rsa_key", key, mode=0o600)
         text = read_config_text(fixture("config.example.yaml"))
         path = write(directory, "config.yaml", text.replace(EXAMPLE_HOST_KEY, key_path))
-        config = load_config(path)
+        return path, key
+
+    def test_parses_with_host_key(self) -> None:
+        """With its host key present, the example parses with its settings."""
+        path, key = self.with_host_key()
+        config = parse_config(decode(read_config_text(path), "yaml"))
         self.assertEqual(config.ssh.hostkeys, (key,))
         self.assertEqual(config.backend, "docker")
         self.assertEqual(config.auth.password.method, "webhook")
@@ -90,6 +95,19 @@ class ExampleFileTests(SynchronousTestCase):
         self.assertEqual(config.configserver.url, "http://127.0.0.1:8080/config")
         self.assertTrue(config.metrics.enable)
         self.assertEqual(config.warnings, ())
+
+    def test_refused_for_configserver(self) -> None:
+        """Loading it is refused: it uses a configuration server, which is not supported yet."""
+        path, _ = self.with_host_key()
+        with self.assertRaises(ConfigError) as raised:
+            load_config(path)
+        self.assertEqual(raised.exception.key_path, "configserver.url")
+        self.assertEqual(
+            str(raised.exception),
+            "configserver.url: the configuration server is not supported yet; every user "
+            "would get this file's backend and security settings instead of their own. "
+            'Remove configserver.url (or set it to "")',
+        )
 
 
 class KubernetesSectionTests(SynchronousTestCase):

@@ -137,7 +137,7 @@ class YAMLWriteBackTests(SynchronousTestCase):
         self.assertNotIn(b"\n", data.replace(b"\r\n", b""))
 
     def test_mode_preserved(self) -> None:
-        """The file keeps its permission bits."""
+        """A file only its owner could read keeps its mode (see test_hostkey_modes for others)."""
         path, _ = self.store(AUTH, mode=0o600)
         self.assertEqual(stat.S_IMODE(os.stat(path).st_mode), 0o600)
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import os
 
 from twisted.conch.ssh.keys import Key
@@ -20,17 +21,15 @@ def valid(**sections: object) -> dict[str, object]:
 
 
 class ValidationCase(SynchronousTestCase):
-    def assertInvalid(
-        self, data: dict[str, object], expected: str, *, dynamic: bool = False
-    ) -> None:
+    def assertInvalid(self, data: dict[str, object], expected: str) -> None:
         """``data`` parses but fails validation with exactly ``expected``."""
         config = parse_config(data)
         with self.assertRaises(ConfigError) as raised:
-            validate_config(config, dynamic=dynamic)
+            validate_config(config)
         self.assertEqual(str(raised.exception), expected)
 
-    def assertValid(self, data: dict[str, object], *, dynamic: bool = False) -> None:
-        validate_config(parse_config(data), dynamic=dynamic)
+    def assertValid(self, data: dict[str, object]) -> None:
+        validate_config(parse_config(data))
 
 
 class AuthValidationTests(ValidationCase):
@@ -196,14 +195,17 @@ class BackendValidationTests(ValidationCase):
         )
         self.assertValid(valid(backend="kubernetes"))
 
-    def test_dynamic_skips_backend(self) -> None:
-        """With a config server, the backend section may still come from it."""
+    def test_backend_checked_despite_configserver(self) -> None:
+        """A configuration server URL does not exempt the backend section from the checks."""
         data = valid(
             configserver={"url": "http://127.0.0.1:8080/config"},
             docker={"execution": {"container": {"image": ""}}},
         )
-        self.assertValid(data, dynamic=True)
         self.assertInvalid(data, "docker.execution.container.image: an image is required")
+
+    def test_no_way_to_skip_backend(self) -> None:
+        """validate_config has no switch that leaves the backend or security sections out."""
+        self.assertEqual(list(inspect.signature(validate_config).parameters), ["config"])
 
 
 class ServiceValidationTests(ValidationCase):

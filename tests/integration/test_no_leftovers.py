@@ -9,7 +9,7 @@ the gateway within ``docker.timeouts.containerStop``.
 
 The connection endings also run in ``session`` mode. A second copy of a
 running gateway, started by mistake, must not remove the first one's
-containers.
+containers (``test_two_instances`` has copies that can both listen).
 
 The first cases run the gateway in-process; those where the gateway's process
 stops or dies run ``twistd containerssh`` as a separate process, from this
@@ -33,7 +33,7 @@ from twisted.trial.unittest import TestCase
 
 from conch_container.auth.static import hash_password
 from conch_container.backend.docker.containerconfig import LABEL_INSTANCE
-from conch_container.tap import SHUTDOWN_DEADLINE, instance_id_for
+from conch_container.tap import SHUTDOWN_DEADLINE
 from tests.docker_support import GUEST_IMAGE, docker_client
 from tests.integration.gateway import IDLE_COMMAND, SSH, GatewayTestCase, public_line, reactor
 from tests.integration.processes import (
@@ -201,12 +201,14 @@ class Gateway:
     def __init__(self, config: FilePath[str], port: int) -> None:
         self.config = config
         self.port = port
-        self.instance_id = instance_id_for(config.path, f"127.0.0.1:{port}")
         self.out = Output()
+        #: The output of every run so far, the current one last.
+        self.runs: list[Output] = []
         self.process: Any = None
 
     def start(self) -> None:
         self.out = Output()
+        self.runs.append(self.out)
         env = {**os.environ, "PYTHONPATH": CHECKOUT}
         self.process = reactor.spawnProcess(
             self.out,
@@ -219,21 +221,40 @@ class Gateway:
     def accepting(self) -> bool:
         return accepting(self.port)
 
+    @property
+    def instance_id(self) -> str:
+        """The instance id the current run logged (``CORE_INSTANCE_ID``, before it listens)."""
+        [instance_id] = _instance_ids(self.records())
+        return instance_id
+
+    def instance_ids(self) -> set[str]:
+        """The instance ids of every run so far."""
+        return {i for run in self.runs for i in _instance_ids(_records(run.output))}
+
     def records(self) -> list[dict[str, Any]]:
         """The gateway's ljson log lines, parsed (other lines skipped)."""
-        found = []
-        for line in self.out.output.splitlines():
-            try:
-                record = json.loads(line)
-            except ValueError:
-                continue
-            if isinstance(record, dict) and "code" in record:
-                found.append(record)
-        return found
+        return _records(self.out.output)
 
     def kill(self) -> None:
         if self.process is not None:
             signal_quietly(self.process, signal.SIGKILL)
+
+
+def _records(output: bytes) -> list[dict[str, Any]]:
+    """The ljson log lines in a gateway's output, parsed (other lines skipped)."""
+    found = []
+    for line in output.splitlines():
+        try:
+            record = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(record, dict) and "code" in record:
+            found.append(record)
+    return found
+
+
+def _instance_ids(records: list[dict[str, Any]]) -> list[str]:
+    return [r["details"]["instanceId"] for r in records if r["code"] == "CORE_INSTANCE_ID"]
 
 
 class GatewayProcessTests(TestCase):
@@ -292,8 +313,9 @@ class GatewayProcessTests(TestCase):
 
     async def remove_leftovers(self) -> None:
         """Whatever a failed test left is removed (and was reported by the test)."""
-        for container in await instance_containers(self.docker, self.gateway.instance_id):
-            await deferToThread(self.docker.remove_container, container["Id"], force=True)
+        for instance_id in self.gateway.instance_ids():
+            for container in await instance_containers(self.docker, instance_id):
+                await deferToThread(self.docker.remove_container, container["Id"], force=True)
 
     async def start_gateway(self) -> None:
         self.gateway.start()
@@ -350,18 +372,20 @@ class GatewayProcessTests(TestCase):
         """SIGKILL with 20 open sessions, then a restart with the same config.
 
         The dead gateway's containers are still in the engine; the new run
-        finds them by its (identical) instance id, logs
-        DOCKER_CONTAINER_RECONCILE with their number and ids, and removes
-        them before its listener accepts a connection.
+        takes over its instance id (the kernel released the dead run's lock),
+        finds them by it, logs DOCKER_CONTAINER_RECONCILE with their number
+        and ids, and removes them before its listener accepts a connection.
         """
         await self.start_gateway()
         await self.open_sessions(SESSIONS)
+        dead_id = self.gateway.instance_id
         self.gateway.process.signalProcess(signal.SIGKILL)
         await self.gateway.out.ended
-        orphans = await instance_containers(self.docker, self.gateway.instance_id)
+        orphans = await instance_containers(self.docker, dead_id)
         self.assertEqual(len(orphans), SESSIONS)
 
         await self.start_gateway()
+        self.assertEqual(self.gateway.instance_id, dead_id)
         # The listener accepted: by then nothing of the previous run may remain.
         left = await instance_containers(self.docker, self.gateway.instance_id)
         output = self.gateway.out.output.decode(errors="replace")
@@ -384,9 +408,10 @@ class GatewayProcessTests(TestCase):
     async def test_running_copy_keeps_its_containers(self) -> None:
         """A second copy started by mistake leaves the running copy's containers alone.
 
-        It has the same instance id, but the listen address is taken: it skips
-        the reconciliation (saying so) and fails to listen, and the first
-        copy's users keep their sessions.
+        The first copy holds its instance id, so the second gets another one:
+        its start-up clean-up finds nothing of its own and removes nothing;
+        then it fails to listen on the taken address, and the first copy's
+        users keep their sessions.
         """
         await self.start_gateway()
         clients = await self.open_sessions(2)
@@ -397,10 +422,11 @@ class GatewayProcessTests(TestCase):
         code, _ = await second.out.ended
         output = second.out.output.decode(errors="replace")
         self.assertEqual(code, 1, output)
-        records = second.records()
-        reconcile = [r for r in records if r["code"] == "DOCKER_CONTAINER_RECONCILE"]
-        self.assertEqual([r["level"] for r in reconcile], ["warning"], output)
-        self.assertIn("SSH_START_FAILED", [r["code"] for r in records])
+        codes = [r["code"] for r in second.records()]
+        self.assertNotEqual(second.instance_id, first.instance_id)
+        self.assertNotIn("DOCKER_CONTAINER_RECONCILE", codes, output)
+        self.assertNotIn("DOCKER_CONTAINER_REMOVE", codes, output)
+        self.assertIn("SSH_START_FAILED", codes)
         self.assertEqual(len(await instance_containers(self.docker, first.instance_id)), 2)
         self.assertTrue(all(c.ended.called is False for c in clients))
         first.process.signalProcess(signal.SIGTERM)

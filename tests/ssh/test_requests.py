@@ -60,6 +60,15 @@ class ExitRequestTests(SynchronousTestCase):
         """An exit code is a uint32."""
         self.assertEqual(exit_request(ExitStatus(code=42)), (b"exit-status", b"\x00\x00\x00\x2a"))
 
+    def test_exit_status_out_of_range(self) -> None:
+        """A code a uint32 cannot hold is a backend's bug, refused with a message saying so."""
+        self.assertEqual(
+            exit_request(ExitStatus(code=2**32 - 1)), (b"exit-status", b"\xff\xff\xff\xff")
+        )
+        for code in (-1, 2**32):
+            error = self.assertRaises(ValueError, exit_request, ExitStatus(code=code))
+            self.assertIn(f"exit code {code} is outside the 0 to 4294967295", str(error))
+
     def test_exit_signal(self) -> None:
         """A signal: name without SIG, core-dumped flag, message, language."""
         name, payload = exit_request(ExitStatus(signal="SIGSEGV", core_dumped=True, message="boom"))

@@ -102,6 +102,19 @@ class _Echo(Resource):
         return self._describe(request)
 
 
+class _Fixed(Resource):
+    """Answers every POST with status 200 and the given body."""
+
+    isLeaf = True
+
+    def __init__(self, body: bytes) -> None:
+        super().__init__()
+        self.body = body
+
+    def render_POST(self, request: Request) -> bytes:
+        return self.body
+
+
 class PostTests(SynchronousTestCase):
     def test_posts_json(self) -> None:
         """A call POSTs compact JSON with JSON content type and accept headers."""
@@ -153,6 +166,33 @@ class PostTests(SynchronousTestCase):
         h = _Harness(self, resource)
         failure = self.failureResultOf(h.post("password", {}), WebhookDecodeError)
         self.assertEqual(failure.value.code.code, "HTTP_CLIENT_DECODE_FAILED")
+
+    def test_malformed_answers_are_decode_errors(self) -> None:
+        """Too deep, too large or too long a number: a decode error, logged without the request."""
+        cases = [
+            (b"[" * 100_000, "nested more than 100 levels deep"),
+            (b'{"a": ' * 101 + b"1" + b"}" * 101, "response: a.a.a.a.a.a"),
+            (b"[" + b"0," * 200_000 + b"0]", "[199999]: the document holds more than 200000"),
+            (b'{"success": 1' + b"0" * 5000 + b"}", "Exceeds the limit (4300 digits)"),
+            (b'{"success": NaN}', "invalid JSON value NaN"),
+        ]
+        for body, expected in cases:
+            resource = _Fixed(body)
+            h = _Harness(self, resource)
+            result = h.post("password", {"passwordBase64": "c2VjcmV0LXBhc3M="})
+            failure = self.failureResultOf(result, WebhookDecodeError)
+            self.assertIn(expected, failure.value.reason)
+            [logged] = with_code(h.events, "HTTP_CLIENT_DECODE_FAILED")
+            self.assertIn(expected, logged["reason"])
+            self.assertNotIn("c2VjcmV0LXBhc3M=", repr(h.events))
+
+    def test_long_key_path_shortened(self) -> None:
+        """A shape failure names at most the start of its key path: the keys are the server's."""
+        key = b"k" * 1000
+        h = _Harness(self, _Fixed((b'{"' + key + b'": ') * 101 + b"1" + b"}" * 101))
+        failure = self.failureResultOf(h.post("password", {}), WebhookDecodeError)
+        self.assertLess(len(failure.value.reason), 400)
+        self.assertIn("...: nested more than 100 levels deep", failure.value.reason)
 
     def test_non_200_is_status_error(self) -> None:
         """Only 200 is an answer: any other status raises an error carrying it."""

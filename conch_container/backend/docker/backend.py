@@ -33,12 +33,13 @@ from conch_container.backend.docker.containerconfig import (
 from conch_container.backend.docker.deferutil import DeadlineExceeded, Once, with_deadline
 from conch_container.backend.docker.engine import Engine, EngineError
 from conch_container.backend.docker.pull import PullPolicy, registry_auth
-from conch_container.backend.docker.reconcile import Sweep, address_in_use, remove_leftovers
+from conch_container.backend.docker.reconcile import Sweep, remove_leftovers
 from conch_container.backend.docker.sessionops import restart_policy_error
 from conch_container.errors import GENERIC_USER_MESSAGE, ContainerSSHError
 from conch_container.interfaces import ConnectionContext, IContainerBackend
 from conch_container.log.levels import Level
 from conch_container.log.logger import CodeLogger
+from conch_container.metadata import exposed_metadata
 
 #: ContainerSSH retries backend calls every 10 seconds within the step's timeout.
 RETRY_INTERVAL = 10.0
@@ -54,6 +55,8 @@ class DockerBackend:
     :param log: the backend's logger.
     :param instance_id: this gateway's identity, put on every container as the
         ``conch_container_instance`` label so :meth:`remove_all` can find them.
+        No other running gateway may have it (see :mod:`conch_container.instance`):
+        :meth:`start` removes every container that carries it.
     :param max_threads: the size of the thread pool for engine calls.
     :param retry_interval: seconds between attempts of a retried engine call.
     """
@@ -67,7 +70,6 @@ class DockerBackend:
         *,
         instance_id: str,
         startup_config: Any = None,
-        listen: str | None = None,
         max_threads: int = 20,
         retry_interval: float = RETRY_INTERVAL,
     ) -> None:
@@ -77,7 +79,6 @@ class DockerBackend:
         self._max_threads = max_threads
         self._retry_interval = retry_interval
         self._startup_config = startup_config
-        self._listen = listen
         self._pool = ThreadPool(minthreads=0, maxthreads=max_threads, name="docker")
         self._engines: dict[EngineSettings, Once[Engine]] = {}
         self._connections: set[DockerConnection] = set()
@@ -89,7 +90,7 @@ class DockerBackend:
 
     # -- lifecycle
 
-    def start(self, docker_config: Any = None, *, reconcile: bool | None = None) -> Deferred[None]:
+    def start(self, docker_config: Any = None, *, reconcile: bool = True) -> Deferred[None]:
         """Start the thread pool; call once before :meth:`connect`.
 
         :param docker_config: the gateway's ``docker`` config section (by
@@ -98,10 +99,7 @@ class DockerBackend:
             the containers a previous run of this gateway left there are removed
             (:func:`~conch_container.backend.docker.reconcile.remove_leftovers`,
             bounded by ``timeouts.containerStop``) before the result fires.
-        :param reconcile: False when a live instance may own this instance id's
-            containers; by default, whether nothing listens on the ``listen``
-            address given to the constructor yet
-            (:func:`~conch_container.backend.docker.reconcile.address_in_use`).
+        :param reconcile: False to leave whatever carries this instance id alone.
         :return: fires once the backend is ready; an unreachable engine does
             not fail it (``DOCKER_CONNECTION_FAILED`` is logged).
         """
@@ -112,17 +110,14 @@ class DockerBackend:
         self._running = True
         if docker_config is None:
             docker_config = self._startup_config
-        if reconcile is None:
-            # A running copy of this gateway holds the address and owns the containers.
-            reconcile = self._listen is None or not address_in_use(self._listen)
         if docker_config is None:
             return succeed(None)
         self._default_config = docker_config
         if not reconcile:
             self._log.event(
                 messages.DOCKER_CONTAINER_RECONCILE,
-                "Not looking for containers left behind by a previous run: another "
-                "process listens on this gateway's address (a running copy of it?)",
+                "Not looking for containers left behind by a previous run of this gateway: "
+                "they stay until removed by hand",
                 level=Level.WARNING,
             )
             return succeed(None)
@@ -286,7 +281,7 @@ class DockerBackend:
         }
         env: list[tuple[str, str]] = []
         if execution.expose_auth_metadata_as_env:
-            env.extend((name, value.value) for name, value in metadata.metadata.items())
+            env.extend(exposed_metadata(metadata.metadata, log))
         env.extend((name, value.value) for name, value in metadata.environment.items())
         try:
             request = build_create_request(

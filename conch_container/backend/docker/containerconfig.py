@@ -10,13 +10,15 @@ Keys the tables do not know are passed through unchanged (the engine matches
 names case-insensitively and ignores what it does not know, as ContainerSSH's
 Go decoder did); they are reported in :attr:`CreateRequest.unknown_keys` so the
 caller can warn about likely typos. A value of the wrong type is a
-:class:`ContainerConfigError` naming the offending path.
+:class:`ContainerConfigError` naming the offending path; so is a passed-through
+value JSON cannot carry (YAML's ``!!binary``, ``!!timestamp`` and ``!!set``,
+``.nan`` and ``.inf``), since the engine's API takes JSON.
 """
 
 from __future__ import annotations
 
-import copy
-import re
+import datetime
+import math
 from collections.abc import Iterable, Mapping
 from typing import Any
 
@@ -24,6 +26,8 @@ import attrs
 
 from conch_container.backend.docker import apischema
 from conch_container.backend.docker.apischema import Field, Kind
+from conch_container.config import durations
+from conch_container.envnames import check_variables
 
 #: The labels ContainerSSH puts on every container (reference section 6.1).
 LABEL_CONNECTION_ID = "containerssh_connection_id"
@@ -66,42 +70,18 @@ class CreateRequest:
 # ---------------------------------------------------------------------------
 # Go durations
 
-_DURATION_UNITS = {
-    "ns": 1,
-    "us": 1_000,
-    "µs": 1_000,
-    "μs": 1_000,
-    "ms": 1_000_000,
-    "s": 1_000_000_000,
-    "m": 60_000_000_000,
-    "h": 3_600_000_000_000,
-}
-_DURATION_PART = re.compile(r"(\d+(?:\.\d*)?|\.\d+)(ns|us|µs|μs|ms|s|m|h)")
-
 
 def parse_go_duration(text: str) -> int:
     """Parse a Go ``time.Duration`` string (``1h30m``, ``1.5s``, ``-20ms``) into nanoseconds.
 
+    The configuration's own duration parser is used: it reproduces
+    ``time.ParseDuration`` on exact integer nanoseconds, so a duration Go
+    refuses as beyond its int64 range (about 292 years) is refused here too,
+    however many digits it has, instead of overflowing a float.
+
     :raises ValueError: for anything ``time.ParseDuration`` would reject.
     """
-    s = text.strip()
-    sign = 1
-    if s and s[0] in "+-":
-        sign = -1 if s[0] == "-" else 1
-        s = s[1:]
-    if s == "0":
-        return 0
-    if not s:
-        raise ValueError(f"invalid duration {text!r}")
-    total = 0.0
-    pos = 0
-    while pos < len(s):
-        match = _DURATION_PART.match(s, pos)
-        if match is None:
-            raise ValueError(f"invalid duration {text!r}")
-        total += float(match.group(1)) * _DURATION_UNITS[match.group(2)]
-        pos = match.end()
-    return sign * round(total)
+    return durations.parse_duration(text)
 
 
 # ---------------------------------------------------------------------------
@@ -126,7 +106,7 @@ class _Converter:
             field = schema.get(key.lower())
             if field is None:
                 self.unknown.append(sub)
-                name, converted = key, copy.deepcopy(value)
+                name, converted = key, _json_copy(value, sub)
             elif value is None:
                 # A null leaves the Go field at its zero value: omit it.
                 continue
@@ -164,12 +144,7 @@ class _Converter:
                 out[k] = {}
             return out
         if kind is Kind.DURATION:
-            if isinstance(raw, str):
-                try:
-                    return parse_go_duration(raw)
-                except ValueError as e:
-                    raise ContainerConfigError(path, str(e)) from None
-            return _integer(raw, path)
+            return _duration(raw, path)
         assert field.schema is not None or kind is Kind.ANY
         if kind is Kind.OBJECT:
             assert field.schema is not None
@@ -196,7 +171,7 @@ class _Converter:
                 ]
                 for k, v in _mapping(raw, path).items()
             }
-        return copy.deepcopy(raw)
+        return _json_copy(raw, path)
 
 
 def _type_name(value: object) -> str:
@@ -239,6 +214,72 @@ def _integer(raw: object, path: str) -> int:
     if isinstance(raw, float) and raw.is_integer():
         return int(raw)
     raise ContainerConfigError(path, f"expected an integer, got {_type_name(raw)}")
+
+
+def _duration(raw: object, path: str) -> int:
+    """Nanoseconds from a Go duration string or a number of nanoseconds."""
+    if isinstance(raw, str):
+        try:
+            return parse_go_duration(raw)
+        except ValueError as e:
+            raise ContainerConfigError(path, str(e)) from None
+    nanoseconds = _integer(raw, path)
+    # The engine decodes the number into Go's int64; beyond it, it would
+    # refuse the whole request with a JSON error that names no setting.
+    if not durations.MIN_NANOSECONDS <= nanoseconds <= durations.MAX_NANOSECONDS:
+        raise ContainerConfigError(
+            path,
+            f"a duration in nanoseconds must be between {durations.MIN_NANOSECONDS} and "
+            f"{durations.MAX_NANOSECONDS} (about 292 years)",
+        )
+    return nanoseconds
+
+
+#: What YAML can give that JSON cannot carry, and what the operator can write instead.
+_NOT_JSON: tuple[tuple[type | tuple[type, ...], str, str], ...] = (
+    (bytes, "binary data (!!binary)", "a string"),
+    (datetime.date, "a date or time (!!timestamp)", "a quoted string"),
+    ((set, frozenset), "a set (!!set)", "a list or a mapping"),
+)
+
+
+def _json_copy(raw: object, path: str, ancestors: frozenset[int] = frozenset()) -> Any:
+    """A copy of ``raw`` made of JSON values only, for a value passed through to the engine.
+
+    The engine's API takes JSON: a value ``json.dumps`` refuses (bytes, dates,
+    sets) would fail the request far from the setting, and ``NaN`` or
+    ``Infinity`` would be sent as text the engine's decoder refuses.
+
+    :param ancestors: ids of the lists and mappings ``raw`` is inside, to
+        refuse a YAML alias to its own anchor instead of recursing forever.
+    """
+    if raw is None or isinstance(raw, bool | int | str):
+        return raw
+    if isinstance(raw, float):
+        if not math.isfinite(raw):
+            raise ContainerConfigError(
+                path, f"{raw!r} cannot be sent to the engine: JSON has no NaN or infinity"
+            )
+        return raw
+    if not isinstance(raw, Mapping | list | tuple):
+        raise ContainerConfigError(path, _not_json(raw))
+    if id(raw) in ancestors:
+        raise ContainerConfigError(
+            path, "the value contains itself (a YAML alias inside its anchor)"
+        )
+    inside = ancestors | {id(raw)}
+    if isinstance(raw, Mapping):
+        return {k: _json_copy(v, f"{path}.{k}", inside) for k, v in _mapping(raw, path).items()}
+    return [_json_copy(item, f"{path}[{i}]", inside) for i, item in enumerate(raw)]
+
+
+def _not_json(raw: object) -> str:
+    what, instead = f"a {type(raw).__name__} value", "a string"
+    for types, known, replacement in _NOT_JSON:
+        if isinstance(raw, types):
+            what, instead = known, replacement
+            break
+    return f"{what} cannot be sent to the engine, whose API takes JSON; write {instead} instead"
 
 
 def _list(raw: object, path: str) -> list[Any]:
@@ -331,11 +372,21 @@ def merge_env(base: Iterable[str], extra: Iterable[tuple[str, str]]) -> list[str
 
     Docker keeps duplicate names and the C library then finds the first, so the
     list is de-duplicated here, keeping the first position of each name.
+
+    ``base`` is the operator's configured ``Env``; every variable in ``extra``
+    has been checked where it arrived, and is checked once more here, where it
+    becomes the string the engine splits at its first ``=``: a name with an
+    ``=`` in it must never get that far.
+
+    :raises ~conch_container.envnames.InvalidVariable: for a variable in
+        ``extra`` no program can be given.
     """
+    added = list(extra)
+    check_variables(added)
     merged: dict[str, str] = {}
     for entry in base:
         merged[entry.partition("=")[0]] = entry
-    for name, value in extra:
+    for name, value in added:
         merged[name] = f"{name}={value}"
     return list(merged.values())
 
@@ -357,6 +408,8 @@ def build_create_request(
     :param labels: added to (and overriding) the configured labels.
     :param env: ``(name, value)`` pairs appended to the configured ``Env``.
     :raises ContainerConfigError: for a malformed value or a missing image.
+    :raises ~conch_container.envnames.InvalidVariable: for a variable in ``env``
+        no program can be given (see :func:`merge_env`).
     """
     body, unknown = convert_container_config(container, f"{path}.container")
     image = body.get("Image")

@@ -258,14 +258,17 @@ def thd_exec_inspect(client: docker.APIClient, exec_id: str) -> dict[str, Any]:
 
 
 @engine_errors
-def thd_exec_run(client: docker.APIClient, container_id: str, cmd: Sequence[str]) -> int:
-    """Run a short command (a signal delivery) to completion; returns its exit code."""
-    exec_id = client.exec_create(container_id, list(cmd), stdout=True, stderr=True)["Id"]
-    client.exec_start(exec_id)
-    code = client.exec_inspect(exec_id).get("ExitCode")
-    if not isinstance(code, int):
-        raise EngineError("the engine reported no exit code")
-    return code
+def thd_exec_detached(client: docker.APIClient, container_id: str, cmd: Sequence[str]) -> str:
+    """Create and start an exec that nobody attaches to (a signal delivery); returns its id.
+
+    None of its streams is attached, so nothing of its output is ever read:
+    a program in the container (which the user may have replaced) cannot
+    hold this thread by writing slowly or by never ending. Its exit code is
+    read later with ``exec inspect``.
+    """
+    exec_id = client.exec_create(container_id, list(cmd), stdout=False, stderr=False)["Id"]
+    client.exec_start(exec_id, detach=True)
+    return str(exec_id)
 
 
 @engine_errors
@@ -361,8 +364,8 @@ class Engine:
     def exec_inspect(self, exec_id: str) -> Deferred[dict[str, Any]]:
         return self.run(thd_exec_inspect, exec_id)
 
-    def exec_run(self, container_id: str, cmd: Sequence[str]) -> Deferred[int]:
-        return self.run(thd_exec_run, container_id, cmd)
+    def exec_detached(self, container_id: str, cmd: Sequence[str]) -> Deferred[str]:
+        return self.run(thd_exec_detached, container_id, cmd)
 
     def path_stat(self, container_id: str, path: str) -> Deferred[dict[str, Any] | None]:
         return self.run(thd_path_stat, container_id, path)

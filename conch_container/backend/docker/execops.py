@@ -49,6 +49,8 @@ SIGNAL_NUMBERS: Mapping[str, int] = {
 }
 #: The exit status reported when the real one cannot be known (killed, agent missing...).
 UNKNOWN_EXIT_CODE = 137
+#: The largest exit code an SSH ``exit-status`` (a uint32) carries.
+MAX_EXIT_CODE = 2**32 - 1
 #: How long ``exec inspect`` is polled for the exit code after the output ended.
 EXIT_CODE_TIMEOUT = 60.0
 #: The first poll delay; it doubles up to the maximum. The engine usually
@@ -108,19 +110,41 @@ async def poll_exit_code(
             await task.deferLater(clock, delay)
             delay = min(delay * 2, EXIT_POLL_MAX)
             continue
-        code = state.get("ExitCode")
-        if not isinstance(code, int) or isinstance(code, bool):
-            log.event(messages.DOCKER_EXIT_CODE_FAILED, "The engine reported no exit code")
-            return UNKNOWN_EXIT_CODE
-        if code < 0:
-            log.event(
-                messages.DOCKER_EXIT_CODE_NEGATIVE,
-                "The engine reported exit code {exitCode}",
-                exitCode=code,
-            )
-            return UNKNOWN_EXIT_CODE
-        log.event(messages.DOCKER_EXIT_CODE, "The program exited with {exitCode}", exitCode=code)
-        return code
+        return _ended_exit_code(state, log)
+
+
+def _ended_exit_code(state: Mapping[str, Any], log: CodeLogger) -> int:
+    """The ``ExitCode`` of a state that reports the program ended, if an SSH client can get it.
+
+    An SSH ``exit-status`` is a uint32 (RFC 4254, section 6.10). A negative
+    code is refused as ContainerSSH refuses it. So is one beyond
+    :data:`MAX_EXIT_CODE`: Go's conversion to uint32 would keep its low 32
+    bits, and could tell the client that a program which failed succeeded.
+    Either becomes :data:`UNKNOWN_EXIT_CODE`.
+    """
+    code = state.get("ExitCode")
+    if not isinstance(code, int) or isinstance(code, bool):
+        log.event(messages.DOCKER_EXIT_CODE_FAILED, "The engine reported no exit code")
+        return UNKNOWN_EXIT_CODE
+    if code < 0:
+        log.event(
+            messages.DOCKER_EXIT_CODE_NEGATIVE,
+            "The engine reported exit code {exitCode}",
+            exitCode=code,
+        )
+        return UNKNOWN_EXIT_CODE
+    if code > MAX_EXIT_CODE:
+        log.event(
+            messages.DOCKER_EXIT_CODE_FAILED,
+            "The engine reported exit code {exitCode}, more than the {maxExitCode} an SSH "
+            "exit-status can carry; sending {unknownExitCode} instead",
+            exitCode=code,
+            maxExitCode=MAX_EXIT_CODE,
+            unknownExitCode=UNKNOWN_EXIT_CODE,
+        )
+        return UNKNOWN_EXIT_CODE
+    log.event(messages.DOCKER_EXIT_CODE, "The program exited with {exitCode}", exitCode=code)
+    return code
 
 
 #: What the agent's ``signal`` exit codes mean (reference section 7).
@@ -160,6 +184,10 @@ async def deliver_signal(
 ) -> None:
     """Run the guest agent's ``signal`` command line ``cmd`` (which sends ``name``).
 
+    The agent runs as a detached exec whose exit code is polled with ``exec
+    inspect`` (:func:`_run_detached`): every engine call is short, whatever
+    the program at the agent's path does, and none is made after ``timeout``.
+
     :raises ContainerSSHError: (logged) ``DOCKER_EXEC_SIGNAL_FAILED`` when the
         engine call fails, times out, or the agent exits non-zero.
     """
@@ -167,7 +195,7 @@ async def deliver_signal(
     explanation: str | None = None
     code: int | None = None
     try:
-        code = await with_deadline(clock, timeout, engine.exec_run(container_id, cmd))
+        code = await with_deadline(clock, timeout, _run_detached(clock, engine, container_id, cmd))
     except EngineError as e:
         explanation = e.message
     except DeadlineExceeded as e:
@@ -185,3 +213,73 @@ async def deliver_signal(
         error.log(log)
         raise error
     log.event(messages.DOCKER_EXEC_SIGNAL_SUCCESSFUL, "Signal {signal} delivered", signal=name)
+
+
+async def start_signal(
+    clock: IReactorTime,
+    engine: Any,
+    *,
+    container_id: str,
+    cmd: Sequence[str],
+    name: str,
+    timeout: float,
+    log: CodeLogger,
+) -> None:
+    """Start the guest agent's ``signal`` command line ``cmd`` without waiting for it to end.
+
+    For a channel that is closing: nobody will hear whether the signal
+    arrived, so the one engine call that starts the agent is all it costs.
+    Waiting for the agent's exit code as :func:`deliver_signal` does would
+    let a user who replaced the agent with a program that never ends keep
+    the gateway polling for every channel they close.
+
+    :raises ContainerSSHError: (logged) ``DOCKER_EXEC_SIGNAL_FAILED`` when the
+        engine refuses the exec or does not start it within ``timeout``.
+    """
+    log.event(
+        messages.DOCKER_EXEC_SIGNAL,
+        "Sending signal {signal} without waiting for its delivery",
+        signal=name,
+    )
+    try:
+        await with_deadline(clock, timeout, engine.exec_detached(container_id, cmd))
+    except (EngineError, DeadlineExceeded) as e:
+        error = ContainerSSHError(
+            messages.DOCKER_EXEC_SIGNAL_FAILED,
+            "Failed to deliver the signal.",
+            getattr(e, "message", str(e)),
+            signal=name,
+        )
+        error.log(log)
+        raise error from None
+
+
+#: Delays between the ``exec inspect`` calls that wait for a signal delivery
+#: to end: the agent usually ends at once; one that does not costs at most
+#: one short engine call per :data:`SIGNAL_POLL_MAX` until the deadline.
+SIGNAL_POLL_FIRST = 0.01
+SIGNAL_POLL_MAX = 0.5
+
+
+async def _run_detached(
+    clock: IReactorTime, engine: Any, container_id: str, cmd: Sequence[str]
+) -> int:
+    """Start ``cmd`` as a detached exec and wait (in the reactor) for its exit code.
+
+    Reading the agent's output in a pool thread would let the container keep
+    that thread: the HTTP client's read timeout starts again with every byte,
+    so an agent that writes a byte every few seconds would never time out.
+    Detached, the agent's output goes nowhere and each engine call returns at
+    once; the wait between them happens on the reactor's clock, where the
+    caller's deadline can end it.
+    """
+    exec_id = await engine.exec_detached(container_id, cmd)
+    delay = SIGNAL_POLL_FIRST
+    while True:
+        state = await engine.exec_inspect(exec_id)
+        code = state.get("ExitCode")
+        ended = not state.get("Running") and isinstance(code, int) and not isinstance(code, bool)
+        if ended:
+            return int(code)
+        await task.deferLater(clock, delay)
+        delay = min(delay * 2, SIGNAL_POLL_MAX)

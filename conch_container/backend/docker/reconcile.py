@@ -1,9 +1,11 @@
 """Finding and removing a gateway instance's containers by their label.
 
 Every container the backend creates carries ``conch_container_instance`` with
-the gateway's instance id (host name, configuration file and listen address:
-see :func:`conch_container.tap.instance_id_for`), so a gateway can always find
-its own containers, whatever became of the connections they belonged to:
+the gateway's instance id, so a gateway can always find its own containers,
+whatever became of the connections they belonged to. The id is one no other
+running gateway has, and the one of the killed run a restarted gateway
+succeeds (see :mod:`conch_container.instance`): whatever carries it belongs
+to this process or to a dead one, never to a live neighbour.
 
 - :func:`remove_leftovers` runs once at start-up, before the SSH listener
   accepts a connection, and removes what a previous run of the same gateway
@@ -17,19 +19,11 @@ its own containers, whatever became of the connections they belonged to:
   make over one engine: list every container carrying the label, in every
   state, and force-remove them with their anonymous volumes, concurrently on
   the backend's thread pool (whose size bounds how many calls run at once).
-
-:func:`address_in_use` keeps the reconciler from removing the containers of a
-*live* instance with the same id: a second copy of a running gateway started
-by mistake finds its listen address taken and must not end the first one's
-sessions on its way to failing.
 """
 
 from __future__ import annotations
 
-import errno
-import socket
 from collections.abc import Awaitable, Callable
-from typing import Any
 
 from twisted.internet.defer import Deferred, DeferredList
 from twisted.internet.interfaces import IReactorTime
@@ -194,37 +188,3 @@ def _reason(error: Exception) -> str:
     if isinstance(error, EngineError):
         return error.message
     return str(error)
-
-
-def address_in_use(listen: str) -> bool:
-    """Whether another socket already listens on the ``host:port`` address ``listen``.
-
-    The probe binds the way Twisted's listener binds (``SO_REUSEADDR``, which
-    Linux still refuses next to a listening socket) and closes at once. Only a
-    clear "address in use" counts: any other error (a name that does not
-    resolve, a privileged port) is left for the listener to report.
-    """
-    host, _, port_text = listen.rpartition(":")
-    host = host[1:-1] if host.startswith("[") and host.endswith("]") else host
-    try:
-        port = int(port_text)
-    except ValueError:
-        return False
-    if port == 0:
-        return False
-    try:
-        infos = socket.getaddrinfo(
-            host or "0.0.0.0", port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
-        )
-    except OSError:
-        return False
-    family, socktype, proto, _name, address = infos[0]
-    probe: Any = socket.socket(family, socktype, proto)
-    try:
-        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        probe.bind(address)
-    except OSError as e:
-        return e.errno == errno.EADDRINUSE
-    finally:
-        probe.close()
-    return False

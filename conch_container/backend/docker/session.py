@@ -40,6 +40,7 @@ from conch_container.backend.docker.execops import (
     deliver_signal,
     exit_status,
     fetch_exit_code,
+    start_signal,
 )
 from conch_container.backend.docker.sessionbase import (
     START_FAILED_MESSAGE,
@@ -285,6 +286,19 @@ class DockerExecSession(SessionBase):
             self._deliveries.discard(delivery)
             delivery.fire(None)
 
+    async def _kill_without_waiting(self) -> None:
+        """Start the agent's ``KILL`` for a closing channel; its outcome is nobody's concern."""
+        assert self._pid is not None and self._agent is not None
+        await start_signal(
+            self._reactor,
+            self._engine,
+            container_id=self._container_id,
+            cmd=self._agent.signal(self._pid, "KILL"),
+            name="KILL",
+            timeout=self._timeouts.signal,
+            log=self._log,
+        )
+
     # -- StreamEvents (called by the protocol)
 
     def pid_received(self, pid: int) -> None:
@@ -345,7 +359,7 @@ class DockerExecSession(SessionBase):
             return
         if kill and previous is State.RUNNING and self._use_agent and self._pid is not None:
             try:
-                await self._deliver_signal("KILL")
+                await self._kill_without_waiting()
             except ContainerSSHError:
                 pass  # logged; dropping the stream below is all that is left to do
         self._unregister_producer()

@@ -18,15 +18,20 @@ from __future__ import annotations
 
 import enum
 from collections.abc import Callable
-from typing import Any
+from typing import Any, cast
 
 from twisted.internet.defer import CancelledError, Deferred
-from twisted.internet.interfaces import ITCPTransport
+from twisted.internet.interfaces import IConsumer, IPushProducer, ITCPTransport
 
 from conch_container import messages
 from conch_container.backend.docker.deferutil import DeadlineExceeded, Once, with_deadline
 from conch_container.backend.docker.engine import EngineError, HijackedStream
-from conch_container.backend.docker.stream import ExecStreamProtocol, StreamEvents, adopt
+from conch_container.backend.docker.stream import (
+    ExecStreamProtocol,
+    StreamEvents,
+    adopt,
+    release_input,
+)
 from conch_container.backend.program import UnknownSubsystem, program_argv
 from conch_container.errors import ContainerSSHError, RequestRejected
 from conch_container.interfaces import ISessionIO, ProgramRequest, PtyRequest
@@ -204,6 +209,21 @@ class SessionBase(StreamEvents):
                 reason=str(e),
             )
 
+    def register_input_producer(self, producer: IPushProducer) -> None:
+        """Pause the client's stdin while the stream holds more than it has sent on.
+
+        The adopted transport pauses a streaming producer while more than its
+        ``bufferSize`` waits to be written to the engine, that is while the
+        program reads slower than the client sends, and resumes it once that
+        was written.
+        """
+        transport = self._transport
+        if transport is None or self._state is not State.RUNNING:
+            producer.stopProducing()
+            return
+        # Every reactor transport is also an IConsumer; ITCPTransport does not say so.
+        cast(IConsumer, transport).registerProducer(producer, True)
+
     def close_stdin(self) -> None:
         transport = self._transport
         if transport is None or self._state is not State.RUNNING:
@@ -215,8 +235,10 @@ class SessionBase(StreamEvents):
             # running); so, like sshd with a pty, ignore it.
             return
         # Without a TTY the engine closes the program's stdin and keeps its
-        # output flowing.
+        # output flowing; the half-close waits for no producer (see
+        # release_input).
         try:
+            release_input(transport)
             transport.loseWriteConnection()
         except Exception as e:
             raise self._error(

@@ -284,6 +284,10 @@ class ExecStreamProtocol(Protocol):
         self._feed = _ignore
         if self._demuxer is not None:
             self._demuxer.set_sinks(_ignore, _ignore)
+        self._close()
+
+    def _close(self) -> None:
+        release_input(self.transport)
         self.transport.loseConnection()
 
     # -- Protocol
@@ -292,11 +296,15 @@ class ExecStreamProtocol(Protocol):
         try:
             self._feed(data)
         except StreamProtocolError as e:
-            self._discard(str(e))
+            if self._expect_pid and self._failed is None:
+                # Before the PID the session waits for the handshake's result.
+                self._fail_pid(str(e))
+            else:
+                self._discard(str(e))
 
     def readConnectionLost(self) -> None:
         self._end_output(None)
-        self.transport.loseConnection()
+        self._close()
 
     def writeConnectionLost(self) -> None:
         """Stdin was closed; output keeps flowing."""
@@ -324,6 +332,22 @@ def _ignore(data: bytes) -> None:
     return None
 
 
+def release_input(transport: Any) -> None:
+    """Unregister and stop the producer of stdin registered with ``transport``, if any.
+
+    A reactor transport whose producer is paused when its buffer drains
+    resumes the producer instead of finishing a pending close or half-close,
+    and then waits for a write that never comes; with no producer registered
+    the close goes ahead. Stopping the producer tells the SSH side that stdin
+    is no longer taken.
+    """
+    producer = getattr(transport, "producer", None)
+    if producer is None:
+        return
+    transport.unregisterProducer()
+    producer.stopProducing()
+
+
 class _PrebuiltFactory(ServerFactory):
     """Hands out one protocol instance (the reactor asks a factory for it)."""
 
@@ -341,7 +365,9 @@ def adopt(
 
     The reactor duplicates ``fd``; the caller still owns (and closes) it. The
     transport supports half-close (``loseWriteConnection``) and, as any
-    reactor transport, is an ``IPushProducer``.
+    reactor transport, is an ``IPushProducer`` (of output) and an
+    ``IConsumer`` (of stdin: a streaming producer registered with it is
+    paused while more than its ``bufferSize`` waits to go to the engine).
     """
     reactor.adoptStreamConnection(fd, family, _PrebuiltFactory(protocol))
     return protocol.transport  # type: ignore[return-value]

@@ -1,0 +1,182 @@
+"""ContainerSSH features this version reads from the file but does not implement yet.
+
+Every ContainerSSH key parses, so that an existing file still reads. Parsing a
+key is not implementing it, though, and a gateway that quietly ignores
+``configserver.url`` or ``audit.enable`` gives every user the static policy and
+keeps no audit trail while the operator believes otherwise. So each such
+feature has a row in :data:`NOT_YET_SUPPORTED`: the key that switches it on,
+how to tell whether the file does, and whether the gateway may run without it:
+
+- :data:`REFUSE`: running without the feature would change who gets in, what
+  they may do, or what is recorded; loading fails with a
+  :class:`~conch_container.config.ConfigError` naming the key;
+- :data:`WARN`: running without it is safe (nothing listens on the metrics
+  port, say); loading succeeds with a
+  :class:`~conch_container.config.ConfigWarning` under
+  ``CONFIG_UNSUPPORTED_FEATURE``.
+
+A file that merely mentions a feature while leaving it off (``audit.enable:
+false``, ``configserver.url: ""``, forwarding modes ``disable``, as in a
+ContainerSSH ``--dump-config`` output) loads quietly. When a feature is built,
+its row goes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Final, Literal
+
+import attrs
+
+from conch_container import messages
+from conch_container.config.app import AppConfig
+from conch_container.config.errors import ConfigError, ConfigWarning
+
+Action = Literal["refuse", "warn"]
+#: The gateway cannot run without the feature: loading fails.
+REFUSE: Final = "refuse"
+#: The gateway can run without the feature: loading warns.
+WARN: Final = "warn"
+
+
+@attrs.frozen
+class Unsupported:
+    """One feature that is not built yet.
+
+    :ivar key_path: the key that switches it on, as errors and warnings name it.
+    :ivar enabled: whether a configuration switches it on.
+    :ivar action: :data:`REFUSE` or :data:`WARN`.
+    :ivar message: what is missing and what to do, for the operator.
+    """
+
+    key_path: str
+    enabled: Callable[[AppConfig], bool]
+    action: Action
+    message: str
+
+
+def _audit_records(config: AppConfig) -> bool:
+    audit = config.audit
+    return audit.enable and audit.format != "none" and audit.storage != "none"
+
+
+def _audit_records_nothing(config: AppConfig) -> bool:
+    return config.audit.enable and not _audit_records(config)
+
+
+def _forwarding(key: str, attribute: str, what: str) -> Unsupported:
+    return Unsupported(
+        f"security.forwarding.{key}",
+        lambda config: getattr(config.security.forwarding, attribute) != "disable",
+        REFUSE,
+        f"{what} is not supported yet; every such request would be refused whatever this "
+        'mode says. Set it to "disable" or remove it',
+    )
+
+
+NOT_YET_SUPPORTED: tuple[Unsupported, ...] = (
+    Unsupported(
+        "configserver.url",
+        lambda config: bool(config.configserver.url),
+        REFUSE,
+        "the configuration server is not supported yet; every user would get this file's "
+        "backend and security settings instead of their own. Remove configserver.url "
+        '(or set it to "")',
+    ),
+    Unsupported(
+        "audit.enable",
+        _audit_records,
+        REFUSE,
+        "the audit log is not supported yet; no connection would be recorded. Set "
+        "audit.enable to false",
+    ),
+    Unsupported(
+        "audit.enable",
+        _audit_records_nothing,
+        WARN,
+        "the audit log is not supported yet; with format or storage none it would record "
+        "nothing anyway, so the gateway runs without it",
+    ),
+    _forwarding("forwardingMode", "forwarding_mode", "port forwarding (ssh -L, ssh -D)"),
+    _forwarding(
+        "reverseForwardingMode", "reverse_forwarding_mode", "remote port forwarding (ssh -R)"
+    ),
+    _forwarding("socketForwardingMode", "socket_forwarding_mode", "Unix socket forwarding"),
+    _forwarding("socketListenMode", "socket_listen_mode", "Unix socket listening"),
+    _forwarding("x11ForwardingMode", "x11_forwarding_mode", "X11 forwarding"),
+    Unsupported(
+        "backend",
+        lambda config: config.backend == "kubernetes",
+        REFUSE,
+        "the Kubernetes backend (kubernetes) is not supported yet; use docker",
+    ),
+    Unsupported(
+        "backend",
+        lambda config: config.backend == "sshproxy",
+        REFUSE,
+        "the SSH proxy backend (sshproxy) is not supported yet; use docker",
+    ),
+    Unsupported(
+        "auth.password.method",
+        lambda config: config.auth.password.method == "kerberos",
+        REFUSE,
+        "Kerberos password authentication is not supported yet; use webhook or static",
+    ),
+    Unsupported(
+        "auth.keyboardInteractive.method",
+        lambda config: bool(config.auth.keyboard_interactive.method),
+        REFUSE,
+        "keyboard-interactive (OAuth2) authentication is not supported yet; users could not "
+        'log in this way. Set it to ""',
+    ),
+    Unsupported(
+        "auth.gssapi.method",
+        lambda config: bool(config.auth.gssapi.method),
+        REFUSE,
+        "GSSAPI (Kerberos) authentication is not supported yet; users could not log in this "
+        'way. Set it to ""',
+    ),
+    Unsupported(
+        "metrics.enable",
+        lambda config: config.metrics.enable,
+        WARN,
+        "the metrics endpoint is not supported yet; the gateway runs without it and nothing "
+        "listens on metrics.listen",
+    ),
+    Unsupported(
+        "health.enable",
+        lambda config: config.health.enable,
+        WARN,
+        "the health endpoint is not supported yet; the gateway runs without it and nothing "
+        "listens on health.listen",
+    ),
+    Unsupported(
+        "geoip.provider",
+        lambda config: config.geoip.provider != "dummy",
+        WARN,
+        "GeoIP lookups are not supported yet; they only feed metrics and the audit log, "
+        "which are not built either",
+    ),
+)
+
+
+def enabled_features(config: AppConfig) -> tuple[Unsupported, ...]:
+    """The rows of :data:`NOT_YET_SUPPORTED` that ``config`` switches on, in table order."""
+    return tuple(row for row in NOT_YET_SUPPORTED if row.enabled(config))
+
+
+def check_unsupported(config: AppConfig) -> tuple[ConfigWarning, ...]:
+    """Refuse a configuration that needs a feature not built yet; list the ones it can lack.
+
+    :return: a ``CONFIG_UNSUPPORTED_FEATURE`` warning for each :data:`WARN` row.
+    :raises ConfigError: for the first :data:`REFUSE` row the configuration
+        switches on, naming its key.
+    """
+    rows = enabled_features(config)
+    for row in rows:
+        if row.action == REFUSE:
+            raise ConfigError(row.key_path, row.message)
+    return tuple(
+        ConfigWarning(messages.CONFIG_UNSUPPORTED_FEATURE, row.key_path, row.message)
+        for row in rows
+    )
