@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
 
-from bench import concurrency, engine, servers
+from bench import concurrency, engine, longrun, servers
 from bench.measure import MIB, download, time_to_first_byte
 from bench.procs import BenchError
 from bench.report import GATEWAY_LABEL, Report, Series, machine_facts, render
@@ -62,9 +62,11 @@ def parse_args(argv: list[str]) -> Settings:
     )
     parser.add_argument("--quick", action="store_true",
                         help="5 latency rounds, 1 throughput round of 50 MB")  # fmt: skip
-    parser.add_argument("--only", choices=["latency", "throughput", "concurrency"],
+    parser.add_argument("--only",
+                        choices=["latency", "throughput", "concurrency", *longrun.BENCHMARKS],
                         help="one benchmark; concurrency (session set-up per execution mode "
-                        "and 50 sessions at once) runs only when asked for")  # fmt: skip
+                        "and 50 sessions at once), soak and churn (see --only soak --help) "
+                        "run only when asked for")  # fmt: skip
     parser.add_argument("--size-mb", type=int, help="download size in MB of 2**20 (default 200)")
     parser.add_argument("--rounds", type=int, help="latency rounds (default 20)")
     parser.add_argument("--throughput-rounds", type=int, help="throughput rounds (default 3)")
@@ -202,6 +204,8 @@ def run(settings: Settings, report: Report) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    if longrun.requested(sys.argv[1:] if argv is None else argv):
+        return longrun.main(sys.argv[1:] if argv is None else argv)
     settings = parse_args(sys.argv[1:] if argv is None else argv)
     signal.signal(signal.SIGTERM, _terminate)
     signal.signal(signal.SIGHUP, _terminate)
