@@ -35,6 +35,9 @@ LABEL_IP = "containerssh_ip"
 LABEL_USERNAME = "containerssh_username"
 #: Our own label: which gateway instance owns the container, for clean-up.
 LABEL_INSTANCE = "conch_container_instance"
+#: Our own label: a token unique to one create call, to find its container
+#: when the call timed out but the engine may have created it all the same.
+LABEL_CREATE = "conch_container_create"
 
 
 class ContainerConfigError(ValueError):

@@ -18,6 +18,7 @@ import base64
 import functools
 import json
 import os
+import secrets
 import shutil
 import socket
 import ssl
@@ -28,13 +29,15 @@ import attrs
 import docker
 import docker.errors
 import requests
+import urllib3.exceptions
+from twisted.internet import task
 from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IReactorFromThreads
 from twisted.internet.threads import deferToThreadPool
 from twisted.python.threadpool import ThreadPool
 
 from conch_container.backend.docker.client import EngineSettings
-from conch_container.backend.docker.containerconfig import CreateRequest
+from conch_container.backend.docker.containerconfig import LABEL_CREATE, CreateRequest
 
 P = ParamSpec("P")
 T = TypeVar("T")
@@ -49,12 +52,15 @@ class EngineError(Exception):
 
     :ivar message: the engine's (or the HTTP client's) explanation, for logs only.
     :ivar status: the HTTP status of the engine's answer, if there was one.
+    :ivar unsent: whether the request certainly never reached the engine (no
+        connection could be made), so that it cannot have had any effect.
     """
 
-    def __init__(self, message: str, status: int | None = None) -> None:
+    def __init__(self, message: str, status: int | None = None, unsent: bool = False) -> None:
         super().__init__(message)
         self.message = message
         self.status = status
+        self.unsent = unsent
 
     @property
     def not_found(self) -> bool:
@@ -74,9 +80,27 @@ def engine_errors(f: Callable[P, T]) -> Callable[P, T]:
         except docker.errors.APIError as e:
             raise EngineError(str(e.explanation or e), e.status_code) from e
         except (docker.errors.DockerException, requests.RequestException, OSError) as e:
-            raise EngineError(str(e) or type(e).__name__) from e
+            raise EngineError(str(e) or type(e).__name__, unsent=_never_sent(e)) from e
 
     return wrapper
+
+
+def _never_sent(error: BaseException) -> bool:
+    """Whether ``error`` says no connection to the engine could be made at all."""
+    if isinstance(error, requests.exceptions.ConnectTimeout):
+        return True
+    if not isinstance(error, requests.exceptions.ConnectionError) or not error.args:
+        return isinstance(error, FileNotFoundError | ConnectionRefusedError)
+    cause = error.args[0]
+    # TCP: MaxRetryError(reason=NewConnectionError); a unix socket:
+    # ProtocolError("Connection aborted.", FileNotFoundError or ConnectionRefusedError).
+    if isinstance(cause, urllib3.exceptions.MaxRetryError):
+        cause = cause.reason
+    elif isinstance(cause, urllib3.exceptions.ProtocolError) and len(cause.args) > 1:
+        cause = cause.args[1]
+    return isinstance(
+        cause, urllib3.exceptions.NewConnectionError | FileNotFoundError | ConnectionRefusedError
+    )
 
 
 @attrs.frozen
@@ -306,6 +330,10 @@ def thd_close(client: docker.APIClient, tls_dir: str | None) -> None:
             shutil.rmtree(tls_dir, ignore_errors=True)
 
 
+#: Seconds between the questions for a container whose create call failed unanswered.
+LATE_CREATE_POLL = 1.0
+
+
 class Engine:
     """One Docker engine endpoint, used from the reactor.
 
@@ -339,7 +367,49 @@ class Engine:
         return self.run(thd_pull, image, auth, platform)
 
     def create_container(self, request: CreateRequest) -> Deferred[str]:
-        return self.run(thd_create_container, request)
+        """Create the container; its id.
+
+        A create call that fails without an answer from the engine (the HTTP
+        timeout, a dropped connection) may still have reached it: the engine
+        then creates the container anyway, after the gateway has given up on
+        it, and nobody would remove it. Each call therefore labels its
+        container with a token of its own, and after such a failure the
+        engine is asked for that label (for up to the HTTP timeout, since the
+        engine may still be working on the call): a container that turns up is
+        the result after all, and its owner removes it as any other.
+        Don't cancel the returned Deferred: wait on it with a deadline of your
+        own (see ``deferutil.shield``) and record whatever it gives.
+        """
+        return Deferred.fromCoroutine(self._create_container(request))
+
+    async def _create_container(self, request: CreateRequest) -> str:
+        token = secrets.token_hex(16)
+        labels = {**(request.body.get("Labels") or {}), LABEL_CREATE: token}
+        labelled = attrs.evolve(request, body={**request.body, "Labels": labels})
+        try:
+            return await self.run(thd_create_container, labelled)
+        except EngineError as e:
+            if e.status is not None or e.unsent:
+                raise  # the engine answered, or never heard: nothing was created
+            late = await self._find_late_container(token)
+            if late is None:
+                raise
+            return late
+
+    async def _find_late_container(self, token: str) -> str | None:
+        """The container labelled with ``token``, if it appears within the HTTP timeout."""
+        clock: Any = self._reactor
+        give_up = clock.seconds() + self.settings.timeout
+        while True:
+            try:
+                found = await self.list_labelled(LABEL_CREATE, token)
+            except EngineError:
+                found = []  # the engine is still struggling: ask again
+            if found:
+                return found[0]
+            if clock.seconds() >= give_up:
+                return None
+            await task.deferLater(clock, LATE_CREATE_POLL)
 
     def start_container(self, container_id: str) -> Deferred[None]:
         return self.run(thd_start_container, container_id)
