@@ -143,7 +143,12 @@ class DockerTimeoutConfig:
     command_start: float = _timeout("commandStart", 60.0, "Start of a program in the container.")
     signal: float = _timeout("signal", 60.0, "Delivery of a signal.")
     window: float = _timeout("window", 60.0, "A terminal resize.")
-    http: float = _timeout("http", 15.0, "One HTTP request to the engine.")
+    http: float = _timeout(
+        "http",
+        15.0,
+        "One HTTP request to the engine; after a create request that timed out, also how "
+        "long the engine is asked for the container it may have created all the same.",
+    )
 
 
 @attrs.frozen
