@@ -375,7 +375,7 @@ class PemOrFile(Str):
                 if self.private:
                     # The descriptor just read, so the mode is that of this very file.
                     self._check_exposure(os.fstat(file.fileno()), stripped, ctx, path)
-                return file.read()
+                content = file.read()
         except OSError as error:
             fail(path, f"cannot read file {stripped}: {error.strerror or error}")
         except UnicodeDecodeError:
@@ -386,6 +386,15 @@ class PemOrFile(Str):
             # surrogate (UnicodeEncodeError). The name is shown escaped: as
             # is, it could not be printed or logged either.
             fail(path, f"cannot read file {stripped!r}: no file can have this name")
+        # Refused now, not when the setting is first used: the config holds
+        # the text, and text that is not PEM would be read back as a file name
+        # (from a dumped configuration, for instance).
+        first = content.lstrip()
+        if first and not first.startswith("-----"):
+            if first.startswith(("ssh-", "ecdsa-sha2-")):
+                fail(path, f"file {stripped} holds an OpenSSH public key line, not PEM text")
+            fail(path, f"file {stripped} holds no PEM text (it should start with -----BEGIN)")
+        return content
 
     def _check_exposure(
         self, status: os.stat_result, filename: str, ctx: Context, path: str

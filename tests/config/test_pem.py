@@ -74,3 +74,23 @@ class PemOrFileTests(SynchronousTestCase):
     def test_empty(self) -> None:
         """An empty value stays empty and reads nothing."""
         self.assertEqual(parse_config({"configserver": {"key": ""}}).configserver.key, "")
+
+    def test_file_without_pem(self) -> None:
+        """A file that holds no PEM text is refused at load, naming the key and the file.
+
+        Kept as text it would be unusable anyway, and a dumped configuration
+        holding it would read it back as a file name.
+        """
+        directory = os.path.abspath(self.mktemp())
+        write(directory, "ca.txt", "hello\n")
+        with self.assertRaises(ConfigError) as raised:
+            parse_config({"configserver": {"cacert": "ca.txt"}}, base_dir=directory)
+        self.assertEqual(
+            str(raised.exception),
+            "configserver.cacert: file ca.txt holds no PEM text (it should start with -----BEGIN)",
+        )
+
+    def test_empty_file(self) -> None:
+        """An empty file gives an empty value, as an empty setting does."""
+        path = write(self.mktemp(), "empty.pem", "")
+        self.assertEqual(parse_config({"configserver": {"cacert": path}}).configserver.cacert, "")

@@ -111,9 +111,11 @@ class HostKeyValidationTests(ValidationCase):
         )
         line = Key.fromString(ed25519_pem()).public().toString("openssh").decode()
         path = write(self.mktemp(), "host.key.pub", line + "\n")
-        self.assertInvalid(
-            valid(ssh={"hostkeys": [path]}),
-            "ssh.hostkeys[0]: is a public key; a private host key is needed",
+        with self.assertRaises(ConfigError) as raised:
+            parse_config(valid(ssh={"hostkeys": [path]}))
+        self.assertEqual(raised.exception.key_path, "ssh.hostkeys[0]")
+        self.assertEqual(
+            raised.exception.problem, f"file {path} holds an OpenSSH public key line, not PEM text"
         )
 
     def test_garbage(self) -> None:

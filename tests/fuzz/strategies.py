@@ -403,13 +403,26 @@ def _retyped(draw: st.DrawFn, value: Any) -> Any:
     if isinstance(value, dict):
         return draw(
             st.sampled_from(
-                [list(value.values()), list(value.items()), list(value), str(value), len(value)]
+                # Text of the value, bounded: str() of a tree nested hundreds
+                # deep would exceed the recursion limit in the strategy itself.
+                [
+                    list(value.values()),
+                    list(value.items()),
+                    list(value),
+                    _SHORT.repr(value),
+                    len(value),
+                ]
             )
         )
     if isinstance(value, list):
         return draw(
             st.sampled_from(
-                [dict(enumerate(value)), {"items": value}, ":".join(map(str, value)), len(value)]
+                [
+                    dict(enumerate(value)),
+                    {"items": value},
+                    ":".join(_SHORT.repr(item) for item in value),
+                    len(value),
+                ]
             )
         )
     if isinstance(value, bool):
