@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import datetime
+import re
 import reprlib
 from collections.abc import Iterator, Sequence
 from typing import Any
@@ -431,12 +432,13 @@ def _retyped(draw: st.DrawFn, value: Any) -> Any:
         return draw(st.sampled_from([str(value), [value], {"value": value}, bool(value)]))
     if isinstance(value, str):
         options: list[Any] = [[value], {"value": value}, value.upper(), f" {value} "]
-        if value.strip().lstrip("-").isdigit():
+        # ASCII digits only: str.isdigit() is also true of "²", which int() refuses.
+        if re.fullmatch(r"\s*-?[0-9]+\s*", value):
             options.append(int(value))
         return draw(st.sampled_from(options))
     if isinstance(value, bytes | datetime.date):
         return str(value)
-    return draw(st.sampled_from([[value], {"value": value}, str(value)]))
+    return draw(st.sampled_from([[value], {"value": value}, _SHORT.repr(value)]))
 
 
 def keys_of(tree: Any) -> tuple[str, ...]:
