@@ -61,8 +61,9 @@ audit log decoder
     documented error.
 
 An undocumented exception a target found and that is not fixed yet is listed
-in :mod:`tests.fuzz.known_bugs`: targets count it and go on, and a regression
-test with its minimal input fails until it is fixed.
+in :mod:`tests.fuzz.known_bugs` (empty today; docs/fuzzing.md lists what was
+found and fixed): targets count it and go on, and a regression test with its
+minimal input fails until it is fixed.
 
 Profiles: the suite runs each target with :data:`SHORT_EXAMPLES` cases.
 Setting ``CONCH_CONTAINER_FUZZ_EXAMPLES`` to a number selects the long
