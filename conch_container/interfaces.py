@@ -253,6 +253,38 @@ class IContainerBackend(Interface):
         """
 
 
+class IBackendLifecycle(Interface):
+    """What a backend does for the gateway as a whole, beside single connections.
+
+    Optional: the gateway drives a backend that provides it (usually the
+    same object as its :class:`IContainerBackend`) and leaves one that does
+    not alone. Each method may return an awaitable.
+    """
+
+    def start():  # type: ignore[no-untyped-def]
+        """Get ready, once, before the gateway accepts connections.
+
+        The place to clean up after a run of the same instance that was
+        killed: its resources carry the same instance id. A failure stops
+        the gateway's start-up.
+        """
+
+    def stop():  # type: ignore[no-untyped-def]
+        """Release everything, once, after every connection has closed.
+
+        Called only after a successful :meth:`start`.
+        """
+
+    def remove_all():  # type: ignore[no-untyped-def]
+        """Remove everything this gateway instance created, whoever it belonged to.
+
+        The last resort at shutdown, when connections did not close within
+        the shutdown deadline; must not fail.
+
+        :return: (an awaitable of) the number of things removed.
+        """
+
+
 class IBackendFactory(Interface):
     """Makes the backend named by the ``backend`` configuration value.
 
@@ -275,7 +307,7 @@ class IBackendFactory(Interface):
             for start-up work (a connection's own settings arrive with
             :meth:`IContainerBackend.connect`).
 
-        The backend may have ``start()`` and ``stop()`` methods (each may
-        return an awaitable): the gateway calls them when it starts and
-        stops, around every connection.
+        If the backend also provides :class:`IBackendLifecycle`, the gateway
+        starts it before accepting connections and stops it after the last
+        one closed.
         """

@@ -33,6 +33,7 @@ from conch_container.config.hostkeys import (
 )
 from conch_container.errors import ContainerSSHError
 from conch_container.instance import InstanceClaim, claim_instance_id
+from conch_container.interfaces import IBackendLifecycle
 from conch_container.listener import ListenerService
 from conch_container.log import CodeLogger
 from conch_container.log.setup import LogOutput, LogSetupError, emit_early, start_logging
@@ -190,15 +191,12 @@ def makeService(options: Options, reactor: Any = None) -> IService:
         raise SystemExit(f"cannot start the SSH server: {error.explanation}") from None
     registry.add_closer(lambda: factory.close_all("The server is shutting down."))
     registry.add_closer(factory.wait_closed)
-    if hasattr(backend, "remove_all"):
-        registry.add_last_resort(backend.remove_all)
-
-    # The backend starts first (the Docker backend removes what a killed
-    # earlier run left behind) and stops last, after every connection closed.
-    backend_service = ComponentService(
-        "backend", getattr(backend, "start", None), getattr(backend, "stop", None)
-    )
-    backend_service.setServiceParent(root)
+    lifecycle = IBackendLifecycle(backend, None)
+    if lifecycle is not None:
+        registry.add_last_resort(lifecycle.remove_all)
+        # The backend starts first (the Docker backend removes what a killed
+        # earlier run left behind) and stops last, after every connection closed.
+        ComponentService("backend", lifecycle.start, lifecycle.stop).setServiceParent(root)
     ComponentService("auth", authenticators.start, authenticators.stop).setServiceParent(root)
     registry.setServiceParent(root)
     ListenerService(reactor, config.ssh.listen, factory, log).setServiceParent(root)

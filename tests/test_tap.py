@@ -9,8 +9,11 @@ from twisted.internet.testing import MemoryReactorClock
 from twisted.python import usage
 from twisted.python.filepath import FilePath
 from twisted.trial.unittest import SynchronousTestCase
+from zope.interface import implementer
+from zope.interface.verify import verifyClass
 
 from conch_container.backend.docker.backend import DockerBackend
+from conch_container.interfaces import IBackendLifecycle, IContainerBackend
 from conch_container.listener import ListenerService
 from conch_container.security import SecurityBackend
 from conch_container.service import ComponentService, SessionRegistry
@@ -54,6 +57,77 @@ class TapTests(SynchronousTestCase):
         factory = listener._factory
         self.assertIsInstance(factory.backend, SecurityBackend)
         self.assertIsInstance(factory.backend._backend, DockerBackend)
+
+    def test_docker_backend_lifecycle(self) -> None:
+        """The Docker backend declares the lifecycle the gateway drives."""
+        self.assertTrue(verifyClass(IBackendLifecycle, DockerBackend))
+        self.assertTrue(verifyClass(IContainerBackend, DockerBackend))
+
+    def service_with(self, backend: object) -> Any:
+        """The service tree built around ``backend`` (from a stand-in factory)."""
+        options = self.options()
+
+        class Factory:
+            name = "docker"
+
+            def build(self, reactor: Any, log: Any, instance_id: str, config: Any) -> object:
+                return backend
+
+        options.backend_factory = Factory()
+        return makeService(options, MemoryReactorClock())
+
+    def test_lifecycle_driven(self) -> None:
+        """A backend providing IBackendLifecycle is started with the tree, stopped with it,
+        and its remove_all is the sessions' last resort."""
+        calls: list[str] = []
+
+        @implementer(IContainerBackend, IBackendLifecycle)
+        class Backend:
+            name = "docker"
+
+            def connect(self, context: Any) -> Any:
+                raise NotImplementedError
+
+            def start(self) -> None:
+                calls.append("start")
+
+            def stop(self) -> None:
+                calls.append("stop")
+
+            def remove_all(self) -> int:
+                return 0
+
+        backend = Backend()
+        root = self.service_with(backend)
+        children = {c.name: c for c in root}  # type: ignore[attr-defined]
+        self.assertIn("backend", children)
+        self.assertEqual(children["sessions"]._last_resort, [backend.remove_all])
+        children["backend"].startService()
+        children["backend"].stopService()
+        self.assertEqual(calls, ["start", "stop"])
+
+    def test_no_lifecycle(self) -> None:
+        """A backend without IBackendLifecycle gets no backend service and no last resort.
+
+        Methods that merely share the names are not called: the interface is
+        the contract, not the spelling.
+        """
+
+        @implementer(IContainerBackend)
+        class Backend:
+            name = "docker"
+
+            def connect(self, context: Any) -> Any:
+                raise NotImplementedError
+
+            def start(self) -> None:
+                raise AssertionError("not part of any declared interface")
+
+        root = self.service_with(Backend())
+        names = [c.name for c in root]  # type: ignore[attr-defined]
+        self.assertEqual(names, ["instance", "auth", "sessions", "ssh"])
+        sessions = next(c for c in root if c.name == "sessions")  # type: ignore[attr-defined]
+        self.assertEqual(sessions._last_resort, [])
 
     def test_planned_backend_refused_before_start(self) -> None:
         """A ContainerSSH backend this version lacks is a usage error naming it."""

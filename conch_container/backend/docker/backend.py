@@ -36,7 +36,7 @@ from conch_container.backend.docker.pull import PullPolicy, registry_auth
 from conch_container.backend.docker.reconcile import Sweep, remove_leftovers
 from conch_container.backend.docker.sessionops import restart_policy_error
 from conch_container.errors import GENERIC_USER_MESSAGE, ContainerSSHError
-from conch_container.interfaces import ConnectionContext, IContainerBackend
+from conch_container.interfaces import ConnectionContext, IBackendLifecycle, IContainerBackend
 from conch_container.log.levels import Level
 from conch_container.log.logger import CodeLogger
 from conch_container.metadata import exposed_metadata
@@ -47,7 +47,7 @@ RETRY_INTERVAL = 10.0
 AGENT_IDLE_COMMAND = ("/usr/bin/containerssh-agent", "wait-signal")
 
 
-@implementer(IContainerBackend)
+@implementer(IContainerBackend, IBackendLifecycle)
 class DockerBackend:
     """Runs each SSH connection in its own Docker container (``backend: docker``).
 
