@@ -15,13 +15,18 @@ from collections.abc import Sequence
 
 from conch_container import __version__, messages
 from conch_container.auth.static import hash_password
+from conch_container.backend.registry import BackendNotAvailable, check_backend_config
 from conch_container.config import AppConfig, ConfigError, dump_config, load_config
 from conch_container.log.setup import emit_early
 
 
 def _check(path: str) -> int:
     try:
-        config = load_config(path)
+        config = check_backend_config(load_config(path))
+    except BackendNotAvailable as error:
+        emit_early(messages.CORE_CONFIG_ERROR, "Invalid configuration: {reason}", reason=str(error))
+        print(f"{path}: {error}", file=sys.stderr)
+        return 1
     except ConfigError as error:
         emit_early(
             messages.CORE_CONFIG_ERROR,
@@ -56,8 +61,8 @@ def check_config(args: argparse.Namespace) -> int:
 def dump(args: argparse.Namespace) -> int:
     """Print the effective configuration (defaults filled in) as YAML; warnings go to stderr."""
     try:
-        config = load_config(args.config)
-    except ConfigError as error:
+        config = check_backend_config(load_config(args.config))
+    except (ConfigError, BackendNotAvailable) as error:
         print(f"{args.config}: {error}", file=sys.stderr)
         return 1
     _print_warnings(args.config, config)

@@ -295,6 +295,19 @@ class IBackendFactory(Interface):
 
     name = Attribute("The ``backend`` config value it serves, e.g. ``docker``.")
 
+    def check_config(config):  # type: ignore[no-untyped-def]
+        """Check this backend's part of a loaded, valid configuration.
+
+        Called by ``conch-container check-config`` and at start-up, before
+        the gateway daemonises: what only the backend understands (engine
+        API structures, say) is refused here rather than at the first login.
+
+        :param config: the :class:`~conch_container.config.AppConfig`.
+        :return: a sequence of
+            :class:`~conch_container.config.ConfigWarning` (empty if none).
+        :raises ~conch_container.config.ConfigError: naming the key path.
+        """
+
     def build(reactor, log, instance_id, config):  # type: ignore[no-untyped-def]
         """A new :class:`IContainerBackend`.
 

@@ -1481,6 +1481,14 @@ CONFIG_PRIVATE_KEY_FILE_READABLE = MessageCode(
     own=True,
 )
 
+CONFIG_DOCKER_UNKNOWN_KEY = MessageCode(
+    "CONFIG_DOCKER_UNKNOWN_KEY",
+    Level.WARNING,
+    "Configuration",
+    "A key in the Docker container, host, network or platform settings is not a field of the Docker Engine API version the gateway knows; it is passed to the engine as it is, which ignores what it does not know, so check it for a typo.",
+    own=True,
+)
+
 CORE_CONFIG_FILE_MODE_RESTRICTED = MessageCode(
     "CORE_CONFIG_FILE_MODE_RESTRICTED",
     Level.WARNING,

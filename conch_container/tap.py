@@ -23,7 +23,11 @@ from twisted.python.failure import Failure
 from conch_container import messages
 from conch_container.auth.factory import AuthConfigError, build_authenticators
 from conch_container.auth.static import StaticUsersError
-from conch_container.backend.registry import BackendNotAvailable, find_backend_factory
+from conch_container.backend.registry import (
+    BackendNotAvailable,
+    check_backend_config,
+    find_backend_factory,
+)
 from conch_container.config import AppConfig, ConfigError, load_config
 from conch_container.config.hostkeys import (
     HostKeyGenerationError,
@@ -78,6 +82,13 @@ class Options(usage.Options):
         self["config"] = path
         try:
             config = load_config(path)
+            # What only the backend understands is checked before daemonising too.
+            config = check_backend_config(config)
+        except BackendNotAvailable as error:
+            emit_early(
+                messages.CORE_CONFIG_ERROR, "Invalid configuration: {reason}", reason=str(error)
+            )
+            raise usage.UsageError(str(error)) from None
         except ConfigError as error:
             emit_early(
                 messages.CORE_CONFIG_ERROR,

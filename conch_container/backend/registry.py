@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import attrs
 from twisted.plugin import getPlugins
 
 from conch_container import plugins
+from conch_container.config import AppConfig
 from conch_container.interfaces import IBackendFactory
 
 #: Backends ContainerSSH has that this version does not provide yet.
@@ -40,3 +42,14 @@ def find_backend_factory(name: str) -> IBackendFactory:
     raise BackendNotAvailable(
         f"backend: no installed backend is called {name!r} (available: {available})"
     )
+
+
+def check_backend_config(config: AppConfig) -> AppConfig:
+    """``config`` checked by its backend's factory, with the backend's warnings added.
+
+    :raises BackendNotAvailable: when no installed plugin provides the backend.
+    :raises ~conch_container.config.ConfigError: naming the key path.
+    """
+    factory = find_backend_factory(config.backend)
+    warnings = tuple(factory.check_config(config))
+    return attrs.evolve(config, warnings=(*config.warnings, *warnings))

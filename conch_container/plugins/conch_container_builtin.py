@@ -16,6 +16,11 @@ class DockerBackendFactory:
 
     name = "docker"
 
+    def check_config(self, config: Any) -> Any:
+        from conch_container.backend.docker.configcheck import check_docker_config
+
+        return check_docker_config(config)
+
     def build(self, reactor: Any, log: Any, instance_id: str, config: Any) -> Any:
         # Imported here so that listing plugins does not import docker-py.
         from conch_container.backend.docker.backend import DockerBackend

@@ -28,7 +28,7 @@ from conch_container.backend.docker.containerconfig import (
     LABEL_USERNAME,
     ContainerConfigError,
     CreateRequest,
-    build_create_request,
+    execution_create_request,
 )
 from conch_container.backend.docker.deferutil import DeadlineExceeded, Once, with_deadline
 from conch_container.backend.docker.engine import Engine, EngineError
@@ -284,25 +284,12 @@ class DockerBackend:
             env.extend(exposed_metadata(metadata.metadata, log))
         env.extend((name, value.value) for name, value in metadata.environment.items())
         try:
-            request = build_create_request(
-                container=execution.container,
-                host=execution.host,
-                network=execution.network,
-                platform=execution.platform,
-                container_name=execution.containername,
-                idle_command=execution.idle_command,
-                labels=labels,
-                env=env,
-            )
+            request = execution_create_request(execution, labels=labels, env=env)
         except ContainerConfigError as e:
+            # The gateway's configuration was checked at load (configcheck);
+            # this guards a backend given a configuration without that check.
             raise _config_error(log, str(e)) from None
-        if request.unknown_keys:
-            log.event(
-                messages.DOCKER_CONFIG_ERROR,
-                "Passing unrecognised keys to the Docker engine as they are: {keys}",
-                keys=", ".join(request.unknown_keys),
-                level=Level.WARNING,
-            )
+        # Unknown keys were warned about once, at load (CONFIG_DOCKER_UNKNOWN_KEY).
         return request
 
     # -- clean-up

@@ -394,6 +394,27 @@ def merge_env(base: Iterable[str], extra: Iterable[tuple[str, str]]) -> list[str
     return list(merged.values())
 
 
+def execution_create_request(
+    execution: Any, *, labels: Mapping[str, str], env: Iterable[tuple[str, str]]
+) -> CreateRequest:
+    """:func:`build_create_request` for a ``docker.execution`` config section.
+
+    :raises ContainerConfigError: for a malformed value or a missing image.
+    :raises ~conch_container.envnames.InvalidVariable: for a variable in ``env``
+        no program can be given.
+    """
+    return build_create_request(
+        container=execution.container,
+        host=execution.host,
+        network=execution.network,
+        platform=execution.platform,
+        container_name=execution.containername,
+        idle_command=execution.idle_command,
+        labels=labels,
+        env=env,
+    )
+
+
 def build_create_request(
     *,
     container: Mapping[str, Any] | None,
