@@ -81,7 +81,13 @@ class ConnectionEndTests(GatewayTestCase):
             return not await self.containers()
 
         await until(lambda: Deferred.fromCoroutine(none_left()), seconds, "no container left")
-        self.assertIn("DOCKER_CONTAINER_REMOVE_SUCCESSFUL", self.logged_codes())
+        # The engine's answer to the remove call reaches the gateway a moment
+        # after the container is gone from its list.
+        await until(
+            lambda: "DOCKER_CONTAINER_REMOVE_SUCCESSFUL" in self.logged_codes(),
+            5,
+            "DOCKER_CONTAINER_REMOVE_SUCCESSFUL logged",
+        )
 
     async def open_session(self) -> Any:
         """An OpenSSH client in a long-running session, once its container runs."""
