@@ -15,10 +15,15 @@ interfaces, so a backend never knows they exist.
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 import attrs
 from zope.interface import Attribute, Interface
+
+if TYPE_CHECKING:
+    from conch_container.config import AppConfig
+    from conch_container.log.logger import CodeLogger
+    from conch_container.metadata import ConnectionMetadata
 
 # ---------------------------------------------------------------------------
 # Authentication
@@ -128,9 +133,9 @@ class ConnectionContext:
     :ivar log: a :class:`~conch_container.log.CodeLogger` bound to the connection.
     """
 
-    metadata: object
-    config: object
-    log: object
+    metadata: ConnectionMetadata
+    config: AppConfig
+    log: CodeLogger
 
 
 class ISessionIO(Interface):

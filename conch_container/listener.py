@@ -81,7 +81,8 @@ class ListenerService(Service):
                 f"cannot listen on {self._listen}: {reason}",
             )
 
-        return d.addCallbacks(listening, failed)
+        started: Deferred[None] = d.addCallbacks(listening, failed)
+        return started
 
     def stopService(self) -> Deferred[Any] | None:
         Service.stopService(self)

@@ -9,7 +9,7 @@ public-key webhooks on the same server share one connection pool.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import attrs
 from twisted.internet.defer import Deferred, DeferredList, gatherResults
@@ -21,9 +21,19 @@ from conch_container.auth.webhook import (
     WebhookAuthenticator,
     WebhookAuthorizer,
 )
+from conch_container.config.http import HTTPClientConfig
 from conch_container.interfaces import IAuthorizer, IPasswordAuthenticator, IPublicKeyAuthenticator
 from conch_container.log import CodeLogger
 from conch_container.webhook.client import WebhookClient, WebhookConfigError
+
+if TYPE_CHECKING:
+    from conch_container.config import (
+        AuthConfig,
+        AuthWebhookClientConfig,
+        PasswordAuthConfig,
+        PublicKeyAuthConfig,
+        StaticUsersConfig,
+    )
 
 _NOT_AVAILABLE = {"kerberos", "oauth2"}
 
@@ -58,16 +68,13 @@ class Authenticators:
         return DeferredList(calls, consumeErrors=True)
 
 
-def _section(auth: Any, name: str) -> Any:
-    return getattr(auth, name, None)
-
-
 def _method(section: Any) -> str:
-    return (getattr(section, "method", "") or "") if section is not None else ""
+    """The ``method`` of an auth section (every section has one)."""
+    return str(section.method or "")
 
 
 def build_authenticators(
-    auth: Any,
+    auth: AuthConfig,
     *,
     reactor: Any,
     log: CodeLogger | None = None,
@@ -87,18 +94,18 @@ def build_authenticators(
     """
     log = log if log is not None else CodeLogger("conch_container.auth")
     built = Authenticators()
-    clients: dict[Any, WebhookClient] = {}
+    clients: dict[HTTPClientConfig, WebhookClient] = {}
     statics: dict[str, StaticAuthenticator] = {}
 
     for name in ("keyboard_interactive", "gssapi"):
-        method = _method(_section(auth, name))
+        method = _method(getattr(auth, name))
         if method:
             raise AuthConfigError(
                 f"auth.{_yaml_name(name)}.method: {method!r} is not available in this "
                 "version of conch-container"
             )
 
-    def client_for(option: str, webhook: Any) -> WebhookClient:
+    def client_for(option: str, webhook: AuthWebhookClientConfig) -> WebhookClient:
         key = _client_key(webhook)
         if key not in clients:
             try:
@@ -110,8 +117,8 @@ def build_authenticators(
             built._clients.append(clients[key])
         return clients[key]
 
-    def static_for(option: str, static: Any) -> StaticAuthenticator:
-        path = getattr(static, "users_file", "") if static is not None else ""
+    def static_for(option: str, static: StaticUsersConfig) -> StaticAuthenticator:
+        path = static.users_file
         if not path:
             raise AuthConfigError(f"{option}.static.usersFile: required for method static")
         if path not in statics:
@@ -121,9 +128,11 @@ def build_authenticators(
             built._static.append(statics[path])
         return statics[path]
 
-    def webhook_authenticator(option: str, section: Any) -> WebhookAuthenticator:
-        webhook = getattr(section, "webhook", None)
-        if webhook is None or not getattr(webhook, "url", ""):
+    def webhook_authenticator(
+        option: str, section: PasswordAuthConfig | PublicKeyAuthConfig
+    ) -> WebhookAuthenticator:
+        webhook = section.webhook
+        if not webhook.url:
             raise AuthConfigError(f"{option}.webhook.url: required for method webhook")
         return WebhookAuthenticator(
             client_for(option, webhook),
@@ -132,11 +141,12 @@ def build_authenticators(
             auth_timeout=_auth_timeout(webhook),
         )
 
-    for attribute, option, allowed in (
-        ("password", "auth.password", ("webhook", "static")),
-        ("public_key", "auth.publicKey", ("webhook", "static")),
-    ):
-        section = _section(auth, attribute)
+    sections: tuple[tuple[str, str, PasswordAuthConfig | PublicKeyAuthConfig], ...] = (
+        ("password", "auth.password", auth.password),
+        ("public_key", "auth.publicKey", auth.public_key),
+    )
+    allowed = ("webhook", "static")
+    for attribute, option, section in sections:
         method = _method(section)
         if not method:
             continue
@@ -153,14 +163,14 @@ def build_authenticators(
         if method == "webhook":
             authenticator = webhook_authenticator(option, section)
         else:
-            authenticator = static_for(option, getattr(section, "static", None))
+            authenticator = static_for(option, section.static)
         setattr(built, attribute, authenticator)
 
-    authz = _section(auth, "authz")
+    authz = auth.authz
     method = _method(authz)
     if method == "webhook":
-        webhook = getattr(authz, "webhook", None)
-        if webhook is None or not getattr(webhook, "url", ""):
+        webhook = authz.webhook
+        if not webhook.url:
             raise AuthConfigError("auth.authz.webhook.url: required for method webhook")
         built.authz = WebhookAuthorizer(
             client_for("auth.authz", webhook),
@@ -175,16 +185,14 @@ def build_authenticators(
     return built
 
 
-def _auth_timeout(webhook: Any) -> float:
-    return float(getattr(webhook, "auth_timeout", 0) or DEFAULT_AUTH_TIMEOUT)
+def _auth_timeout(webhook: AuthWebhookClientConfig) -> float:
+    return float(webhook.auth_timeout or DEFAULT_AUTH_TIMEOUT)
 
 
-def _client_key(webhook: Any) -> Any:
+def _client_key(webhook: AuthWebhookClientConfig) -> HTTPClientConfig:
     """Equal HTTP client blocks share one client (``auth_timeout`` is not the client's)."""
-    fields = ("url", "allow_redirects", "timeout", "cacert", "cert", "key", "tls_version")
-    values = tuple(getattr(webhook, f, None) for f in fields)
-    lists = tuple(tuple(getattr(webhook, f, None) or ()) for f in ("curves", "cipher"))
-    return values + lists
+    fields = attrs.fields(HTTPClientConfig)
+    return HTTPClientConfig(**{f.name: getattr(webhook, f.name) for f in fields})
 
 
 def _yaml_name(attribute: str) -> str:

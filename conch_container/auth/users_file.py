@@ -117,7 +117,7 @@ def _construct_mapping(loader: _StrictLoader, node: yaml.Node) -> dict[Any, Any]
         return loader.construct_mapping(node)  # type: ignore[arg-type]
     seen = set()
     for key_node, _ in node.value:
-        key = loader.construct_object(key_node)  # type: ignore[no-untyped-call]
+        key = loader.construct_object(key_node)
         try:
             duplicate = key in seen
         except TypeError:
@@ -139,7 +139,7 @@ def _construct_mapping(loader: _StrictLoader, node: yaml.Node) -> dict[Any, Any]
 
 _StrictLoader.add_constructor(
     yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG,
-    _construct_mapping,  # type: ignore[arg-type]
+    _construct_mapping,
 )
 
 

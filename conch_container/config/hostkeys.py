@@ -231,7 +231,7 @@ def _expected_yaml_data(data: Any, key: str) -> dict[str, Any]:
         raise ValueError("the ssh section is not a YAML mapping")
     ssh["hostkeys"] = [*(ssh.get("hostkeys") or []), key]
     expected["ssh"] = ssh
-    return expected  # type: ignore[no-any-return]
+    return expected
 
 
 def _add_to_yaml(text: str, key: str) -> str:
@@ -298,7 +298,7 @@ def _insert_yaml(text: str, key: str) -> str:
         raise _CannotEditInPlace()
     found = _find(root, "ssh")
     if found is None:
-        column = root.value[0][0].start_mark.column
+        column: int = root.value[0][0].start_mark.column
         prefix = text if text.endswith("\n") else text + newline
         return prefix + " " * column + "ssh:" + newline + _key_block(key, column + 2, newline)
     ssh_key, ssh_value = found

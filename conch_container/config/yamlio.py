@@ -108,7 +108,7 @@ class ConfigDumper(yaml.SafeDumper):
 
     def increase_indent(self, flow: bool = False, indentless: bool = False) -> None:
         # Indent list items under their key, as most hand-written files do.
-        super().increase_indent(flow, False)  # type: ignore[no-untyped-call]
+        super().increase_indent(flow, False)
 
 
 ConfigDumper.add_implicit_resolver("tag:yaml.org,2002:bool", _BOOL, list("tTfF"))

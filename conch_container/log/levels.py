@@ -58,7 +58,7 @@ class Level(enum.IntEnum):
         return _FROM_TWISTED.get(level, cls.INFO)
 
 
-_TO_TWISTED = {
+_TO_TWISTED: dict[Level, LogLevel] = {
     Level.EMERG: LogLevel.critical,
     Level.ALERT: LogLevel.critical,
     Level.CRIT: LogLevel.critical,

@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from twisted.plugin import IPlugin
 from zope.interface import implementer
 
 from conch_container.interfaces import IBackendFactory
+
+if TYPE_CHECKING:
+    from conch_container.backend.docker.backend import DockerBackend
+    from conch_container.config import AppConfig, ConfigWarning
+    from conch_container.log.logger import CodeLogger
 
 
 @implementer(IPlugin, IBackendFactory)
@@ -16,12 +21,14 @@ class DockerBackendFactory:
 
     name = "docker"
 
-    def check_config(self, config: Any) -> Any:
+    def check_config(self, config: AppConfig) -> tuple[ConfigWarning, ...]:
         from conch_container.backend.docker.configcheck import check_docker_config
 
         return check_docker_config(config)
 
-    def build(self, reactor: Any, log: Any, instance_id: str, config: Any) -> Any:
+    def build(
+        self, reactor: Any, log: CodeLogger, instance_id: str, config: AppConfig
+    ) -> DockerBackend:
         # Imported here so that listing plugins does not import docker-py.
         from conch_container.backend.docker.backend import DockerBackend
 

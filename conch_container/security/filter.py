@@ -68,11 +68,9 @@ class SecurityBackend:
 
     async def connect(self, context: ConnectionContext) -> SecurityConnection:
         """Connect through the wrapped backend, under the connection's own policy."""
-        config: Any = context.config
-        policy = SecurityPolicy.from_config(config.security)
+        policy = SecurityPolicy.from_config(context.config.security)
         connection = await as_deferred(self._backend.connect(context))
-        log: Any = context.log
-        return SecurityConnection(connection, policy, log)
+        return SecurityConnection(connection, policy, context.log)
 
 
 @implementer(IBackendConnection)

@@ -118,7 +118,7 @@ class UserAuthServer(userauth.SSHUserAuthServer):
         """Requests waiting for an earlier one to be answered."""
         return len(self._queue)
 
-    def ssh_USERAUTH_REQUEST(self, packet: bytes) -> None:  # type: ignore[override]
+    def ssh_USERAUTH_REQUEST(self, packet: bytes) -> None:
         """Queue the request; it is handled once the previous one has been answered."""
         if self._finished():
             return

@@ -22,7 +22,7 @@ import base64
 import json
 from collections.abc import Callable, Mapping
 from http.cookiejar import DefaultCookiePolicy
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import unquote
 
 from hyperlink import DecodedURL, EncodedURL
@@ -52,6 +52,9 @@ from conch_container.webhook.errors import (
 )
 from conch_container.webhook.pool import WebhookConnectionPool
 from conch_container.webhook.tls import TLSConfigError, TLSSettings, WebhookTLSPolicy
+
+if TYPE_CHECKING:
+    from conch_container.config.http import HTTPClientConfig
 
 T = TypeVar("T")
 
@@ -191,7 +194,7 @@ class WebhookClient:
 
     def __init__(
         self,
-        config: Any,
+        config: HTTPClientConfig,
         *,
         reactor: Any,
         agent: Any = None,
@@ -200,8 +203,8 @@ class WebhookClient:
         max_response_size: int = MAX_RESPONSE_SIZE,
     ) -> None:
         self.url = _validate_url(str(config.url))
-        self._allow_redirects = bool(getattr(config, "allow_redirects", False))
-        self.timeout = float(getattr(config, "timeout", 0) or DEFAULT_TIMEOUT)
+        self._allow_redirects = config.allow_redirects
+        self.timeout = float(config.timeout or DEFAULT_TIMEOUT)
         self._reactor = reactor
         self._log = log if log is not None else CodeLogger("conch_container.webhook")
         self._max_redirects = max_redirects
@@ -225,7 +228,7 @@ class WebhookClient:
         else:
             self._http = agent
 
-    def _tls_policy(self, config: Any) -> IPolicyForHTTPS:
+    def _tls_policy(self, config: HTTPClientConfig) -> IPolicyForHTTPS:
         settings = TLSSettings.from_config(config)
         if self.url.startswith("https:"):
             try:
@@ -248,7 +251,8 @@ class WebhookClient:
         pool, self._pool = self._pool, None
         if pool is None:
             return succeed(None)
-        return pool.closeCachedConnections()
+        closed: Deferred[None] = pool.closeCachedConnections()
+        return closed
 
     async def post(
         self,

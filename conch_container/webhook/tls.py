@@ -24,7 +24,7 @@ What is honoured, and how it differs from ContainerSSH's Go TLS stack:
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import attrs
 from cryptography import x509
@@ -45,6 +45,9 @@ from twisted.web.iweb import IPolicyForHTTPS
 from zope.interface import implementer
 
 from conch_container.config import tls as names
+
+if TYPE_CHECKING:
+    from conch_container.config.http import HTTPClientConfig
 
 
 class TLSConfigError(ValueError):
@@ -121,16 +124,16 @@ class TLSSettings:
     cipher: tuple[str, ...] = attrs.field(default=DEFAULT_CIPHERS, converter=split_names)
 
     @classmethod
-    def from_config(cls, config: Any) -> TLSSettings:
-        """Take the TLS options from an HTTP client config object (missing ones get defaults)."""
+    def from_config(cls, config: HTTPClientConfig) -> TLSSettings:
+        """Take the TLS options from an HTTP client config block (empty ones get defaults)."""
         defaults = cls()
         return cls(
-            cacert=getattr(config, "cacert", "") or "",
-            cert=getattr(config, "cert", "") or "",
-            key=getattr(config, "key", "") or "",
-            tls_version=str(getattr(config, "tls_version", "") or defaults.tls_version),
-            curves=getattr(config, "curves", None) or defaults.curves,
-            cipher=getattr(config, "cipher", None) or defaults.cipher,
+            cacert=config.cacert,
+            cert=config.cert,
+            key=config.key,
+            tls_version=config.tls_version or defaults.tls_version,
+            curves=config.curves or defaults.curves,
+            cipher=config.cipher or defaults.cipher,
         )
 
 
@@ -259,5 +262,5 @@ def _set_groups(connection: SSL.Connection, groups: bytes) -> None:
     # into the same binding for its elliptic-curve setup.
     from OpenSSL._util import exception_from_error_queue, lib
 
-    if lib.SSL_set1_curves_list(connection._ssl, groups) != 1:  # type: ignore[attr-defined]
+    if lib.SSL_set1_curves_list(connection._ssl, groups) != 1:
         exception_from_error_queue(SSL.Error)
