@@ -2,7 +2,7 @@
 
 Methods documented as returning "an awaitable" may return a coroutine or a
 :class:`~twisted.internet.defer.Deferred`; callers normalise with
-:func:`conch_container.asyncutil.as_deferred`, so implementations never need
+:func:`conch_container.deferreds.as_deferred`, so implementations never need
 to care which one they hand back.
 
 The data flow matches ContainerSSH's handler chain: the SSH layer authenticates

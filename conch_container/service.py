@@ -17,12 +17,12 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from twisted.application.service import MultiService, Service
-from twisted.internet.defer import Deferred, DeferredList, TimeoutError
+from twisted.internet.defer import Deferred, DeferredList, maybeDeferred
 from twisted.internet.interfaces import IReactorTime
 from twisted.python.failure import Failure
 
 from conch_container import messages
-from conch_container.asyncutil import as_deferred, call_as_deferred
+from conch_container.deferreds import as_deferred, settled_within
 from conch_container.log import CodeLogger
 
 
@@ -46,7 +46,7 @@ class ComponentService(Service):
 
     def startService(self) -> Deferred[Any]:
         Service.startService(self)
-        d = call_as_deferred(self._start) if self._start else as_deferred(None)
+        d = maybeDeferred(self._start) if self._start else as_deferred(None)
 
         def started(result: object) -> object:
             self._started = True
@@ -59,7 +59,7 @@ class ComponentService(Service):
         if not self._started or self._stop is None:
             return as_deferred(None)
         self._started = False
-        return call_as_deferred(self._stop)
+        return maybeDeferred(self._stop)
 
 
 class GatewayService(MultiService):
@@ -87,7 +87,7 @@ class GatewayService(MultiService):
             name = child.name or type(child).__name__
             self._log.event(messages.SERVICE_STARTING, "Starting service {service}", service=name)
             try:
-                await call_as_deferred(child.startService)
+                await maybeDeferred(child.startService)
             except Exception:
                 failure = Failure()
                 self._log.event(
@@ -119,7 +119,7 @@ class GatewayService(MultiService):
             name = child.name or type(child).__name__
             self._log.event(messages.SERVICE_STOPPING, "Stopping service {service}", service=name)
             try:
-                await call_as_deferred(child.stopService)
+                await maybeDeferred(child.stopService)
             except Exception:
                 failure = Failure()
                 self._log.event(
@@ -196,15 +196,16 @@ class SessionRegistry(Service):
     async def _drain(self) -> None:
         self.accepting = False
         started = self._clock.seconds()
-        closing = [call_as_deferred(closer) for closer in self._closers]
+        closing = [maybeDeferred(closer) for closer in self._closers]
         everything = DeferredList([*closing], consumeErrors=True)
-        await self._bounded(everything, self.deadline)
+        await settled_within(self._clock, self.deadline, everything)
         # Closing connections registers their teardowns; wait for all of them.
         while self._pending:
             remaining = self.deadline - (self._clock.seconds() - started)
             if remaining <= 0:
                 break
-            await self._bounded(DeferredList(list(self._pending), consumeErrors=True), remaining)
+            pending = DeferredList(list(self._pending), consumeErrors=True)
+            await settled_within(self._clock, remaining, pending)
         if self._pending:
             self._log.event(
                 messages.SERVICE_SHUTDOWN_DEADLINE,
@@ -212,21 +213,5 @@ class SessionRegistry(Service):
                 deadline=self.deadline,
                 count=len(self._pending),
             )
-            hooks = [call_as_deferred(hook) for hook in self._last_resort]
+            hooks = [maybeDeferred(hook) for hook in self._last_resort]
             await DeferredList(hooks, consumeErrors=True)
-
-    async def _bounded(self, d: Deferred[Any], seconds: float) -> None:
-        # Wait for ``d`` at most ``seconds`` without cancelling the work behind it.
-        waiter: Deferred[Any] = Deferred()
-
-        def release(result: object) -> object:
-            if not waiter.called:
-                waiter.callback(None)
-            return result
-
-        d.addBoth(release)
-        waiter.addTimeout(max(seconds, 0), self._clock)
-        try:
-            await waiter
-        except TimeoutError:
-            pass

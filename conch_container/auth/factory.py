@@ -12,9 +12,8 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 import attrs
-from twisted.internet.defer import Deferred, DeferredList, gatherResults
+from twisted.internet.defer import Deferred, DeferredList, gatherResults, maybeDeferred
 
-from conch_container.asyncutil import call_as_deferred
 from conch_container.auth.static import StaticAuthenticator
 from conch_container.auth.webhook import (
     DEFAULT_AUTH_TIMEOUT,
@@ -63,8 +62,8 @@ class Authenticators:
 
     def stop(self) -> Deferred[Any]:
         """Stop thread pools and close HTTP connection pools; every one, even if some fail."""
-        calls = [call_as_deferred(s.stop) for s in self._static]
-        calls += [call_as_deferred(c.close) for c in self._clients]
+        calls = [maybeDeferred(s.stop) for s in self._static]
+        calls += [maybeDeferred(c.close) for c in self._clients]
         return DeferredList(calls, consumeErrors=True)
 
 

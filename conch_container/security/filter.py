@@ -24,7 +24,7 @@ from typing import Any
 from zope.interface import implementer
 
 from conch_container import messages
-from conch_container.asyncutil import as_deferred
+from conch_container.deferreds import as_deferred
 from conch_container.envnames import value_problem
 from conch_container.errors import ContainerSSHError, RequestRejected
 from conch_container.interfaces import (

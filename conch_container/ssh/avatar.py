@@ -8,11 +8,10 @@ from twisted.conch.avatar import ConchUser
 from twisted.conch.error import ConchError
 from twisted.conch.interfaces import ISession
 from twisted.conch.ssh.connection import OPEN_CONNECT_FAILED, OPEN_RESOURCE_SHORTAGE
-from twisted.internet.defer import Deferred, DeferredList
+from twisted.internet.defer import Deferred, DeferredList, maybeDeferred
 from twisted.python.failure import Failure
 
 from conch_container import messages
-from conch_container.asyncutil import call_as_deferred
 from conch_container.errors import ContainerSSHError, RequestRejected
 from conch_container.log.logger import CodeLogger
 from conch_container.metadata import ConnectionMetadata
@@ -160,7 +159,7 @@ class ContainerAvatar(ConchUser):
     async def close_backend_connection(connection: Any, log: CodeLogger) -> None:
         """Close a backend connection; log, never raise, whatever goes wrong."""
         try:
-            await call_as_deferred(connection.close)
+            await maybeDeferred(connection.close)
         except ContainerSSHError as e:
             e.log(log)
         except Exception:

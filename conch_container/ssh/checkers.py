@@ -28,12 +28,11 @@ from twisted.conch.ssh.common import getNS
 from twisted.cred.checkers import ICredentialsChecker
 from twisted.cred.credentials import ISSHPrivateKey, IUsernamePassword
 from twisted.cred.error import UnauthorizedLogin
-from twisted.internet.defer import Deferred
+from twisted.internet.defer import Deferred, maybeDeferred
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
 from conch_container import messages
-from conch_container.asyncutil import call_as_deferred
 from conch_container.errors import ContainerSSHError
 from conch_container.log.logger import CodeLogger
 from conch_container.metadata import AuthResult, ConnectionMetadata
@@ -97,7 +96,7 @@ class _AuthenticatorChecker:
 
     async def _ask(self, log: CodeLogger, what: str, f: Any, *args: Any) -> AuthResult:
         try:
-            result = await call_as_deferred(f, *args)
+            result = await maybeDeferred(f, *args)
         except ContainerSSHError as e:
             raise self._unavailable(log, f"{what}: {e.explanation}") from None
         except Exception:

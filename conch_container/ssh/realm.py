@@ -12,12 +12,11 @@ from typing import TYPE_CHECKING, Any
 
 from twisted.conch.interfaces import IConchUser
 from twisted.cred.portal import IRealm
-from twisted.internet.defer import Deferred
+from twisted.internet.defer import Deferred, maybeDeferred
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
 from conch_container import messages
-from conch_container.asyncutil import call_as_deferred
 from conch_container.errors import GENERIC_USER_MESSAGE, ContainerSSHError
 from conch_container.interfaces import ConnectionContext
 from conch_container.log.logger import CodeLogger
@@ -83,7 +82,7 @@ class ConnectionRealm:
         registry.track(settled, f"backend setup for connection {transport.connection_id}")
         try:
             try:
-                connection = await call_as_deferred(factory.backend.connect, context)
+                connection = await maybeDeferred(factory.backend.connect, context)
             except ContainerSSHError as e:
                 raise self._reject(log, e.explanation, e.user_message) from None
             except Exception:

@@ -12,12 +12,11 @@ import enum
 from typing import Any
 
 from twisted.conch.interfaces import EnvironmentVariableNotPermitted, ISession, ISessionSetEnv
-from twisted.internet.defer import Deferred
+from twisted.internet.defer import Deferred, maybeDeferred
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
 from conch_container import messages
-from conch_container.asyncutil import call_as_deferred
 from conch_container.errors import GENERIC_USER_MESSAGE, ContainerSSHError, RequestRejected
 from conch_container.interfaces import ExitStatus, ProgramRequest, PtyRequest
 from conch_container.log.levels import Level
@@ -175,7 +174,7 @@ class ContainerSession:
         io = self._io = ChannelIO(self._channel, self._program_exited)
         self._channel.attach_io(io)
         reply: Deferred[bool] = Deferred()
-        started = call_as_deferred(backend.start, ProgramRequest(kind, command), io)
+        started = maybeDeferred(backend.start, ProgramRequest(kind, command), io)
         started.addCallbacks(
             self._started, self._start_failed, callbackArgs=(reply,), errbackArgs=(reply,)
         )
@@ -274,7 +273,7 @@ class ContainerSession:
     def _resize_running(self, size: tuple[int, int, int, int]) -> Deferred[bool]:
         if self._state is not _State.RUNNING:
             raise RequestRefused("no program running")
-        d = call_as_deferred(self._backend.resize, *size)
+        d = maybeDeferred(self._backend.resize, *size)
         return d.addCallbacks(lambda _: True, _refusal)
 
     def windowChanged(self, newWindowSize: Any) -> Deferred[bool] | bool:
@@ -299,7 +298,7 @@ class ContainerSession:
         backend = self._require_backend()
         if self._state is not _State.RUNNING:
             raise RequestRefused("no program running")
-        d = call_as_deferred(backend.signal, name)
+        d = maybeDeferred(backend.signal, name)
         return d.addCallbacks(lambda _: True, _refusal)
 
     def eofReceived(self) -> None:
@@ -327,7 +326,7 @@ class ContainerSession:
 
     async def _close_backend(self) -> None:
         try:
-            await call_as_deferred(self._backend.close)
+            await maybeDeferred(self._backend.close)
         except ContainerSSHError as e:
             e.log(self.log)
         except Exception:

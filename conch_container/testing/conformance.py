@@ -30,10 +30,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from twisted.internet.defer import Deferred, succeed
+from twisted.internet.defer import Deferred, maybeDeferred, succeed
 from zope.interface import implementer
 
-from conch_container.asyncutil import as_deferred, call_as_deferred
+from conch_container.deferreds import as_deferred
 from conch_container.errors import ContainerSSHError
 from conch_container.interfaces import ExitStatus, ISessionIO, ProgramRequest, PtyRequest
 
@@ -289,7 +289,7 @@ class BackendConformanceMixin:
         session = connection.open_session(0)
         io = CollectingIO()
         await self._cf_wait(session.start(ProgramRequest("exec", "cat"), io))
-        second = call_as_deferred(session.start, ProgramRequest("exec", "true"), CollectingIO())
+        second = maybeDeferred(session.start, ProgramRequest("exec", "true"), CollectingIO())
         failure = None
         try:
             await self._cf_wait(second)

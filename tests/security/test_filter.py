@@ -11,8 +11,8 @@ from twisted.trial.unittest import SynchronousTestCase, TestCase
 from zope.interface.verify import verifyObject
 
 from conch_container import messages
-from conch_container.asyncutil import as_deferred
 from conch_container.config import parse_config
+from conch_container.deferreds import as_deferred
 from conch_container.errors import ContainerSSHError, RequestRejected
 from conch_container.interfaces import (
     ConnectionContext,

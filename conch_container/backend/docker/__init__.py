@@ -17,8 +17,8 @@ What both kinds of session share is :mod:`.sessionbase`; the engine calls
 (run on the backend's pool) are :mod:`.engine`, the streams in the reactor
 :mod:`.stream`, exit codes and signals :mod:`.execops`; the container
 configuration :mod:`.containerconfig` and :mod:`.apischema`, pulls
-:mod:`.pull`, clean-up at start-up :mod:`.reconcile`, and deadlines
-:mod:`.deferutil`.
+:mod:`.pull`, and clean-up at start-up :mod:`.reconcile`. Deadlines around
+calls that cannot be cancelled are :mod:`conch_container.deferreds`.
 """
 
 from conch_container.backend.docker.backend import DockerBackend

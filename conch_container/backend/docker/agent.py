@@ -37,8 +37,8 @@ from typing import Any
 import attrs
 
 from conch_container import messages
-from conch_container.backend.docker.deferutil import DeadlineExceeded, with_deadline
 from conch_container.backend.docker.engine import EngineError
+from conch_container.deferreds import DeadlineExceeded, with_deadline
 from conch_container.log.logger import CodeLogger
 
 #: ``$0`` of the script when it is passed to ``sh -c``.

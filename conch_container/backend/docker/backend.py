@@ -30,11 +30,11 @@ from conch_container.backend.docker.containerconfig import (
     CreateRequest,
     execution_create_request,
 )
-from conch_container.backend.docker.deferutil import DeadlineExceeded, Once, with_deadline
 from conch_container.backend.docker.engine import Engine, EngineError
 from conch_container.backend.docker.pull import PullPolicy, registry_auth
 from conch_container.backend.docker.reconcile import Sweep, remove_leftovers
 from conch_container.backend.docker.sessionops import restart_policy_error
+from conch_container.deferreds import DeadlineExceeded, Once, with_deadline
 from conch_container.errors import GENERIC_USER_MESSAGE, ContainerSSHError
 from conch_container.interfaces import ConnectionContext, IBackendLifecycle, IContainerBackend
 from conch_container.log.levels import Level

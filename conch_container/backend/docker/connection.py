@@ -25,7 +25,6 @@ from conch_container import messages
 from conch_container.backend.docker.agent import GuestAgent, select_agent
 from conch_container.backend.docker.containerconfig import CreateRequest
 from conch_container.backend.docker.containerops import ContainerOps
-from conch_container.backend.docker.deferutil import DeadlineExceeded, Once, with_deadline
 from conch_container.backend.docker.engine import Engine, EngineError
 from conch_container.backend.docker.files import write_files
 from conch_container.backend.docker.pull import (
@@ -38,6 +37,7 @@ from conch_container.backend.docker.pull import (
 from conch_container.backend.docker.session import DockerExecSession
 from conch_container.backend.docker.sessionmode import DockerContainerSession, SessionTemplate
 from conch_container.backend.docker.sessionops import remove_container
+from conch_container.deferreds import DeadlineExceeded, Once, with_deadline
 from conch_container.errors import GENERIC_USER_MESSAGE, ContainerSSHError
 from conch_container.interfaces import IBackendConnection
 from conch_container.log.codes import MessageCode

@@ -378,7 +378,7 @@ class Engine:
         engine may still be working on the call): a container that turns up is
         the result after all, and its owner removes it as any other.
         Don't cancel the returned Deferred: wait on it with a deadline of your
-        own (see ``deferutil.shield``) and record whatever it gives.
+        own (see :func:`conch_container.deferreds.shield`) and record whatever it gives.
         """
         return Deferred.fromCoroutine(self._create_container(request))
 

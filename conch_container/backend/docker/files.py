@@ -28,15 +28,15 @@ from zope.interface import implementer
 
 from conch_container import messages
 from conch_container.backend.docker.agent import GuestAgent
-from conch_container.backend.docker.deferutil import (
+from conch_container.backend.docker.engine import EngineError, HijackedStream
+from conch_container.backend.docker.execops import EXIT_POLL_FIRST, EXIT_POLL_MAX
+from conch_container.backend.docker.stream import FrameDemuxer, StreamProtocolError, adopt
+from conch_container.deferreds import (
     DeadlineExceeded,
     Once,
     await_resource,
     with_deadline,
 )
-from conch_container.backend.docker.engine import EngineError, HijackedStream
-from conch_container.backend.docker.execops import EXIT_POLL_FIRST, EXIT_POLL_MAX
-from conch_container.backend.docker.stream import FrameDemuxer, StreamProtocolError, adopt
 from conch_container.log.logger import CodeLogger
 
 #: How much of the agent's error output is quoted in the log.

@@ -27,12 +27,6 @@ from zope.interface import implementer
 
 from conch_container import messages
 from conch_container.backend.docker.agent import GuestAgent
-from conch_container.backend.docker.deferutil import (
-    DeadlineExceeded,
-    Once,
-    await_resource,
-    with_deadline,
-)
 from conch_container.backend.docker.engine import Engine, EngineError, HijackedStream
 from conch_container.backend.docker.execops import (
     SIGNALS,
@@ -47,6 +41,12 @@ from conch_container.backend.docker.sessionbase import (
     SessionBase,
     State,
     program_command,
+)
+from conch_container.deferreds import (
+    DeadlineExceeded,
+    Once,
+    await_resource,
+    with_deadline,
 )
 from conch_container.errors import ContainerSSHError
 from conch_container.interfaces import (

@@ -24,7 +24,6 @@ from twisted.internet.defer import CancelledError, Deferred
 from twisted.internet.interfaces import IConsumer, IPushProducer, ITCPTransport
 
 from conch_container import messages
-from conch_container.backend.docker.deferutil import DeadlineExceeded, Once, with_deadline
 from conch_container.backend.docker.engine import EngineError, HijackedStream
 from conch_container.backend.docker.stream import (
     ExecStreamProtocol,
@@ -33,6 +32,7 @@ from conch_container.backend.docker.stream import (
     release_input,
 )
 from conch_container.backend.program import UnknownSubsystem, program_argv
+from conch_container.deferreds import DeadlineExceeded, Once, with_deadline
 from conch_container.errors import ContainerSSHError, RequestRejected
 from conch_container.interfaces import ISessionIO, ProgramRequest, PtyRequest
 from conch_container.log.codes import MessageCode

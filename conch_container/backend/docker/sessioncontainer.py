@@ -24,15 +24,15 @@ from twisted.internet.interfaces import IReactorTime
 
 from conch_container import messages
 from conch_container.backend.docker.containerconfig import CreateRequest
-from conch_container.backend.docker.deferutil import (
+from conch_container.backend.docker.engine import Engine, EngineError, HijackedStream
+from conch_container.backend.docker.sessionbase import START_FAILED_MESSAGE, logged_error
+from conch_container.backend.docker.sessionops import place_files, remove_container
+from conch_container.deferreds import (
     DeadlineExceeded,
     Once,
     await_resource,
     with_deadline,
 )
-from conch_container.backend.docker.engine import Engine, EngineError, HijackedStream
-from conch_container.backend.docker.sessionbase import START_FAILED_MESSAGE, logged_error
-from conch_container.backend.docker.sessionops import place_files, remove_container
 from conch_container.log.codes import MessageCode
 from conch_container.log.logger import CodeLogger
 

@@ -37,7 +37,6 @@ from zope.interface import implementer
 from conch_container import messages
 from conch_container.backend.docker.containerconfig import CreateRequest
 from conch_container.backend.docker.containerops import ContainerOps
-from conch_container.backend.docker.deferutil import DeadlineExceeded, with_deadline
 from conch_container.backend.docker.engine import Engine, EngineError
 from conch_container.backend.docker.execops import SIGNALS, exit_status
 from conch_container.backend.docker.sessionbase import (
@@ -51,6 +50,7 @@ from conch_container.backend.docker.sessionops import (
     fetch_container_exit_code,
     session_create_request,
 )
+from conch_container.deferreds import DeadlineExceeded, with_deadline
 from conch_container.interfaces import IBackendSession, ISessionIO, ProgramRequest
 from conch_container.log.levels import Level
 from conch_container.log.logger import CodeLogger

@@ -1,4 +1,4 @@
-"""Tests for conch_container.backend.docker.deferutil: shield, resources, deadlines, Once."""
+"""Tests for conch_container.deferreds: extension results, shield, resources, deadlines, Once."""
 
 from __future__ import annotations
 
@@ -6,13 +6,64 @@ from twisted.internet.defer import CancelledError, Deferred
 from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase
 
-from conch_container.backend.docker.deferutil import (
+from conch_container.deferreds import (
     DeadlineExceeded,
     Once,
+    as_deferred,
     await_resource,
+    settled_within,
     shield,
     with_deadline,
 )
+
+
+class AsDeferredTests(SynchronousTestCase):
+    def test_plain_value(self) -> None:
+        self.assertEqual(self.successResultOf(as_deferred(3)), 3)
+
+    def test_deferred_is_returned_as_it_is(self) -> None:
+        d: Deferred[int] = Deferred()
+        self.assertIs(as_deferred(d), d)
+
+    def test_coroutine_runs(self) -> None:
+        async def answer() -> int:
+            return 4
+
+        self.assertEqual(self.successResultOf(as_deferred(answer())), 4)
+
+
+class SettledWithinTests(SynchronousTestCase):
+    def test_fired_in_time(self) -> None:
+        clock = Clock()
+        work: Deferred[int] = Deferred()
+        waited = Deferred.fromCoroutine(settled_within(clock, 5, work))
+        clock.advance(4)
+        work.callback(1)
+        self.assertIs(self.successResultOf(waited), True)
+        self.assertEqual(clock.getDelayedCalls(), [])
+
+    def test_failure_in_time_counts_as_settled(self) -> None:
+        clock = Clock()
+        work: Deferred[int] = Deferred()
+        waited = Deferred.fromCoroutine(settled_within(clock, 5, work))
+        work.errback(ValueError("its owner's business"))
+        self.assertIs(self.successResultOf(waited), True)
+
+    def test_late_work_is_not_cancelled(self) -> None:
+        clock = Clock()
+        cancelled: list[object] = []
+        work: Deferred[int] = Deferred(cancelled.append)
+        waited = Deferred.fromCoroutine(settled_within(clock, 5, work))
+        clock.advance(5)
+        self.assertIs(self.successResultOf(waited), False)
+        self.assertEqual(cancelled, [])
+        work.callback(1)  # still fires normally, later
+
+    def test_negative_budget_does_not_wait(self) -> None:
+        clock = Clock()
+        waited = Deferred.fromCoroutine(settled_within(clock, -1, Deferred()))
+        clock.advance(0)
+        self.assertIs(self.successResultOf(waited), False)
 
 
 class ShieldTests(SynchronousTestCase):

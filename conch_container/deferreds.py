@@ -1,23 +1,40 @@
-"""Deadlines and cancellation around calls that cannot really be cancelled.
+"""Deferred helpers: results of extensions, deadlines, and calls that cannot be cancelled.
 
-A docker-py call runs in a pool thread; cancelling the Deferred that waits for
-it only stops the waiting. :func:`shield` keeps the call's real result
+Extensions (backends, authenticators, filters) may answer with a coroutine,
+a Deferred or a plain value: :func:`as_deferred` makes one Deferred of any of
+them (to *call* such a method, use :func:`twisted.internet.defer.maybeDeferred`,
+which also turns a raised exception into a failed Deferred).
+
+A blocking SDK call runs in a pool thread; cancelling the Deferred that waits
+for it only stops the waiting. :func:`shield` keeps the call's real result
 available to whoever needs it (the container a late create returned must still
 be removed), :func:`await_resource` releases what a call returns after its
-waiter gave up (a late stream's descriptor), and :func:`with_deadline` bounds
-a whole coroutine by a timeout on the reactor's clock.
+waiter gave up (a late stream), :func:`with_deadline` bounds a whole coroutine
+by a timeout on the reactor's clock, and :func:`settled_within` waits for work
+at most so long without cancelling it. :class:`Once` shares one result among
+many waiters.
 """
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable, Coroutine
 from typing import Any, Generic, TypeVar
 
-from twisted.internet.defer import CancelledError, Deferred
+from twisted.internet.defer import CancelledError, Deferred, succeed
 from twisted.internet.interfaces import IReactorTime
 from twisted.python.failure import Failure
 
 T = TypeVar("T")
+
+
+def as_deferred(value: Any) -> Deferred[Any]:
+    """Turn whatever an extension returned (coroutine, Deferred, plain value) into a Deferred."""
+    if inspect.iscoroutine(value):
+        return Deferred.fromCoroutine(value)
+    if isinstance(value, Deferred):
+        return value
+    return succeed(value)
 
 
 class DeadlineExceeded(Exception):
@@ -102,6 +119,21 @@ async def with_deadline(
     finally:
         if timer.active():
             timer.cancel()
+
+
+async def settled_within(clock: IReactorTime, seconds: float, d: Deferred[Any]) -> bool:
+    """Wait for ``d`` at most ``seconds``; whether it fired in time.
+
+    ``d`` is never cancelled (the work behind it goes on) and its result is
+    left to its own callbacks.
+    """
+    try:
+        await with_deadline(clock, max(seconds, 0), shield(d))
+    except DeadlineExceeded:
+        return False
+    except Exception:
+        return True  # it fired, with a failure that belongs to ``d``'s owner
+    return True
 
 
 class Once(Generic[T]):
