@@ -27,7 +27,7 @@ from conch_container.backend.docker.agent import (
     select_agent,
     usable_agent,
 )
-from conch_container.backend.docker.engine import EngineError
+from conch_container.backend.docker.errors import EngineError
 from conch_container.backend.docker.execops import SIGNAL_NUMBERS, SIGNALS, exit_status
 from conch_container.backend.docker.files import write_files
 from conch_container.backend.docker.stream import (

@@ -9,19 +9,20 @@ test that produces it.
 
 from __future__ import annotations
 
-import os
 import socket
 from typing import Any, cast
 
-from twisted.internet.defer import Deferred, fail, succeed
-from twisted.internet.protocol import ServerFactory
+from twisted.internet.defer import Deferred, fail
+from twisted.internet.protocol import Factory
 from twisted.internet.threads import deferToThread
 
 from conch_container import messages
 from conch_container.backend.docker import DockerBackend
 from conch_container.backend.docker.client import EngineSettings
 from conch_container.backend.docker.containerconfig import LABEL_INSTANCE
-from conch_container.backend.docker.engine import Engine, EngineError, HijackedStream
+from conch_container.backend.docker.engine import Engine
+from conch_container.backend.docker.errors import EngineError
+from conch_container.backend.docker.upgrade import UpgradedStream, UpgradeProtocol
 from conch_container.errors import ContainerSSHError
 from conch_container.interfaces import ProgramRequest, PtyRequest
 from conch_container.testing.sessionio import RecordingSessionIO
@@ -57,6 +58,15 @@ class FaultyEngine:
             return fault
         return getattr(self._engine, name)
 
+    def exec_attach(self, exec_id: str, tty: bool) -> Deferred[Any]:
+        """The stream (or the fault), with its transport replaced by ``stream_transport``."""
+        attach = self.__getattr__("exec_attach")
+        d: Deferred[Any] = attach(exec_id, tty)
+        wrap = self._faults.get("stream_transport")
+        if wrap is not None:
+            d.addCallback(wrap)
+        return d
+
 
 class FaultyTransport:
     """A stream's real transport, except that the methods in ``failing`` raise ``error``."""
@@ -74,31 +84,6 @@ class FaultyTransport:
 
             return failed
         return getattr(self._transport, name)
-
-
-class TransportFaultReactor:
-    """The real reactor, except that the streams it adopts get a :class:`FaultyTransport`."""
-
-    def __init__(self, real: Any, failing: set[str], error: Exception) -> None:
-        self._real = real
-        self._failing = failing
-        self._error = error
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._real, name)
-
-    def adoptStreamConnection(self, fd: int, family: Any, factory: Any) -> None:
-        built: list[Any] = []
-
-        class Recording(ServerFactory):
-            def buildProtocol(self, addr: Any) -> Any:
-                protocol = factory.buildProtocol(addr)
-                built.append(protocol)
-                return protocol
-
-        self._real.adoptStreamConnection(fd, family, Recording())
-        for protocol in built:
-            protocol.transport = FaultyTransport(protocol.transport, self._failing, self._error)
 
 
 class FaultInjectingBackend(DockerBackend):
@@ -230,14 +215,18 @@ class DockerCodesTests(DockerBackendTestCase):
         sends half a frame and hangs up, as a dying engine would.
         """
 
-        def cut_stream(exec_id: str, tty: bool) -> Deferred[HijackedStream]:
+        def cut_stream(exec_id: str, tty: bool) -> Deferred[UpgradedStream]:
             ours, theirs = socket.socketpair()
-            theirs.sendall(b"\x01\x00\x00\x00\x00\x00\x00\x10half")  # 16 announced, 4 sent
+            theirs.sendall(
+                b"HTTP/1.1 101 UPGRADED\r\n\r\n"
+                b"\x01\x00\x00\x00\x00\x00\x00\x10half"  # 16 announced, 4 sent
+            )
             theirs.close()
-            ours.setblocking(False)
-            stream = HijackedStream(os.dup(ours.fileno()), ours.family)
+            answered: Deferred[UpgradedStream] = Deferred()
+            factory = Factory.forProtocol(lambda: UpgradeProtocol(b"", answered))
+            reactor().adoptStreamConnection(ours.fileno(), ours.family, factory)
             ours.close()
-            return succeed(stream)
+            return answered
 
         backend = self.new_backend(exec_attach=cut_stream)
         backend.start()
@@ -254,7 +243,12 @@ class DockerCodesTests(DockerBackendTestCase):
     async def start_cat(self, failing: str) -> tuple[Any, RecordingSessionIO]:
         """``cat`` running in a session whose stream transport fails ``failing`` calls."""
         error = ConnectionResetError("the engine's connection was reset")
-        backend = self.new_backend(TransportFaultReactor(reactor(), {failing}, error))
+
+        def faulty(stream: UpgradedStream) -> UpgradedStream:
+            stream.transport = FaultyTransport(stream.transport, {failing}, error)
+            return stream
+
+        backend = self.new_backend(stream_transport=faulty)
         backend.start()
         connection = await self.connect(backend=backend)
         session = connection.open_session(0)

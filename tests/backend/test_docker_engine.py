@@ -1,8 +1,8 @@
-"""Tests for the engine-facing functions: the exec stream hand-over and client settings.
+"""Tests for the engine's streams (the HTTP upgrade) and the client settings.
 
-The hand-over is checked against a tiny engine stand-in on a unix socket that
-answers the HTTP upgrade the way the Docker engine does, so that docker-py's
-real HTTP stack is exercised without a Docker engine.
+The upgrade is checked against a tiny engine stand-in on a unix socket that
+answers the way the Docker engine does, and piece by piece on a string
+transport.
 """
 
 from __future__ import annotations
@@ -14,11 +14,26 @@ import tempfile
 import threading
 from types import SimpleNamespace
 
-import docker
-from twisted.trial.unittest import SynchronousTestCase
+from twisted.internet import reactor
+from twisted.internet.defer import Deferred
+from twisted.internet.error import ConnectionDone
+from twisted.internet.interfaces import IHalfCloseableProtocol
+from twisted.internet.protocol import Protocol, connectionDone
+from twisted.internet.testing import MemoryReactorClock, StringTransport
+from twisted.internet.threads import deferToThread
+from twisted.python.failure import Failure
+from twisted.trial.unittest import SynchronousTestCase, TestCase
+from zope.interface import implementer
 
 from conch_container.backend.docker.client import EngineSettings
-from conch_container.backend.docker.engine import EngineError, thd_exec_attach
+from conch_container.backend.docker.errors import EngineError
+from conch_container.backend.docker.upgrade import (
+    MAX_HEAD,
+    EngineStreams,
+    UpgradedStream,
+    UpgradeProtocol,
+    upgrade_request,
+)
 
 UPGRADE_RESPONSE = (
     b"HTTP/1.1 101 UPGRADED\r\n"
@@ -53,7 +68,10 @@ class FakeEngine:
         conn, _ = self.listener.accept()
         with conn:
             while b"\r\n\r\n" not in self.request:
-                self.request += conn.recv(4096)
+                chunk = conn.recv(4096)
+                if not chunk:
+                    return
+                self.request += chunk
             head, _, body = self.request.partition(b"\r\n\r\n")
             length = int(
                 next(
@@ -83,59 +101,194 @@ class FakeEngine:
         os.rmdir(self.directory)
 
 
-def read_all(fd: int) -> bytes:
-    os.set_blocking(fd, True)
-    data = b""
-    while chunk := os.read(fd, 65536):
-        data += chunk
-    return data
+class ReadAll(Protocol):
+    """Collects a stream until the engine closes it."""
+
+    def __init__(self) -> None:
+        self.data = b""
+        self.done: Deferred[None] = Deferred()
+
+    def dataReceived(self, data: bytes) -> None:
+        self.data += data
+
+    def connectionLost(self, reason: Failure = connectionDone) -> None:
+        self.done.callback(None)
 
 
-class ExecAttachTests(SynchronousTestCase):
-    def client(self, engine: FakeEngine) -> docker.APIClient:
-        client = docker.APIClient(base_url=f"unix://{engine.path}", version="1.41", timeout=10)
-        self.addCleanup(client.close)
-        return client
+@implementer(IHalfCloseableProtocol)
+class HalfCloseReadAll(ReadAll):
+    """:class:`ReadAll` that sends stdin and half-closes once the output ended."""
 
-    def test_leftover_bytes_kept(self) -> None:
-        """Stream bytes that arrive with the response headers are handed over, in order."""
-        engine = FakeEngine(UPGRADE_RESPONSE + frame(1, b"early"), frame(1, b"late"))
-        self.addCleanup(engine.close)
-        stream = thd_exec_attach(self.client(engine), "abc123", False)
-        self.assertEqual(stream.family, socket.AF_UNIX)
-        self.assertEqual(stream.leftover, frame(1, b"early"))
+    def readConnectionLost(self) -> None:
+        self.transport.write(b"stdin")
+        self.transport.loseWriteConnection()
+
+    def writeConnectionLost(self) -> None:
+        self.transport.loseConnection()
+
+
+def streams(engine: FakeEngine, timeout: float = 10.0) -> EngineStreams:
+    return EngineStreams(reactor, EngineSettings(host=f"unix://{engine.path}", timeout=timeout))
+
+
+class UpgradeTests(TestCase):
+    """The upgrade over a unix socket against an engine stand-in."""
+
+    def engine(self, reply: bytes, later: bytes = b"") -> FakeEngine:
+        engine = FakeEngine(reply, later)
+        self.addCleanup(lambda: deferToThread(engine.close))
+        return engine
+
+    async def test_leftover_bytes_kept(self) -> None:
+        """Stream bytes that arrive with the answer's head come first, in order; stdin flows."""
+        engine = self.engine(UPGRADE_RESPONSE + frame(1, b"early"), frame(1, b"late"))
+        stream = await streams(engine).open("/v1.41/exec/abc123/start", body={"Tty": False})
+        collector = HalfCloseReadAll()
+        stream.attach(collector)
         engine.proceed.set()
-        self.assertEqual(read_all(stream.fd), frame(1, b"late"))
-        with socket.socket(fileno=stream.fd) as sock:  # takes the descriptor over
-            sock.setblocking(True)
-            sock.sendall(b"stdin")
-            sock.shutdown(socket.SHUT_WR)
-            engine.thread.join(10)
+        await collector.done
+        await deferToThread(engine.thread.join, 10)
+        self.assertEqual(collector.data, frame(1, b"early") + frame(1, b"late"))
         self.assertEqual(engine.stdin, b"stdin")
         self.assertIn(b"POST /v1.41/exec/abc123/start HTTP/1.1", engine.request)
         self.assertIn(b"Upgrade: tcp", engine.request)
         self.assertIn(b'"Tty": false', engine.request)
 
-    def test_descriptor_is_nonblocking(self) -> None:
-        """The handed-over descriptor is non-blocking, as the reactor needs."""
-        engine = FakeEngine(UPGRADE_RESPONSE)
-        self.addCleanup(engine.close)
-        stream = thd_exec_attach(self.client(engine), "abc", True)
-        self.addCleanup(stream.close)
-        self.assertFalse(os.get_blocking(stream.fd))
-        self.assertEqual(stream.leftover, b"")
+    async def test_query_parameters(self) -> None:
+        """Parameters go into the request target."""
+        engine = self.engine(UPGRADE_RESPONSE)
+        stream = await streams(engine).open("/v1.41/containers/c/attach", params={"stream": "1"})
+        stream.close()
+        self.assertIn(b"POST /v1.41/containers/c/attach?stream=1 HTTP/1.1", engine.request)
 
-    def test_engine_refusal(self) -> None:
+    async def test_engine_refusal(self) -> None:
         """An error answer becomes an EngineError with the engine's message and status."""
         body = b'{"message":"No such exec instance: abc"}'
-        engine = FakeEngine(
+        engine = self.engine(
             b"HTTP/1.1 404 Not Found\r\nContent-Type: application/json\r\n"
             b"Content-Length: " + str(len(body)).encode() + b"\r\n\r\n" + body
         )
-        self.addCleanup(engine.close)
-        error = self.assertRaises(EngineError, thd_exec_attach, self.client(engine), "abc", False)
+        with self.assertRaises(EngineError) as caught:
+            await streams(engine).open("/v1.41/exec/abc/start", body={})
+        error = caught.exception
         self.assertEqual((error.status, error.message), (404, "No such exec instance: abc"))
         self.assertTrue(error.not_found)
+        self.assertFalse(error.unsent)
+
+    async def test_no_engine(self) -> None:
+        """No socket to connect to: an EngineError that says nothing was sent."""
+        settings = EngineSettings(host=f"unix://{self.mktemp()}", timeout=5)
+        with self.assertRaises(EngineError) as caught:
+            await EngineStreams(reactor, settings).open("/v1.41/exec/abc/start")
+        self.assertTrue(caught.exception.unsent)
+
+    async def test_no_answer(self) -> None:
+        """An engine that never answers: an EngineError after the HTTP timeout."""
+        engine = self.engine(b"")
+        with self.assertRaises(EngineError) as caught:
+            await streams(engine, timeout=0.2).open("/v1.41/exec/abc/start")
+        self.assertIn("did not answer within 0.2 s", caught.exception.message)
+
+
+class UpgradeProtocolTests(SynchronousTestCase):
+    """The answer's head, piece by piece, on a string transport."""
+
+    def connect(self) -> tuple[UpgradeProtocol, StringTransport, Deferred[UpgradedStream]]:
+        answered: Deferred[UpgradedStream] = Deferred()
+        protocol = UpgradeProtocol(b"REQUEST", answered)
+        transport = StringTransport()
+        protocol.makeConnection(transport)
+        self.assertEqual(transport.value(), b"REQUEST")
+        return protocol, transport, answered
+
+    def test_head_split_anywhere(self) -> None:
+        """The head may arrive a byte at a time; what follows it is kept for the stream."""
+        protocol, transport, answered = self.connect()
+        for byte in UPGRADE_RESPONSE + b"xy":
+            protocol.dataReceived(bytes([byte]))
+        stream = self.successResultOf(answered)
+        self.assertEqual(transport.producerState, "paused")  # nothing read until taken
+        collected = ReadAll()
+        stream.attach(collected)
+        self.assertEqual(transport.producerState, "producing")
+        self.assertEqual(collected.data, b"xy")
+        protocol.dataReceived(b"z")
+        self.assertEqual(collected.data, b"xyz")
+
+    def test_end_before_taken_is_passed_on(self) -> None:
+        """A stream that ended before a protocol took it ends for that protocol too."""
+        protocol, _, answered = self.connect()
+        protocol.dataReceived(UPGRADE_RESPONSE + b"all")
+        stream = self.successResultOf(answered)
+        protocol.connectionLost(Failure(ConnectionDone()))
+        collected = ReadAll()
+        stream.attach(collected)
+        self.assertEqual(collected.data, b"all")
+        self.successResultOf(collected.done)
+
+    def test_older_engines_answer_200(self) -> None:
+        protocol, _, answered = self.connect()
+        protocol.dataReceived(b"HTTP/1.1 200 OK\r\nContent-Type: x\r\n\r\n")
+        self.successResultOf(answered)
+
+    def test_head_too_long(self) -> None:
+        protocol, _, answered = self.connect()
+        protocol.dataReceived(b"HTTP/1.1 101 UPGRADED\r\nX: " + b"a" * (MAX_HEAD + 1))
+        error = self.failureResultOf(answered, EngineError).value
+        self.assertIn("exceeds", error.message)
+
+    def test_garbage(self) -> None:
+        protocol, _, answered = self.connect()
+        protocol.dataReceived(b"SSH-2.0-OpenSSH\r\n\r\n")
+        self.assertIn("unreadable", self.failureResultOf(answered, EngineError).value.message)
+
+    def test_chunked_error_body(self) -> None:
+        protocol, _, answered = self.connect()
+        protocol.dataReceived(
+            b"HTTP/1.1 409 Conflict\r\nTransfer-Encoding: chunked\r\n\r\n"
+            b'14\r\n{"message":"paused"}\r\n'
+        )
+        self.assertNoResult(answered)
+        protocol.dataReceived(b"0\r\n\r\n")
+        error = self.failureResultOf(answered, EngineError).value
+        self.assertEqual((error.status, error.message), (409, "paused"))
+
+    def test_error_body_until_close(self) -> None:
+        protocol, _, answered = self.connect()
+        protocol.dataReceived(b"HTTP/1.0 500 Oops\r\n\r\nnot json")
+        self.assertNoResult(answered)
+        protocol.connectionLost(Failure(ConnectionDone()))
+        error = self.failureResultOf(answered, EngineError).value
+        self.assertEqual((error.status, error.message), (500, "HTTP 500: not json"))
+
+    def test_closed_before_answer(self) -> None:
+        protocol, _, answered = self.connect()
+        protocol.connectionLost(Failure(ConnectionDone()))
+        self.assertIn(
+            "closed the connection", self.failureResultOf(answered, EngineError).value.message
+        )
+
+
+class EndpointTests(SynchronousTestCase):
+    """Which engine addresses can carry a stream."""
+
+    def test_unsupported_scheme(self) -> None:
+        error = self.assertRaises(
+            EngineError, EngineStreams, MemoryReactorClock(), EngineSettings(host="ssh://h")
+        )
+        self.assertIn("unsupported engine address", error.message)
+
+    def test_unusable_tls_material(self) -> None:
+        settings = EngineSettings(host="tcp://127.0.0.1:2376", cacert="x", cert="y", key="z")
+        error = self.assertRaises(EngineError, EngineStreams, MemoryReactorClock(), settings)
+        self.assertIn("unusable TLS settings", error.message)
+
+    def test_request_bytes(self) -> None:
+        request = upgrade_request("h:1", "/v1/x", {"a": "1"}, {"Tty": True})
+        head, _, body = request.partition(b"\r\n\r\n")
+        self.assertEqual(body, b'{"Tty": true}')
+        self.assertIn(b"Content-Length: 13", head)
+        self.assertTrue(head.startswith(b"POST /v1/x?a=1 HTTP/1.1\r\nHost: h:1\r\n"))
 
 
 class EngineSettingsTests(SynchronousTestCase):

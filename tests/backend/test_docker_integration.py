@@ -330,14 +330,6 @@ class DockerBackendIntegrationTests(DockerBackendTestCase):
             messages.DOCKER_CONFIG_ERROR, container={"image": GUEST, "env": "A=1"}
         )
 
-    async def test_tls_refused(self) -> None:
-        """A TLS engine connection is refused up front: exec streams cannot half-close over TLS."""
-        error = await self.assert_connect_fails(
-            messages.DOCKER_CONFIG_ERROR,
-            connection={"host": "tcp://127.0.0.1:2376", "cacert": PEM, "cert": PEM, "key": PEM},
-        )
-        self.assertIn("TLS", error.explanation)
-
     async def test_close_during_launch(self) -> None:
         """Stopping the backend while a container starts leaves no container behind."""
         config = make_config(imagePullPolicy="Always", timeouts={"containerStart": "5s"})
@@ -375,7 +367,6 @@ class DockerBackendIntegrationTests(DockerBackendTestCase):
 
 
 GUEST = make_config().docker.execution.container["image"]
-PEM = "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n"
 
 
 async def _inspect(client: Any, container_id: str | None) -> dict[str, Any]:

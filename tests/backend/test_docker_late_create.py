@@ -24,7 +24,8 @@ from twisted.trial.unittest import TestCase
 from conch_container.backend.docker import engine as engine_module
 from conch_container.backend.docker.client import EngineSettings
 from conch_container.backend.docker.containerconfig import LABEL_CREATE, CreateRequest
-from conch_container.backend.docker.engine import Engine, EngineError
+from conch_container.backend.docker.engine import Engine
+from conch_container.backend.docker.errors import EngineError
 from tests.docker_support import DOCKER_HOST, GUEST_IMAGE, docker_client
 
 

@@ -7,8 +7,6 @@ and the test can check that whatever was created is removed.
 
 from __future__ import annotations
 
-import os
-import socket
 from typing import Any, cast
 
 from twisted.internet.defer import Deferred
@@ -21,8 +19,9 @@ from zope.interface.verify import verifyObject
 
 from conch_container import messages
 from conch_container.backend.docker.containerconfig import CreateRequest
-from conch_container.backend.docker.engine import EngineError, HijackedStream
+from conch_container.backend.docker.errors import EngineError
 from conch_container.backend.docker.sessionmode import DockerContainerSession, SessionTemplate
+from conch_container.backend.docker.upgrade import UpgradedStream
 from conch_container.errors import ContainerSSHError
 from conch_container.interfaces import ExitStatus, IBackendSession, ProgramRequest, PtyRequest
 from conch_container.log.levels import Level
@@ -49,22 +48,39 @@ class EngineTransport(StringTransport):
 
     def abortConnection(self) -> None:
         self.aborted = True
-        self.protocol.connectionLost(Failure(ConnectionAborted()))
+        if self.protocol is not None:
+            self.protocol.connectionLost(Failure(ConnectionAborted()))
+
+
+class FakeStream(UpgradedStream):
+    """An upgraded engine stream on an :class:`EngineTransport`; records who takes it.
+
+    :param taken: gets ``(None, protocol, transport)`` when a protocol takes the stream.
+    """
+
+    def __init__(self, taken: list[tuple[None, Any, EngineTransport]]) -> None:
+        self.engine_transport = EngineTransport()
+        super().__init__(self.engine_transport, b"")
+        self._taken = taken
+
+    def attach(self, protocol: Any) -> Any:
+        transport = super().attach(protocol)
+        self.engine_transport.protocol = protocol
+        self._taken.append((None, protocol, self.engine_transport))
+        return transport
+
+    @property
+    def released(self) -> bool:
+        """Whether the stream was dropped without being taken."""
+        return self.engine_transport.aborted
 
 
 class AdoptingReactor(MemoryReactorClock):
-    """Adopting a descriptor connects the protocol to an :class:`EngineTransport`."""
+    """A clock that also lists the engine streams the session took (:class:`FakeStream`)."""
 
     def __init__(self) -> None:
         super().__init__()
-        self.adopted: list[tuple[int, Any, EngineTransport]] = []
-
-    def adoptStreamConnection(self, fileDescriptor: int, addressFamily: Any, factory: Any) -> None:
-        protocol = factory.buildProtocol(None)
-        transport = EngineTransport()
-        transport.protocol = protocol
-        protocol.makeConnection(transport)
-        self.adopted.append((fileDescriptor, protocol, transport))
+        self.adopted: list[tuple[None, Any, EngineTransport]] = []
 
 
 class Scripted:
@@ -108,7 +124,7 @@ class FakeEngine(Scripted):
 
 
 class FakeOps(Scripted):
-    def attach(self, container_id: str) -> Deferred[HijackedStream]:
+    def attach(self, container_id: str) -> Deferred[UpgradedStream]:
         return self._call("attach", container_id)
 
     def resize(self, container_id: str, rows: int, columns: int) -> Deferred[None]:
@@ -157,14 +173,9 @@ class ContainerSessionTests(SynchronousTestCase):
     def codes(self) -> list[str]:
         return [e["code"] for e in self.events]
 
-    def stream(self) -> HijackedStream:
-        """A stream whose descriptor is real, so that closing it can be checked."""
-        left, right = socket.socketpair()
-        self.addCleanup(right.close)
-        return HijackedStream(left.detach(), socket.AF_UNIX)
-
-    def assert_fd_closed(self, fd: int) -> None:
-        self.assertRaises(OSError, os.fstat, fd)
+    def stream(self) -> FakeStream:
+        """An upgraded stream that records whether it was taken or released."""
+        return FakeStream(self.reactor.adopted)
 
     def begin(
         self, session: DockerContainerSession, command: str = "cat", pty: PtyRequest | None = None
@@ -207,7 +218,7 @@ class ContainerSessionTests(SynchronousTestCase):
         self.assertEqual(self.reactor.adopted, [])  # read only once the program runs
         self.engine.answer("start")
         self.successResultOf(started)
-        self.assert_fd_closed(stream.fd)  # the reactor holds its own duplicate
+        self.assertFalse(stream.released)  # taken by the program's protocol
         [(_, protocol, transport)] = self.reactor.adopted
         self.assertIs(self.io.producer, transport)
 
@@ -360,7 +371,7 @@ class ContainerSessionTests(SynchronousTestCase):
         self.engine.answer("start", EngineError("exec format error"))
         error = self.failureResultOf(started, ContainerSSHError).value
         self.assertEqual(error.code, messages.DOCKER_CONTAINER_START_FAILED)
-        self.assert_fd_closed(stream.fd)
+        self.assertTrue(stream.released)
         self.assertEqual(self.reactor.adopted, [])
         self.assertEqual(self.engine.args("remove"), [("cid",)])
 
@@ -401,7 +412,7 @@ class ContainerSessionTests(SynchronousTestCase):
         self.assertEqual(self.engine.args("remove"), [("cid",)])
         stream = self.stream()
         self.ops.answer("attach", stream)
-        self.assert_fd_closed(stream.fd)
+        self.assertTrue(stream.released)
         self.assertEqual(self.reactor.adopted, [])
 
     def test_close_while_starting(self) -> None:

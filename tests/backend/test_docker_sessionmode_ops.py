@@ -20,7 +20,7 @@ from conch_container.backend.docker.archive import (
     resolve_files,
 )
 from conch_container.backend.docker.containerconfig import CreateRequest
-from conch_container.backend.docker.engine import EngineError
+from conch_container.backend.docker.errors import EngineError
 from conch_container.backend.docker.execops import UNKNOWN_EXIT_CODE
 from conch_container.backend.docker.sessionops import (
     fetch_container_exit_code,

@@ -37,7 +37,7 @@ from typing import Any
 import attrs
 
 from conch_container import messages
-from conch_container.backend.docker.engine import EngineError
+from conch_container.backend.docker.errors import EngineError
 from conch_container.deferreds import DeadlineExceeded, with_deadline
 from conch_container.log.logger import CodeLogger
 

@@ -30,7 +30,8 @@ from conch_container.backend.docker.containerconfig import (
     CreateRequest,
     execution_create_request,
 )
-from conch_container.backend.docker.engine import Engine, EngineError
+from conch_container.backend.docker.engine import Engine
+from conch_container.backend.docker.errors import EngineError
 from conch_container.backend.docker.pull import PullPolicy, registry_auth
 from conch_container.backend.docker.reconcile import Sweep, remove_leftovers
 from conch_container.backend.docker.sessionops import restart_policy_error
@@ -51,7 +52,7 @@ AGENT_IDLE_COMMAND = ("/usr/bin/containerssh-agent", "wait-signal")
 class DockerBackend:
     """Runs each SSH connection in its own Docker container (``backend: docker``).
 
-    :param reactor: the reactor (threads, time, ``adoptStreamConnection``).
+    :param reactor: the reactor (threads, time, connections to the engine).
     :param log: the backend's logger.
     :param instance_id: this gateway's identity, put on every container as the
         ``conch_container_instance`` label so :meth:`remove_all` can find them.
@@ -242,14 +243,6 @@ class DockerBackend:
         if session_mode and (problem := restart_policy_error(request)) is not None:
             raise _config_error(log, problem)
         settings = EngineSettings.from_config(docker_config)
-        if settings.tls:
-            # Twisted's TLS transport cannot half-close, and a program's stdin
-            # EOF is a half-close of the exec stream.
-            raise _config_error(
-                log,
-                "program streams over a TLS connection to the Docker engine are not "
-                "supported yet; reach the engine through a unix socket",
-            )
         connection = DockerConnection(
             reactor=self._reactor,
             docker_config=docker_config,

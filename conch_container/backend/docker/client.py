@@ -18,6 +18,7 @@ from typing import Any
 import attrs
 import docker
 import requests.adapters
+from docker.constants import MINIMUM_DOCKER_API_VERSION
 from docker.tls import TLSConfig
 
 #: The oldest TLS version the gateway accepts from a Docker engine.
@@ -97,17 +98,42 @@ def thd_connect(
             verify=True,
         )
     try:
-        client = docker.APIClient(
-            base_url=settings.host,
-            version="auto",
-            timeout=settings.timeout,
-            tls=tls,
-            max_pool_size=max_pool_size,
-        )
+        if not settings.tls:
+            client = docker.APIClient(
+                base_url=settings.host,
+                version="auto",
+                timeout=settings.timeout,
+                max_pool_size=max_pool_size,
+            )
+            return client, tls_dir
+        # With TLS the client is set up before its first call, so that the
+        # version negotiation already runs under the rules below.
+        probe = _tls_client(settings, tls, max_pool_size, MINIMUM_DOCKER_API_VERSION)
+        try:
+            version = str(probe.version(api_version=False)["ApiVersion"])
+        finally:
+            probe.close()
+        return _tls_client(settings, tls, max_pool_size, version), tls_dir
     except BaseException:
         if tls_dir is not None:
             shutil.rmtree(tls_dir, ignore_errors=True)
         raise
-    if settings.tls:
-        client.mount("https://", _MinimumTLSAdapter(pool_maxsize=max_pool_size))
-    return client, tls_dir
+
+
+def _tls_client(
+    settings: EngineSettings, tls: TLSConfig | bool, max_pool_size: int, version: str
+) -> docker.APIClient:
+    client = docker.APIClient(
+        base_url=settings.host,
+        version=version,
+        timeout=settings.timeout,
+        tls=tls,
+        max_pool_size=max_pool_size,
+    )
+    client.mount("https://", _MinimumTLSAdapter(pool_maxsize=max_pool_size))
+    # requests lets REQUESTS_CA_BUNDLE / CURL_CA_BUNDLE replace the client's
+    # own CA (a long-standing requests behaviour), so an operator's environment
+    # would make the engine's certificate fail to verify: the configured
+    # cacert is the only trust for the engine.
+    client.trust_env = False
+    return client

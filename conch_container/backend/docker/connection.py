@@ -25,7 +25,8 @@ from conch_container import messages
 from conch_container.backend.docker.agent import GuestAgent, select_agent
 from conch_container.backend.docker.containerconfig import CreateRequest
 from conch_container.backend.docker.containerops import ContainerOps
-from conch_container.backend.docker.engine import Engine, EngineError
+from conch_container.backend.docker.engine import Engine
+from conch_container.backend.docker.errors import EngineError
 from conch_container.backend.docker.files import write_files
 from conch_container.backend.docker.pull import (
     MISSING_IMAGE_USER_MESSAGE,
@@ -80,7 +81,7 @@ def _create_user_message(error: EngineError) -> str:
 class DockerConnection:
     """The container of one SSH connection and the sessions running in it.
 
-    :param reactor: the reactor (clock, ``adoptStreamConnection``).
+    :param reactor: the reactor (clock, connections to the engine).
     :param docker_config: the connection's ``docker`` config section.
     :param log: the connection's logger (``backend`` bound).
     :param retry_interval: seconds between attempts of a retried step.

@@ -10,8 +10,9 @@ blocking docker-py calls for the backend's pool that raise only
 :class:`ContainerOps` is their reactor-side face on an
 :class:`~conch_container.backend.docker.engine.Engine`.
 
-The attach is the engine's hijack
-(:func:`~conch_container.backend.docker.engine.thd_upgrade`), as for an exec.
+The attach is an HTTP upgrade made from the reactor
+(:meth:`~conch_container.backend.docker.engine.Engine.container_attach`), as
+for an exec.
 """
 
 from __future__ import annotations
@@ -21,25 +22,9 @@ from typing import Any
 import docker
 from twisted.internet.defer import Deferred
 
-from conch_container.backend.docker.engine import (
-    Engine,
-    EngineError,
-    HijackedStream,
-    engine_errors,
-    thd_upgrade,
-)
-
-
-def thd_container_attach(client: docker.APIClient, container_id: str) -> HijackedStream:
-    """Attach to all three streams of a container (before it starts, so nothing is missed).
-
-    No ``logs``: a container attached before its start has none to replay.
-    """
-    return thd_upgrade(
-        client,
-        f"/containers/{container_id}/attach",
-        params={"stream": "1", "stdin": "1", "stdout": "1", "stderr": "1"},
-    )
+from conch_container.backend.docker.engine import Engine, engine_errors
+from conch_container.backend.docker.errors import EngineError
+from conch_container.backend.docker.upgrade import UpgradedStream
 
 
 @engine_errors
@@ -90,8 +75,8 @@ class ContainerOps:
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
 
-    def attach(self, container_id: str) -> Deferred[HijackedStream]:
-        return self.engine.run(thd_container_attach, container_id)
+    def attach(self, container_id: str) -> Deferred[UpgradedStream]:
+        return self.engine.container_attach(container_id)
 
     def resize(self, container_id: str, rows: int, columns: int) -> Deferred[None]:
         return self.engine.run(thd_container_resize, container_id, rows, columns)

@@ -5,11 +5,10 @@ never touch Twisted objects, and raise only :class:`EngineError`. :class:`Engine
 is the reactor-side face: every method returns a Deferred from
 ``deferToThreadPool``.
 
-Container I/O never holds a thread: :func:`thd_upgrade` only performs an HTTP
-upgrade (``POST /exec/{id}/start`` for :func:`thd_exec_attach`, a container's
-``attach`` in session mode) and hands back a duplicate of the hijacked
-socket's descriptor (plus any stream bytes that arrived with the response
-headers), which the caller gives to the reactor.
+Container I/O never holds a thread: a program's stream (``POST
+/exec/{id}/start``, a container's ``attach`` in session mode) is an HTTP
+upgrade made from the reactor by :mod:`.upgrade`, over the same endpoint
+(UNIX socket, TCP or TLS) and API version as the docker-py client.
 """
 
 from __future__ import annotations
@@ -17,12 +16,9 @@ from __future__ import annotations
 import base64
 import functools
 import json
-import os
 import secrets
 import shutil
-import socket
-import ssl
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, ParamSpec, TypeVar
 
 import attrs
@@ -32,40 +28,16 @@ import requests
 import urllib3.exceptions
 from twisted.internet import task
 from twisted.internet.defer import Deferred
-from twisted.internet.interfaces import IReactorFromThreads
 from twisted.internet.threads import deferToThreadPool
 from twisted.python.threadpool import ThreadPool
 
 from conch_container.backend.docker.client import EngineSettings
 from conch_container.backend.docker.containerconfig import LABEL_CREATE, CreateRequest
+from conch_container.backend.docker.errors import EngineError
+from conch_container.backend.docker.upgrade import EngineStreams, UpgradedStream
 
 P = ParamSpec("P")
 T = TypeVar("T")
-
-#: How much of the hijacked stream :func:`thd_upgrade` takes from the
-#: response buffer at most (the rest stays in the socket for the reactor).
-_LEFTOVER_READ = 65536
-
-
-class EngineError(Exception):
-    """A Docker engine call failed.
-
-    :ivar message: the engine's (or the HTTP client's) explanation, for logs only.
-    :ivar status: the HTTP status of the engine's answer, if there was one.
-    :ivar unsent: whether the request certainly never reached the engine (no
-        connection could be made), so that it cannot have had any effect.
-    """
-
-    def __init__(self, message: str, status: int | None = None, unsent: bool = False) -> None:
-        super().__init__(message)
-        self.message = message
-        self.status = status
-        self.unsent = unsent
-
-    @property
-    def not_found(self) -> bool:
-        """The engine answered 404: no such container, image or exec."""
-        return self.status == 404
 
 
 def engine_errors(f: Callable[P, T]) -> Callable[P, T]:
@@ -101,24 +73,6 @@ def _never_sent(error: BaseException) -> bool:
     return isinstance(
         cause, urllib3.exceptions.NewConnectionError | FileNotFoundError | ConnectionRefusedError
     )
-
-
-@attrs.frozen
-class HijackedStream:
-    """An exec's raw stream after the HTTP upgrade.
-
-    :ivar fd: a non-blocking descriptor the receiver owns (and must close).
-    :ivar family: the socket's address family (``AF_UNIX`` or ``AF_INET``/``AF_INET6``).
-    :ivar leftover: stream bytes that arrived together with the response headers.
-    """
-
-    fd: int
-    family: socket.AddressFamily
-    leftover: bytes = b""
-
-    def close(self) -> None:
-        """Release the descriptor (when nobody adopted it)."""
-        os.close(self.fd)
 
 
 @engine_errors
@@ -215,63 +169,6 @@ def thd_exec_create(
 
 
 @engine_errors
-def thd_upgrade(
-    client: docker.APIClient,
-    path: str,
-    *,
-    params: Mapping[str, str] | None = None,
-    body: bytes | None = None,
-) -> HijackedStream:
-    """``POST path`` as an HTTP upgrade; the upgraded connection as a descriptor.
-
-    docker-py's ``socket=True`` calls lose the bytes the HTTP parser buffered
-    together with the response headers; here the parser's buffer is drained
-    into :attr:`HijackedStream.leftover`.
-    """
-    headers = {"Connection": "Upgrade", "Upgrade": "tcp"}
-    if body is not None:
-        headers["Content-Type"] = "application/json"
-    response = client.post(
-        f"{client.base_url}/v{client.api_version}{path}",
-        params=dict(params or {}),
-        data=body,
-        headers=headers,
-        stream=True,
-    )
-    try:
-        if response.status_code not in (101, 200):
-            raise EngineError(_response_message(response), response.status_code)
-        # The buffered reader http.client parsed the status line and headers from.
-        reader = response.raw._fp.fp
-        sock = reader.raw._sock
-        if isinstance(sock, ssl.SSLSocket):
-            raise EngineError("streams over a TLS connection to the engine are not supported")
-        sock.setblocking(False)
-        try:
-            leftover = reader.read1(_LEFTOVER_READ) or b""
-        except BlockingIOError:
-            leftover = b""
-        return HijackedStream(os.dup(sock.fileno()), sock.family, leftover)
-    finally:
-        # Closes only this process's original descriptor; the duplicate keeps
-        # the connection open for the reactor.
-        response.close()
-
-
-def thd_exec_attach(client: docker.APIClient, exec_id: str, tty: bool) -> HijackedStream:
-    """Start an exec and take over its upgraded connection (:func:`thd_upgrade`)."""
-    body = json.dumps({"Detach": False, "Tty": tty}).encode()
-    return thd_upgrade(client, f"/exec/{exec_id}/start", body=body)
-
-
-def _response_message(response: requests.Response) -> str:
-    try:
-        return str(response.json()["message"])
-    except (ValueError, KeyError, TypeError):
-        return f"HTTP {response.status_code}"
-
-
-@engine_errors
 def thd_exec_resize(client: docker.APIClient, exec_id: str, rows: int, columns: int) -> None:
     client.exec_resize(exec_id, height=rows, width=columns)
 
@@ -344,7 +241,7 @@ class Engine:
 
     def __init__(
         self,
-        reactor: IReactorFromThreads,
+        reactor: Any,
         pool: ThreadPool,
         client: docker.APIClient,
         settings: EngineSettings,
@@ -355,6 +252,7 @@ class Engine:
         self._client = client
         self.settings = settings
         self.tls_dir = tls_dir
+        self._streams = EngineStreams(reactor, settings)
 
     def run(self, f: Callable[..., T], *args: Any) -> Deferred[T]:
         """Call ``f(client, *args)`` on the pool; ``f`` is a ``thd_*`` function."""
@@ -425,8 +323,25 @@ class Engine:
     ) -> Deferred[str]:
         return self.run(thd_exec_create, container_id, cmd, env, tty)
 
-    def exec_attach(self, exec_id: str, tty: bool) -> Deferred[HijackedStream]:
-        return self.run(thd_exec_attach, exec_id, tty)
+    def exec_attach(self, exec_id: str, tty: bool) -> Deferred[UpgradedStream]:
+        """Start an exec and take its stream (see :mod:`.upgrade`)."""
+        return self._stream(f"/exec/{exec_id}/start", body={"Detach": False, "Tty": tty})
+
+    def container_attach(self, container_id: str) -> Deferred[UpgradedStream]:
+        """Attach to all three streams of a container (before its start, so nothing is missed).
+
+        No ``logs``: a container attached before its start has none to replay.
+        """
+        return self._stream(
+            f"/containers/{container_id}/attach",
+            params={"stream": "1", "stdin": "1", "stdout": "1", "stderr": "1"},
+        )
+
+    def _stream(
+        self, path: str, *, params: dict[str, str] | None = None, body: object = None
+    ) -> Deferred[UpgradedStream]:
+        version = self._client.api_version
+        return self._streams.open(f"/v{version}{path}", params=params, body=body)
 
     def exec_resize(self, exec_id: str, rows: int, columns: int) -> Deferred[None]:
         return self.run(thd_exec_resize, exec_id, rows, columns)

@@ -22,7 +22,7 @@ from twisted.internet import task
 from twisted.internet.interfaces import IReactorTime
 
 from conch_container import messages
-from conch_container.backend.docker.engine import EngineError
+from conch_container.backend.docker.errors import EngineError
 from conch_container.deferreds import DeadlineExceeded, with_deadline
 from conch_container.errors import ContainerSSHError
 from conch_container.interfaces import ExitStatus

@@ -8,8 +8,8 @@ on stdin. A failure is logged (``DOCKER_FILE_WRITE_FAILED``, as ContainerSSH
 logs it) and the connection goes on without the file; with the agent
 disabled, no file is written.
 
-The exec's stream is driven by the reactor like a program's
-(:func:`~conch_container.backend.docker.stream.adopt`); no thread waits on it.
+The exec's stream is driven by the reactor like a program's (an HTTP upgrade,
+:mod:`~conch_container.backend.docker.upgrade`); no thread waits on it.
 """
 
 from __future__ import annotations
@@ -28,9 +28,10 @@ from zope.interface import implementer
 
 from conch_container import messages
 from conch_container.backend.docker.agent import GuestAgent
-from conch_container.backend.docker.engine import EngineError, HijackedStream
+from conch_container.backend.docker.errors import EngineError
 from conch_container.backend.docker.execops import EXIT_POLL_FIRST, EXIT_POLL_MAX
-from conch_container.backend.docker.stream import FrameDemuxer, StreamProtocolError, adopt
+from conch_container.backend.docker.stream import FrameDemuxer, StreamProtocolError
+from conch_container.backend.docker.upgrade import UpgradedStream
 from conch_container.deferreds import (
     DeadlineExceeded,
     Once,
@@ -106,18 +107,15 @@ async def run_with_input(
     try:
         exec_id = await engine.exec_create(container_id, cmd, [], False)
         # A stream that arrives after cancellation is closed.
-        stream = await await_resource(engine.exec_attach(exec_id, False), HijackedStream.close)
+        stream = await await_resource(engine.exec_attach(exec_id, False), UpgradedStream.close)
     except EngineError as e:
         raise ExecFailed(e.message) from None
     collector = _Collector()
     try:
-        transport: Any = adopt(reactor, stream.fd, stream.family, collector)
+        transport: Any = stream.attach(collector)
     except Exception as e:
-        raise ExecFailed(str(e)) from e
-    finally:
         stream.close()
-    if stream.leftover:
-        collector.dataReceived(stream.leftover)
+        raise ExecFailed(str(e)) from e
     transport.write(data)
     transport.loseWriteConnection()
     try:

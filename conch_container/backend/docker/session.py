@@ -3,10 +3,10 @@
 Lifecycle (reference section 6.2): ``start`` creates the exec (prefixed with
 the guest agent's ``console --pid --`` unless the agent is disabled; see
 :mod:`~conch_container.backend.docker.agent`), starts it with an
-HTTP upgrade on the backend's pool, and hands the upgraded connection to the
-reactor (:class:`~conch_container.backend.docker.stream.ExecStreamProtocol`);
+HTTP upgrade made from the reactor (:mod:`.upgrade`), and hands the upgraded
+connection to :class:`~conch_container.backend.docker.stream.ExecStreamProtocol`;
 with a terminal, the exec is then resized. Output flows to the
-:class:`~conch_container.interfaces.ISessionIO` with the adopted transport
+:class:`~conch_container.interfaces.ISessionIO` with the stream's transport
 registered as its producer, so a full SSH window stops reading from the engine.
 When the engine ends the stream the exit code is read with ``exec inspect``;
 it is reported as the signal the gateway delivered when it says the program
@@ -27,7 +27,8 @@ from zope.interface import implementer
 
 from conch_container import messages
 from conch_container.backend.docker.agent import GuestAgent
-from conch_container.backend.docker.engine import Engine, EngineError, HijackedStream
+from conch_container.backend.docker.engine import Engine
+from conch_container.backend.docker.errors import EngineError
 from conch_container.backend.docker.execops import (
     SIGNALS,
     UNKNOWN_EXIT_CODE,
@@ -42,6 +43,7 @@ from conch_container.backend.docker.sessionbase import (
     State,
     program_command,
 )
+from conch_container.backend.docker.upgrade import UpgradedStream
 from conch_container.deferreds import (
     DeadlineExceeded,
     Once,
@@ -70,7 +72,7 @@ class _Agent(enum.Enum):
 class DockerExecSession(SessionBase):
     """An :class:`~conch_container.interfaces.IBackendSession` backed by a Docker exec.
 
-    :param reactor: provides ``adoptStreamConnection`` and the clock.
+    :param reactor: provides the clock and the connections to the engine.
     :param engine: the engine the container lives on.
     :param container_id: the connection's container.
     :param docker_config: the connection's ``docker`` config section.
@@ -157,7 +159,7 @@ class DockerExecSession(SessionBase):
                 )
             except DeadlineExceeded as e:
                 raise self._error(self._start_failure_code, START_FAILED_MESSAGE, str(e)) from None
-            self._adopt(
+            self._take_stream(
                 stream,
                 tty,
                 expect_pid=self._use_agent,
@@ -196,7 +198,7 @@ class DockerExecSession(SessionBase):
             return self._agent.console(argv)
         return argv
 
-    async def _create_and_attach(self, cmd: list[str], env: list[str], tty: bool) -> HijackedStream:
+    async def _create_and_attach(self, cmd: list[str], env: list[str], tty: bool) -> UpgradedStream:
         self._start_failure_code = messages.DOCKER_EXEC_CREATE_FAILED
         self._log.event(messages.DOCKER_EXEC_CREATE, "Creating exec")
         try:
@@ -212,9 +214,9 @@ class DockerExecSession(SessionBase):
         )
         try:
             # A stream that arrives after the deadline (or after close) is not
-            # adopted: closing it ends the program's attachment.
+            # taken: dropping it ends the program's attachment.
             return await await_resource(
-                self._engine.exec_attach(exec_id, tty), HijackedStream.close
+                self._engine.exec_attach(exec_id, tty), UpgradedStream.close
             )
         except EngineError as e:
             raise self._error(

@@ -5,7 +5,7 @@ A program runs as an exec in the connection's container
 its own container
 (:class:`~conch_container.backend.docker.sessionmode.DockerContainerSession`).
 Either way the channel's requests arrive in the same order, the output is one
-hijacked engine stream adopted by the reactor
+engine stream read by the reactor
 (:class:`~conch_container.backend.docker.stream.ExecStreamProtocol`), and
 closing happens once: :class:`SessionBase` holds that part, the subclasses
 how the program is started, resized, signalled, and how it ends.
@@ -21,16 +21,16 @@ from collections.abc import Callable
 from typing import Any, cast
 
 from twisted.internet.defer import CancelledError, Deferred
-from twisted.internet.interfaces import IConsumer, IPushProducer, ITCPTransport
+from twisted.internet.interfaces import IConsumer, IPushProducer
 
 from conch_container import messages
-from conch_container.backend.docker.engine import EngineError, HijackedStream
+from conch_container.backend.docker.errors import EngineError
 from conch_container.backend.docker.stream import (
     ExecStreamProtocol,
     StreamEvents,
-    adopt,
     release_input,
 )
+from conch_container.backend.docker.upgrade import UpgradedStream
 from conch_container.backend.program import UnknownSubsystem, program_argv
 from conch_container.deferreds import DeadlineExceeded, Once, with_deadline
 from conch_container.errors import ContainerSSHError, RequestRejected
@@ -102,7 +102,7 @@ class SessionBase(StreamEvents):
     ``_release`` and the :class:`~conch_container.backend.docker.stream.StreamEvents`
     that differ (``pid_received``, ``pid_failed``, ``output_ended``).
 
-    :param reactor: provides the clock and ``adoptStreamConnection``.
+    :param reactor: provides the clock and the connections to the engine.
     :param docker_config: the connection's ``docker`` config section.
     :param on_closed: called with the session once it is closed.
     """
@@ -122,7 +122,8 @@ class SessionBase(StreamEvents):
         self._pty: PtyRequest | None = None
         self._state = State.NEW
         self._io: Any = None
-        self._transport: ITCPTransport | None = None
+        #: The stream's transport (TCP, UNIX or TLS): write, half-close, produce output.
+        self._transport: Any = None
         self._producer_registered = False
         self._stream_closed: Once[None] = Once()
         self._start_d: Deferred[None] | None = None
@@ -166,22 +167,19 @@ class SessionBase(StreamEvents):
     async def _start(self, program: ProgramRequest, io: ISessionIO) -> None:
         raise NotImplementedError
 
-    def _adopt(
-        self, stream: HijackedStream, tty: bool, *, expect_pid: bool, failure_code: MessageCode
+    def _take_stream(
+        self, stream: UpgradedStream, tty: bool, *, expect_pid: bool, failure_code: MessageCode
     ) -> None:
-        """Hand the program's stream to the reactor; its output goes to the channel."""
+        """Give the program's stream to its protocol; its output goes to the channel."""
         io = self._io
         protocol = ExecStreamProtocol(io.stdout, io.stderr, self, tty=tty, expect_pid=expect_pid)
         try:
-            self._transport = adopt(self._reactor, stream.fd, stream.family, protocol)
+            self._transport = stream.attach(protocol)
         except Exception as e:
-            raise self._error(failure_code, START_FAILED_MESSAGE, str(e)) from e
-        finally:
             stream.close()
+            raise self._error(failure_code, START_FAILED_MESSAGE, str(e)) from e
         io.register_producer(self._transport)
         self._producer_registered = True
-        if stream.leftover:
-            protocol.dataReceived(stream.leftover)
 
     async def _resize_to_pty(self) -> None:
         """Give a program that just started the terminal size requested; never fails."""
@@ -212,7 +210,7 @@ class SessionBase(StreamEvents):
     def register_input_producer(self, producer: IPushProducer) -> None:
         """Pause the client's stdin while the stream holds more than it has sent on.
 
-        The adopted transport pauses a streaming producer while more than its
+        The stream's transport pauses a streaming producer while more than its
         ``bufferSize`` waits to be written to the engine, that is while the
         program reads slower than the client sends, and resumes it once that
         was written.
@@ -221,7 +219,7 @@ class SessionBase(StreamEvents):
         if transport is None or self._state is not State.RUNNING:
             producer.stopProducing()
             return
-        # Every reactor transport is also an IConsumer; ITCPTransport does not say so.
+        # Every stream transport is also an IConsumer.
         cast(IConsumer, transport).registerProducer(producer, True)
 
     def close_stdin(self) -> None:

@@ -24,9 +24,11 @@ from twisted.internet.interfaces import IReactorTime
 
 from conch_container import messages
 from conch_container.backend.docker.containerconfig import CreateRequest
-from conch_container.backend.docker.engine import Engine, EngineError, HijackedStream
+from conch_container.backend.docker.engine import Engine
+from conch_container.backend.docker.errors import EngineError
 from conch_container.backend.docker.sessionbase import START_FAILED_MESSAGE, logged_error
 from conch_container.backend.docker.sessionops import place_files, remove_container
+from conch_container.backend.docker.upgrade import UpgradedStream
 from conch_container.deferreds import (
     DeadlineExceeded,
     Once,
@@ -86,7 +88,7 @@ class SessionContainer:
 
     async def launch(
         self, kind: str, request: CreateRequest, files: Mapping[str, object]
-    ) -> HijackedStream:
+    ) -> UpgradedStream:
         """Create the container, put ``files`` in, attach, start; the attached stream.
 
         The caller owns the stream (and must close its descriptor). On
@@ -143,13 +145,13 @@ class SessionContainer:
             self.remove(stop=False)
         return container_id
 
-    async def _attach(self, container_id: str) -> HijackedStream:
+    async def _attach(self, container_id: str) -> UpgradedStream:
         self.step_failure = messages.DOCKER_CONTAINER_ATTACH_FAILED
         self.log.event(messages.DOCKER_CONTAINER_ATTACH, "Attaching to container {containerId}")
         try:
             # A stream that arrives after the deadline (or after close) is
-            # never adopted: its descriptor is released.
-            return await await_resource(self._ops.attach(container_id), HijackedStream.close)
+            # never taken: its connection is dropped.
+            return await await_resource(self._ops.attach(container_id), UpgradedStream.close)
         except EngineError as e:
             raise logged_error(
                 self.log, messages.DOCKER_CONTAINER_ATTACH_FAILED, START_FAILED_MESSAGE, e.message

@@ -37,7 +37,8 @@ from zope.interface import implementer
 from conch_container import messages
 from conch_container.backend.docker.containerconfig import CreateRequest
 from conch_container.backend.docker.containerops import ContainerOps
-from conch_container.backend.docker.engine import Engine, EngineError
+from conch_container.backend.docker.engine import Engine
+from conch_container.backend.docker.errors import EngineError
 from conch_container.backend.docker.execops import SIGNALS, exit_status
 from conch_container.backend.docker.sessionbase import (
     START_FAILED_MESSAGE,
@@ -74,7 +75,7 @@ class SessionTemplate:
 class DockerContainerSession(SessionBase):
     """An :class:`~conch_container.interfaces.IBackendSession` that is one container.
 
-    :param reactor: provides the clock and ``adoptStreamConnection``.
+    :param reactor: provides the clock and the connections to the engine.
     :param engine: the connection's engine.
     :param template: the connection's :class:`SessionTemplate`.
     :param docker_config: the connection's ``docker`` config section.
@@ -134,7 +135,7 @@ class DockerContainerSession(SessionBase):
         launch = container.launch(program.kind, request, self._template.files)
         try:
             stream = await with_deadline(self._reactor, self._timeouts.container_start, launch)
-            self._adopt(
+            self._take_stream(
                 stream,
                 tty,
                 expect_pid=False,

@@ -27,7 +27,7 @@ from twisted.internet.interfaces import IReactorTime
 from conch_container import messages
 from conch_container.backend.docker.archive import file_owner, files_archive, resolve_files
 from conch_container.backend.docker.containerconfig import CreateRequest, merge_env
-from conch_container.backend.docker.engine import EngineError
+from conch_container.backend.docker.errors import EngineError
 from conch_container.backend.docker.execops import poll_exit_code
 from conch_container.deferreds import DeadlineExceeded, with_deadline
 from conch_container.interfaces import PtyRequest

@@ -1,4 +1,4 @@
-"""The hijacked exec stream in the reactor: demultiplexing, PID handshake, EOF.
+"""A program's stream in the reactor: demultiplexing, PID handshake, EOF.
 
 Without a TTY the engine multiplexes stdout and stderr into frames: an 8-byte
 header (byte 0 the stream, 1 stdout or 2 stderr; bytes 4-7 the payload length,
@@ -18,20 +18,16 @@ whole chunk is passed on without copying.
 
 from __future__ import annotations
 
-import socket
 import struct
 from collections.abc import Callable
 from typing import Any
 
 from twisted.internet.error import ConnectionDone
 from twisted.internet.interfaces import (
-    IAddress,
     IHalfCloseableProtocol,
-    IReactorSocket,
-    ITCPTransport,
     ITransport,
 )
-from twisted.internet.protocol import Protocol, ServerFactory
+from twisted.internet.protocol import Protocol
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
@@ -206,7 +202,7 @@ class StreamEvents:
 
 @implementer(IHalfCloseableProtocol)
 class ExecStreamProtocol(Protocol):
-    """Reads one exec's output from the adopted engine connection.
+    """Reads one program's output from its engine connection.
 
     Stdin goes the other way through ``transport.write`` and
     ``transport.loseWriteConnection`` (done by the session). When the engine
@@ -346,28 +342,3 @@ def release_input(transport: Any) -> None:
         return
     transport.unregisterProducer()
     producer.stopProducing()
-
-
-class _PrebuiltFactory(ServerFactory):
-    """Hands out one protocol instance (the reactor asks a factory for it)."""
-
-    def __init__(self, protocol: Protocol) -> None:
-        self._protocol = protocol
-
-    def buildProtocol(self, addr: IAddress | None) -> Protocol:
-        return self._protocol
-
-
-def adopt(
-    reactor: IReactorSocket, fd: int, family: socket.AddressFamily, protocol: Protocol
-) -> ITCPTransport:
-    """Give a connected stream socket to the reactor, driven by ``protocol``.
-
-    The reactor duplicates ``fd``; the caller still owns (and closes) it. The
-    transport supports half-close (``loseWriteConnection``) and, as any
-    reactor transport, is an ``IPushProducer`` (of output) and an
-    ``IConsumer`` (of stdin: a streaming producer registered with it is
-    paused while more than its ``bufferSize`` waits to go to the engine).
-    """
-    reactor.adoptStreamConnection(fd, family, _PrebuiltFactory(protocol))
-    return protocol.transport  # type: ignore[return-value]
