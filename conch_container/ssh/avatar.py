@@ -6,7 +6,6 @@ from typing import Any
 
 from twisted.conch.avatar import ConchUser
 from twisted.conch.error import ConchError
-from twisted.conch.interfaces import ISession
 from twisted.conch.ssh.connection import OPEN_CONNECT_FAILED, OPEN_RESOURCE_SHORTAGE
 from twisted.internet.defer import Deferred, DeferredList, maybeDeferred
 from twisted.python.failure import Failure
@@ -25,10 +24,8 @@ _QUIET_GLOBAL_REQUESTS = frozenset({b"keepalive@openssh.com"})
 class ContainerAvatar(ConchUser):
     """What a user is, once logged in: a backend connection plus its sessions.
 
-    Each session channel gets its own :class:`ContainerSession`: adapting the
-    avatar to :class:`~twisted.conch.interfaces.ISession` (which Conch does
-    once per channel) goes through :meth:`__conform__` and returns a new one
-    every time, without touching the global adapter registry.
+    Each session channel gets its own :class:`ContainerSession` from
+    :meth:`new_session`.
 
     :param connection: the backend's
         :class:`~conch_container.interfaces.IBackendConnection`.
@@ -56,10 +53,9 @@ class ContainerAvatar(ConchUser):
         self._closing: set[Deferred[None]] = set()
         self._logged_out = False
 
-    def __conform__(self, interface: Any) -> Any:
-        if interface is ISession:
-            return ContainerSession(self)
-        return None
+    def new_session(self) -> ContainerSession:
+        """A new session for one session channel."""
+        return ContainerSession(self)
 
     def lookupChannel(
         self, channelType: bytes, windowSize: int, maxPacket: int, data: bytes

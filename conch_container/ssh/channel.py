@@ -50,6 +50,8 @@ class SessionChannel(SSHSession):
     #: Whether the client's stdin is held back (see :attr:`localWindowSize`).
     #: A class default: Conch's constructor reads the window before ours runs.
     _input_paused = False
+    #: The channel's session, made by the avatar on first use.
+    _container_session: ContainerSession | None = None
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -64,8 +66,15 @@ class SessionChannel(SSHSession):
 
     @property
     def container_session(self) -> ContainerSession:
-        """This channel's session (adapted from the avatar on first use)."""
-        return cast("ContainerSession", self._session)
+        """This channel's session (made by the avatar on first use).
+
+        Every request is handled here and passed to it, so Conch's own
+        session lookup (``ISession`` adaptation) is never used.
+        """
+        if self._container_session is None:
+            avatar: Any = self.avatar
+            self._container_session = cast("ContainerSession", avatar.new_session())
+        return self._container_session
 
     def channelOpen(self, specificData: bytes) -> None:
         """Log the channel and open its backend session."""
@@ -202,7 +211,7 @@ class SessionChannel(SSHSession):
 
     def request_shell(self, data: bytes) -> Any:
         """Start the user's shell; answered once it runs."""
-        return self._start_program(lambda proto: self.container_session.openShell(proto))
+        return self._start_program(lambda proto: self.container_session.run(proto, "shell", ""))
 
     def request_exec(self, data: bytes) -> Any:
         """Run a command; answered once it runs."""
@@ -263,6 +272,8 @@ class SessionChannel(SSHSession):
         if self._io is not None:
             self._io.abandon()
         self._after_drain = []
+        if self._container_session is not None:
+            self._container_session.closed()
         super().closed()
 
     # Stdin flow control

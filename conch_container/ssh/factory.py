@@ -53,8 +53,8 @@ class ConnectionPortal(Portal):
     outage), not the client's.
     """
 
-    def __init__(self, transport: ServerTransport) -> None:
-        super().__init__(ConnectionRealm(transport))
+    def __init__(self, transport: ServerTransport, realm: ConnectionRealm) -> None:
+        super().__init__(realm)
         self._transport = transport
 
     def login(self, credentials: ICredentials, mind: object, *interfaces: Any) -> Any:
@@ -189,7 +189,10 @@ class ContainerSSHFactory(SSHFactory):
 
     def portal_for(self, transport: ServerTransport) -> Portal:
         """A portal for one connection: its realm and checkers know the connection."""
-        portal = ConnectionPortal(transport)
+        realm = ConnectionRealm(
+            transport, backend=self.backend, config=self.config, registry=self.registry
+        )
+        portal = ConnectionPortal(transport, realm)
         base = transport.base_metadata()
         auth = self.authenticators
         if auth.public_key is not None:

@@ -25,6 +25,7 @@ from conch_container.ssh.checkers import AuthenticatedUser
 from conch_container.ssh.transport import DISCONNECT_BY_APPLICATION
 
 if TYPE_CHECKING:
+    from conch_container.config import AppConfig
     from conch_container.ssh.transport import ServerTransport
 
 
@@ -34,15 +35,27 @@ class ConnectionRejected(Exception):
 
 @implementer(IRealm)
 class ConnectionRealm:
-    """The realm for one SSH connection.
+    """The realm for one SSH connection, built with what it needs.
 
     :param transport: the connection's
-        :class:`~conch_container.ssh.transport.ServerTransport`; its factory
-        holds the backend, the config and the session registry.
+        :class:`~conch_container.ssh.transport.ServerTransport`: the client
+        to disconnect on a refusal, the connection's logger, whether the
+        client is still there.
+    :param backend: the :class:`~conch_container.interfaces.IContainerBackend` that
+        connects the user.
+    :param config: the gateway's configuration, given to the backend as the
+        connection's.
+    :param registry: the :class:`~conch_container.service.SessionRegistry`
+        that shutdown waits on.
     """
 
-    def __init__(self, transport: ServerTransport) -> None:
+    def __init__(
+        self, transport: ServerTransport, *, backend: Any, config: AppConfig, registry: Any
+    ) -> None:
         self._transport = transport
+        self._backend = backend
+        self._config = config
+        self._registry = registry
 
     def requestAvatar(self, avatarId: Any, mind: object, *interfaces: Any) -> Deferred[Any]:
         """Connect the user to the backend; fires with ``(IConchUser, avatar, logout)``."""
@@ -66,8 +79,7 @@ class ConnectionRealm:
 
     async def _login(self, user: AuthenticatedUser) -> tuple[Any, ContainerAvatar, Any]:
         transport = self._transport
-        factory = transport.factory
-        registry = factory.registry
+        registry = self._registry
         if transport.lost:
             # The client left while its credentials were being checked.
             raise ConnectionRejected("the client disconnected during authentication")
@@ -75,14 +87,14 @@ class ConnectionRealm:
         log = transport.log
         if not registry.accepting:
             raise self._reject(log, "the server is shutting down", GENERIC_USER_MESSAGE)
-        context = ConnectionContext(metadata=user.metadata, config=factory.config, log=log)
+        context = ConnectionContext(metadata=user.metadata, config=self._config, log=log)
         # Shutdown must wait for a backend that is still preparing, or the
         # container it is creating would outlive the gateway.
         settled: Deferred[None] = Deferred()
         registry.track(settled, f"backend setup for connection {transport.connection_id}")
         try:
             try:
-                connection = await maybeDeferred(factory.backend.connect, context)
+                connection = await maybeDeferred(self._backend.connect, context)
             except ContainerSSHError as e:
                 raise self._reject(log, e.explanation, e.user_message) from None
             except Exception:

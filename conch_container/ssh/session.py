@@ -1,8 +1,11 @@
 """Sessions: the program behind one session channel.
 
-:class:`ContainerSession` is the :class:`~twisted.conch.interfaces.ISession`
-Conch obtains by adapting the avatar, one per channel; it drives one
-:class:`~conch_container.interfaces.IBackendSession`. The channel class,
+:class:`ContainerSession` is what one session channel's requests drive (the
+channel decodes them; :mod:`~conch_container.ssh.channel`); it drives one
+:class:`~conch_container.interfaces.IBackendSession`. Its surface is the
+project's own (``request_pty``, ``set_env``, ``run``, ``resize``, ``signal``,
+``eofReceived``, ``closed``): Conch's ``ISession`` request methods are not
+used, since the channel handles every request itself. The channel class,
 :class:`~conch_container.ssh.channel.SessionChannel`, is re-exported here.
 """
 
@@ -11,10 +14,8 @@ from __future__ import annotations
 import enum
 from typing import Any
 
-from twisted.conch.interfaces import EnvironmentVariableNotPermitted, ISession, ISessionSetEnv
 from twisted.internet.defer import Deferred, maybeDeferred
 from twisted.python.failure import Failure
-from zope.interface import implementer
 
 from conch_container import messages
 from conch_container.errors import GENERIC_USER_MESSAGE, ContainerSSHError, RequestRejected
@@ -24,10 +25,8 @@ from conch_container.log.logger import CodeLogger
 from conch_container.ssh.channel import SessionChannel
 from conch_container.ssh.channellimits import OneAtATime
 from conch_container.ssh.requests import (
-    PayloadError,
     ProgramStartFailed,
     RequestRefused,
-    encode_modes,
 )
 from conch_container.ssh.sessionio import ChannelIO, StdinBuffer
 
@@ -41,7 +40,6 @@ class _State(enum.Enum):
     ENDED = "ended"
 
 
-@implementer(ISession, ISessionSetEnv)
 class ContainerSession:
     """One channel's program in the backend.
 
@@ -116,15 +114,6 @@ class ContainerSession:
                 level=Level.DEBUG,
             )
 
-    def getPty(self, term: bytes, windowSize: Any, modes: Any) -> None:
-        """:class:`ISession` form of :meth:`request_pty`."""
-        rows, columns, width, height = windowSize
-        self.request_pty(
-            PtyRequest(
-                term.decode("utf-8", "replace"), columns, rows, width, height, encode_modes(modes)
-            )
-        )
-
     def set_env(self, name: str, value: str) -> None:
         """Pass an environment variable to the program."""
         backend = self._before_start("env")
@@ -133,28 +122,7 @@ class ContainerSession:
         except ContainerSSHError as e:
             raise RequestRefused(e.explanation) from None
 
-    def setEnv(self, name: bytes, value: bytes) -> None:
-        """:class:`ISessionSetEnv` form of :meth:`set_env`."""
-        try:
-            self.set_env(name.decode("utf-8"), value.decode("utf-8"))
-        except UnicodeDecodeError:
-            raise PayloadError("environment variable is not valid UTF-8") from None
-        except RequestRefused as e:
-            raise EnvironmentVariableNotPermitted(e.reason) from None
-
     # Starting the program
-
-    def openShell(self, proto: Any) -> Deferred[bool]:
-        """Start the user's shell; fires with True once it runs."""
-        return self.run(proto, "shell", "")
-
-    def execCommand(self, proto: Any, command: bytes) -> Deferred[bool]:
-        """Run a command; fires with True once it runs."""
-        try:
-            text = command.decode("utf-8")
-        except UnicodeDecodeError:
-            raise PayloadError("command is not valid UTF-8") from None
-        return self.run(proto, "exec", text)
 
     def run(self, proto: Any, kind: Any, command: str) -> Deferred[bool]:
         """Start a program of the given kind; fires with True once it runs.
@@ -275,11 +243,6 @@ class ContainerSession:
             raise RequestRefused("no program running")
         d = maybeDeferred(self._backend.resize, *size)
         return d.addCallbacks(lambda _: True, _refusal)
-
-    def windowChanged(self, newWindowSize: Any) -> Deferred[bool] | bool:
-        """:class:`ISession` form of :meth:`resize`."""
-        rows, columns, width, height = newWindowSize
-        return self.resize(columns, rows, width, height)
 
     def signal(self, name: str) -> Deferred[bool]:
         """Deliver a signal (name without ``SIG``) to the program.
