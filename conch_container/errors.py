@@ -8,10 +8,12 @@ operator needs, separately: only ``user_message`` is ever sent to an SSH client;
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from conch_container.log.codes import MessageCode
-from conch_container.log.logger import CodeLogger
+from conch_container.codes import MessageCode
+
+if TYPE_CHECKING:
+    from conch_container.log.logger import CodeLogger
 
 #: What the user sees when something behind the gateway fails and we have
 #: nothing more specific to say (ContainerSSH's wording).

@@ -13,8 +13,7 @@ explanation for the operator.
 
 from __future__ import annotations
 
-from conch_container.log.codes import MessageCode
-from conch_container.log.levels import Level
+from conch_container.codes import Level, MessageCode
 
 CORE_CONFIG_CANNOT_WRITE_FILE = MessageCode(
     "CORE_CONFIG_CANNOT_WRITE_FILE",

@@ -23,8 +23,8 @@ from typing import Any
 import attrs
 
 from conch_container import messages
+from conch_container.codes import Level
 from conch_container.envnames import check_variables, loggable_name, variable_problem
-from conch_container.log.levels import Level
 from conch_container.log.logger import CodeLogger
 
 

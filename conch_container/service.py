@@ -90,12 +90,11 @@ class GatewayService(MultiService):
                 await maybeDeferred(child.startService)
             except Exception:
                 failure = Failure()
-                self._log.event(
+                self._log.failure(
                     messages.SERVICE_CRASHED,
                     "Service {service} failed to start: {reason}",
+                    failure,
                     service=name,
-                    reason=failure.getErrorMessage(),
-                    failure=failure,
                 )
                 await self.stopService()
                 if self._on_crash is not None:
@@ -121,13 +120,10 @@ class GatewayService(MultiService):
             try:
                 await maybeDeferred(child.stopService)
             except Exception:
-                failure = Failure()
-                self._log.event(
+                self._log.failure(
                     messages.SERVICE_CRASHED,
                     "Service {service} failed while stopping: {reason}",
                     service=name,
-                    reason=failure.getErrorMessage(),
-                    failure=failure,
                 )
                 continue
             self._log.event(messages.SERVICE_STOPPED, "Service {service} stopped", service=name)
@@ -166,12 +162,11 @@ class SessionRegistry(Service):
         def done(result: object) -> None:
             self._pending.discard(teardown)
             if isinstance(result, Failure):
-                self._log.event(
+                self._log.failure(
                     messages.UNKNOWN_ERROR,
                     "Teardown of {what} failed: {reason}",
+                    result,
                     what=what,
-                    reason=result.getErrorMessage(),
-                    failure=result,
                 )
 
         teardown.addBoth(done)

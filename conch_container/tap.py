@@ -68,14 +68,21 @@ class Options(usage.Options):
         ],
     ]
 
-    def __init__(self) -> None:
+    def __init__(self, reactor: Any = None) -> None:
+        """:param reactor: what the options' objects run on (tests); the global one by default."""
         super().__init__()
+        self._given_reactor = reactor
         self.config: AppConfig | None = None
         self.log_output: LogOutput | None = None
         self.authenticators: Any = None
         self.backend_factory: Any = None
         #: This run's instance id, held until the process ends or the service tree stops.
         self.instance: InstanceClaim | None = None
+
+    @property
+    def reactor(self) -> Any:
+        """The reactor given to the constructor, or the global one."""
+        return self._given_reactor if self._given_reactor is not None else _reactor()
 
     def postOptions(self) -> None:
         path = os.path.abspath(self["config"])
@@ -99,7 +106,7 @@ class Options(usage.Options):
             raise usage.UsageError(f"{path}: {error}") from None
         try:
             # With the reactor, SIGHUP reopens a log file (for logrotate).
-            self.log_output = start_logging(config.log, reactor=_reactor())
+            self.log_output = start_logging(config.log, reactor=self.reactor)
         except LogSetupError as error:
             raise usage.UsageError(error.explanation) from None
         log = CodeLogger("conch_container.tap", observer=self.log_output.observer)
@@ -110,7 +117,7 @@ class Options(usage.Options):
             self.backend_factory = find_backend_factory(config.backend)
             self.config = ensure_host_key(config, path, log)
             self.authenticators = build_authenticators(
-                self.config.auth, reactor=_reactor(), log=log
+                self.config.auth, reactor=self.reactor, log=log
             )
         except (BackendNotAvailable, AuthConfigError, StaticUsersError) as error:
             log.event(
@@ -172,9 +179,12 @@ class _RootService(GatewayService):
 
 
 def makeService(options: Options, reactor: Any = None) -> IService:
-    """Assemble the gateway's service tree from validated options."""
+    """Assemble the gateway's service tree from validated options.
+
+    :param reactor: by default the one the options were made with.
+    """
     if reactor is None:
-        reactor = _reactor()
+        reactor = options.reactor
     config = options.config
     claim = options.instance
     assert config is not None and options.log_output is not None and claim is not None, (

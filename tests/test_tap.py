@@ -28,7 +28,7 @@ class TapTests(SynchronousTestCase):
         self.users = self.dir.child("users.yaml")
         self.users.setContent(b"users: {}\n")
 
-    def options(self, *extra: str, **sections: Any) -> Options:
+    def options(self, *extra: str, reactor: Any = None, **sections: Any) -> Options:
         data: dict[str, Any] = {
             "ssh": {"listen": "127.0.0.1:0", "hostkeys": [new_ed25519_pem()]},
             "auth": {"password": {"method": "static", "static": {"usersFile": self.users.path}}},
@@ -37,11 +37,21 @@ class TapTests(SynchronousTestCase):
         data.update(sections)
         config = self.dir.child("config.yaml")
         config.setContent(yaml.safe_dump(data).encode())
-        options = Options()
+        options = Options(reactor)
         options.parseOptions(["--config", config.path, *extra])
         if options.instance is not None:
             self.addCleanup(options.instance.release)
         return options
+
+    def test_injected_reactor(self) -> None:
+        """The options, and the tree made from them, run on the reactor they were given."""
+        clock = MemoryReactorClock()
+        options = self.options(reactor=clock)
+        self.assertIs(options.reactor, clock)
+        [static] = options.authenticators._static
+        self.assertIs(static._reactor, clock)
+        root: Any = makeService(options)
+        self.assertIs(list(root)[-1]._reactor, clock)
 
     def test_service_tree(self) -> None:
         """Backend, authentication, sessions and listener, in that order, policy in front."""

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import attrs
 
-from conch_container.log.codes import MessageCode
+from conch_container.codes import MessageCode
 
 
 class ConfigError(Exception):

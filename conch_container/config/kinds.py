@@ -14,6 +14,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from conch_container import messages
+from conch_container.codes import Level
 from conch_container.config import durations
 from conch_container.config.schema import (
     Check,
@@ -25,7 +26,6 @@ from conch_container.config.schema import (
     item,
     parse_section,
 )
-from conch_container.log.levels import Level
 
 
 def as_str(raw: object, ctx: Context, path: str) -> str:

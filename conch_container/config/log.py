@@ -7,9 +7,9 @@ from __future__ import annotations
 
 import attrs
 
+from conch_container.codes import Level
 from conch_container.config.kinds import Bool, Choice, LogLevel, Section, Str
 from conch_container.config.schema import setting
-from conch_container.log.levels import Level
 
 SYSLOG_FACILITIES = (
     "kern",

@@ -20,8 +20,8 @@ from typing import Any, Literal, NoReturn, TypeVar
 
 import attrs
 
+from conch_container.codes import MessageCode
 from conch_container.config.errors import ConfigError, ConfigWarning
-from conch_container.log.codes import MessageCode
 
 _SETTING = "conch_container.config.setting"
 

@@ -5,8 +5,7 @@ the observers in :mod:`conch_container.log.observers` turn the events into
 ``ljson`` or ``text`` lines on stdout, a file or syslog.
 """
 
-from conch_container.log.codes import MessageCode
-from conch_container.log.levels import Level
+from conch_container.codes import Level, MessageCode
 from conch_container.log.logger import CodeLogger
 
 __all__ = ["CodeLogger", "Level", "MessageCode"]

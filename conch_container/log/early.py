@@ -14,9 +14,8 @@ from typing import Any, TextIO
 
 from twisted.logger import LoggingFile, formatEvent
 
-from conch_container.log.codes import MessageCode
+from conch_container.codes import Level, MessageCode
 from conch_container.log.formats import format_ljson
-from conch_container.log.levels import Level
 from conch_container.log.logger import REDACTED, SECRET_FIELDS
 from conch_container.log.records import LogRecord, jsonable
 

@@ -20,8 +20,7 @@ from typing import Any
 from twisted.logger import ILogObserver, Logger
 from twisted.python.failure import Failure
 
-from conch_container.log.codes import MessageCode
-from conch_container.log.levels import Level
+from conch_container.codes import Level, MessageCode
 
 #: Field names whose values are never written to a log line, whatever the caller passes.
 SECRET_FIELDS = frozenset(
@@ -82,6 +81,28 @@ class CodeLogger:
         merged = dict(self._fields)
         merged.update({k: v for k, v in fields.items() if v is not None})
         return CodeLogger(self._namespace, merged, self._observer)
+
+    def failure(
+        self,
+        message: MessageCode,
+        format: str,
+        failure: Failure | None = None,
+        *,
+        level: Level | None = None,
+        **fields: Any,
+    ) -> None:
+        """Log an unexpected failure, as :meth:`twisted.logger.Logger.failure` does.
+
+        ``reason`` is the failure's message (unless given); the failure is
+        attached for the observers, which show its traceback only at debug
+        level and never to the SSH user.
+
+        :param failure: what failed; by default the exception being handled.
+        """
+        if failure is None:
+            failure = Failure()
+        fields.setdefault("reason", failure.getErrorMessage())
+        self.event(message, format, level=level, failure=failure, **fields)
 
     def event(
         self,

@@ -25,10 +25,9 @@ from twisted.logger import ILogObserver, LogEvent
 from zope.interface import implementer
 
 from conch_container import messages
-from conch_container.log.codes import MessageCode
+from conch_container.codes import Level, MessageCode
 from conch_container.log.early import emit_early
 from conch_container.log.formats import Formatter
-from conch_container.log.levels import Level
 from conch_container.log.logger import CODE_KEY, DETAILS_KEY, LEVEL_KEY
 from conch_container.log.records import LogRecord, build_record, event_level
 

@@ -34,7 +34,7 @@ from twisted.logger import LogEvent, LogLevel, formatEvent
 from twisted.python.failure import Failure
 
 from conch_container import messages
-from conch_container.log.levels import Level
+from conch_container.codes import Level
 from conch_container.log.logger import (
     CODE_KEY,
     DETAILS_KEY,

@@ -25,11 +25,10 @@ import attrs
 from twisted.logger import LogBeginner, globalLogBeginner
 
 from conch_container import messages
+from conch_container.codes import Level, MessageCode
 from conch_container.errors import GENERIC_USER_MESSAGE, ContainerSSHError
-from conch_container.log.codes import MessageCode
 from conch_container.log.early import emit_early, real_stdout
 from conch_container.log.formats import line_formatter, syslog_formatter
-from conch_container.log.levels import Level
 from conch_container.log.observers import CodeLogObserver, FileSink, MemorySink, Sink, StreamSink
 from conch_container.log.syslog import SyslogSink
 

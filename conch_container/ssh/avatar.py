@@ -8,7 +8,6 @@ from twisted.conch.avatar import ConchUser
 from twisted.conch.error import ConchError
 from twisted.conch.ssh.connection import OPEN_CONNECT_FAILED, OPEN_RESOURCE_SHORTAGE
 from twisted.internet.defer import Deferred, DeferredList, maybeDeferred
-from twisted.python.failure import Failure
 
 from conch_container import messages
 from conch_container.errors import ContainerSSHError, RequestRejected
@@ -159,10 +158,7 @@ class ContainerAvatar(ConchUser):
         except ContainerSSHError as e:
             e.log(log)
         except Exception:
-            failure = Failure()
-            log.event(
+            log.failure(
                 messages.UNKNOWN_ERROR,
                 "Closing the backend connection failed: {reason}",
-                reason=failure.getErrorMessage(),
-                failure=failure,
             )

@@ -86,12 +86,9 @@ class SessionChannel(SSHSession):
             self._gate.add(self)
             self.container_session.attach(self)
         except Exception:
-            failure = Failure()
-            self.log.event(
+            self.log.failure(
                 messages.UNKNOWN_ERROR,
                 "Opening the backend session failed: {reason}",
-                reason=failure.getErrorMessage(),
-                failure=failure,
             )
             self.loseConnection()
 
@@ -175,12 +172,11 @@ class SessionChannel(SSHSession):
             )
             self._request_failed(name, "failed to unmarshal payload")
         else:
-            self.log.event(
+            self.log.failure(
                 messages.UNKNOWN_ERROR,
                 "Handling the {requestType} request failed: {reason}",
+                failure,
                 requestType=name,
-                reason=failure.getErrorMessage(),
-                failure=failure,
             )
             self._request_failed(name, "internal error")
         return False

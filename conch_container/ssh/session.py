@@ -18,9 +18,9 @@ from twisted.internet.defer import Deferred, maybeDeferred
 from twisted.python.failure import Failure
 
 from conch_container import messages
+from conch_container.codes import Level
 from conch_container.errors import GENERIC_USER_MESSAGE, ContainerSSHError, RequestRejected
 from conch_container.interfaces import ExitStatus, ProgramRequest, PtyRequest
-from conch_container.log.levels import Level
 from conch_container.log.logger import CodeLogger
 from conch_container.ssh.channel import SessionChannel
 from conch_container.ssh.channellimits import OneAtATime
@@ -179,11 +179,10 @@ class ContainerSession:
             error.log(self.log)
             user_message, reason = error.user_message, error.explanation
         else:
-            self.log.event(
+            self.log.failure(
                 messages.UNKNOWN_ERROR,
                 "Starting the program failed: {reason}",
-                reason=failure.getErrorMessage(),
-                failure=failure,
+                failure,
             )
             user_message, reason = GENERIC_USER_MESSAGE, failure.getErrorMessage()
         if self._closed or self._channel is None:
@@ -293,12 +292,9 @@ class ContainerSession:
         except ContainerSSHError as e:
             e.log(self.log)
         except Exception:
-            failure = Failure()
-            self.log.event(
+            self.log.failure(
                 messages.UNKNOWN_ERROR,
                 "Closing the backend session failed: {reason}",
-                reason=failure.getErrorMessage(),
-                failure=failure,
             )
 
 

@@ -145,11 +145,10 @@ class StdinBuffer:
         if isinstance(failure.value, ContainerSSHError):
             failure.value.log(self._log)
         else:
-            self._log.event(
+            self._log.failure(
                 messages.UNKNOWN_ERROR,
                 "Passing stdin to the backend failed: {reason}",
-                reason=failure.getErrorMessage(),
-                failure=failure,
+                failure,
             )
 
     def loseConnection(self) -> None:

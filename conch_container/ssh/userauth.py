@@ -213,11 +213,10 @@ class UserAuthServer(userauth.SSHUserAuthServer):
 
     def _answered(self, result: object) -> None:
         if isinstance(result, Failure):
-            self.log.event(
+            self.log.failure(
                 messages.UNKNOWN_ERROR,
                 "Unexpected error while answering an authentication request: {reason}",
-                reason=result.getErrorMessage(),
-                failure=result,
+                result,
             )
         self._busy = False
         self._process()
@@ -250,11 +249,10 @@ class UserAuthServer(userauth.SSHUserAuthServer):
         if self.transport.lost or self.transport.closing:
             return
         if not reason.check(error.ConchError, UnauthorizedLogin):
-            self.log.event(
+            self.log.failure(
                 messages.UNKNOWN_ERROR,
                 "Unexpected error while authenticating: {reason}",
-                reason=reason.getErrorMessage(),
-                failure=reason,
+                reason,
             )
         if reason.check(AuthenticationUnavailable):
             self.send_banner(AUTH_UNAVAILABLE_USER_MESSAGE + "\n")

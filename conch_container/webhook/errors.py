@@ -6,7 +6,7 @@ from twisted.internet.defer import CancelledError
 from twisted.python.failure import Failure
 
 from conch_container import messages
-from conch_container.log.codes import MessageCode
+from conch_container.codes import MessageCode
 
 
 class WebhookError(Exception):

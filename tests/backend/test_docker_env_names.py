@@ -13,9 +13,9 @@ from twisted.trial.unittest import SynchronousTestCase
 
 from conch_container.backend.docker.containerconfig import merge_env
 from conch_container.backend.docker.sessionops import session_create_request
+from conch_container.codes import Level
 from conch_container.envnames import InvalidVariable
 from conch_container.interfaces import ProgramRequest
-from conch_container.log.levels import Level
 from conch_container.log.logger import CodeLogger
 from conch_container.metadata import MetadataValue, exposed_metadata
 from conch_container.testing.sessionio import RecordingSessionIO

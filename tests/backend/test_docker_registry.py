@@ -24,9 +24,9 @@ from twisted.internet.threads import deferToThread
 
 from conch_container import messages
 from conch_container.backend.docker.pull import MISSING_IMAGE_USER_MESSAGE, PullFailure
+from conch_container.codes import Level
 from conch_container.errors import GENERIC_USER_MESSAGE
 from conch_container.interfaces import ProgramRequest
-from conch_container.log.levels import Level
 from conch_container.testing.sessionio import RecordingSessionIO
 from tests.backend.helpers import (
     GUEST_IMAGE,

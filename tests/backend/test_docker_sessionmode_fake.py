@@ -22,9 +22,9 @@ from conch_container.backend.docker.containerconfig import CreateRequest
 from conch_container.backend.docker.errors import EngineError
 from conch_container.backend.docker.sessionmode import DockerContainerSession, SessionTemplate
 from conch_container.backend.docker.upgrade import UpgradedStream
+from conch_container.codes import Level
 from conch_container.errors import ContainerSSHError
 from conch_container.interfaces import ExitStatus, IBackendSession, ProgramRequest, PtyRequest
-from conch_container.log.levels import Level
 from conch_container.log.logger import CodeLogger
 from conch_container.metadata import FileValue
 from conch_container.testing.sessionio import RecordingSessionIO

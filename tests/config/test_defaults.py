@@ -6,8 +6,8 @@ from typing import Any
 
 from twisted.trial.unittest import SynchronousTestCase
 
+from conch_container.codes import Level
 from conch_container.config import AppConfig, parse_config
-from conch_container.log.levels import Level
 
 TLS_CURVES = ("x25519", "secp256r1", "secp384r1", "secp521r1")
 TLS_CIPHERS = (

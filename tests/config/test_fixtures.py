@@ -7,6 +7,7 @@ import os
 from twisted.trial.unittest import SynchronousTestCase
 
 from conch_container import messages
+from conch_container.codes import Level
 from conch_container.config import (
     ConfigError,
     dump_config,
@@ -15,7 +16,6 @@ from conch_container.config import (
     validate_config,
 )
 from conch_container.config.loader import decode, read_config_text
-from conch_container.log.levels import Level
 
 from .material import fixture, rsa_pem, write
 

@@ -6,10 +6,10 @@ import textwrap
 
 from twisted.trial.unittest import SynchronousTestCase
 
+from conch_container.codes import Level
 from conch_container.config import AppConfig, ConfigError, parse_config
 from conch_container.config.loader import decode
 from conch_container.config.schema import SourceFormat
-from conch_container.log.levels import Level
 
 
 def parse_yaml(text: str) -> AppConfig:

@@ -18,6 +18,7 @@ from twisted.logger import ILogObserver
 from twisted.trial.unittest import SynchronousTestCase
 
 from conch_container import messages
+from conch_container.codes import Level
 from conch_container.config.ssh import DEFAULT_CIPHERS, DEFAULT_KEX, DEFAULT_MACS
 from conch_container.config.tls import DEFAULT_CIPHERS as TLS_CIPHERS
 from conch_container.config.tls import DEFAULT_CURVES
@@ -30,7 +31,6 @@ from conch_container.log.formats import (
     line_formatter,
     syslog_formatter,
 )
-from conch_container.log.levels import Level
 from conch_container.log.records import build_record, event_level
 from conch_container.ssh.algorithms import (
     implemented_ciphers,

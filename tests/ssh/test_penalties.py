@@ -11,10 +11,10 @@ from twisted.internet.address import IPv6Address
 from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase
 
+from conch_container.codes import Level
 from conch_container.config import parse_config
 from conch_container.config.errors import ConfigError
 from conch_container.config.preauth import PerSourcePenaltiesConfig, parse_net_block_size
-from conch_container.log.levels import Level
 from conch_container.ssh.factory import carries_credential
 from conch_container.ssh.penalties import Offence, PenaltyBox, PenaltyPolicy, PenaltyRefusal
 from conch_container.ssh.sources import ExemptList, SourceNetworks, client_ip

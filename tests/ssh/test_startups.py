@@ -7,11 +7,11 @@ from ipaddress import ip_address
 
 from twisted.trial.unittest import SynchronousTestCase
 
+from conch_container.codes import Level
 from conch_container.config import parse_config
 from conch_container.config.errors import ConfigError
 from conch_container.config.preauth import parse_max_startups
 from conch_container.listener import LISTEN_BACKLOG, endpoint_description
-from conch_container.log.levels import Level
 from conch_container.ssh.sources import SourceNetworks
 from conch_container.ssh.startups import MaxStartups, StartupLimiter, StartupRefusal
 from tests.ssh.harness import Harness, make_config

@@ -35,10 +35,10 @@ from conch_container.backend.docker.errors import EngineError
 from conch_container.backend.docker.pull import PullPolicy, registry_auth
 from conch_container.backend.docker.reconcile import Sweep, remove_leftovers
 from conch_container.backend.docker.sessionops import restart_policy_error
+from conch_container.codes import Level
 from conch_container.deferreds import DeadlineExceeded, Once, with_deadline
 from conch_container.errors import GENERIC_USER_MESSAGE, ContainerSSHError
 from conch_container.interfaces import ConnectionContext, IBackendLifecycle, IContainerBackend
-from conch_container.log.levels import Level
 from conch_container.log.logger import CodeLogger
 from conch_container.metadata import exposed_metadata
 

@@ -38,11 +38,10 @@ from conch_container.backend.docker.pull import (
 from conch_container.backend.docker.session import DockerExecSession
 from conch_container.backend.docker.sessionmode import DockerContainerSession, SessionTemplate
 from conch_container.backend.docker.sessionops import remove_container
+from conch_container.codes import Level, MessageCode
 from conch_container.deferreds import DeadlineExceeded, Once, with_deadline
 from conch_container.errors import GENERIC_USER_MESSAGE, ContainerSSHError
 from conch_container.interfaces import IBackendConnection
-from conch_container.log.codes import MessageCode
-from conch_container.log.levels import Level
 from conch_container.log.logger import CodeLogger
 
 T = TypeVar("T")

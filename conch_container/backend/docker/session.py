@@ -44,6 +44,7 @@ from conch_container.backend.docker.sessionbase import (
     program_command,
 )
 from conch_container.backend.docker.upgrade import UpgradedStream
+from conch_container.codes import Level, MessageCode
 from conch_container.deferreds import (
     DeadlineExceeded,
     Once,
@@ -58,8 +59,6 @@ from conch_container.interfaces import (
     ProgramRequest,
     PtyRequest,
 )
-from conch_container.log.codes import MessageCode
-from conch_container.log.levels import Level
 from conch_container.log.logger import CodeLogger
 
 

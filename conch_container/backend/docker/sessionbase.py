@@ -32,11 +32,10 @@ from conch_container.backend.docker.stream import (
 )
 from conch_container.backend.docker.upgrade import UpgradedStream
 from conch_container.backend.program import UnknownSubsystem, program_argv
+from conch_container.codes import Level, MessageCode
 from conch_container.deferreds import DeadlineExceeded, Once, with_deadline
 from conch_container.errors import ContainerSSHError, RequestRejected
 from conch_container.interfaces import ISessionIO, ProgramRequest, PtyRequest
-from conch_container.log.codes import MessageCode
-from conch_container.log.levels import Level
 from conch_container.log.logger import CodeLogger
 
 START_FAILED_MESSAGE = "Failed to start the program."

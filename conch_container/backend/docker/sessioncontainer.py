@@ -29,13 +29,13 @@ from conch_container.backend.docker.errors import EngineError
 from conch_container.backend.docker.sessionbase import START_FAILED_MESSAGE, logged_error
 from conch_container.backend.docker.sessionops import place_files, remove_container
 from conch_container.backend.docker.upgrade import UpgradedStream
+from conch_container.codes import MessageCode
 from conch_container.deferreds import (
     DeadlineExceeded,
     Once,
     await_resource,
     with_deadline,
 )
-from conch_container.log.codes import MessageCode
 from conch_container.log.logger import CodeLogger
 
 #: Seconds a program still running when its channel closes gets between the

@@ -51,9 +51,9 @@ from conch_container.backend.docker.sessionops import (
     fetch_container_exit_code,
     session_create_request,
 )
+from conch_container.codes import Level
 from conch_container.deferreds import DeadlineExceeded, with_deadline
 from conch_container.interfaces import IBackendSession, ISessionIO, ProgramRequest
-from conch_container.log.levels import Level
 from conch_container.log.logger import CodeLogger
 
 

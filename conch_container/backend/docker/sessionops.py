@@ -29,9 +29,9 @@ from conch_container.backend.docker.archive import file_owner, files_archive, re
 from conch_container.backend.docker.containerconfig import CreateRequest, merge_env
 from conch_container.backend.docker.errors import EngineError
 from conch_container.backend.docker.execops import poll_exit_code
+from conch_container.codes import Level
 from conch_container.deferreds import DeadlineExceeded, with_deadline
 from conch_container.interfaces import PtyRequest
-from conch_container.log.levels import Level
 from conch_container.log.logger import CodeLogger
 
 #: Restart policy names that mean "never restart".

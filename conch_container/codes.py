@@ -1,9 +1,17 @@
-"""The eight syslog levels ContainerSSH logs at, and their Twisted equivalents."""
+"""The bottom layer: what a message code is, and the levels events are logged at.
+
+Everything that logs or raises with a code builds on this module, which
+imports nothing of the project. The layers above it, each importing only
+from below: :mod:`conch_container.messages` (the catalogue),
+:mod:`conch_container.errors` (the error that carries a code), then
+:mod:`conch_container.log` (the logger, the observers and their set-up).
+"""
 
 from __future__ import annotations
 
 import enum
 
+import attrs
 from twisted.logger import LogLevel
 
 
@@ -76,3 +84,24 @@ _FROM_TWISTED = {
     LogLevel.info: Level.INFO,
     LogLevel.debug: Level.DEBUG,
 }
+
+
+@attrs.frozen
+class MessageCode:
+    """One stable message code.
+
+    :ivar code: the code as it appears in logs (``DOCKER_CONTAINER_CREATE``).
+    :ivar level: the level the event is logged at unless the call site overrides it.
+    :ivar section: the catalogue section (``Docker``, ``SSH``, ...).
+    :ivar explanation: one or two sentences for the operator.
+    :ivar own: True for codes this project adds to ContainerSSH's set.
+    """
+
+    code: str
+    level: Level
+    section: str
+    explanation: str
+    own: bool = False
+
+    def __str__(self) -> str:
+        return self.code
