@@ -19,7 +19,7 @@ from __future__ import annotations
 import signal
 from collections.abc import Callable
 from types import FrameType
-from typing import Any, Protocol, TextIO
+from typing import TYPE_CHECKING, Any, Protocol, TextIO
 
 import attrs
 from twisted.logger import LogBeginner, globalLogBeginner
@@ -31,6 +31,9 @@ from conch_container.log.early import emit_early, real_stdout
 from conch_container.log.formats import line_formatter, syslog_formatter
 from conch_container.log.observers import CodeLogObserver, FileSink, MemorySink, Sink, StreamSink
 from conch_container.log.syslog import SyslogSink
+
+if TYPE_CHECKING:
+    from conch_container.config import LogConfig
 
 DESTINATIONS = ("stdout", "file", "syslog", "test")
 
@@ -88,7 +91,7 @@ class LogOutput:
 
 
 def start_logging(
-    log_config: Any,
+    log_config: LogConfig,
     *,
     stdout: TextIO | None = None,
     stderr: TextIO | None = None,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from itertools import chain
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from twisted.conch.ssh.factory import SSHFactory
 from twisted.conch.ssh.userauth import SSHUserAuthServer
@@ -29,6 +29,9 @@ from conch_container.ssh.hostkeys import load_host_keys
 from conch_container.ssh.realm import ConnectionRealm
 from conch_container.ssh.transport import DISCONNECT_BY_APPLICATION, ServerTransport
 from conch_container.ssh.userauth import UserAuthServer
+
+if TYPE_CHECKING:
+    from conch_container.config import AppConfig
 
 
 def carries_credential(credentials: ICredentials) -> bool:
@@ -97,7 +100,7 @@ class ContainerSSHFactory(SSHFactory):
 
     def __init__(
         self,
-        config: Any,
+        config: AppConfig,
         authenticators: Any,
         backend: Any,
         registry: Any,

@@ -32,7 +32,7 @@ import posixpath
 import tarfile
 from collections.abc import Sequence
 from importlib import resources
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import attrs
 
@@ -40,6 +40,9 @@ from conch_container import messages
 from conch_container.backend.docker.errors import EngineError
 from conch_container.deferreds import DeadlineExceeded, with_deadline
 from conch_container.log.logger import CodeLogger
+
+if TYPE_CHECKING:
+    from conch_container.config import DockerExecutionConfig
 
 #: ``$0`` of the script when it is passed to ``sh -c``.
 INLINE_NAME = "containerssh-agent"
@@ -81,7 +84,7 @@ class GuestAgent:
     path: str
 
     @classmethod
-    def configured(cls, execution: Any) -> GuestAgent | None:
+    def configured(cls, execution: DockerExecutionConfig) -> GuestAgent | None:
         """What ContainerSSH assumes: the image's agent at ``agentPath``; None if disabled."""
         if execution.disable_agent:
             return None

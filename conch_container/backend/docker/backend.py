@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import shutil
 import tempfile
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from twisted.internet.defer import CancelledError, Deferred, DeferredList, succeed
 from twisted.internet.threads import deferToThreadPool
@@ -42,6 +42,10 @@ from conch_container.interfaces import ConnectionContext, IBackendLifecycle, ICo
 from conch_container.log.logger import CodeLogger
 from conch_container.metadata import exposed_metadata
 
+if TYPE_CHECKING:
+    from conch_container.config import DockerConfig, DockerExecutionConfig
+    from conch_container.metadata import ConnectionMetadata
+
 #: ContainerSSH retries backend calls every 10 seconds within the step's timeout.
 RETRY_INTERVAL = 10.0
 #: The idle command ContainerSSH uses by default (it needs the guest agent).
@@ -70,7 +74,7 @@ class DockerBackend:
         log: CodeLogger,
         *,
         instance_id: str,
-        startup_config: Any = None,
+        startup_config: DockerConfig | None = None,
         max_threads: int = 20,
         retry_interval: float = RETRY_INTERVAL,
     ) -> None:
@@ -86,12 +90,14 @@ class DockerBackend:
         self._tls_root: str | None = None
         self._running = False
         #: The gateway's own ``docker`` section, given to :meth:`start`.
-        self._default_config: Any = None
+        self._default_config: DockerConfig | None = None
         self._reconciling: Deferred[int] | None = None
 
     # -- lifecycle
 
-    def start(self, docker_config: Any = None, *, reconcile: bool = True) -> Deferred[None]:
+    def start(
+        self, docker_config: DockerConfig | None = None, *, reconcile: bool = True
+    ) -> Deferred[None]:
         """Start the thread pool; call once before :meth:`connect`.
 
         :param docker_config: the gateway's ``docker`` config section (by
@@ -208,7 +214,7 @@ class DockerBackend:
 
     async def _connect(self, context: ConnectionContext) -> DockerConnection:
         metadata: Any = context.metadata
-        config: Any = context.config
+        config = context.config
         docker_config = config.docker
         execution = docker_config.execution
         log = _bind(context.log, backend=self.name)
@@ -265,7 +271,9 @@ class DockerBackend:
             raise launch_error(e, connection) from None
         return connection
 
-    def _create_request(self, execution: Any, metadata: Any, log: CodeLogger) -> CreateRequest:
+    def _create_request(
+        self, execution: DockerExecutionConfig, metadata: ConnectionMetadata, log: CodeLogger
+    ) -> CreateRequest:
         labels = {
             LABEL_CONNECTION_ID: metadata.connection_id,
             LABEL_IP: metadata.remote_ip,
@@ -287,7 +295,7 @@ class DockerBackend:
 
     # -- clean-up
 
-    def remove_all(self, docker_config: Any = None) -> Deferred[int]:
+    def remove_all(self, docker_config: DockerConfig | None = None) -> Deferred[int]:
         """Remove every container labelled with this gateway's instance id.
 
         Looks on every engine this backend has talked to, on the one of the
@@ -299,7 +307,7 @@ class DockerBackend:
         """
         return Deferred.fromCoroutine(self._remove_all(docker_config))
 
-    async def _remove_all(self, docker_config: Any) -> int:
+    async def _remove_all(self, docker_config: DockerConfig | None) -> int:
         settings = set(self._engines)
         timeout = 60.0
         for config in (self._default_config, docker_config):

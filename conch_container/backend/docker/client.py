@@ -13,13 +13,16 @@ import os
 import shutil
 import ssl
 import tempfile
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import attrs
 import docker
 import requests.adapters
 from docker.constants import MINIMUM_DOCKER_API_VERSION
 from docker.tls import TLSConfig
+
+if TYPE_CHECKING:
+    from conch_container.config import DockerConfig
 
 #: The oldest TLS version the gateway accepts from a Docker engine.
 MINIMUM_TLS_VERSION = ssl.TLSVersion.TLSv1_2
@@ -48,7 +51,7 @@ class EngineSettings:
         return bool(self.cacert and self.cert and self.key)
 
     @classmethod
-    def from_config(cls, docker_config: Any) -> EngineSettings:
+    def from_config(cls, docker_config: DockerConfig) -> EngineSettings:
         """The settings from a ``docker`` config section (connection + ``timeouts.http``)."""
         connection = docker_config.connection
         return cls(

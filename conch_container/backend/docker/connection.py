@@ -15,7 +15,7 @@ it is known, so no container outlives its connection.
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Mapping
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from twisted.internet import task
 from twisted.internet.defer import CancelledError, Deferred, DeferredList
@@ -43,6 +43,9 @@ from conch_container.deferreds import DeadlineExceeded, Once, with_deadline
 from conch_container.errors import GENERIC_USER_MESSAGE, ContainerSSHError
 from conch_container.interfaces import IBackendConnection
 from conch_container.log.logger import CodeLogger
+
+if TYPE_CHECKING:
+    from conch_container.config import DockerConfig
 
 T = TypeVar("T")
 
@@ -91,7 +94,7 @@ class DockerConnection:
         self,
         *,
         reactor: Any,
-        docker_config: Any,
+        docker_config: DockerConfig,
         log: CodeLogger,
         retry_interval: float,
         on_closed: Callable[[DockerConnection], object] | None = None,

@@ -20,7 +20,7 @@ from __future__ import annotations
 import datetime
 import math
 from collections.abc import Iterable, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import attrs
 
@@ -28,6 +28,9 @@ from conch_container.backend.docker import apischema
 from conch_container.backend.docker.apischema import Field, Kind
 from conch_container.config import durations
 from conch_container.envnames import check_variables
+
+if TYPE_CHECKING:
+    from conch_container.config import DockerExecutionConfig
 
 #: The labels ContainerSSH puts on every container (reference section 6.1).
 LABEL_CONNECTION_ID = "containerssh_connection_id"
@@ -395,7 +398,10 @@ def merge_env(base: Iterable[str], extra: Iterable[tuple[str, str]]) -> list[str
 
 
 def execution_create_request(
-    execution: Any, *, labels: Mapping[str, str], env: Iterable[tuple[str, str]]
+    execution: DockerExecutionConfig,
+    *,
+    labels: Mapping[str, str],
+    env: Iterable[tuple[str, str]],
 ) -> CreateRequest:
     """:func:`build_create_request` for a ``docker.execution`` config section.
 

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import enum
 from collections.abc import Callable
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from twisted.internet.defer import CancelledError, Deferred
 from zope.interface import implementer
@@ -61,6 +61,9 @@ from conch_container.interfaces import (
 )
 from conch_container.log.logger import CodeLogger
 
+if TYPE_CHECKING:
+    from conch_container.config import DockerConfig
+
 
 class _Agent(enum.Enum):
     #: The agent the configuration implies (``agentPath``, or none if disabled).
@@ -88,7 +91,7 @@ class DockerExecSession(SessionBase):
         reactor: Any,
         engine: Engine,
         container_id: str,
-        docker_config: Any,
+        docker_config: DockerConfig,
         log: CodeLogger,
         channel_id: object,
         on_closed: Callable[[DockerExecSession], object] | None = None,

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import enum
 from collections.abc import Callable
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any, cast
 
 from twisted.internet.defer import CancelledError, Deferred
 from twisted.internet.interfaces import IConsumer, IPushProducer
@@ -37,6 +37,9 @@ from conch_container.deferreds import DeadlineExceeded, Once, with_deadline
 from conch_container.errors import ContainerSSHError, RequestRejected
 from conch_container.interfaces import ISessionIO, ProgramRequest, PtyRequest
 from conch_container.log.logger import CodeLogger
+
+if TYPE_CHECKING:
+    from conch_container.config import DockerConfig, DockerExecutionConfig
 
 START_FAILED_MESSAGE = "Failed to start the program."
 
@@ -59,7 +62,9 @@ def logged_error(
     return error
 
 
-def program_command(program: ProgramRequest, execution: Any, log: CodeLogger) -> list[str]:
+def program_command(
+    program: ProgramRequest, execution: DockerExecutionConfig, log: CodeLogger
+) -> list[str]:
     """The argv of ``program`` under the ``docker.execution`` settings ``execution``.
 
     :raises RequestRejected: (logged as ``DOCKER_SUBSYSTEM_NOT_SUPPORTED``)
@@ -110,7 +115,7 @@ class SessionBase(StreamEvents):
         self,
         *,
         reactor: Any,
-        docker_config: Any,
+        docker_config: DockerConfig,
         on_closed: Callable[[Any], object] | None,
     ) -> None:
         self._reactor = reactor

@@ -28,7 +28,7 @@ this module is the channel side: requests, the stream, the exit status
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import attrs
 from twisted.internet.defer import CancelledError, Deferred
@@ -55,6 +55,9 @@ from conch_container.codes import Level
 from conch_container.deferreds import DeadlineExceeded, with_deadline
 from conch_container.interfaces import IBackendSession, ISessionIO, ProgramRequest
 from conch_container.log.logger import CodeLogger
+
+if TYPE_CHECKING:
+    from conch_container.config import DockerConfig
 
 
 @attrs.frozen
@@ -92,7 +95,7 @@ class DockerContainerSession(SessionBase):
         reactor: Any,
         engine: Engine,
         template: SessionTemplate,
-        docker_config: Any,
+        docker_config: DockerConfig,
         log: CodeLogger,
         channel_id: object,
         retry_interval: float,
