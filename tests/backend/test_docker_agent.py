@@ -18,6 +18,7 @@ from twisted.internet.testing import EventLoggingObserver, StringTransport
 from twisted.trial.unittest import SynchronousTestCase
 
 from conch_container import messages
+from conch_container.backend.agentprotocol import TerminalPidReader
 from conch_container.backend.docker.agent import (
     INLINE_NAME,
     AgentKind,
@@ -27,14 +28,10 @@ from conch_container.backend.docker.agent import (
     select_agent,
     usable_agent,
 )
-from conch_container.backend.docker.errors import EngineError
+from conch_container.backend.docker.connectionmode.files import write_files
+from conch_container.backend.docker.engine.errors import EngineError
+from conch_container.backend.docker.engine.stream import ExecStreamProtocol, StreamEvents
 from conch_container.backend.docker.execops import SIGNAL_NUMBERS, SIGNALS, exit_status
-from conch_container.backend.docker.files import write_files
-from conch_container.backend.docker.stream import (
-    ExecStreamProtocol,
-    StreamEvents,
-    TerminalPidReader,
-)
 from conch_container.interfaces import ExitStatus
 from conch_container.log.logger import CodeLogger
 

@@ -31,7 +31,7 @@ from twisted.trial.unittest import TestCase
 from conch_container import messages
 from conch_container.backend.docker.agent import AgentKind, GuestAgent, agent_script
 from conch_container.backend.docker.agent import install_archive as agent_archive
-from conch_container.backend.docker.session import DockerExecSession
+from conch_container.backend.docker.connectionmode.execsession import DockerExecSession
 from conch_container.config import AppConfig
 from conch_container.config.docker import AGENT_PATH
 from conch_container.errors import ContainerSSHError

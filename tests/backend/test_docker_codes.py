@@ -18,11 +18,11 @@ from twisted.internet.threads import deferToThread
 
 from conch_container import messages
 from conch_container.backend.docker import DockerBackend
-from conch_container.backend.docker.client import EngineSettings
 from conch_container.backend.docker.containerconfig import LABEL_INSTANCE
-from conch_container.backend.docker.engine import Engine
-from conch_container.backend.docker.errors import EngineError
-from conch_container.backend.docker.upgrade import UpgradedStream, UpgradeProtocol
+from conch_container.backend.docker.engine.api import Engine
+from conch_container.backend.docker.engine.client import EngineSettings
+from conch_container.backend.docker.engine.errors import EngineError
+from conch_container.backend.docker.engine.upgrade import UpgradedStream, UpgradeProtocol
 from conch_container.errors import ContainerSSHError
 from conch_container.interfaces import ProgramRequest, PtyRequest
 from conch_container.testing.sessionio import RecordingSessionIO

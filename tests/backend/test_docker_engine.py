@@ -25,9 +25,9 @@ from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase, TestCase
 from zope.interface import implementer
 
-from conch_container.backend.docker.client import EngineSettings
-from conch_container.backend.docker.errors import EngineError
-from conch_container.backend.docker.upgrade import (
+from conch_container.backend.docker.engine.client import EngineSettings
+from conch_container.backend.docker.engine.errors import EngineError
+from conch_container.backend.docker.engine.upgrade import (
     MAX_HEAD,
     EngineStreams,
     UpgradedStream,

@@ -12,7 +12,7 @@ from twisted.logger import ILogObserver
 from twisted.trial.unittest import SynchronousTestCase
 
 from conch_container.backend.docker.containerconfig import merge_env
-from conch_container.backend.docker.sessionops import session_create_request
+from conch_container.backend.docker.sessionmode.ops import session_create_request
 from conch_container.codes import Level
 from conch_container.envnames import InvalidVariable
 from conch_container.interfaces import ProgramRequest

@@ -10,7 +10,7 @@ from twisted.internet.testing import EventLoggingObserver
 from twisted.trial.unittest import SynchronousTestCase
 
 from conch_container import messages
-from conch_container.backend.docker.errors import EngineError
+from conch_container.backend.docker.engine.errors import EngineError
 from conch_container.backend.docker.execops import (
     EXIT_CODE_TIMEOUT,
     MAX_EXIT_CODE,

@@ -21,11 +21,11 @@ from twisted.internet.threads import deferToThread
 from twisted.python.threadpool import ThreadPool
 from twisted.trial.unittest import TestCase
 
-from conch_container.backend.docker import engine as engine_module
-from conch_container.backend.docker.client import EngineSettings
 from conch_container.backend.docker.containerconfig import LABEL_CREATE, CreateRequest
-from conch_container.backend.docker.engine import Engine
-from conch_container.backend.docker.errors import EngineError
+from conch_container.backend.docker.engine import api as engine_module
+from conch_container.backend.docker.engine.api import Engine
+from conch_container.backend.docker.engine.client import EngineSettings
+from conch_container.backend.docker.engine.errors import EngineError
 from tests.docker_support import DOCKER_HOST, GUEST_IMAGE, docker_client
 
 

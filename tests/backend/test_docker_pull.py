@@ -9,8 +9,8 @@ import docker.errors
 import requests
 from twisted.trial.unittest import SynchronousTestCase
 
-from conch_container.backend.docker.engine import thd_pull
-from conch_container.backend.docker.errors import EngineError
+from conch_container.backend.docker.engine.api import thd_pull
+from conch_container.backend.docker.engine.errors import EngineError
 from conch_container.backend.docker.pull import (
     MISSING_IMAGE_USER_MESSAGE,
     PullFailure,

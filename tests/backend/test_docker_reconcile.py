@@ -13,7 +13,7 @@ from twisted.trial.unittest import SynchronousTestCase, TestCase
 
 from conch_container.backend.docker.backend import DockerBackend
 from conch_container.backend.docker.containerconfig import LABEL_INSTANCE
-from conch_container.backend.docker.errors import EngineError
+from conch_container.backend.docker.engine.errors import EngineError
 from conch_container.backend.docker.reconcile import Sweep, remove_leftovers
 from conch_container.log.logger import CodeLogger
 from tests.backend.helpers import make_config

@@ -20,7 +20,7 @@ from conch_container.backend.docker.containerconfig import (
     LABEL_IP,
     LABEL_USERNAME,
 )
-from conch_container.backend.docker.sessionmode import DockerContainerSession
+from conch_container.backend.docker.sessionmode.session import DockerContainerSession
 from conch_container.config import AppConfig
 from conch_container.errors import GENERIC_USER_MESSAGE, ContainerSSHError, RequestRejected
 from conch_container.interfaces import (

@@ -19,9 +19,12 @@ from zope.interface.verify import verifyObject
 
 from conch_container import messages
 from conch_container.backend.docker.containerconfig import CreateRequest
-from conch_container.backend.docker.errors import EngineError
-from conch_container.backend.docker.sessionmode import DockerContainerSession, SessionTemplate
-from conch_container.backend.docker.upgrade import UpgradedStream
+from conch_container.backend.docker.engine.errors import EngineError
+from conch_container.backend.docker.engine.upgrade import UpgradedStream
+from conch_container.backend.docker.sessionmode.session import (
+    DockerContainerSession,
+    SessionTemplate,
+)
 from conch_container.codes import Level
 from conch_container.errors import ContainerSSHError
 from conch_container.interfaces import ExitStatus, IBackendSession, ProgramRequest, PtyRequest

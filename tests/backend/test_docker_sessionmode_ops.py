@@ -11,7 +11,10 @@ from twisted.internet.task import Clock
 from twisted.logger import ILogObserver
 from twisted.trial.unittest import SynchronousTestCase
 
-from conch_container.backend.docker.archive import (
+from conch_container.backend.docker.containerconfig import CreateRequest
+from conch_container.backend.docker.engine.errors import EngineError
+from conch_container.backend.docker.execops import UNKNOWN_EXIT_CODE
+from conch_container.backend.docker.sessionmode.archive import (
     ROOT,
     FileOwner,
     container_path,
@@ -19,10 +22,7 @@ from conch_container.backend.docker.archive import (
     files_archive,
     resolve_files,
 )
-from conch_container.backend.docker.containerconfig import CreateRequest
-from conch_container.backend.docker.errors import EngineError
-from conch_container.backend.docker.execops import UNKNOWN_EXIT_CODE
-from conch_container.backend.docker.sessionops import (
+from conch_container.backend.docker.sessionmode.ops import (
     fetch_container_exit_code,
     place_files,
     remove_container,

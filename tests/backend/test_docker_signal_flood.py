@@ -22,7 +22,7 @@ from twisted.internet.threads import deferToThread
 from twisted.trial.unittest import TestCase
 
 from conch_container import messages
-from conch_container.backend.docker.session import DockerExecSession
+from conch_container.backend.docker.connectionmode.execsession import DockerExecSession
 from conch_container.config.docker import AGENT_PATH
 from conch_container.errors import ContainerSSHError
 from conch_container.interfaces import ProgramRequest

@@ -1,4 +1,4 @@
-"""Tests for conch_container.backend.docker.stream: demultiplexing and the PID handshake."""
+"""Tests for conch_container.backend.docker.engine.stream: demultiplexing and the PID handshake."""
 
 from __future__ import annotations
 
@@ -13,12 +13,12 @@ from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase
 from zope.interface.verify import verifyObject
 
-from conch_container.backend.docker.stream import (
+from conch_container.backend.agentprotocol import plausible_pid
+from conch_container.backend.docker.engine.stream import (
     ExecStreamProtocol,
     FrameDemuxer,
     StreamEvents,
     StreamProtocolError,
-    plausible_pid,
 )
 
 

@@ -5,7 +5,11 @@ from __future__ import annotations
 from twisted.internet.testing import StringTransport
 from twisted.trial.unittest import SynchronousTestCase
 
-from conch_container.backend.docker.stream import ExecStreamProtocol, StreamEvents, release_input
+from conch_container.backend.docker.engine.stream import (
+    ExecStreamProtocol,
+    StreamEvents,
+    release_input,
+)
 from conch_container.testing.conformance import CountingProducer
 
 

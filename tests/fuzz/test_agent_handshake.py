@@ -21,12 +21,8 @@ from twisted.internet.testing import StringTransport
 from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase
 
-from conch_container.backend.docker.stream import (
-    PID_MAX,
-    ExecStreamProtocol,
-    StreamEvents,
-    plausible_pid,
-)
+from conch_container.backend.agentprotocol import PID_MAX, plausible_pid
+from conch_container.backend.docker.engine.stream import ExecStreamProtocol, StreamEvents
 from tests.fuzz import fuzz, note
 from tests.fuzz.strategies import split
 

@@ -2,27 +2,34 @@
 
 :class:`DockerBackend` is created once per gateway (thread pool, engine
 clients, start-up removal of containers a previous run left behind); it
-gives each SSH connection a :class:`DockerConnection`, which pulls the image
-and removes whatever the connection made.
+gives each SSH connection a :class:`DockerConnection`, which reaches the
+engine, pulls the image, and removes whatever the connection made.
 
-- ``connection`` mode (the default): the connection has one container, and
-  each session channel's program is a :class:`DockerExecSession`, an exec in
-  it, run through the guest agent (:mod:`.agent`, :mod:`.files`).
-- ``session`` mode: each session channel's program is a
-  :class:`~conch_container.backend.docker.sessionmode.DockerContainerSession`,
-  a container of its own (:mod:`.sessionmode`, :mod:`.sessioncontainer`,
-  :mod:`.sessionops`, :mod:`.containerops`, :mod:`.archive`).
+The package, layer by layer:
 
-What both kinds of session share is :mod:`.sessionbase`; the engine calls
-(run on the backend's pool) are :mod:`.engine`, the streams in the reactor
-:mod:`.stream`, exit codes and signals :mod:`.execops`; the container
-configuration :mod:`.containerconfig` and :mod:`.apischema`, pulls
-:mod:`.pull`, and clean-up at start-up :mod:`.reconcile`. Deadlines around
-calls that cannot be cancelled are :mod:`conch_container.deferreds`.
+- :mod:`.engine`: the engine layer (clients, calls on the bounded pool, the
+  program streams, the one error type); nothing there knows about SSH.
+- :mod:`.connectionmode`: ``connection`` mode (the default), one container
+  per connection and each channel's program an exec in it
+  (:class:`DockerExecSession`), with authentication's files written through
+  the guest agent.
+- :mod:`.sessionmode`: ``session`` mode, each channel's program a container
+  of its own.
+- Shared by both modes: :mod:`.backend`, :mod:`.connection`,
+  :mod:`.sessionbase` (what a channel's program does alike), :mod:`.execops`
+  (exit codes, signals), :mod:`.agent` (the guest agent), :mod:`.pull`,
+  :mod:`.reconcile` (start-up clean-up), and the container configuration
+  (:mod:`.containerconfig`, :mod:`.apischema`, :mod:`.configcheck`).
+
+What does not depend on Docker lives outside the package:
+:mod:`conch_container.backend.program` (a request's argv),
+:mod:`conch_container.backend.agentprotocol` (the guest agent's PID
+handshake) and :mod:`conch_container.deferreds` (deadlines around calls that
+cannot be cancelled).
 """
 
 from conch_container.backend.docker.backend import DockerBackend
 from conch_container.backend.docker.connection import DockerConnection
-from conch_container.backend.docker.session import DockerExecSession
+from conch_container.backend.docker.connectionmode.execsession import DockerExecSession
 
 __all__ = ["DockerBackend", "DockerConnection", "DockerExecSession"]

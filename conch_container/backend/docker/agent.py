@@ -37,7 +37,7 @@ from typing import TYPE_CHECKING, Any
 import attrs
 
 from conch_container import messages
-from conch_container.backend.docker.errors import EngineError
+from conch_container.backend.docker.engine.errors import EngineError
 from conch_container.deferreds import DeadlineExceeded, with_deadline
 from conch_container.log.logger import CodeLogger
 
@@ -174,9 +174,9 @@ async def select_agent(
     bounded by ``timeout`` seconds. Logs ``DOCKER_GUEST_AGENT_SELECTED``.
 
     :param engine: provides ``path_stat`` (an
-        :class:`~conch_container.backend.docker.engine.Engine`).
+        :class:`~conch_container.backend.docker.engine.api.Engine`).
     :param ops: provides ``put_archive`` (a
-        :class:`~conch_container.backend.docker.containerops.ContainerOps`).
+        :class:`~conch_container.backend.docker.engine.containers.ContainerOps`).
     """
     agent = await _choose(reactor, engine, ops, container_id, agent_path, timeout, log)
     log.event(

@@ -19,7 +19,6 @@ from twisted.python.threadpool import ThreadPool
 from zope.interface import implementer
 
 from conch_container import messages
-from conch_container.backend.docker.client import EngineSettings, thd_connect
 from conch_container.backend.docker.connection import DockerConnection, launch_error
 from conch_container.backend.docker.containerconfig import (
     LABEL_CONNECTION_ID,
@@ -30,11 +29,12 @@ from conch_container.backend.docker.containerconfig import (
     CreateRequest,
     execution_create_request,
 )
-from conch_container.backend.docker.engine import Engine
-from conch_container.backend.docker.errors import EngineError
+from conch_container.backend.docker.engine.api import Engine
+from conch_container.backend.docker.engine.client import EngineSettings, thd_connect
+from conch_container.backend.docker.engine.errors import EngineError
 from conch_container.backend.docker.pull import PullPolicy, registry_auth
 from conch_container.backend.docker.reconcile import Sweep, remove_leftovers
-from conch_container.backend.docker.sessionops import restart_policy_error
+from conch_container.backend.docker.sessionmode.ops import restart_policy_error
 from conch_container.codes import Level
 from conch_container.deferreds import DeadlineExceeded, Once, with_deadline
 from conch_container.errors import GENERIC_USER_MESSAGE, ContainerSSHError

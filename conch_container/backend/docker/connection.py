@@ -23,11 +23,12 @@ from zope.interface import implementer
 
 from conch_container import messages
 from conch_container.backend.docker.agent import GuestAgent, select_agent
+from conch_container.backend.docker.connectionmode.execsession import DockerExecSession
+from conch_container.backend.docker.connectionmode.files import write_files
 from conch_container.backend.docker.containerconfig import CreateRequest
-from conch_container.backend.docker.containerops import ContainerOps
-from conch_container.backend.docker.engine import Engine
-from conch_container.backend.docker.errors import EngineError
-from conch_container.backend.docker.files import write_files
+from conch_container.backend.docker.engine.api import Engine
+from conch_container.backend.docker.engine.containers import ContainerOps
+from conch_container.backend.docker.engine.errors import EngineError
 from conch_container.backend.docker.pull import (
     MISSING_IMAGE_USER_MESSAGE,
     PullPolicy,
@@ -35,9 +36,11 @@ from conch_container.backend.docker.pull import (
     classify_pull_error,
     is_missing_image_error,
 )
-from conch_container.backend.docker.session import DockerExecSession
-from conch_container.backend.docker.sessionmode import DockerContainerSession, SessionTemplate
-from conch_container.backend.docker.sessionops import remove_container
+from conch_container.backend.docker.sessionmode.ops import remove_container
+from conch_container.backend.docker.sessionmode.session import (
+    DockerContainerSession,
+    SessionTemplate,
+)
 from conch_container.codes import Level, MessageCode
 from conch_container.deferreds import DeadlineExceeded, Once, with_deadline
 from conch_container.errors import GENERIC_USER_MESSAGE, ContainerSSHError
@@ -165,7 +168,7 @@ class DockerConnection:
         )
         await self._pull_if_needed(request, policy, registry_auth)
         if self._config.execution.mode == "session":
-            # Each session channel gets its own container (sessionmode.py).
+            # Each session channel gets its own container (sessionmode/).
             self._template = SessionTemplate(request, files)
             return
         await self._create(request)

@@ -2,9 +2,9 @@
 
 They run on the engine through the backend's pool; none touches the
 session's state, so they can be tested with any object that has the
-:class:`~conch_container.backend.docker.engine.Engine` methods they call.
+:class:`~conch_container.backend.docker.engine.api.Engine` methods they call.
 :func:`poll_exit_code` also reads a session container's exit code
-(:func:`~conch_container.backend.docker.sessionops.fetch_container_exit_code`).
+(:func:`~conch_container.backend.docker.sessionmode.ops.fetch_container_exit_code`).
 
 How a program ended: the engine reports only an exit code, and a process
 killed by signal N reports ``128 + N``, which a program can also return by
@@ -22,7 +22,7 @@ from twisted.internet import task
 from twisted.internet.interfaces import IReactorTime
 
 from conch_container import messages
-from conch_container.backend.docker.errors import EngineError
+from conch_container.backend.docker.engine.errors import EngineError
 from conch_container.deferreds import DeadlineExceeded, with_deadline
 from conch_container.errors import ContainerSSHError
 from conch_container.interfaces import ExitStatus

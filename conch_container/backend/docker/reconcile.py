@@ -31,8 +31,8 @@ from twisted.python.failure import Failure
 
 from conch_container import messages
 from conch_container.backend.docker.containerconfig import LABEL_INSTANCE
-from conch_container.backend.docker.engine import Engine
-from conch_container.backend.docker.errors import EngineError
+from conch_container.backend.docker.engine.api import Engine
+from conch_container.backend.docker.engine.errors import EngineError
 from conch_container.codes import Level
 from conch_container.deferreds import DeadlineExceeded, with_deadline
 from conch_container.log.logger import CodeLogger

@@ -1,12 +1,12 @@
 """What a session channel's program does alike in both modes.
 
 A program runs as an exec in the connection's container
-(:class:`~conch_container.backend.docker.session.DockerExecSession`) or as
+(:class:`~conch_container.backend.docker.connectionmode.execsession.DockerExecSession`) or as
 its own container
-(:class:`~conch_container.backend.docker.sessionmode.DockerContainerSession`).
+(:class:`~conch_container.backend.docker.sessionmode.session.DockerContainerSession`).
 Either way the channel's requests arrive in the same order, the output is one
 engine stream read by the reactor
-(:class:`~conch_container.backend.docker.stream.ExecStreamProtocol`), and
+(:class:`~conch_container.backend.docker.engine.stream.ExecStreamProtocol`), and
 closing happens once: :class:`SessionBase` holds that part, the subclasses
 how the program is started, resized, signalled, and how it ends.
 
@@ -24,13 +24,13 @@ from twisted.internet.defer import CancelledError, Deferred
 from twisted.internet.interfaces import IConsumer, IPushProducer
 
 from conch_container import messages
-from conch_container.backend.docker.errors import EngineError
-from conch_container.backend.docker.stream import (
+from conch_container.backend.docker.engine.errors import EngineError
+from conch_container.backend.docker.engine.stream import (
     ExecStreamProtocol,
     StreamEvents,
     release_input,
 )
-from conch_container.backend.docker.upgrade import UpgradedStream
+from conch_container.backend.docker.engine.upgrade import UpgradedStream
 from conch_container.backend.program import UnknownSubsystem, program_argv
 from conch_container.codes import Level, MessageCode
 from conch_container.deferreds import DeadlineExceeded, Once, with_deadline
@@ -103,7 +103,7 @@ class SessionBase(StreamEvents):
     """The channel side of a session, common to both modes.
 
     Subclasses provide :attr:`_log`, ``_start``, ``_resize``, ``_signal``,
-    ``_release`` and the :class:`~conch_container.backend.docker.stream.StreamEvents`
+    ``_release`` and the :class:`~conch_container.backend.docker.engine.stream.StreamEvents`
     that differ (``pid_received``, ``pid_failed``, ``output_ended``).
 
     :param reactor: provides the clock and the connections to the engine.

@@ -3,8 +3,8 @@
 Lifecycle (reference section 6.2): ``start`` creates the exec (prefixed with
 the guest agent's ``console --pid --`` unless the agent is disabled; see
 :mod:`~conch_container.backend.docker.agent`), starts it with an
-HTTP upgrade made from the reactor (:mod:`.upgrade`), and hands the upgraded
-connection to :class:`~conch_container.backend.docker.stream.ExecStreamProtocol`;
+HTTP upgrade made from the reactor (:mod:`..engine.upgrade`), and hands the upgraded
+connection to :class:`~conch_container.backend.docker.engine.stream.ExecStreamProtocol`;
 with a terminal, the exec is then resized. Output flows to the
 :class:`~conch_container.interfaces.ISessionIO` with the stream's transport
 registered as its producer, so a full SSH window stops reading from the engine.
@@ -27,8 +27,9 @@ from zope.interface import implementer
 
 from conch_container import messages
 from conch_container.backend.docker.agent import GuestAgent
-from conch_container.backend.docker.engine import Engine
-from conch_container.backend.docker.errors import EngineError
+from conch_container.backend.docker.engine.api import Engine
+from conch_container.backend.docker.engine.errors import EngineError
+from conch_container.backend.docker.engine.upgrade import UpgradedStream
 from conch_container.backend.docker.execops import (
     SIGNALS,
     UNKNOWN_EXIT_CODE,
@@ -43,7 +44,6 @@ from conch_container.backend.docker.sessionbase import (
     State,
     program_command,
 )
-from conch_container.backend.docker.upgrade import UpgradedStream
 from conch_container.codes import Level, MessageCode
 from conch_container.deferreds import (
     DeadlineExceeded,

@@ -31,10 +31,10 @@ from twisted.internet.defer import Deferred
 from twisted.internet.threads import deferToThreadPool
 from twisted.python.threadpool import ThreadPool
 
-from conch_container.backend.docker.client import EngineSettings
 from conch_container.backend.docker.containerconfig import LABEL_CREATE, CreateRequest
-from conch_container.backend.docker.errors import EngineError
-from conch_container.backend.docker.upgrade import EngineStreams, UpgradedStream
+from conch_container.backend.docker.engine.client import EngineSettings
+from conch_container.backend.docker.engine.errors import EngineError
+from conch_container.backend.docker.engine.upgrade import EngineStreams, UpgradedStream
 
 P = ParamSpec("P")
 T = TypeVar("T")

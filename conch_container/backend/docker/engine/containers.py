@@ -4,14 +4,14 @@ In session mode the program is the container's main process, so its stream
 is the container's *attach* stream, its terminal is the container's, signals
 go through the kill API and its exit code is the container's.
 
-Like :mod:`conch_container.backend.docker.engine`, the ``thd_*`` functions are
+Like :mod:`conch_container.backend.docker.engine.api`, the ``thd_*`` functions are
 blocking docker-py calls for the backend's pool that raise only
-:class:`~conch_container.backend.docker.engine.EngineError`;
+:class:`~conch_container.backend.docker.engine.api.EngineError`;
 :class:`ContainerOps` is their reactor-side face on an
-:class:`~conch_container.backend.docker.engine.Engine`.
+:class:`~conch_container.backend.docker.engine.api.Engine`.
 
 The attach is an HTTP upgrade made from the reactor
-(:meth:`~conch_container.backend.docker.engine.Engine.container_attach`), as
+(:meth:`~conch_container.backend.docker.engine.api.Engine.container_attach`), as
 for an exec.
 """
 
@@ -22,9 +22,9 @@ from typing import Any
 import docker
 from twisted.internet.defer import Deferred
 
-from conch_container.backend.docker.engine import Engine, engine_errors
-from conch_container.backend.docker.errors import EngineError
-from conch_container.backend.docker.upgrade import UpgradedStream
+from conch_container.backend.docker.engine.api import Engine, engine_errors
+from conch_container.backend.docker.engine.errors import EngineError
+from conch_container.backend.docker.engine.upgrade import UpgradedStream
 
 
 @engine_errors
@@ -67,7 +67,7 @@ def thd_put_archive(client: docker.APIClient, container_id: str, path: str, data
 
 
 class ContainerOps:
-    """The container-level calls of :mod:`containerops` on one engine.
+    """The container-level calls of this module on one engine.
 
     :param engine: the engine (its client and the backend's pool are used).
     """

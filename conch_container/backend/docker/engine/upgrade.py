@@ -10,7 +10,7 @@ descriptor changes hands, and every transport the engine is reached over works
 alike.
 
 Ordinary engine calls still go through docker-py on the backend's thread pool
-(:mod:`.engine`); only the streams are made here.
+(:mod:`.api`); only the streams are made here.
 """
 
 from __future__ import annotations
@@ -39,8 +39,8 @@ from twisted.protocols.tls import TLSMemoryBIOFactory
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
-from conch_container.backend.docker.client import EngineSettings
-from conch_container.backend.docker.errors import EngineError
+from conch_container.backend.docker.engine.client import EngineSettings
+from conch_container.backend.docker.engine.errors import EngineError
 
 #: The most an answer's status line and headers may take.
 MAX_HEAD = 64 * 1024

@@ -10,7 +10,7 @@
 - :func:`remove_container`: forced removal, retried until a deadline (a
   connection's container in ``connection`` mode is removed with it too).
 
-They take the engine (and :class:`~conch_container.backend.docker.containerops.ContainerOps`)
+They take the engine (and :class:`~conch_container.backend.docker.engine.containers.ContainerOps`)
 as arguments, so they can be tested with fakes.
 """
 
@@ -25,10 +25,14 @@ from twisted.internet import task
 from twisted.internet.interfaces import IReactorTime
 
 from conch_container import messages
-from conch_container.backend.docker.archive import file_owner, files_archive, resolve_files
 from conch_container.backend.docker.containerconfig import CreateRequest, merge_env
-from conch_container.backend.docker.errors import EngineError
+from conch_container.backend.docker.engine.errors import EngineError
 from conch_container.backend.docker.execops import poll_exit_code
+from conch_container.backend.docker.sessionmode.archive import (
+    file_owner,
+    files_archive,
+    resolve_files,
+)
 from conch_container.codes import Level
 from conch_container.deferreds import DeadlineExceeded, with_deadline
 from conch_container.interfaces import PtyRequest
@@ -130,7 +134,7 @@ async def place_files(
     """Put authentication's ``files`` into a created container, mode 0600; never raises.
 
     The owner follows the container's ``User`` (see
-    :func:`~conch_container.backend.docker.archive.file_owner`); a relative
+    :func:`~conch_container.backend.docker.sessionmode.archive.file_owner`); a relative
     path is relative to its ``WorkingDir``. A failure is logged
     (``DOCKER_FILE_WRITE_FAILED``) and the program starts anyway, as
     ContainerSSH does when a file write fails.

@@ -24,11 +24,11 @@ from twisted.internet.interfaces import IReactorTime
 
 from conch_container import messages
 from conch_container.backend.docker.containerconfig import CreateRequest
-from conch_container.backend.docker.engine import Engine
-from conch_container.backend.docker.errors import EngineError
+from conch_container.backend.docker.engine.api import Engine
+from conch_container.backend.docker.engine.errors import EngineError
+from conch_container.backend.docker.engine.upgrade import UpgradedStream
 from conch_container.backend.docker.sessionbase import START_FAILED_MESSAGE, logged_error
-from conch_container.backend.docker.sessionops import place_files, remove_container
-from conch_container.backend.docker.upgrade import UpgradedStream
+from conch_container.backend.docker.sessionmode.ops import place_files, remove_container
 from conch_container.codes import MessageCode
 from conch_container.deferreds import (
     DeadlineExceeded,
@@ -49,7 +49,7 @@ class SessionContainer:
     :param clock: the reactor's clock.
     :param engine: the connection's engine (create, start, remove).
     :param ops: the container-level calls
-        (:class:`~conch_container.backend.docker.containerops.ContainerOps`).
+        (:class:`~conch_container.backend.docker.engine.containers.ContainerOps`).
     :param timeouts: the connection's ``docker.timeouts``.
     :param retry_interval: seconds between removal attempts.
     :param log: the session's logger; :attr:`log` adds the container id.

@@ -1,11 +1,11 @@
 """One session channel's program as its own container (Docker ``session`` mode).
 
 Reference section 6.3. ``start`` creates a container whose ``Cmd`` is the
-program (:func:`~conch_container.backend.docker.sessionops.session_create_request`),
+program (:func:`~conch_container.backend.docker.sessionmode.ops.session_create_request`),
 puts authentication's ``files`` into it, attaches to its streams *before*
 starting it, so that not a byte of output is missed, starts it and hands the
 attach connection to the reactor, where the exec stream's
-:class:`~conch_container.backend.docker.stream.ExecStreamProtocol` reads it
+:class:`~conch_container.backend.docker.engine.stream.ExecStreamProtocol` reads it
 (there is no PID handshake: the program is the container's main process).
 With a terminal the container is resized. The whole start is bounded by
 ``timeouts.containerStart``.
@@ -19,7 +19,7 @@ failure path removes what was created, including a container whose create
 call returns after the start was given up.
 
 The engine side of that life (create, files, attach, start, stop, removal)
-is :class:`~conch_container.backend.docker.sessioncontainer.SessionContainer`;
+is :class:`~conch_container.backend.docker.sessionmode.container.SessionContainer`;
 this module is the channel side: requests, the stream, the exit status
 (what both modes do alike is
 :class:`~conch_container.backend.docker.sessionbase.SessionBase`).
@@ -36,9 +36,9 @@ from zope.interface import implementer
 
 from conch_container import messages
 from conch_container.backend.docker.containerconfig import CreateRequest
-from conch_container.backend.docker.containerops import ContainerOps
-from conch_container.backend.docker.engine import Engine
-from conch_container.backend.docker.errors import EngineError
+from conch_container.backend.docker.engine.api import Engine
+from conch_container.backend.docker.engine.containers import ContainerOps
+from conch_container.backend.docker.engine.errors import EngineError
 from conch_container.backend.docker.execops import SIGNALS, exit_status
 from conch_container.backend.docker.sessionbase import (
     START_FAILED_MESSAGE,
@@ -46,8 +46,8 @@ from conch_container.backend.docker.sessionbase import (
     State,
     program_command,
 )
-from conch_container.backend.docker.sessioncontainer import STOP_GRACE, SessionContainer
-from conch_container.backend.docker.sessionops import (
+from conch_container.backend.docker.sessionmode.container import STOP_GRACE, SessionContainer
+from conch_container.backend.docker.sessionmode.ops import (
     fetch_container_exit_code,
     session_create_request,
 )

@@ -4,12 +4,9 @@ Without a TTY the engine multiplexes stdout and stderr into frames: an 8-byte
 header (byte 0 the stream, 1 stdout or 2 stderr; bytes 4-7 the payload length,
 big-endian) and the payload. With a TTY the stream is the raw terminal output.
 
-With the guest agent, the program is started as ``agent console --pid -- ...``
-and the agent first writes its PID (which the program inherits through
-``execve``) as a 4-byte little-endian integer on stdout: the first four raw
-bytes with a TTY, the first four stdout payload bytes without. A terminal's
-output processing turns each ``0x0A`` byte of the PID into ``0x0D 0x0A``
-(``onlcr``), which :class:`TerminalPidReader` undoes.
+With the guest agent, the agent's PID comes first
+(:mod:`conch_container.backend.agentprotocol`): the first four raw bytes with
+a TTY, the first four stdout payload bytes without.
 
 This is the data path of every download, so the per-chunk work is kept to a
 few comparisons and at most one slice per frame boundary; payload that fills a
@@ -31,15 +28,14 @@ from twisted.internet.protocol import Protocol
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
+from conch_container.backend.agentprotocol import PidReader, TerminalPidReader, plausible_pid
+
 Sink = Callable[[bytes], Any]
 
 STDOUT = 1
 STDERR = 2
 _HEADER = struct.Struct(">BxxxL")
 HEADER_SIZE = _HEADER.size
-PID_SIZE = 4
-#: Linux's ``PID_MAX_LIMIT`` on 64-bit systems; a larger "PID" is not one.
-PID_MAX = 1 << 22
 
 _CONNECTION_DONE = Failure(ConnectionDone())
 
@@ -110,76 +106,6 @@ class FrameDemuxer:
             self._stream = stream
             self._sink = self._sinks[stream]
             self._remaining = length
-
-
-class PidReader:
-    """Collects the agent's 4-byte PID from the front of a byte stream.
-
-    :param on_pid: called with the PID once four bytes arrived.
-    :param forward: called with the bytes following the PID.
-    """
-
-    def __init__(self, on_pid: Callable[[int], Any], forward: Sink) -> None:
-        self._buffer = bytearray()
-        self._on_pid = on_pid
-        self._forward = forward
-
-    def feed(self, data: bytes) -> None:
-        need = PID_SIZE - len(self._buffer)
-        self._buffer += data[:need]
-        if len(self._buffer) < PID_SIZE:
-            return
-        self._on_pid(int.from_bytes(self._buffer, "little"))
-        rest = data[need:]
-        if rest:
-            self._forward(rest)
-
-
-class TerminalPidReader(PidReader):
-    """A :class:`PidReader` for a terminal's output.
-
-    A new terminal translates ``0x0A`` to ``0x0D 0x0A`` (``onlcr``, on by
-    default) before the program can change its settings, and translates
-    nothing else. So ``0x0D 0x0A`` stands for one ``0x0A`` of the PID, and a
-    ``0x0D`` followed by anything else is a ``0x0D``. Only a ``0x0D`` as the
-    PID's last byte, followed by raw output starting with ``0x0A``, would be
-    misread, and that byte is 0 for every possible PID.
-    """
-
-    def __init__(self, on_pid: Callable[[int], Any], forward: Sink) -> None:
-        super().__init__(on_pid, forward)
-        self._carriage_return = False
-
-    def feed(self, data: bytes) -> None:
-        buffer = self._buffer
-        pos = 0
-        end = len(data)
-        while len(buffer) < PID_SIZE and pos < end:
-            byte = data[pos]
-            if self._carriage_return:
-                self._carriage_return = False
-                if byte == 0x0A:
-                    buffer.append(0x0A)
-                    pos += 1
-                else:
-                    buffer.append(0x0D)  # ``byte`` is looked at again
-                continue
-            pos += 1
-            if byte == 0x0D:
-                self._carriage_return = True
-            else:
-                buffer.append(byte)
-        if len(buffer) < PID_SIZE:
-            return
-        self._on_pid(int.from_bytes(buffer, "little"))
-        rest = data[pos:]
-        if rest:
-            self._forward(rest)
-
-
-def plausible_pid(pid: int) -> bool:
-    """Whether four bytes read as a PID can be one (an engine error text is not)."""
-    return 0 < pid <= PID_MAX
 
 
 class StreamEvents:

@@ -9,7 +9,7 @@ logs it) and the connection goes on without the file; with the agent
 disabled, no file is written.
 
 The exec's stream is driven by the reactor like a program's (an HTTP upgrade,
-:mod:`~conch_container.backend.docker.upgrade`); no thread waits on it.
+:mod:`~conch_container.backend.docker.engine.upgrade`); no thread waits on it.
 """
 
 from __future__ import annotations
@@ -28,10 +28,10 @@ from zope.interface import implementer
 
 from conch_container import messages
 from conch_container.backend.docker.agent import GuestAgent
-from conch_container.backend.docker.errors import EngineError
+from conch_container.backend.docker.engine.errors import EngineError
+from conch_container.backend.docker.engine.stream import FrameDemuxer, StreamProtocolError
+from conch_container.backend.docker.engine.upgrade import UpgradedStream
 from conch_container.backend.docker.execops import EXIT_POLL_FIRST, EXIT_POLL_MAX
-from conch_container.backend.docker.stream import FrameDemuxer, StreamProtocolError
-from conch_container.backend.docker.upgrade import UpgradedStream
 from conch_container.deferreds import (
     DeadlineExceeded,
     Once,
