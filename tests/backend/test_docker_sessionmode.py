@@ -22,7 +22,7 @@ from conch_container.backend.docker.containerconfig import (
 )
 from conch_container.backend.docker.sessionmode.session import DockerContainerSession
 from conch_container.config import AppConfig
-from conch_container.errors import GENERIC_USER_MESSAGE, ContainerSSHError, RequestRejected
+from conch_container.errors import ContainerSSHError, RequestRejected
 from conch_container.interfaces import (
     ExitStatus,
     IBackendConnection,
@@ -34,7 +34,6 @@ from conch_container.testing.sessionio import RecordingSessionIO
 from tests.backend.helpers import (
     DockerBackendTestCase,
     make_config,
-    make_context,
     reactor,
 )
 
@@ -429,15 +428,6 @@ class SessionModeIntegrationTests(DockerBackendTestCase):
         self.assertEqual(caught.exception.code, messages.DOCKER_SUBSYSTEM_NOT_SUPPORTED)
         self.assertIn("DOCKER_SUBSYSTEM_NOT_SUPPORTED", self.codes())
         self.assertNotIn("DOCKER_CONTAINER_CREATE", self.codes())
-
-    async def test_restart_policy_refused(self) -> None:
-        """A restart policy is a DOCKER_CONFIG_ERROR at connect in session mode."""
-        config = make_config(mode="session", host={"restartpolicy": {"name": "always"}})
-        with self.assertRaises(ContainerSSHError) as caught:
-            await self.backend.connect(make_context(config, self.log))
-        self.assertEqual(caught.exception.code, messages.DOCKER_CONFIG_ERROR)
-        self.assertEqual(caught.exception.user_message, GENERIC_USER_MESSAGE)
-        self.assertIn("restart policy", caught.exception.explanation)
 
 
 GUEST = make_config().docker.execution.container["image"]

@@ -26,7 +26,6 @@ from conch_container.backend.docker.sessionmode.ops import (
     fetch_container_exit_code,
     place_files,
     remove_container,
-    restart_policy_error,
     session_create_request,
 )
 from conch_container.interfaces import PtyRequest
@@ -96,16 +95,6 @@ class SessionRequestTests(SynchronousTestCase):
         base = base_request(HostConfig={"Init": False, "AutoRemove": True, "Memory": 5})
         host = session_create_request(base, ["/x"], [], None).body["HostConfig"]
         self.assertEqual(host, {"Init": False, "AutoRemove": False, "Memory": 5})
-
-    def test_restart_policy(self) -> None:
-        """Only no restart policy (absent, empty or "no") is acceptable in session mode."""
-        for policy in (None, {}, {"Name": ""}, {"Name": "no"}):
-            host = {} if policy is None else {"RestartPolicy": policy}
-            self.assertIsNone(restart_policy_error(base_request(HostConfig=host)))
-        for name in ("always", "on-failure", "unless-stopped"):
-            error = restart_policy_error(base_request(HostConfig={"RestartPolicy": {"Name": name}}))
-            assert error is not None
-            self.assertIn(repr(name), error)
 
 
 class FakeStateOps:

@@ -34,7 +34,6 @@ from conch_container.backend.docker.engine.client import EngineSettings, thd_con
 from conch_container.backend.docker.engine.errors import EngineError
 from conch_container.backend.docker.pull import PullPolicy, registry_auth
 from conch_container.backend.docker.reconcile import Sweep, remove_leftovers
-from conch_container.backend.docker.sessionmode.ops import restart_policy_error
 from conch_container.codes import Level
 from conch_container.deferreds import DeadlineExceeded, Once, with_deadline
 from conch_container.errors import GENERIC_USER_MESSAGE, ContainerSSHError
@@ -246,8 +245,6 @@ class DockerBackend:
                     "The guest agent is disabled but the idle command still runs it",
                 )
         request = self._create_request(execution, metadata, log)
-        if session_mode and (problem := restart_policy_error(request)) is not None:
-            raise _config_error(log, problem)
         settings = EngineSettings.from_config(docker_config)
         connection = DockerConnection(
             reactor=self._reactor,

@@ -2,7 +2,6 @@
 
 - :func:`session_create_request`: a channel's container request, derived from
   the connection's (labels, authentication environment, host settings);
-- :func:`restart_policy_error`: session containers must not restart;
 - :func:`fetch_container_exit_code`: how the program ended, from the
   container's state;
 - :func:`place_files`: authentication's ``files``, put into the created
@@ -39,7 +38,6 @@ from conch_container.interfaces import PtyRequest
 from conch_container.log.logger import CodeLogger
 
 #: Restart policy names that mean "never restart".
-_NO_RESTART = ("", "no")
 
 
 # ---------------------------------------------------------------------------
@@ -89,18 +87,6 @@ def session_create_request(
         # the resize that follows the start.
         host["ConsoleSize"] = [pty.rows, pty.columns]
     return attrs.evolve(base, body=body)
-
-
-def restart_policy_error(request: CreateRequest) -> str | None:
-    """Why ``request`` cannot make session containers, or ``None`` if it can."""
-    policy = request.body.get("HostConfig", {}).get("RestartPolicy") or {}
-    name = policy.get("Name", "") if isinstance(policy, Mapping) else ""
-    if name in _NO_RESTART:
-        return None
-    return (
-        f"restart policy {name!r} is not allowed in session mode: the container "
-        "is the program and must end with it"
-    )
 
 
 # ---------------------------------------------------------------------------
