@@ -18,18 +18,14 @@ from __future__ import annotations
 
 import enum
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, Any
 
 from twisted.internet.defer import CancelledError, Deferred
-from twisted.internet.interfaces import IConsumer, IPushProducer
+from twisted.internet.interfaces import IPushProducer
 
 from conch_container import messages
 from conch_container.backend.docker.engine.errors import EngineError
-from conch_container.backend.docker.engine.stream import (
-    ExecStreamProtocol,
-    StreamEvents,
-    release_input,
-)
+from conch_container.backend.docker.engine.stream import ExecStreamProtocol, StreamEvents
 from conch_container.backend.docker.engine.upgrade import UpgradedStream
 from conch_container.backend.program import UnknownSubsystem, program_argv
 from conch_container.codes import Level, MessageCode
@@ -128,6 +124,8 @@ class SessionBase(StreamEvents):
         self._io: Any = None
         #: The stream's transport (TCP, UNIX or TLS): write, half-close, produce output.
         self._transport: Any = None
+        #: The protocol reading the stream; it also holds stdin's producer.
+        self._stream_protocol: ExecStreamProtocol | None = None
         self._producer_registered = False
         self._stream_closed: Once[None] = Once()
         self._start_d: Deferred[None] | None = None
@@ -182,6 +180,7 @@ class SessionBase(StreamEvents):
         except Exception as e:
             stream.close()
             raise self._error(failure_code, START_FAILED_MESSAGE, str(e)) from e
+        self._stream_protocol = protocol
         io.register_producer(self._transport)
         self._producer_registered = True
 
@@ -219,16 +218,16 @@ class SessionBase(StreamEvents):
         program reads slower than the client sends, and resumes it once that
         was written.
         """
-        transport = self._transport
-        if transport is None or self._state is not State.RUNNING:
+        protocol = self._stream_protocol
+        if protocol is None or self._state is not State.RUNNING:
             producer.stopProducing()
             return
-        # Every stream transport is also an IConsumer.
-        cast(IConsumer, transport).registerProducer(producer, True)
+        protocol.register_input(producer)
 
     def close_stdin(self) -> None:
         transport = self._transport
-        if transport is None or self._state is not State.RUNNING:
+        protocol = self._stream_protocol
+        if transport is None or protocol is None or self._state is not State.RUNNING:
             return
         if self._pty is not None:
             # A terminal has no end of input (a user types ^D), and the engine
@@ -238,9 +237,9 @@ class SessionBase(StreamEvents):
             return
         # Without a TTY the engine closes the program's stdin and keeps its
         # output flowing; the half-close waits for no producer (see
-        # release_input).
+        # ExecStreamProtocol.release_input).
         try:
-            release_input(transport)
+            protocol.release_input()
             transport.loseWriteConnection()
         except Exception as e:
             raise self._error(

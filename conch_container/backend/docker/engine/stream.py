@@ -17,11 +17,13 @@ from __future__ import annotations
 
 import struct
 from collections.abc import Callable
-from typing import Any
+from typing import Any, cast
 
 from twisted.internet.error import ConnectionDone
 from twisted.internet.interfaces import (
+    IConsumer,
     IHalfCloseableProtocol,
+    IPushProducer,
     ITransport,
 )
 from twisted.internet.protocol import Protocol
@@ -131,7 +133,8 @@ class ExecStreamProtocol(Protocol):
     """Reads one program's output from its engine connection.
 
     Stdin goes the other way through ``transport.write`` and
-    ``transport.loseWriteConnection`` (done by the session). When the engine
+    ``transport.loseWriteConnection`` (done by the session), paced by the
+    producer given to :meth:`register_input`. When the engine
     ends the stream, the read side closes first (``readConnectionLost``); the
     protocol then closes the connection itself, since a half-closed socket
     would otherwise stay open forever.
@@ -162,6 +165,7 @@ class ExecStreamProtocol(Protocol):
         self._failed: str | None = None
         self._output_ended = False
         self._demuxer: FrameDemuxer | None = None
+        self._input: IPushProducer | None = None
         self._feed: Sink
         if tty:
             self._feed = (
@@ -174,6 +178,35 @@ class ExecStreamProtocol(Protocol):
             else:
                 self._demuxer = FrameDemuxer(stdout, stderr)
             self._feed = self._demuxer.feed
+
+    # -- stdin
+
+    def register_input(self, producer: IPushProducer) -> None:
+        """Register stdin's ``producer`` with the stream's transport.
+
+        The transport pauses a streaming producer while more than its
+        ``bufferSize`` waits to be written to the engine and resumes it once
+        that was written. The protocol keeps the producer itself, rather than
+        asking the transport for it later, because no interface says a
+        transport exposes it (a TLS transport keeps its own privately).
+        """
+        cast(IConsumer, self.transport).registerProducer(producer, True)
+        self._input = producer
+
+    def release_input(self) -> None:
+        """Unregister and stop stdin's producer, if one is registered.
+
+        A reactor transport whose producer is paused when its buffer drains
+        resumes the producer instead of finishing a pending close or
+        half-close, and then waits for a write that never comes; with no
+        producer registered the close goes ahead. Stopping the producer tells
+        the SSH side that stdin is no longer taken.
+        """
+        producer, self._input = self._input, None
+        if producer is None:
+            return
+        cast(IConsumer, self.transport).unregisterProducer()
+        producer.stopProducing()
 
     # -- PID handshake
 
@@ -209,7 +242,7 @@ class ExecStreamProtocol(Protocol):
         self._close()
 
     def _close(self) -> None:
-        release_input(self.transport)
+        self.release_input()
         self.transport.loseConnection()
 
     # -- Protocol
@@ -232,6 +265,8 @@ class ExecStreamProtocol(Protocol):
         """Stdin was closed; output keeps flowing."""
 
     def connectionLost(self, reason: Failure = _CONNECTION_DONE) -> None:
+        # Every reactor transport stopped and dropped its producer already.
+        self._input = None
         self._end_output(reason)
         self._events.stream_closed()
 
@@ -252,19 +287,3 @@ class ExecStreamProtocol(Protocol):
 
 def _ignore(data: bytes) -> None:
     return None
-
-
-def release_input(transport: Any) -> None:
-    """Unregister and stop the producer of stdin registered with ``transport``, if any.
-
-    A reactor transport whose producer is paused when its buffer drains
-    resumes the producer instead of finishing a pending close or half-close,
-    and then waits for a write that never comes; with no producer registered
-    the close goes ahead. Stopping the producer tells the SSH side that stdin
-    is no longer taken.
-    """
-    producer = getattr(transport, "producer", None)
-    if producer is None:
-        return
-    transport.unregisterProducer()
-    producer.stopProducing()

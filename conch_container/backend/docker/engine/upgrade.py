@@ -175,11 +175,13 @@ class _HalfClosedTCP(ProtocolWrapper):
     Go's TLS connection cannot half-close, so Docker's own client ends a
     program's stdin over TLS with a TCP half-close under the TLS layer, and
     the engine reads that as the end of stdin; this does the same
-    (:meth:`loseWriteConnection`). Twisted's TLS layer then closes the
-    connection from inside its read loop when the engine's ``close_notify``
-    arrives, and a TCP transport whose write side is already shut finishes a
-    close at once, which re-enters the TLS layer in the middle of that read;
-    so that close is made on the next turn of the reactor instead.
+    (:meth:`loseWriteConnection`: Twisted's TLS layer has no half-close of
+    its own and passes the call on to the transport below it). Twisted's TLS
+    layer then closes the connection from inside its read loop when the
+    engine's ``close_notify`` arrives, and a TCP transport whose write side
+    is already shut finishes a close at once, which re-enters the TLS layer
+    in the middle of that read; so that close is made on the next turn of the
+    reactor instead.
     """
 
     transport: Any

@@ -91,7 +91,7 @@ class SessionContainer:
     ) -> UpgradedStream:
         """Create the container, put ``files`` in, attach, start; the attached stream.
 
-        The caller owns the stream (and must close its descriptor). On
+        The caller owns the stream (and must close it if it does not take it). On
         failure nothing is removed here: the caller :meth:`abandon` s the container.
 
         :raises ContainerSSHError: (logged) when a step fails.
