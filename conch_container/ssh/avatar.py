@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Protocol
 
 from twisted.conch.avatar import ConchUser
 from twisted.conch.error import ConchError
@@ -13,18 +13,35 @@ from conch_container import messages
 from conch_container.errors import ContainerSSHError, RequestRejected
 from conch_container.log.logger import CodeLogger
 from conch_container.metadata import ConnectionMetadata
-from conch_container.ssh.session import ContainerSession, SessionChannel
+from conch_container.ssh.channel import SessionChannel
+from conch_container.ssh.session import ContainerSession
 
 #: Global requests answered with failure without a log line: OpenSSH clients
 #: send this one every ``ServerAliveInterval``; ContainerSSH does the same.
 _QUIET_GLOBAL_REQUESTS = frozenset({b"keepalive@openssh.com"})
 
 
+class TeardownRegistry(Protocol):
+    """What the SSH layer needs of the session registry.
+
+    :class:`~conch_container.service.SessionRegistry` provides it.
+    """
+
+    @property
+    def accepting(self) -> bool:
+        """False once the gateway is shutting down."""
+
+    def track(self, teardown: Deferred[Any], what: str) -> None:
+        """Remember ``teardown`` (described by ``what``) until it finishes; shutdown waits."""
+
+
 class ContainerAvatar(ConchUser):
     """What a user is, once logged in: a backend connection plus its sessions.
 
-    Each session channel gets its own :class:`ContainerSession` from
-    :meth:`new_session`.
+    Each session channel is created here, in :meth:`lookupChannel`, together
+    with its own :class:`ContainerSession`. The avatar does not adapt to
+    Conch's :class:`~twisted.conch.interfaces.ISession`: the channel handles
+    the session requests itself (see :mod:`~conch_container.ssh.channel`).
 
     :param connection: the backend's
         :class:`~conch_container.interfaces.IBackendConnection`.
@@ -39,22 +56,19 @@ class ContainerAvatar(ConchUser):
         connection: Any,
         metadata: ConnectionMetadata,
         log: CodeLogger,
-        registry: Any,
+        registry: TeardownRegistry,
     ) -> None:
         super().__init__()
+        # The channel types served; the connection refuses the others before
+        # looking them up.
         self.channelLookup = {b"session": SessionChannel}
         self.backend_connection = connection
         self.metadata = metadata
         self.log = log
         self._registry = registry
         self._sessions: set[ContainerSession] = set()
-        self._opened: dict[Any, Any] = {}
         self._closing: set[Deferred[None]] = set()
         self._logged_out = False
-
-    def new_session(self) -> ContainerSession:
-        """A new session for one session channel."""
-        return ContainerSession(self)
 
     def lookupChannel(
         self, channelType: bytes, windowSize: int, maxPacket: int, data: bytes
@@ -67,10 +81,12 @@ class ContainerAvatar(ConchUser):
         ``OPEN_RESOURCE_SHORTAGE``, any other refusal with
         ``OPEN_CONNECT_FAILED``, each with the error's user-safe message.
         """
-        channel = super().lookupChannel(channelType, windowSize, maxPacket, data)
-        if channelType == b"session":
-            self._opened[channel] = self._open_backend_session()
-        return channel
+        if channelType != b"session":
+            return super().lookupChannel(channelType, windowSize, maxPacket, data)
+        session = ContainerSession(self, self._open_backend_session())
+        return SessionChannel(
+            session, remoteWindow=windowSize, remoteMaxPacket=maxPacket, data=data, avatar=self
+        )
 
     def _open_backend_session(self) -> Any:
         # Conch numbers the channel right after this lookup returns: it gets
@@ -94,10 +110,6 @@ class ContainerAvatar(ConchUser):
                 reason = OPEN_CONNECT_FAILED
             description = e.user_message.encode("ascii", "replace").decode("ascii")
             raise ConchError(description, reason) from None
-
-    def take_backend_session(self, channel: Any) -> Any:
-        """The backend session opened when ``channel`` was looked up (once)."""
-        return self._opened.pop(channel)
 
     # Session bookkeeping, used by ContainerSession.
 
@@ -141,7 +153,7 @@ class ContainerAvatar(ConchUser):
             return
         self._logged_out = True
         for session in list(self._sessions):
-            session.closed()
+            session.close()
         teardown = Deferred.fromCoroutine(self._teardown())
         self._registry.track(teardown, f"teardown of connection {self.metadata.connection_id}")
 

@@ -1,22 +1,30 @@
-"""The ``session`` channel: Conch's ``SSHSession`` with the gateway's request handling.
+"""The ``session`` channel: the SSH side of one session.
 
-On top of Conch's channel this class logs every request with ContainerSSH's
-codes, decodes payloads strictly, adds ``signal``, routes subsystems (SFTP
-included) to the backend instead of Conch's built-in server, keeps program
+A Conch :class:`~twisted.conch.ssh.channel.SSHChannel` that handles the
+session requests itself, rather than Conch's ``SSHSession`` with an
+:class:`~twisted.conch.interfaces.ISession` adapted from the avatar: Conch's
+session answers ``shell`` and ``exec`` before the program runs, knows no
+``signal``, and serves subsystems from the avatar (Conch's own SFTP server),
+not from the backend.
+
+This class logs every request with ContainerSSH's codes, decodes payloads
+strictly, answers ``shell``/``exec``/``subsystem`` once the backend runs the
+program (subsystems, SFTP included, run in the backend), keeps program
 output in order (EOF and exit status only after buffered output), pauses
 the backend while the client's window is full or the connection's socket does
 not drain (:mod:`~conch_container.ssh.backpressure`), and grants the client
 window for stdin only while the backend takes it. The program itself is
-driven by the channel's :class:`~conch_container.ssh.session.ContainerSession`.
+driven by the channel's :class:`~conch_container.ssh.session.ContainerSession`,
+which the avatar creates with the channel.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, Any
 
+from twisted.conch.ssh.channel import SSHChannel
 from twisted.conch.ssh.connection import EXTENDED_DATA_STDERR
-from twisted.conch.ssh.session import SSHSession, SSHSessionProcessProtocol
 from twisted.internet.defer import Deferred, maybeDeferred, succeed
 from twisted.python.failure import Failure
 
@@ -42,19 +50,24 @@ if TYPE_CHECKING:
     from conch_container.ssh.session import ContainerSession
 
 
-class SessionChannel(SSHSession):
-    """A ``session`` channel."""
+class SessionChannel(SSHChannel):
+    """A ``session`` channel.
 
+    :param session: the session this channel's requests and data go to.
+    :param channel_args: Conch's channel arguments (``remoteWindow``,
+        ``remoteMaxPacket``, ``data``, ``avatar``).
+    """
+
+    name = b"session"
     log: CodeLogger
 
     #: Whether the client's stdin is held back (see :attr:`localWindowSize`).
     #: A class default: Conch's constructor reads the window before ours runs.
     _input_paused = False
-    #: The channel's session, made by the avatar on first use.
-    _container_session: ContainerSession | None = None
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
+    def __init__(self, session: ContainerSession, **channel_args: Any) -> None:
+        super().__init__(**channel_args)
+        self.session = session
         self._io: ChannelIO | None = None
         self._gate: TransportGate | None = None
         self._after_drain: list[Callable[[], None]] = []
@@ -64,18 +77,6 @@ class SessionChannel(SSHSession):
         self._resume_after_flush = False
         self._eof_sent = False
 
-    @property
-    def container_session(self) -> ContainerSession:
-        """This channel's session (made by the avatar on first use).
-
-        Every request is handled here and passed to it, so Conch's own
-        session lookup (``ISession`` adaptation) is never used.
-        """
-        if self._container_session is None:
-            avatar: Any = self.avatar
-            self._container_session = cast("ContainerSession", avatar.new_session())
-        return self._container_session
-
     def channelOpen(self, specificData: bytes) -> None:
         """Log the channel and open its backend session."""
         avatar: Any = self.avatar
@@ -84,7 +85,7 @@ class SessionChannel(SSHSession):
         try:
             self._gate = transport_gate(self.conn)
             self._gate.add(self)
-            self.container_session.attach(self)
+            self.session.attach(self)
         except Exception:
             self.log.failure(
                 messages.UNKNOWN_ERROR,
@@ -192,7 +193,7 @@ class SessionChannel(SSHSession):
     def request_pty_req(self, data: bytes) -> Any:
         """Ask the backend for a terminal."""
         term, columns, rows, width, height, modes = parse_pty_req(data)
-        self.container_session.request_pty(PtyRequest(term, columns, rows, width, height, modes))
+        self.session.request_pty(PtyRequest(term, columns, rows, width, height, modes))
         return True
 
     def request_env(self, data: bytes) -> Any:
@@ -202,57 +203,42 @@ class SessionChannel(SSHSession):
         except VariableRefused as e:
             e.rejection.log(self.log)
             raise
-        self.container_session.set_env(name, value)
+        self.session.set_env(name, value)
         return True
 
     def request_shell(self, data: bytes) -> Any:
         """Start the user's shell; answered once it runs."""
-        return self._start_program(lambda proto: self.container_session.run(proto, "shell", ""))
+        return self.session.run("shell", "")
 
     def request_exec(self, data: bytes) -> Any:
         """Run a command; answered once it runs."""
-        command = parse_string(data)
-        return self._start_program(lambda proto: self.container_session.run(proto, "exec", command))
+        return self.session.run("exec", parse_string(data))
 
     def request_subsystem(self, data: bytes) -> Any:
         """Start a subsystem in the backend (SFTP included: never Conch's own server)."""
-        name = parse_string(data)
-        return self._start_program(
-            lambda proto: self.container_session.run(proto, "subsystem", name)
-        )
-
-    def _start_program(self, start: Callable[[Any], Deferred[bool]]) -> Deferred[bool]:
-        if self.client is not None:
-            raise RequestRefused("program already running")
-        proto = SSHSessionProcessProtocol(self)
-        result = start(proto)
-        self.client = proto
-        return result
+        return self.session.run("subsystem", parse_string(data))
 
     def request_window_change(self, data: bytes) -> Any:
         """Resize the program's terminal."""
         columns, rows, width, height = parse_window_change(data)
-        return self.container_session.resize(columns, rows, width, height)
+        return self.session.resize(columns, rows, width, height)
 
     def request_signal(self, data: bytes) -> Any:
         """Deliver a signal (RFC 4254, section 6.9) to the program."""
-        return self.container_session.signal(parse_string(data))
+        return self.session.signal(parse_string(data))
 
     # Data from the client
 
     def dataReceived(self, data: bytes) -> None:
         """Client stdin for the program; dropped when no program was requested."""
-        client = self.client
-        if client is None or client.transport is None:
-            return
-        client.transport.write(data)
+        self.session.write_stdin(data)
 
     def extReceived(self, dataType: int, data: bytes) -> None:
         """Extended data from the client has no meaning for a session; ignore it."""
 
     def eofReceived(self) -> None:
         """The client sent EOF: close the program's stdin."""
-        self.container_session.eofReceived()
+        self.session.eof_received()
 
     def closeReceived(self) -> None:
         """The client closed the channel: output still buffered can never be delivered."""
@@ -268,9 +254,7 @@ class SessionChannel(SSHSession):
         if self._io is not None:
             self._io.abandon()
         self._after_drain = []
-        if self._container_session is not None:
-            self._container_session.closed()
-        super().closed()
+        self.session.close()
 
     # Stdin flow control
 

@@ -1,18 +1,17 @@
 """Sessions: the program behind one session channel.
 
-:class:`ContainerSession` is what one session channel's requests drive (the
-channel decodes them; :mod:`~conch_container.ssh.channel`); it drives one
-:class:`~conch_container.interfaces.IBackendSession`. Its surface is the
-project's own (``request_pty``, ``set_env``, ``run``, ``resize``, ``signal``,
-``eofReceived``, ``closed``): Conch's ``ISession`` request methods are not
-used, since the channel handles every request itself. The channel class,
-:class:`~conch_container.ssh.channel.SessionChannel`, is re-exported here.
+A :class:`ContainerSession` drives one
+:class:`~conch_container.interfaces.IBackendSession` for one
+:class:`~conch_container.ssh.channel.SessionChannel`; the avatar creates both
+when the client opens the channel. The channel decodes the client's requests
+and calls the session's methods; nothing adapts the avatar to Conch's
+:class:`~twisted.conch.interfaces.ISession`.
 """
 
 from __future__ import annotations
 
 import enum
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from twisted.internet.defer import Deferred, maybeDeferred
 from twisted.python.failure import Failure
@@ -22,15 +21,12 @@ from conch_container.codes import Level
 from conch_container.errors import GENERIC_USER_MESSAGE, ContainerSSHError, RequestRejected
 from conch_container.interfaces import ExitStatus, ProgramRequest, PtyRequest
 from conch_container.log.logger import CodeLogger
-from conch_container.ssh.channel import SessionChannel
 from conch_container.ssh.channellimits import OneAtATime
-from conch_container.ssh.requests import (
-    ProgramStartFailed,
-    RequestRefused,
-)
+from conch_container.ssh.requests import ProgramStartFailed, RequestRefused
 from conch_container.ssh.sessionio import ChannelIO, StdinBuffer
 
-__all__ = ["ContainerSession", "SessionChannel"]
+if TYPE_CHECKING:
+    from conch_container.ssh.channel import SessionChannel
 
 
 class _State(enum.Enum):
@@ -49,13 +45,14 @@ class ContainerSession:
     signals while it runs, and one close when the channel goes away.
 
     :param avatar: the connection's :class:`~conch_container.ssh.avatar.ContainerAvatar`.
+    :param backend: the backend session opened for this channel.
     """
 
-    def __init__(self, avatar: Any) -> None:
+    def __init__(self, avatar: Any, backend: Any) -> None:
         self._avatar = avatar
         self.log: CodeLogger = avatar.log
         self._channel: SessionChannel | None = None
-        self._backend: Any = None
+        self._backend: Any = backend
         self._state = _State.NEW
         self._closed = False
         self._pty: PtyRequest | None = None
@@ -74,14 +71,13 @@ class ContainerSession:
         )
 
     def attach(self, channel: SessionChannel) -> None:
-        """Bind to the channel and take the backend session opened for it."""
+        """The channel is open: bind to it; the avatar's logout closes this session from now on."""
         self._channel = channel
         self.log = channel.log
-        self._backend = self._avatar.take_backend_session(channel)
         self._avatar.session_opened(self)
 
     def _require_backend(self) -> Any:
-        if self._backend is None or self._closed:
+        if self._closed:
             raise RequestRefused("the session is not available")
         return self._backend
 
@@ -124,19 +120,20 @@ class ContainerSession:
 
     # Starting the program
 
-    def run(self, proto: Any, kind: Any, command: str) -> Deferred[bool]:
-        """Start a program of the given kind; fires with True once it runs.
+    def run(self, kind: Any, command: str) -> Deferred[bool]:
+        """Start a program (``shell``, ``exec`` or ``subsystem``); fires with True once it runs.
 
-        ``proto`` is connected synchronously to a transport that buffers the
-        client's stdin until the backend reports the program running. The
-        returned Deferred fires (and so the client's reply goes out) before
-        any of the program's output is delivered.
+        The client's stdin is buffered from now on until the backend reports
+        the program running. The returned Deferred fires (and so the
+        client's reply goes out) before any of the program's output is
+        delivered. Only one program runs per channel.
         """
+        if self._stdin is not None:
+            raise RequestRefused("program already running")
         backend = self._before_start(kind)
         assert self._channel is not None
         self._state = _State.STARTING
         stdin = self._stdin = StdinBuffer(self._channel, self.log)
-        proto.makeConnection(stdin)
         if self._early_eof:
             stdin.eof()
         io = self._io = ChannelIO(self._channel, self._program_exited)
@@ -263,15 +260,20 @@ class ContainerSession:
         d = maybeDeferred(backend.signal, name)
         return d.addCallbacks(lambda _: True, _refusal)
 
-    def eofReceived(self) -> None:
+    def write_stdin(self, data: bytes) -> None:
+        """Client stdin for the program; dropped when no program was requested."""
+        if self._stdin is not None:
+            self._stdin.write(data)
+
+    def eof_received(self) -> None:
         """The client will send no more stdin."""
         if self._stdin is None:
             self._early_eof = True
         else:
             self._stdin.eof()
 
-    def closed(self) -> None:
-        """The channel is gone: end the backend session. Idempotent."""
+    def close(self) -> None:
+        """The channel or the connection is gone: end the backend session. Idempotent."""
         if self._closed:
             return
         self._closed = True
@@ -282,9 +284,8 @@ class ContainerSession:
             self._io.abandon()
         if self._stdin is not None:
             self._stdin.loseConnection()
-        if self._backend is not None:
-            done = Deferred.fromCoroutine(self._close_backend())
-            self._avatar.session_closing(self, done)
+        done = Deferred.fromCoroutine(self._close_backend())
+        self._avatar.session_closing(self, done)
 
     async def _close_backend(self) -> None:
         try:

@@ -15,6 +15,8 @@ from twisted.trial.unittest import SynchronousTestCase
 
 from conch_container import messages
 from conch_container.errors import ContainerSSHError
+from conch_container.ssh.channel import SessionChannel
+from conch_container.ssh.session import ContainerSession
 from tests.ssh.harness import (
     ClientChannel,
     Harness,
@@ -367,10 +369,19 @@ class LifecycleTests(SessionTestCase):
         self.assertNotIn("SSH_HANDSHAKE_FAILED", self.harness.codes())
 
     def test_one_session_object_per_channel(self) -> None:
-        """The avatar makes a new session for each channel; Conch's ISession is not used."""
+        """Each session channel has its own session, with its own backend session."""
+        self.open()
+        self.open()
+        self.harness.flush()
+        first, second = self.client.server.service.channels.values()
+        self.assertIsInstance(first, SessionChannel)
+        self.assertIsInstance(first.session, ContainerSession)
+        self.assertIsNot(first.session, second.session)
+        self.assertEqual(len(self.harness.backend.sessions), 2)
+
+    def test_avatar_is_not_a_conch_session(self) -> None:
+        """Sessions come with their channels only: the avatar does not adapt to ``ISession``."""
         avatar = self.client.server.avatar
-        first, second = avatar.new_session(), avatar.new_session()
-        self.assertIsNot(first, second)
         self.assertIsNone(ISession(avatar, None))
         self.assertIsNone(ISessionSetEnv(avatar, None))
 
