@@ -92,8 +92,8 @@ class UserAuthServer(userauth.SSHUserAuthServer):
             if b"password" in self.supportedAuthentications:
                 self.supportedAuthentications.remove(b"password")
         # The transport's grace timer covers the whole login, key exchange
-        # included; Conch's own timer (started here upstream) is not needed.
-        self._cancelLoginTimeout = None  # type: ignore[assignment]
+        # included; Conch's own timer (started here upstream) is not needed,
+        # and so not started (see serviceStopped).
         self._queue: deque[bytes] = deque()
         self._queued_bytes = 0
         self._queries = 0
@@ -108,9 +108,11 @@ class UserAuthServer(userauth.SSHUserAuthServer):
         """Send ``SSH_MSG_USERAUTH_BANNER``; OpenSSH prints it on the user's terminal."""
         self.transport.sendPacket(userauth.MSG_USERAUTH_BANNER, NS(text.encode("utf-8")) + NS(b""))
 
+    def serviceStopped(self) -> None:
+        """Nothing to stop: Conch's login timer, which its own method cancels, never started."""
+
     def timeoutAuthentication(self) -> None:
         """Conch's login timer: handled by the transport's grace timer."""
-        self._cancelLoginTimeout = None  # type: ignore[assignment]
         self.transport.login_grace_expired()
 
     @property

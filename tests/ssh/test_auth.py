@@ -15,6 +15,7 @@ from zope.interface import implementer
 from conch_container.errors import AUTH_UNAVAILABLE_USER_MESSAGE
 from conch_container.interfaces import IPasswordAuthenticator
 from conch_container.metadata import ConnectionMetadata
+from conch_container.ssh.userauth import UserAuthServer
 from tests.ssh.harness import (
     OTHER_KEY,
     USER_KEY,
@@ -263,6 +264,19 @@ class BannerAndGraceTests(SynchronousTestCase):
         )
         [connected] = harness.events_with("SSH_CONNECTED")
         self.assertEqual(connected["remoteAddr"], "203.0.113.9:4000")
+
+    def test_leaving_during_authentication(self) -> None:
+        """A client that leaves before logging in stops the userauth service, leaving no timer."""
+        harness = Harness(
+            config=make_config(login_grace_time=30.0),
+            authenticators=Authenticators(password=NeverAnswers()),
+        )
+        client = harness.connect("user", passwords=["secret"])
+        harness.flush()
+        self.assertIsInstance(client.server.service, UserAuthServer)
+        harness.disconnect_all()
+        self.assertEqual(harness.reactor.getDelayedCalls(), [])
+        self.assertEqual(harness.codes()[-2:], ["SSH_HANDSHAKE_FAILED", "SSH_DISCONNECTED"])
 
     def test_grace_timer_stops_after_login(self) -> None:
         """An authenticated connection outlives the grace time."""
