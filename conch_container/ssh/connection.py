@@ -45,6 +45,8 @@ class ServerConnection(connection.SSHConnection):
       ``ssh.maxWindowSize`` and ``ssh.maxPacketSize``: the rest of a larger
       window is remembered, not used, so that a window adjust that takes the
       client's window past 2^32-1 is still caught as the protocol error it is.
+
+    :param limits: the ``ssh`` settings the limits and keepalives come from.
     """
 
     transport: Any
@@ -55,22 +57,19 @@ class ServerConnection(connection.SSHConnection):
     _unused_window: dict[int, int] | None = None
     _env_budgets: dict[int, EnvBudget] | None = None
 
-    @property
-    def limits(self) -> SSHConfig:
-        """The ``ssh`` settings this connection's limits come from."""
-        config: SSHConfig = self.transport.factory.config.ssh
-        return config
+    def __init__(self, limits: SSHConfig) -> None:
+        super().__init__()
+        self.limits = limits
 
     def serviceStarted(self) -> None:
         """The user logged in: start keepalives if configured."""
         super().serviceStarted()
-        factory = self.transport.factory
-        interval = factory.client_alive_interval
+        interval = self.limits.client_alive_interval
         if interval > 0:
             self._keepalive = KeepAlive(
                 self.transport.clock,
                 interval,
-                factory.client_alive_count_max,
+                self.limits.client_alive_count_max,
                 self._send_keepalive,
                 self._client_dead,
                 self.transport.log,

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from functools import partial
 from itertools import chain
 from typing import TYPE_CHECKING, Any
 
 from twisted.conch.ssh.factory import SSHFactory
+from twisted.conch.ssh.service import SSHService
 from twisted.conch.ssh.userauth import SSHUserAuthServer
 from twisted.cred.credentials import ICredentials, ISSHPrivateKey
 from twisted.cred.portal import Portal
@@ -54,6 +56,9 @@ class ConnectionPortal(Portal):
     before the answer does not pass for never having tried; and whether an
     authenticator could not decide, which is the gateway's fault (a webhook
     outage), not the client's.
+
+    :param transport: the connection.
+    :param realm: the connection's :class:`~conch_container.ssh.realm.ConnectionRealm`.
     """
 
     def __init__(self, transport: ServerTransport, realm: ConnectionRealm) -> None:
@@ -128,13 +133,14 @@ class ContainerSSHFactory(SSHFactory):
         self.banner: str = ssh.banner or ""
         self.login_grace_time = float(ssh.login_grace_time)
         self.max_auth_tries = max(1, int(ssh.max_auth_tries))
-        self.client_alive_interval = float(ssh.client_alive_interval or 0)
-        self.client_alive_count_max = max(1, int(ssh.client_alive_count_max or 1))
         # Our own services, on the instance: the class attribute of
-        # SSHFactory is shared by every Conch server in the process.
-        self.services = {
+        # SSHFactory is shared by every Conch server in the process. Conch
+        # builds a service by calling what is here without arguments, so a
+        # service that needs settings is given them here (the type Conch's
+        # attribute is inferred with says classes only).
+        self.services: dict[bytes, Callable[[], SSHService]] = {  # type: ignore[assignment]
             b"ssh-userauth": UserAuthServer,
-            b"ssh-connection": ServerConnection,
+            b"ssh-connection": partial(ServerConnection, ssh),
         }
         self._public_key_algorithms = list(
             chain.from_iterable(k.supportedSignatureAlgorithms() for k in self.privateKeys.values())
@@ -175,7 +181,7 @@ class ContainerSSHFactory(SSHFactory):
         return t
 
     def getService(self, transport: Any, service: bytes) -> Any:
-        """The service class to start, or None (which disconnects the client).
+        """What Conch calls to build the service to start, or None (which disconnects the client).
 
         ``ssh-userauth`` only while no service runs: it is started once, and a
         second one would begin with a fresh failure count. ``ssh-connection``

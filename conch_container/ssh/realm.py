@@ -4,11 +4,17 @@ This is ContainerSSH's ``OnHandshakeSuccess`` step: after authentication and
 before the client may open a channel, the backend prepares the connection (in
 Docker connection mode: creates and starts the container). If the backend
 refuses, the client is disconnected with the error's user-safe message.
+
+The realm is built for one connection with everything it works with: the
+connection itself, the backend, the configuration and the session registry
+(the factory wires them, see :meth:`ContainerSSHFactory.portal_for
+<conch_container.ssh.factory.ContainerSSHFactory.portal_for>`), the way
+Conch's ``manhole_ssh.TerminalRealm`` is given what its avatars need.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from twisted.conch.interfaces import IConchUser
 from twisted.cred.portal import IRealm
@@ -18,39 +24,70 @@ from zope.interface import implementer
 
 from conch_container import messages
 from conch_container.errors import GENERIC_USER_MESSAGE, ContainerSSHError
-from conch_container.interfaces import ConnectionContext
+from conch_container.interfaces import ConnectionContext, IContainerBackend
 from conch_container.log.logger import CodeLogger
-from conch_container.ssh.avatar import ContainerAvatar
+from conch_container.ssh.avatar import ContainerAvatar, TeardownRegistry
 from conch_container.ssh.checkers import AuthenticatedUser
 from conch_container.ssh.transport import DISCONNECT_BY_APPLICATION
 
 if TYPE_CHECKING:
     from conch_container.config import AppConfig
-    from conch_container.ssh.transport import ServerTransport
+    from conch_container.metadata import ConnectionMetadata
 
 
 class ConnectionRejected(Exception):
     """The connection was closed after authentication; the user already got the message."""
 
 
+class LoginTransport(Protocol):
+    """What the realm needs of the connection a user logs in on.
+
+    :class:`~conch_container.ssh.transport.ServerTransport` provides it.
+    """
+
+    @property
+    def connection_id(self) -> str:
+        """The connection's id, for the registry's account of what it waits for."""
+
+    @property
+    def lost(self) -> bool:
+        """True once the client has gone."""
+
+    @property
+    def log(self) -> CodeLogger:
+        """The connection's logger (bound to the user once authenticated)."""
+
+    def authentication_succeeded(self, metadata: ConnectionMetadata) -> None:
+        """A user authenticated: stop the login timer, log the handshake."""
+
+    def disconnect(self, code: int, description: str) -> None:
+        """Close the connection with a user-safe description."""
+
+
 @implementer(IRealm)
 class ConnectionRealm:
     """The realm for one SSH connection, built with what it needs.
 
-    :param transport: the connection's
-        :class:`~conch_container.ssh.transport.ServerTransport`: the client
+    :param transport: the connection (:class:`LoginTransport`): the client
         to disconnect on a refusal, the connection's logger, whether the
         client is still there.
     :param backend: the :class:`~conch_container.interfaces.IContainerBackend` that
         connects the user.
     :param config: the gateway's configuration, given to the backend as the
         connection's.
-    :param registry: the :class:`~conch_container.service.SessionRegistry`
-        that shutdown waits on.
+    :param registry: the session registry
+        (:class:`~conch_container.ssh.avatar.TeardownRegistry`): the backend
+        setup and the avatar's teardown are handed to it, so that shutdown
+        waits for them.
     """
 
     def __init__(
-        self, transport: ServerTransport, *, backend: Any, config: AppConfig, registry: Any
+        self,
+        transport: LoginTransport,
+        *,
+        backend: IContainerBackend,
+        config: AppConfig,
+        registry: TeardownRegistry,
     ) -> None:
         self._transport = transport
         self._backend = backend

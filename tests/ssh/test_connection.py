@@ -2,13 +2,23 @@
 
 from __future__ import annotations
 
-from twisted.conch.ssh import connection
+from typing import Any
+
+from twisted.conch.ssh import common, connection
 from twisted.conch.ssh.transport import DISCONNECT_BY_APPLICATION
+from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase
 
 from conch_container import messages
 from conch_container.errors import GENERIC_USER_MESSAGE, ContainerSSHError
-from tests.ssh.harness import ClientChannel, Harness, make_config, request_result
+from conch_container.ssh.connection import ServerConnection
+from tests.ssh.harness import (
+    ClientChannel,
+    Harness,
+    collecting_log,
+    make_config,
+    request_result,
+)
 
 
 class OtherChannel(ClientChannel):
@@ -160,6 +170,38 @@ class KeepaliveTests(SynchronousTestCase):
         client = harness.login()
         harness.advance(1000)
         self.assertEqual(client.connection.global_requests, [])
+
+
+class PacketRecorder:
+    """What the connection service uses of its transport, with no factory behind it."""
+
+    def __init__(self, clock: Clock) -> None:
+        self.clock = clock
+        self.events: list[dict[str, Any]] = []
+        self.log = collecting_log(self.events)
+        self.packets: list[tuple[int, bytes]] = []
+
+    def sendPacket(self, messageType: int, payload: bytes) -> None:
+        self.packets.append((messageType, payload))
+
+
+class BuiltWithLimitsTests(SynchronousTestCase):
+    """The connection service works from the settings it is built with."""
+
+    def test_keepalives_follow_the_given_settings(self) -> None:
+        """Keepalive requests go out at the interval of the settings given to the service."""
+        clock = Clock()
+        transport = PacketRecorder(clock)
+        service = ServerConnection(make_config(client_alive_interval=5.0).ssh)
+        service.transport = transport
+        service.serviceStarted()
+        clock.advance(4)
+        self.assertEqual(transport.packets, [])
+        clock.advance(1)
+        [(kind, payload)] = transport.packets
+        self.assertEqual(kind, connection.MSG_GLOBAL_REQUEST)
+        self.assertEqual(common.getNS(payload)[0], b"keepalive@openssh.com")
+        service.serviceStopped()
 
 
 class LifecycleLogTests(SynchronousTestCase):

@@ -76,9 +76,12 @@ class FactoryTests(SynchronousTestCase):
         """The factory's services are its own; Conch's class attribute is untouched."""
         from twisted.conch.ssh.factory import SSHFactory
 
-        factory = build(make_config())
+        config = make_config()
+        factory = build(config)
         self.assertIs(factory.services[b"ssh-userauth"], UserAuthServer)
-        self.assertIs(factory.services[b"ssh-connection"], ServerConnection)
+        connection = factory.services[b"ssh-connection"]()
+        self.assertIsInstance(connection, ServerConnection)
+        self.assertIs(connection.limits, config.ssh)
         self.assertIsNot(SSHFactory.services[b"ssh-userauth"], UserAuthServer)
         self.assertIsNone(factory.getService(object(), b"no-such-service"))
 

@@ -271,7 +271,7 @@ class GetServiceTests(SynchronousTestCase):
         self.assertIs(self.factory.getService(self.state(), b"ssh-userauth"), UserAuthServer)
         running = UserAuthServer()
         self.assertIsNone(self.factory.getService(self.state(running), b"ssh-userauth"))
-        connection = ServerConnection()
+        connection = ServerConnection(make_config().ssh)
         state = self.state(connection, avatar=True)
         self.assertIsNone(self.factory.getService(state, b"ssh-userauth"))
 
@@ -281,6 +281,7 @@ class GetServiceTests(SynchronousTestCase):
         self.assertIsNone(get(self.state(), b"ssh-connection"))
         self.assertIsNone(get(self.state(UserAuthServer()), b"ssh-connection"))
         self.assertIsNone(get(self.state(avatar=True), b"ssh-connection"))
-        self.assertIsNone(get(self.state(ServerConnection(), avatar=True), b"ssh-connection"))
+        running = ServerConnection(make_config().ssh)
+        self.assertIsNone(get(self.state(running, avatar=True), b"ssh-connection"))
         state = self.state(UserAuthServer(), avatar=True)
-        self.assertIs(get(state, b"ssh-connection"), ServerConnection)
+        self.assertIsInstance(get(state, b"ssh-connection")(), ServerConnection)
