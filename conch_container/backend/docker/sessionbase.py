@@ -126,6 +126,11 @@ class SessionBase(StreamEvents):
         self._transport: Any = None
         #: The protocol reading the stream; it also holds stdin's producer.
         self._stream_protocol: ExecStreamProtocol | None = None
+        #: Stdin held back until the guest agent's PID has come through a
+        #: terminal (None: nothing held): the terminal echoes what it is given,
+        #: and an echo ahead of the PID would be read as the PID.
+        self._held_input: list[bytes] | None = None
+        self._input_producer: IPushProducer | None = None
         self._producer_registered = False
         self._stream_closed: Once[None] = Once()
         self._start_d: Deferred[None] | None = None
@@ -201,6 +206,10 @@ class SessionBase(StreamEvents):
         transport = self._transport
         if transport is None or self._state is not State.RUNNING:
             return
+        if self._held_input is not None:
+            # At most the client's window: its producer is paused meanwhile.
+            self._held_input.append(data)
+            return
         try:
             transport.write(data)
         except Exception as e:
@@ -223,6 +232,27 @@ class SessionBase(StreamEvents):
             producer.stopProducing()
             return
         protocol.register_input(producer)
+        self._input_producer = producer
+        if self._held_input is not None:
+            producer.pauseProducing()
+
+    def _hold_input_until_pid(self) -> None:
+        """Keep stdin from the program until :meth:`_release_held_input`."""
+        self._held_input = []
+
+    def _release_held_input(self, *, deliver: bool) -> None:
+        """Pass on (or, without ``deliver``, drop) the held stdin and let more come."""
+        held, self._held_input = self._held_input, None
+        if held is None:
+            return
+        producer = self._input_producer
+        if producer is not None:
+            # Resumed before the writes: the stream's transport pauses it again
+            # if they fill its buffer.
+            producer.resumeProducing()
+        if deliver:
+            for data in held:
+                self.write(data)
 
     def close_stdin(self) -> None:
         transport = self._transport

@@ -161,6 +161,8 @@ class DockerExecSession(SessionBase):
                 )
             except DeadlineExceeded as e:
                 raise self._error(self._start_failure_code, START_FAILED_MESSAGE, str(e)) from None
+            if tty and self._use_agent:
+                self._hold_input_until_pid()
             self._take_stream(
                 stream,
                 tty,
@@ -183,7 +185,8 @@ class DockerExecSession(SessionBase):
         self._state = State.RUNNING
         # The agent's PID handshake is not awaited here: it is the first output,
         # and the channel reads output only once the start has been answered.
-        # A signal waits for it instead (_signal).
+        # A signal waits for it instead (_signal), and with a terminal stdin is
+        # held until it came (a terminal would echo typed input ahead of it).
         await self._resize_to_pty()
 
     def pid_known(self) -> Deferred[int | None]:
@@ -308,10 +311,12 @@ class DockerExecSession(SessionBase):
     def pid_received(self, pid: int) -> None:
         self._pid = pid
         self._handshake.fire(None)
+        self._release_held_input(deliver=True)
 
     def pid_failed(self, reason: str) -> None:
         self._pid_failed = True
         self._handshake.fire(None)
+        self._release_held_input(deliver=False)
         self._log.event(
             messages.DOCKER_EXEC_PID_READ_FAILED,
             "Failed to read the program's process id from the guest agent: {reason}",
