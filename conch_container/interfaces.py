@@ -301,11 +301,14 @@ class IBackendFactory(Interface):
     name = Attribute("The ``backend`` config value it serves, e.g. ``docker``.")
 
     def check_config(config):  # type: ignore[no-untyped-def]
-        """Check this backend's part of a loaded, valid configuration.
+        """Check what only this backend knows about a loaded, valid configuration.
 
         Called by ``conch-container check-config`` and at start-up, before
-        the gateway daemonises: what only the backend understands (engine
-        API structures, say) is refused here rather than at the first login.
+        the gateway daemonises, so that a setting the backend cannot use is
+        refused then rather than at the first login. Every value of the
+        configuration's own sections, the Docker and Kubernetes API
+        structures included, has been checked by the schema already; a
+        backend with nothing to add returns an empty sequence.
 
         :param config: the :class:`~conch_container.config.AppConfig`.
         :return: a sequence of

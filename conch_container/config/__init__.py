@@ -40,7 +40,12 @@ from conch_container.config.durations import format_duration, parse_duration
 from conch_container.config.errors import ConfigError, ConfigWarning
 from conch_container.config.http import HTTPClientConfig, HTTPServerConfig
 from conch_container.config.kubernetes import KubernetesConfig
-from conch_container.config.loader import load_config, merge_config, parse_config
+from conch_container.config.loader import (
+    apply_override,
+    load_config,
+    merge_config,
+    parse_config,
+)
 from conch_container.config.log import LogConfig, SyslogConfig
 from conch_container.config.security import SecurityConfig
 from conch_container.config.services import (
@@ -83,6 +88,7 @@ __all__ = [
     "SecurityConfig",
     "StaticUsersConfig",
     "SyslogConfig",
+    "apply_override",
     "dump_config",
     "format_duration",
     "load_config",

@@ -1,10 +1,14 @@
 """The ``docker`` section: engine connection, container settings and timeouts.
 
 ``execution.container``, ``host``, ``network`` and ``platform`` are Docker
-Engine API structures and stay plain dicts exactly as written: lower-cased Go
-field names in YAML (``image``, ``cmd``, ``env``, ``binds``, ``resources``),
-Engine API names in JSON (``Image``, ``HostConfig`` fields). Fields unknown
-to ContainerSSH are tolerated inside them, as Docker adds fields over time.
+Engine API structures: lower-cased Go field names in YAML (``image``,
+``cmd``, ``env``, ``binds``, ``resources``), Engine API names in JSON
+(``Image``, ``HostConfig`` fields). They are read against the Engine API's
+field tables (:mod:`~conch_container.config.dockerapi`): a value of the wrong
+type is an error naming its key path, and the section holds them in Engine
+API JSON (``{"Image": ..., "WorkingDir": ...}``), as the create call sends
+them. Fields the tables do not know are passed on, with a warning, as Docker
+adds fields over time.
 """
 
 # setting() returns an attrs field declaration, not a shared default value.
@@ -16,6 +20,9 @@ from typing import Any
 
 import attrs
 
+from conch_container.config.apistruct import ApiStruct
+from conch_container.config.dockerapi import CONTAINER_CONFIG, NETWORKING_CONFIG
+from conch_container.config.dockerkinds import HostConfigStruct, PlatformStruct
 from conch_container.config.kinds import (
     Bool,
     Choice,
@@ -59,18 +66,24 @@ class DockerExecutionConfig:
 
     container: dict[str, Any] = setting(
         "container",
-        RawMap(overlay=True),
-        {"image": GUEST_IMAGE},
-        doc="Container settings (Docker `Config`); `image` is required, `cmd` is always replaced.",
+        ApiStruct(CONTAINER_CONFIG, overlay=True),
+        {"Image": GUEST_IMAGE},
+        doc="Container settings; `image` is required, `cmd` is always replaced.",
     )
     host: dict[str, Any] | None = setting(
-        "host", RawMap(), None, doc="Host settings (Docker `HostConfig`)."
+        "host",
+        HostConfigStruct(),
+        None,
+        doc="Host settings; the resources nested under `resources` or flat.",
     )
     network: dict[str, Any] | None = setting(
-        "network", RawMap(), None, doc="Network settings (Docker `NetworkingConfig`)."
+        "network", ApiStruct(NETWORKING_CONFIG), None, doc="Network settings."
     )
     platform: dict[str, Any] | None = setting(
-        "platform", RawMap(), None, doc="Platform (OCI `Platform`)."
+        "platform",
+        PlatformStruct(),
+        None,
+        doc="Platform the image is pulled and run for: `os`, `architecture`, `variant`.",
     )
     containername: str = setting(
         "containername",
@@ -172,18 +185,6 @@ class DockerConfig:
     )
 
 
-def get_folded(mapping: dict[str, Any] | None, key: str) -> Any:
-    """``mapping[key]`` matched case-insensitively (Go's JSON rule), or ``None``."""
-    if not mapping:
-        return None
-    if key in mapping:
-        return mapping[key]
-    for name, value in mapping.items():
-        if name.lower() == key.lower():
-            return value
-    return None
-
-
 def validate_docker(config: DockerConfig, path: str = "docker") -> None:
     """The checks ContainerSSH makes when ``docker`` is the selected backend.
 
@@ -200,8 +201,7 @@ def validate_docker(config: DockerConfig, path: str = "docker") -> None:
         fail(join(path, "connection.host"), "must not be empty")
     execution = config.execution
     where = join(path, "execution")
-    image = get_folded(execution.container, "image")
-    if not isinstance(image, str) or not image:
+    if not execution.container.get("Image", "").strip():
         fail(join(where, "container.image"), "an image is required")
     if execution.mode == "connection":
         if not execution.idle_command:
@@ -209,7 +209,7 @@ def validate_docker(config: DockerConfig, path: str = "docker") -> None:
         if not execution.shell_command:
             fail(join(where, "shellCommand"), "must not be empty in connection mode")
     else:
-        policy = get_folded(get_folded(execution.host, "restartpolicy"), "name")
+        policy = (execution.host or {}).get("RestartPolicy", {}).get("Name")
         if policy not in (None, "", "no"):
             fail(
                 join(where, "host.restartpolicy"),

@@ -121,6 +121,19 @@ def parse_duration(text: str) -> int:
     return total
 
 
+def in_range(nanoseconds: int) -> int:
+    """``nanoseconds``, if Go's ``time.Duration`` (an ``int64``) can hold it.
+
+    :raises ValueError: if it cannot.
+    """
+    if not MIN_NANOSECONDS <= nanoseconds <= MAX_NANOSECONDS:
+        raise ValueError(
+            f"a duration in nanoseconds must be between {MIN_NANOSECONDS} and "
+            f"{MAX_NANOSECONDS} (about 292 years)"
+        )
+    return nanoseconds
+
+
 def _with_fraction(value: int, unit: int) -> str:
     """``value / unit`` in decimal, the fraction without trailing zeros."""
     whole, rest = divmod(value, unit)

@@ -158,9 +158,10 @@ class Duration(Kind):
         elif isinstance(raw, int | float) and not isinstance(raw, bool):
             if isinstance(raw, float) and not raw.is_integer():
                 fail(path, "must be a whole number of nanoseconds")
-            nanoseconds = int(raw)
-            if not durations.MIN_NANOSECONDS <= nanoseconds <= durations.MAX_NANOSECONDS:
-                fail(path, "duration is out of range")
+            try:
+                nanoseconds = durations.in_range(int(raw))
+            except ValueError as error:
+                fail(path, str(error))
         elif ctx.json and not self.flexible:
             fail(path, f"must be a duration in integer nanoseconds in JSON, not {describe(raw)}")
         else:

@@ -1,7 +1,10 @@
 """The ``kubernetes`` section: accepted and validated; the backend is planned.
 
-``pod.metadata`` and ``pod.spec`` are Kubernetes API objects and stay plain
-dicts as written (camelCase API names).
+``pod.metadata`` and ``pod.spec`` are Kubernetes API objects (camelCase API
+names), read against the generated field tables of
+:mod:`~conch_container.config.kubernetesapi`: as ContainerSSH decodes them
+strictly, an unknown key is an error, and so is a value of the wrong type,
+naming its key path.
 """
 
 # setting() returns an attrs field declaration, not a shared default value.
@@ -14,6 +17,7 @@ from typing import Any
 
 import attrs
 
+from conch_container.config.apistruct import ApiStruct
 from conch_container.config.docker import AGENT_PATH, GUEST_IMAGE, IDLE_COMMAND, SHELL_COMMAND
 from conch_container.config.kinds import (
     Bool,
@@ -22,12 +26,12 @@ from conch_container.config.kinds import (
     Float,
     Int,
     ListOf,
-    RawMap,
     Section,
     Str,
     StrMap,
     at_least,
 )
+from conch_container.config.kubernetesapi import OBJECT_META, POD_SPEC
 from conch_container.config.schema import fail, join, setting
 from conch_container.config.values import is_pem
 
@@ -61,15 +65,17 @@ class KubernetesPodConfig:
 
     metadata: dict[str, Any] = setting(
         "metadata",
-        RawMap(overlay=True),
+        ApiStruct(OBJECT_META, overlay=True),
         {"namespace": "default", "generateName": "containerssh-"},
-        doc="Pod metadata (Kubernetes `ObjectMeta`); `namespace` is required.",
+        doc="Pod metadata; `namespace` is required. Checked as strictly as the Kubernetes "
+        "API decodes it (see Value formats).",
     )
     spec: dict[str, Any] = setting(
         "spec",
-        RawMap(overlay=True),
+        ApiStruct(POD_SPEC, overlay=True),
         {"containers": [{"name": "shell", "image": GUEST_IMAGE}]},
-        doc="Pod spec (Kubernetes `PodSpec`); at least one container with an image.",
+        doc="Pod spec; at least one container with an image. Checked as strictly as the "
+        "Kubernetes API decodes it: unknown keys and wrong types are errors.",
     )
     console_container_number: int = setting(
         "consoleContainerNumber",

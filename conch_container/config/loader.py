@@ -142,8 +142,9 @@ def merge_config(
 
     ContainerSSH's merge rules: only non-zero values override, so a setting
     cannot be switched to ``false``, ``0`` or ``""`` this way; non-empty lists
-    replace; maps merge key by key. The result is not validated: call
-    :func:`~conch_container.config.validate_config` on it.
+    replace; maps merge key by key. Each value of ``overlay`` is read and
+    checked as it would be in a file, but the result is not validated as a
+    whole: :func:`apply_override` is the call that does both.
 
     :raises ConfigError: naming the offending key.
     """
@@ -153,6 +154,42 @@ def merge_config(
     ctx = Context(source_format=source_format, merge=True)
     merged = parse_section(AppConfig, overlay, ctx, "", base)
     return attrs.evolve(merged, warnings=base.warnings + tuple(ctx.warnings))
+
+
+def apply_override(
+    base: AppConfig,
+    override: object,
+    *,
+    source_format: SourceFormat = "json",
+) -> AppConfig:
+    """The configuration of one connection: ``base`` with ``override`` merged in, fully checked.
+
+    ``override`` is a partial configuration in ContainerSSH's shape (a
+    configuration server's ``config``, JSON rules by default), merged as
+    :func:`merge_config` merges it; the result is then checked as a loaded
+    file is (:func:`load_config`): features this version cannot run, then
+    :func:`~conch_container.config.validate_config`. Its warnings are
+    ``base``'s and the new ones the override brought.
+
+    :raises ConfigError: naming the key path of the first problem.
+    """
+    return _checked(merge_config(base, override, source_format=source_format))
+
+
+def _checked(config: AppConfig) -> AppConfig:
+    """``config`` validated as a whole, with the warnings the whole gives added.
+
+    Refused features come before validation: the settings such a feature
+    would supply (a configuration server's backend section, say) are what
+    validation would otherwise complain about.
+    """
+    unsupported = check_unsupported(config)
+    validate_config(config)
+    warnings = list(config.warnings)
+    for warning in (*unsupported, *cleartext_webhook_warnings(config)):
+        if warning not in warnings:
+            warnings.append(warning)
+    return attrs.evolve(config, warnings=tuple(warnings))
 
 
 def read_config_text(path: str) -> str:
@@ -176,10 +213,8 @@ def load_config(path: str | os.PathLike[str], *, base_dir: str | None = None) ->
 
     A file that switches on a feature this version does not implement and
     cannot safely run without is refused
-    (:mod:`conch_container.config.unsupported`); that check comes before
-    :func:`~conch_container.config.validate_config`, because the settings
-    such a feature would supply (a configuration server's backend section,
-    say) are what validation would otherwise complain about.
+    (:mod:`conch_container.config.unsupported`), before
+    :func:`~conch_container.config.validate_config` checks the rest.
 
     Warnings are returned in :attr:`AppConfig.warnings` for the caller to
     log: deprecations, features the gateway runs without, webhooks reached
@@ -194,8 +229,4 @@ def load_config(path: str | os.PathLike[str], *, base_dir: str | None = None) ->
     filename = os.fspath(path)
     source_format = source_format_of(filename)
     data = decode(read_config_text(filename), source_format)
-    config = parse_config(data, source_format=source_format, base_dir=base_dir)
-    unsupported = check_unsupported(config)
-    validate_config(config)
-    warnings = (*config.warnings, *unsupported, *cleartext_webhook_warnings(config))
-    return attrs.evolve(config, warnings=warnings)
+    return _checked(parse_config(data, source_format=source_format, base_dir=base_dir))

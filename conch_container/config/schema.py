@@ -222,9 +222,14 @@ def fail(path: str, problem: str) -> NoReturn:
     raise ConfigError(path, problem)
 
 
-def _unknown_key(cls: type, key: str, known: list[str]) -> str:
-    removed: dict[str, str] = getattr(cls, "removed_keys", {})
-    if key in removed:
+def unknown_key_problem(
+    key: str, known: list[str], removed: Mapping[str, str] | None = None
+) -> str:
+    """The problem to report for ``key``, with the known key it is probably a typo of.
+
+    :param removed: keys that were removed, with a hint at their replacement.
+    """
+    if removed and key in removed:
         return f"unknown key ({removed[key]})"
     close = difflib.get_close_matches(key, known, n=1, cutoff=0.75)
     if close:
@@ -250,6 +255,7 @@ def parse_section(cls: type[T], raw: object, ctx: Context, path: str, base: T | 
     if not isinstance(raw, Mapping):
         fail(path, f"must be a mapping, not {describe(raw)}")
     declared = fields_of(cls)
+    removed: dict[str, str] = getattr(cls, "removed_keys", {})
     by_key = {decl.key: (field, decl) for field, decl in declared}
     by_folded = {decl.key.lower(): (field, decl) for field, decl in declared}
     values: dict[str, Any] = {}
@@ -261,7 +267,7 @@ def parse_section(cls: type[T], raw: object, ctx: Context, path: str, base: T | 
             # Go's encoding/json matches field names case-insensitively.
             found = by_folded.get(key.lower())
         if found is None:
-            fail(join(path, key), _unknown_key(cls, key, list(by_key)))
+            fail(join(path, key), unknown_key_problem(key, list(by_key), removed))
         field, decl = found
         current = values.get(field.name, getattr(base, field.name))
         values[field.name] = decl.kind.parse(value, ctx, join(path, decl.key), current)

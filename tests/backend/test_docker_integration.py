@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 from typing import Any
 
+import attrs
 from twisted.internet import task
 from twisted.internet.defer import Deferred
 from zope.interface.verify import verifyObject
@@ -21,6 +22,7 @@ from conch_container.backend.docker.containerconfig import (
     LABEL_USERNAME,
 )
 from conch_container.backend.docker.pull import MISSING_IMAGE_USER_MESSAGE
+from conch_container.config import AppConfig, ConfigError
 from conch_container.errors import GENERIC_USER_MESSAGE, ContainerSSHError, RequestRejected
 from conch_container.interfaces import (
     IBackendConnection,
@@ -275,9 +277,14 @@ class DockerBackendIntegrationTests(DockerBackendTestCase):
         self.assertIn("DOCKER_FILE_WRITE_FAILED", self.codes())
 
     async def assert_connect_fails(
-        self, code: Any, *, user_message: str = GENERIC_USER_MESSAGE, **kwargs: Any
+        self,
+        code: Any,
+        *,
+        user_message: str = GENERIC_USER_MESSAGE,
+        config: AppConfig | None = None,
+        **kwargs: Any,
     ) -> ContainerSSHError:
-        config = make_config(**kwargs)
+        config = config or make_config(**kwargs)
         with self.assertRaises(ContainerSSHError) as caught:
             await self.backend.connect(make_context(config, self.log))
         error = caught.exception
@@ -325,10 +332,20 @@ class DockerBackendIntegrationTests(DockerBackendTestCase):
         self.assertIn("DOCKER_CONTAINER_REMOVE_SUCCESSFUL", self.codes())
 
     async def test_config_error(self) -> None:
-        """A malformed container setting is a DOCKER_CONFIG_ERROR before anything is created."""
-        await self.assert_connect_fails(
-            messages.DOCKER_CONFIG_ERROR, container={"image": GUEST, "env": "A=1"}
-        )
+        """Container settings that cannot make a container: DOCKER_CONFIG_ERROR, nothing created.
+
+        A malformed setting never gets this far, loading refuses it; an
+        execution section built some other way, without an image, is refused
+        here.
+        """
+        with self.assertRaises(ConfigError) as raised:
+            make_config(container={"image": GUEST, "env": "A=1"})
+        self.assertEqual(raised.exception.key_path, "docker.execution.container.env")
+        config = make_config()
+        execution = attrs.evolve(config.docker.execution, container={"User": "1000"})
+        config = attrs.evolve(config, docker=attrs.evolve(config.docker, execution=execution))
+        error = await self.assert_connect_fails(messages.DOCKER_CONFIG_ERROR, config=config)
+        self.assertIn("docker.execution.container.image", error.explanation)
 
     async def test_close_during_launch(self) -> None:
         """Stopping the backend while a container starts leaves no container behind."""
@@ -366,7 +383,7 @@ class DockerBackendIntegrationTests(DockerBackendTestCase):
         await second.close()
 
 
-GUEST = make_config().docker.execution.container["image"]
+GUEST = make_config().docker.execution.container["Image"]
 
 
 async def _inspect(client: Any, container_id: str | None) -> dict[str, Any]:

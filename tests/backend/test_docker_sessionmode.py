@@ -430,7 +430,7 @@ class SessionModeIntegrationTests(DockerBackendTestCase):
         self.assertNotIn("DOCKER_CONTAINER_CREATE", self.codes())
 
 
-GUEST = make_config().docker.execution.container["image"]
+GUEST = make_config().docker.execution.container["Image"]
 
 
 async def _until(predicate: Any, *, check: Any = None, timeout: float = 20.0) -> None:

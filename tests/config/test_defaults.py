@@ -189,7 +189,7 @@ EXPECTED: dict[str, Any] = {
     "docker.connection.cacert": "",
     "docker.connection.cert": "",
     "docker.connection.key": "",
-    "docker.execution.container": {"image": "containerssh/containerssh-guest-image"},
+    "docker.execution.container": {"Image": "containerssh/containerssh-guest-image"},
     "docker.execution.host": None,
     "docker.execution.network": None,
     "docker.execution.platform": None,
@@ -324,7 +324,7 @@ class DefaultsTests(SynchronousTestCase):
     def test_defaults_not_shared(self) -> None:
         """Each configuration has its own copy of the mutable defaults."""
         first, second = AppConfig(), AppConfig()
-        first.docker.execution.container["image"] = "changed"
+        first.docker.execution.container["Image"] = "changed"
         self.assertEqual(
-            second.docker.execution.container["image"], "containerssh/containerssh-guest-image"
+            second.docker.execution.container["Image"], "containerssh/containerssh-guest-image"
         )

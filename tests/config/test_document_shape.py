@@ -17,8 +17,9 @@ from conch_container.config import ConfigError, dump_config, merge_config, parse
 from conch_container.config.loader import decode
 from conch_container.shape import MAX_DEPTH
 
-#: Key path of the Docker labels, a free-form structure three levels below the top.
-LABELS = "docker.execution.container.labels"
+#: Key path of a Docker container field the Engine API tables do not know: it is
+#: passed on as written, a free-form structure three levels below the top.
+FREE_FORM = "docker.execution.container.futurefield"
 
 
 def nested_lists(levels: int) -> Any:
@@ -29,71 +30,73 @@ def nested_lists(levels: int) -> Any:
     return value
 
 
-def with_labels(labels: Any) -> dict[str, Any]:
-    """A document with ``labels`` as its Docker labels."""
-    return {"docker": {"execution": {"container": {"image": "x", "labels": labels}}}}
+def with_free_form(value: Any) -> dict[str, Any]:
+    """A document with ``value`` as a free-form Docker container field."""
+    return {"docker": {"execution": {"container": {"image": "x", "futurefield": value}}}}
 
 
-#: How many lists the labels may nest: the document, docker, execution and
+#: How many lists the free-form field may nest: the document, docker, execution and
 #: container enclose them.
-LABEL_LEVELS = MAX_DEPTH - 4
+FREE_FORM_LEVELS = MAX_DEPTH - 4
 
 
 class DepthTests(SynchronousTestCase):
     def test_within_limit(self) -> None:
         """Data nested exactly to the limit is parsed and kept as it is."""
-        labels = nested_lists(LABEL_LEVELS)
-        config = parse_config(with_labels(labels))
-        self.assertEqual(config.docker.execution.container["labels"], labels)
+        value = nested_lists(FREE_FORM_LEVELS)
+        config = parse_config(with_free_form(value))
+        self.assertEqual(config.docker.execution.container["futurefield"], value)
 
     def test_beyond_limit_given_directly(self) -> None:
         """Data given to parse_config without decode is checked too, naming the key."""
         with self.assertRaises(ConfigError) as raised:
-            parse_config(with_labels(nested_lists(LABEL_LEVELS + 1)))
-        self.assertEqual(raised.exception.key_path, LABELS + "[0]" * LABEL_LEVELS)
+            parse_config(with_free_form(nested_lists(FREE_FORM_LEVELS + 1)))
+        self.assertEqual(raised.exception.key_path, FREE_FORM + "[0]" * FREE_FORM_LEVELS)
         self.assertEqual(raised.exception.problem, f"nested more than {MAX_DEPTH} levels deep")
 
     def test_beyond_limit_in_merge(self) -> None:
         """A configuration server's answer nested too deeply is refused by merge_config."""
-        base = parse_config(with_labels({"a": "1"}))
+        base = parse_config(with_free_form({"a": "1"}))
         with self.assertRaises(ConfigError) as raised:
-            merge_config(base, with_labels(nested_lists(LABEL_LEVELS + 1)))
-        self.assertTrue(raised.exception.key_path.startswith(LABELS), raised.exception.key_path)
+            merge_config(base, with_free_form(nested_lists(FREE_FORM_LEVELS + 1)))
+        self.assertTrue(raised.exception.key_path.startswith(FREE_FORM), raised.exception.key_path)
 
     def test_beyond_limit_in_json(self) -> None:
         """A JSON file nested deeper than the limit, but not than the decoder, names the key."""
         text = (
-            '{"docker": {"execution": {"container": {"image": "x", "labels": '
+            '{"docker": {"execution": {"container": {"image": "x", "futurefield": '
             + "[" * 500
             + "]" * 500
             + "}}}}"
         )
         with self.assertRaises(ConfigError) as raised:
             decode(text, "json")
-        self.assertTrue(raised.exception.key_path.startswith(LABELS), raised.exception.key_path)
+        self.assertTrue(raised.exception.key_path.startswith(FREE_FORM), raised.exception.key_path)
 
 
 class CycleAndSizeTests(SynchronousTestCase):
     def test_recursive_alias(self) -> None:
         """A YAML mapping holding itself through an alias names the key of the alias."""
         with self.assertRaises(ConfigError) as raised:
-            decode("docker: {execution: {container: &a {image: x, labels: [*a]}}}", "yaml")
-        self.assertEqual(raised.exception.key_path, LABELS + "[0]")
+            decode("docker: {execution: {container: &a {image: x, futurefield: [*a]}}}", "yaml")
+        self.assertEqual(raised.exception.key_path, FREE_FORM + "[0]")
         self.assertIn("contains itself", raised.exception.problem)
 
     def test_recursive_overlay(self) -> None:
         """An overlay that contains itself is refused by merge_config."""
-        overlay = with_labels({})
-        overlay["docker"]["execution"]["container"]["labels"]["self"] = overlay
+        overlay = with_free_form({})
+        overlay["docker"]["execution"]["container"]["futurefield"]["self"] = overlay
         with self.assertRaises(ConfigError) as raised:
             merge_config(parse_config(None), overlay)
-        self.assertEqual(raised.exception.key_path, LABELS + ".self")
+        self.assertEqual(raised.exception.key_path, FREE_FORM + ".self")
 
     def test_shared_alias_allowed(self) -> None:
         """An anchor used twice without a cycle is fine."""
-        data = decode("docker: {execution: {container: {image: x, labels: [&a [1], *a]}}}", "yaml")
+        data = decode(
+            "docker: {execution: {container: {image: x, futurefield: [&a [1], *a]}}}", "yaml"
+        )
         config = parse_config(data)
-        self.assertEqual(config.docker.execution.container["labels"], [[1], [1]])
+        self.assertEqual(config.docker.execution.container["futurefield"], [[1], [1]])
 
     def test_alias_bomb(self) -> None:
         """Aliases expanding to a million values ("billion laughs") are refused."""
@@ -157,7 +160,7 @@ class ValueTests(SynchronousTestCase):
 class DumpTests(SynchronousTestCase):
     def test_lone_surrogate_dumped_as_replacement(self) -> None:
         """A lone surrogate given directly is dumped as U+FFFD, so the dump reads back."""
-        config = parse_config({"ssh": {"banner": "hi\ud800"}, **with_labels({"k\udc00": "v"})})
+        config = parse_config({"ssh": {"banner": "hi\ud800"}, **with_free_form({"k\udc00": "v"})})
         again = parse_config(decode(dump_config(config), "yaml"))
         self.assertEqual(again.ssh.banner, "hi\ufffd")
-        self.assertEqual(again.docker.execution.container["labels"], {"k\ufffd": "v"})
+        self.assertEqual(again.docker.execution.container["futurefield"], {"k\ufffd": "v"})

@@ -47,11 +47,14 @@ class FullLegacyFileTests(SynchronousTestCase):
         self.assertEqual(config.log.level, Level.NOTICE)
         self.assertEqual(config.docker.timeouts.container_start, 60.0)
         self.assertEqual(
-            config.docker.execution.container["image"], "containerssh/containerssh-guest-image"
+            config.docker.execution.container["Image"], "containerssh/containerssh-guest-image"
         )
-        self.assertIsNone(config.docker.execution.container["healthcheck"])
+        # Every field of Docker's Config is written, zero values and nulls included.
+        self.assertEqual(config.docker.execution.container["Env"], [])
+        self.assertNotIn("Healthcheck", config.docker.execution.container)  # null
         self.assertIsNone(config.docker.execution.host)
-        self.assertEqual(config.kubernetes.pod.metadata["creationTimestamp"], None)
+        self.assertNotIn("creationTimestamp", config.kubernetes.pod.metadata)  # null
+        self.assertEqual(config.kubernetes.pod.spec["containers"][0]["resources"], {})
         self.assertEqual(config.sshproxy.host_key_algos[-1], "ssh-ed25519")
         self.assertEqual(config.audit.s3.upload_part_size, 5242880)
 

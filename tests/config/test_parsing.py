@@ -6,6 +6,7 @@ import textwrap
 
 from twisted.trial.unittest import SynchronousTestCase
 
+from conch_container import messages
 from conch_container.codes import Level
 from conch_container.config import AppConfig, ConfigError, parse_config
 from conch_container.config.loader import decode
@@ -80,11 +81,22 @@ class UnknownKeyTests(ParsingCase):
         )
 
     def test_docker_structs_tolerate_unknown_fields(self) -> None:
-        """Fields inside Docker API structures are kept as written, known or not."""
+        """Fields the Engine API tables do not know are kept as written, with a warning."""
         config = parse_config(
             {"docker": {"execution": {"container": {"image": "x", "futurefield": 1}}}}
         )
-        self.assertEqual(config.docker.execution.container, {"image": "x", "futurefield": 1})
+        self.assertEqual(config.docker.execution.container, {"Image": "x", "futurefield": 1})
+        self.assertEqual(
+            [(w.code, w.key_path) for w in config.warnings],
+            [(messages.CONFIG_DOCKER_UNKNOWN_KEY, "docker.execution.container.futurefield")],
+        )
+
+    def test_kubernetes_objects_refuse_unknown_fields(self) -> None:
+        """Kubernetes objects are decoded strictly, as ContainerSSH decodes them."""
+        self.assertProblem(
+            {"kubernetes": {"pod": {"spec": {"containers": [{"name": "a", "imagee": "b"}]}}}},
+            'kubernetes.pod.spec.containers[0].imagee: unknown key (did you mean "image"?)',
+        )
 
     def test_yaml_keys_are_case_sensitive(self) -> None:
         """In YAML a key must be spelled exactly (as Go's YAML decoder requires)."""
@@ -426,20 +438,44 @@ class StructTests(ParsingCase):
         config = parse_config({"docker": {"execution": {"container": {"user": "nobody"}}}})
         self.assertEqual(
             config.docker.execution.container,
-            {"image": "containerssh/containerssh-guest-image", "user": "nobody"},
+            {"Image": "containerssh/containerssh-guest-image", "User": "nobody"},
         )
 
     def test_container_image_any_case(self) -> None:
-        """A JSON-style Image replaces the default image instead of adding to it."""
-        config = parse_json('{"docker": {"execution": {"container": {"Image": "busybox"}}}}')
-        self.assertEqual(config.docker.execution.container, {"Image": "busybox"})
+        """Image in any case replaces the default image instead of adding to it."""
+        for text in ('{"Image": "busybox"}', '{"IMAGE": "busybox"}', '{"image": "busybox"}'):
+            config = parse_json(f'{{"docker": {{"execution": {{"container": {text}}}}}}}')
+            self.assertEqual(config.docker.execution.container, {"Image": "busybox"})
 
-    def test_host_config_kept_as_written(self) -> None:
-        """HostConfig and friends are kept exactly as written."""
+    def test_host_config_held_as_engine_json(self) -> None:
+        """HostConfig and friends are held as the Engine API takes them, resources flat."""
         host = {"binds": ["/a:/b"], "resources": {"memory": 1024}, "autoremove": True}
         config = parse_config({"docker": {"execution": {"host": host, "network": None}}})
-        self.assertEqual(config.docker.execution.host, host)
+        self.assertEqual(
+            config.docker.execution.host, {"Binds": ["/a:/b"], "Memory": 1024, "AutoRemove": True}
+        )
         self.assertIsNone(config.docker.execution.network)
+
+    def test_wrong_type_deep_in_docker_structure(self) -> None:
+        """A wrong type deep in a Docker structure is an error naming its key path."""
+        self.assertProblem(
+            {"docker": {"execution": {"container": {"healthcheck": {"interval": [1]}}}}},
+            "docker.execution.container.healthcheck.interval: must be a duration such as 30s "
+            "or 1m30s, not a list",
+        )
+        self.assertProblem(
+            {"docker": {"execution": {"host": {"resources": {"memory": "lots"}}}}},
+            "docker.execution.host.resources.memory: must be an integer, not a string",
+        )
+
+    def test_wrong_type_deep_in_pod_spec(self) -> None:
+        """A wrong type deep in the pod spec is an error naming its key path."""
+        spec = {"containers": [{"name": "a", "ports": [{"containerPort": "x"}]}]}
+        self.assertProblem(
+            {"kubernetes": {"pod": {"spec": spec}}},
+            "kubernetes.pod.spec.containers[0].ports[0].containerPort: "
+            "must be an integer, not a string",
+        )
 
     def test_pod_metadata_overlay(self) -> None:
         """Pod metadata keeps generateName when only the namespace is given."""

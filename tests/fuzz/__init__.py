@@ -39,10 +39,11 @@ Targets, by module (parser: the only error it may raise):
 ``test_users_file``
     ``parse_users`` and ``parse_public_key`` (static users):
     ``StaticUsersError`` / ``ValueError``.
-``test_docker_container_config``
-    ``build_create_request`` (``docker.execution`` container, host, network
-    and platform mappings) and ``parse_go_duration``:
-    ``ContainerConfigError`` / ``ValueError``.
+``test_api_structures``
+    the settings read against API field tables: ``docker.execution``
+    container, host, network and platform (then
+    ``execution_create_request``), ``kubernetes.pod`` spec and metadata:
+    ``ConfigError`` (``InvalidVariable`` for the request's environment).
 ``test_names``
     log ``Level``, log format names, SSH algorithm lists
     (``select_algorithms``), TLS cipher and curve names: ``ValueError`` /

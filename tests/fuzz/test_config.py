@@ -331,7 +331,11 @@ class DeepNestingTests(ConfigCase):
     )
     @example(depth=3000, opener="[", source_format="json").via("deep JSON")
     def test_nested_text(self, depth: int, opener: str, source_format: str) -> None:
-        """A value nested ``depth`` deep in flow syntax under a real key: only ConfigError."""
+        """A value nested ``depth`` deep in flow syntax, kept as written: only ConfigError.
+
+        It is under a Docker container field the Engine API tables do not know,
+        which is passed to the engine as written, whatever its shape.
+        """
         inner = (
             "[" * depth + "1" + "]" * depth
             if opener == "["
@@ -339,11 +343,13 @@ class DeepNestingTests(ConfigCase):
         )
         if source_format == "json":
             text = (
-                '{"docker": {"execution": {"container": {"image": "x", "Labels": ' + inner + "}}}}"
+                '{"docker": {"execution": {"container": {"image": "x", "Futurefield": '
+                + inner
+                + "}}}}"
             )
         else:
             text = (
-                "docker:\n  execution:\n    container:\n      image: x\n      Labels: "
+                "docker:\n  execution:\n    container:\n      image: x\n      Futurefield: "
                 + inner
                 + "\n"
             )
@@ -460,22 +466,26 @@ class RegressionTests(ConfigCase):
 
     def test_dump_deep_structure(self) -> None:
         """A Docker structure nested to the limit loads and dumps; one level more is refused."""
-        # The document, docker, execution and container enclose labels: its
-        # lists may fill the levels that remain.
+        # The document, docker, execution and container enclose the field the
+        # Engine API tables do not know (kept as written): its lists may fill
+        # the levels that remain.
         within = MAX_DEPTH - 4
-        config = parse_config(decode(_deep_labels(within), "yaml"))
+        config = parse_config(decode(_deep_free_form(within), "yaml"))
         dumped = dump_config(config)
         again = parse_config(decode(dumped, "yaml"))
         self.assertEqual(again.docker.execution.container, config.docker.execution.container)
         self.assertEqual(dump_config(again), dumped)
 
-        beyond = _deep_labels(within + 1)
+        beyond = _deep_free_form(within + 1)
         error = self.assertConfigError(lambda: parse_config(decode(beyond, "yaml")))
-        self.assertEqual(error.key_path, "docker.execution.container.labels" + "[0]" * within)
+        self.assertEqual(error.key_path, "docker.execution.container.futurefield" + "[0]" * within)
 
 
-def _deep_labels(levels: int) -> str:
-    """A configuration whose Docker labels are ``levels`` nested lists."""
+def _deep_free_form(levels: int) -> str:
+    """A configuration whose Docker container has a field of ``levels`` nested lists."""
     return (
-        "docker: {execution: {container: {image: x, labels: " + "[" * levels + "]" * levels + "}}}"
+        "docker: {execution: {container: {image: x, futurefield: "
+        + "[" * levels
+        + "]" * levels
+        + "}}}"
     )

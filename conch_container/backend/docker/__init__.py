@@ -18,8 +18,9 @@ The package, layer by layer:
 - Shared by both modes: :mod:`.backend`, :mod:`.connection`,
   :mod:`.sessionbase` (what a channel's program does alike), :mod:`.execops`
   (exit codes, signals), :mod:`.agent` (the guest agent), :mod:`.pull`,
-  :mod:`.reconcile` (start-up clean-up), and the container configuration
-  (:mod:`.containerconfig`, :mod:`.apischema`, :mod:`.configcheck`).
+  :mod:`.reconcile` (start-up clean-up), and the create request
+  (:mod:`.containerconfig`, from the container settings the configuration
+  holds in Engine API JSON, :mod:`conch_container.config.dockerapi`).
 
 What does not depend on Docker lives outside the package:
 :mod:`conch_container.backend.program` (a request's argv),

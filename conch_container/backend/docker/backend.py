@@ -282,13 +282,11 @@ class DockerBackend:
             env.extend(exposed_metadata(metadata.metadata, log))
         env.extend((name, value.value) for name, value in metadata.environment.items())
         try:
-            request = execution_create_request(execution, labels=labels, env=env)
+            return execution_create_request(execution, labels=labels, env=env)
         except ContainerConfigError as e:
-            # The gateway's configuration was checked at load (configcheck);
-            # this guards a backend given a configuration without that check.
+            # A loaded configuration always has an image; this guards a
+            # backend given an execution section built some other way.
             raise _config_error(log, str(e)) from None
-        # Unknown keys were warned about once, at load (CONFIG_DOCKER_UNKNOWN_KEY).
-        return request
 
     # -- clean-up
 
