@@ -911,6 +911,14 @@ LOG_WRITE_FAILED = MessageCode(
     "ContainerSSH cannot write to the specified log file. This usually happens because the underlying filesystem is full or the log is located on a non-local storage (e.g. NFS), which is not supported.",
 )
 
+LOG_LINES_DROPPED = MessageCode(
+    "LOG_LINES_DROPPED",
+    Level.ERROR,
+    "Log",
+    "The syslog daemon was unreachable or not keeping up, so the oldest log lines waiting for it were dropped; the count says how many. The message is sent as soon as lines reach the daemon again.",
+    own=True,
+)
+
 TEST = MessageCode(
     "TEST",
     Level.DEBUG,

@@ -11,7 +11,8 @@ configured level, renders the rest as a
 The observer never raises and never logs through Twisted's publisher: a sink
 that fails is reported once on standard error as ``LOG_WRITE_FAILED``, and a
 failed reopen is reported as ``LOG_ROTATE_FAILED`` through the old handle,
-which stays in use.
+which stays in use. (The syslog sink only queues; it reports the outages of
+its reactor transport on standard error itself, the same way.)
 """
 
 from __future__ import annotations

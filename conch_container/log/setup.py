@@ -106,7 +106,9 @@ def start_logging(
         real standard output by default, even if Twisted redirected it).
     :param stderr: where failures of the log itself are reported.
     :param reactor: when given and the destination is a file or syslog,
-        ``SIGHUP`` reopens it from the reactor thread.
+        ``SIGHUP`` reopens it from the reactor thread. The syslog destination
+        sends through it (through the global reactor when none is given), so
+        it must then be a whole reactor, not only ``callFromThread``.
     :raises LogSetupError: ``LOG_FILE_OPEN_FAILED`` when the file cannot be
         opened, ``CORE_CONFIG_ERROR`` for an unusable setting or syslog
         destination; already reported on ``stderr``.
@@ -139,9 +141,11 @@ def start_logging(
             sink = SyslogSink(
                 str(syslog.destination or ""),
                 syslog_formatter(log_format),
+                reactor=_global_reactor() if reactor is None else reactor,
                 facility=str(syslog.facility or "auth"),
                 tag=str(syslog.tag or ""),
                 pid=bool(syslog.pid),
+                error_stream=stderr,
             )
         except (OSError, ValueError) as e:
             raise _fail(
@@ -160,6 +164,12 @@ def start_logging(
     if reactor is not None and destination in ("file", "syslog"):
         restore = install_sighup_reopen(reactor, observer.reopen)
     return LogOutput(observer, memory, restore)
+
+
+def _global_reactor() -> Any:
+    from twisted.internet import reactor
+
+    return reactor
 
 
 def _fail(

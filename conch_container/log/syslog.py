@@ -3,27 +3,40 @@
 Each record becomes one message ``<PRI>Mmm dd hh:mm:ss TAG[PID]: BODY`` where
 PRI is ``facility * 8 + severity`` (our levels are syslog severities) and the
 body is the ``ljson`` object without timestamp and level, or the ``text`` line
-without them, exactly as ContainerSSH sends it.
+without them, exactly as ContainerSSH sends it. Where the messages go is read
+as ContainerSSH reads it (:mod:`~conch_container.log.syslogdestination`).
 
-The destination follows ContainerSSH: an absolute path is a Unix socket, tried
-as a stream socket first and then as a datagram socket (``/dev/log`` is a
-datagram socket on most systems); anything else is ``host:port`` over UDP.
-
-Writes never wait long: a datagram socket is non-blocking, so a syslog daemon
-that falls behind costs dropped lines (reported once as ``LOG_WRITE_FAILED``)
-instead of stalling every connection; a stream socket has a short send
-timeout. A socket that fails (the daemon restarted) is reconnected once per
-line before the line is given up.
+Writing never blocks, whatever thread it comes from: :class:`SyslogSink`
+frames the record and queues it (:mod:`~conch_container.log.linequeue`, a
+bounded queue that drops its oldest line when full), and the reactor sends
+the queue through a non-blocking transport
+(:mod:`~conch_container.log.syslogsender`), reconnecting when the daemon goes
+away. A record written in the reactor thread is sent at once when the
+transport takes it; one written in another thread is handed over with
+``callFromThread``.
 """
 
 from __future__ import annotations
 
 import os
-import socket
 import time
+from typing import Any, TextIO
 
+from twisted.internet.defer import Deferred, succeed
+from twisted.python.threadable import isInIOThread
+
+from conch_container import messages
+from conch_container.log.early import emit_early
 from conch_container.log.formats import Formatter
+from conch_container.log.linequeue import LineQueue
 from conch_container.log.records import LogRecord
+from conch_container.log.syslogdestination import (
+    DEFAULT_DESTINATION,
+    UnixDestination,
+    check_unix_socket,
+    parse_destination,
+)
+from conch_container.log.syslogsender import SyslogSender
 
 #: Facility names and numbers as ContainerSSH accepts them.
 FACILITIES: dict[str, int] = {
@@ -46,11 +59,10 @@ FACILITIES: dict[str, int] = {
     **{f"local{i}": 16 + i for i in range(8)},
 }
 
-DEFAULT_DESTINATION = "/dev/log"
 DEFAULT_TAG = "ContainerSSH"
 
-#: How long a send on a stream socket may block the reactor.
-STREAM_SEND_TIMEOUT = 1.0
+#: How many lines may wait for the daemon before the oldest are dropped.
+QUEUE_LIMIT = 1000
 
 # RFC 3164 month names, independent of the locale.
 _MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
@@ -73,72 +85,25 @@ def rfc3164_timestamp(timestamp: float) -> str:
     return f"{_MONTHS[t.tm_mon - 1]} {t.tm_mday:2d} {t.tm_hour:02d}:{t.tm_min:02d}:{t.tm_sec:02d}"
 
 
-def connect(destination: str) -> socket.socket:
-    """A connected socket for a ``log.syslog.destination`` value.
-
-    :raises OSError: when nothing listens there.
-    :raises ValueError: for a destination that is neither a path nor ``host:port``.
-    """
-    destination = destination or DEFAULT_DESTINATION
-    if destination.startswith("/"):
-        return _connect_unix(destination)
-    return _connect_udp(destination)
-
-
-def _connect_unix(path: str) -> socket.socket:
-    error: OSError | None = None
-    for kind in (socket.SOCK_STREAM, socket.SOCK_DGRAM):
-        sock = socket.socket(socket.AF_UNIX, kind)
-        try:
-            sock.connect(path)
-        except OSError as e:
-            sock.close()
-            error = e
-            continue
-        _configure(sock)
-        return sock
-    assert error is not None
-    raise error
-
-
-def _connect_udp(destination: str) -> socket.socket:
-    host, sep, port_text = destination.rpartition(":")
-    if not sep or not host or not port_text.isdigit():
-        raise ValueError(f"syslog destination must be a path or host:port: {destination!r}")
-    host = host.removeprefix("[").removesuffix("]")
-    infos = socket.getaddrinfo(host, int(port_text), type=socket.SOCK_DGRAM)
-    error: OSError | None = None
-    for family, kind, proto, _, address in infos:
-        sock = socket.socket(family, kind, proto)
-        try:
-            sock.connect(address)
-        except OSError as e:
-            sock.close()
-            error = e
-            continue
-        _configure(sock)
-        return sock
-    raise error or OSError(f"no address for {destination!r}")
-
-
-def _configure(sock: socket.socket) -> None:
-    if sock.type == socket.SOCK_STREAM:
-        sock.settimeout(STREAM_SEND_TIMEOUT)
-    else:
-        sock.setblocking(False)
-
-
 class SyslogSink:
-    """Sends records to syslog.
+    """Sends records to syslog without ever waiting for the daemon.
 
-    :param destination: a Unix socket path or ``host:port``.
+    :param destination: a Unix socket path or ``host:port``
+        (:func:`~conch_container.log.syslogdestination.parse_destination`).
+    :param formatter: the body formatter (see
+        :func:`~conch_container.log.formats.syslog_formatter`).
+    :param reactor: sends the lines; see
+        :func:`~conch_container.log.sysloglinks.open_link` for what it must provide.
     :param facility: a facility name (:data:`FACILITIES`).
     :param tag: the tag in front of every message.
     :param pid: append ``[PID]`` to the tag; read at each write, because
         ``twistd`` may fork after the sink was made.
-    :param formatter: the body formatter (see
-        :func:`~conch_container.log.formats.syslog_formatter`).
-    :raises OSError, ValueError: when the destination cannot be used.
+    :param queue_limit: how many lines may wait for the daemon.
+    :param error_stream: where an unreachable daemon is reported as
+        ``LOG_WRITE_FAILED`` (standard error by default).
+    :raises ValueError: for a destination or facility ContainerSSH rejects.
+    :raises OSError: when nothing listens at a Unix socket path. (A UDP
+        server's name is resolved once the reactor runs.)
     """
 
     def __init__(
@@ -146,16 +111,32 @@ class SyslogSink:
         destination: str,
         formatter: Formatter,
         *,
+        reactor: Any,
         facility: str = "auth",
         tag: str = DEFAULT_TAG,
         pid: bool = False,
+        queue_limit: int = QUEUE_LIMIT,
+        error_stream: TextIO | None = None,
     ) -> None:
-        self.destination = destination or DEFAULT_DESTINATION
+        target = parse_destination(destination)
         self._facility = facility_number(facility)
+        if isinstance(target, UnixDestination):
+            check_unix_socket(target.path)
+        self.destination = destination or DEFAULT_DESTINATION
         self._tag = tag or DEFAULT_TAG
         self._pid = pid
         self._format = formatter
-        self._socket: socket.socket | None = connect(self.destination)
+        self._reactor = reactor
+        self._error_stream = error_stream
+        self._lines = LineQueue(queue_limit)
+        # The sender opens its link on the first drain, which runs once the
+        # reactor does: after twistd has forked, never before.
+        self._sender = SyslogSender(
+            reactor, target, self._lines, notice=self._dropped_notice, report=self._report
+        )
+        self._closed = False
+        self._gone = False
+        self._closing_waiters: list[Deferred[None]] = []
 
     def frame(self, record: LogRecord) -> bytes:
         """The bytes of one syslog message (without stream framing)."""
@@ -165,38 +146,60 @@ class SyslogSink:
         return line.encode("utf-8", "backslashreplace")
 
     def write(self, record: LogRecord) -> None:
-        data = self.frame(record)
-        try:
-            self._send(data)
-        except (BlockingIOError, TimeoutError):
-            # The daemon is behind: drop this line, keep the connection
-            # (a stream may now hold half a line, so start afresh).
-            if self._socket is not None and self._socket.type == socket.SOCK_STREAM:
-                self._drop_socket()
-            raise
-        except OSError:
-            # The daemon went away (restarted, socket recreated): one retry
-            # on a fresh connection.
-            self._drop_socket()
-            self._send(data)
+        """Queue ``record`` for the daemon; from any thread, never blocking."""
+        if self._closed:
+            return
+        wake = self._lines.put(self.frame(record))
+        if self._reactor.running and isInIOThread():
+            self._sender.drain()
+        elif wake:
+            self._reactor.callFromThread(self._sender.drain)
 
-    def _send(self, data: bytes) -> None:
-        if self._socket is None:
-            self._socket = connect(self.destination)
-        if self._socket.type == socket.SOCK_STREAM:
-            self._socket.sendall(data + b"\n")
-        else:
-            self._socket.send(data)
+    def _dropped_notice(self, count: int) -> bytes:
+        code = messages.LOG_LINES_DROPPED
+        return self.frame(
+            LogRecord(
+                timestamp=time.time(),
+                level=code.level,
+                code=code.code,
+                message=f"Dropped {count} log lines the syslog daemon did not take in time",
+                details={"count": count},
+            )
+        )
 
-    def _drop_socket(self) -> None:
-        sock, self._socket = self._socket, None
-        if sock is not None:
-            sock.close()
+    def _report(self, reason: str) -> None:
+        emit_early(
+            messages.LOG_WRITE_FAILED,
+            "Cannot write to the log: {error}",
+            stream=self._error_stream,
+            error=reason,
+            destination=self.destination,
+        )
 
     def reopen(self) -> None:
-        new = connect(self.destination)
-        self._drop_socket()
-        self._socket = new
+        """Connect afresh (what ``SIGHUP`` asks); call in the reactor thread."""
+        self._sender.reconnect()
 
     def close(self) -> None:
-        self._drop_socket()
+        """Send what the transport takes at once and close it; call in the reactor thread.
+
+        Later records are dropped; :meth:`when_closed` tells when the
+        transport is gone.
+        """
+        if not self._closed:
+            self._closed = True
+            self._sender.close().addBoth(self._transport_gone)
+
+    def _transport_gone(self, result: object) -> None:
+        self._gone = True
+        waiting, self._closing_waiters = self._closing_waiters, []
+        for waiter in waiting:
+            waiter.callback(None)
+
+    def when_closed(self) -> Deferred[None]:
+        """Fires once the sink was closed and its transport is gone."""
+        if self._gone:
+            return succeed(None)
+        waiter: Deferred[None] = Deferred()
+        self._closing_waiters.append(waiter)
+        return waiter

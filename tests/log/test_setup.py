@@ -5,9 +5,7 @@ from __future__ import annotations
 import io
 import json
 import os
-import shutil
 import signal
-import socket
 import sys
 import tempfile
 import warnings
@@ -15,6 +13,7 @@ from collections.abc import Callable
 from types import SimpleNamespace
 from typing import Any
 
+from twisted.internet.defer import Deferred
 from twisted.logger import LogBeginner, Logger, LoggingFile, LogPublisher
 from twisted.trial.unittest import SynchronousTestCase
 
@@ -25,6 +24,7 @@ from conch_container.log.early import emit_early, real_stderr, real_stdout
 from conch_container.log.observers import FileSink, StreamSink
 from conch_container.log.setup import LogSetupError, install, start_logging
 from conch_container.log.syslog import SyslogSink
+from tests.log.syslogdaemons import SyslogTestCase
 
 
 def log_config(**overrides: Any) -> LogConfig:
@@ -109,22 +109,6 @@ class StartLoggingTests(SynchronousTestCase):
             self.assertIs(error.code, messages.CORE_CONFIG_ERROR)
             self.assertEqual(json.loads(stderr.getvalue())["code"], "CORE_CONFIG_ERROR")
 
-    def test_syslog(self) -> None:
-        """The ``syslog`` destination sends to the configured socket."""
-        directory = tempfile.mkdtemp(prefix="cc-log-")
-        self.addCleanup(shutil.rmtree, directory, True)
-        path = os.path.join(directory, "log")
-        server = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
-        self.addCleanup(server.close)
-        server.bind(path)
-        server.settimeout(5)
-        syslog = SyslogConfig(destination=path, facility="local0", tag="t", pid=False)
-        output = start_logging(log_config(destination="syslog", syslog=syslog))
-        self.addCleanup(output.close)
-        self.assertIsInstance(output.observer.sink, SyslogSink)
-        publish(output.observer, messages.SSH_SHUTDOWN, "via syslog")
-        self.assertTrue(server.recv(65536).startswith(b"<133>"))
-
     def test_syslog_unreachable(self) -> None:
         """A syslog destination nobody listens on is CORE_CONFIG_ERROR."""
         stderr = io.StringIO()
@@ -136,6 +120,25 @@ class StartLoggingTests(SynchronousTestCase):
             stderr=stderr,
         )
         self.assertIs(error.code, messages.CORE_CONFIG_ERROR)
+
+
+class SyslogSetupTests(SyslogTestCase):
+    async def test_syslog(self) -> None:
+        """The ``syslog`` destination sends to the configured socket (on the global reactor)."""
+        path = self.socket_path()
+        daemon, _ = self.unix_datagram_daemon(path)
+        syslog = SyslogConfig(destination=path, facility="local0", tag="t", pid=False)
+        output = start_logging(log_config(destination="syslog", syslog=syslog))
+        sink = output.observer.sink
+        assert isinstance(sink, SyslogSink)
+
+        def close() -> Deferred[None]:
+            output.close()
+            return sink.when_closed()
+
+        self.addCleanup(close)
+        publish(output.observer, messages.SSH_SHUTDOWN, "via syslog")
+        self.assertTrue((await daemon.next()).startswith(b"<133>"))
 
 
 class SighupTests(SynchronousTestCase):
