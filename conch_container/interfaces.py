@@ -332,3 +332,114 @@ class IBackendFactory(Interface):
         starts it before accepting connections and stops it after the last
         one closed.
         """
+
+
+# ---------------------------------------------------------------------------
+# Audit log
+
+
+@attrs.frozen
+class AuditStreamInfo:
+    """What a storage knows about one connection's audit stream.
+
+    :ivar connection_id: the connection's id, which names the stream (the
+        file name, the S3 object key).
+    :ivar start_time: when the client connected, in Unix seconds.
+    :ivar remote_addr: the client's IP address (without the port).
+    :ivar country: the client's country code (``XX`` when unknown).
+    :ivar authenticated: whether the client has authenticated.
+    :ivar username: the authenticated username, once known.
+    """
+
+    connection_id: str
+    start_time: int
+    remote_addr: str
+    country: str = "XX"
+    authenticated: bool = False
+    username: str | None = None
+
+
+class IAuditEncoder(Interface):
+    """One connection's audit stream in one format.
+
+    Pure: it turns messages into bytes and does no I/O. The recorder calls
+    it from one thread at a time (a thread of the audit pool), so it need not
+    lock. The first bytes it returns carry the format's header, if any.
+    """
+
+    def encode(message):  # type: ignore[no-untyped-def]
+        """Take ``message`` (an :class:`~conch_container.audit.message.AuditMessage`).
+
+        :return: bytes to append to the stream (possibly empty: a format may
+            hold data back, as a compressor does, until :meth:`flush`).
+        """
+
+    def flush():  # type: ignore[no-untyped-def]
+        """Bytes that make every message encoded so far readable from the stream.
+
+        The recorder appends them before it considers the messages written,
+        so that a gateway killed at any moment leaves a stream that decodes
+        up to the last flush.
+        """
+
+    def finish():  # type: ignore[no-untyped-def]
+        """The last bytes of the stream (a trailer); nothing is encoded after."""
+
+
+class IAuditCodec(Interface):
+    """An audit log format (``audit.format``)."""
+
+    name = Attribute("The ``audit.format`` value it serves, e.g. ``binary``.")
+
+    def encoder(connection_id, start_time_ns):  # type: ignore[no-untyped-def]
+        """A new :class:`IAuditEncoder` for one connection.
+
+        :param str connection_id: the connection's id.
+        :param int start_time_ns: when the client connected, in Unix nanoseconds.
+        """
+
+
+class IAuditSink(Interface):
+    """One connection's audit stream in a storage.
+
+    Its methods block (they write files); the recorder calls them on its own
+    bounded thread pool, never two at once for one sink, never from the
+    reactor thread.
+    """
+
+    def write(data):  # type: ignore[no-untyped-def]
+        """Append ``data`` (bytes).
+
+        Once this returns, the data is in the operating system's hands: a
+        gateway killed right after loses none of it.
+        """
+
+    def update(info):  # type: ignore[no-untyped-def]
+        """The stream's :class:`AuditStreamInfo` changed (the user authenticated)."""
+
+    def close():  # type: ignore[no-untyped-def]
+        """The stream is complete; no call follows.
+
+        A storage that ships streams elsewhere (S3) takes it from here, in the
+        background; the recorder does not wait for the upload.
+        """
+
+
+class IAuditStorage(Interface):
+    """Where audit streams go (``audit.storage``).
+
+    A storage that also provides :class:`twisted.application.service.IService`
+    is put in the gateway's service tree: started before the gateway accepts
+    connections (to recover what a killed run left behind), stopped after the
+    last connection closed (to finish its uploads within the shutdown deadline).
+    """
+
+    name = Attribute("The ``audit.storage`` value it serves, e.g. ``file``.")
+
+    def open(info):  # type: ignore[no-untyped-def]
+        """A new :class:`IAuditSink` for the stream described by ``info``.
+
+        Blocks (it creates a file): called on the recorder's thread pool.
+
+        :param info: the :class:`AuditStreamInfo` at the time of connection.
+        """
