@@ -218,6 +218,30 @@ AUDIT_S3_SINGLE_UPLOAD_FAILED = MessageCode(
     "ContainerSSH failed to upload the audit log as a single upload.",
 )
 
+AUDIT_STREAM_FAILED = MessageCode(
+    "AUDIT_STREAM_FAILED",
+    Level.ERROR,
+    "Auditlog",
+    "The audit storage failed to write a connection's audit log (a full disk, a removed directory), so nothing more is recorded for that connection; a second message at its end says how many messages were not recorded. The session itself goes on.",
+    own=True,
+)
+
+AUDIT_STREAM_RESUMED = MessageCode(
+    "AUDIT_STREAM_RESUMED",
+    Level.WARNING,
+    "Auditlog",
+    "The audit storage is writing again after a stall; the message says how many messages (and bytes of data) of the connection were not recorded meanwhile.",
+    own=True,
+)
+
+AUDIT_STREAM_STALLED = MessageCode(
+    "AUDIT_STREAM_STALLED",
+    Level.ERROR,
+    "Auditlog",
+    "A write to the audit storage did not return in time (a hung network filesystem), so the connection goes on without being recorded until the storage catches up, rather than freezing; at shutdown, audit logs not written within the deadline are lost.",
+    own=True,
+)
+
 AUTH = MessageCode(
     "AUTH",
     Level.DEBUG,

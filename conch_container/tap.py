@@ -6,7 +6,7 @@ configuration (the file, the users files, the host keys, the log output)
 a non-zero exit status instead of a daemon that dies later; then it claims
 the gateway's instance id (:mod:`conch_container.instance`). :func:`makeService`
 only assembles the service tree, in ContainerSSH's order: backend,
-authentication, session registry, SSH listener.
+authentication, audit log, session registry, SSH listener.
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ from twisted.python import usage
 from twisted.python.failure import Failure
 
 from conch_container import messages
+from conch_container.audit.build import build_audit_log
 from conch_container.auth.factory import AuthConfigError, build_authenticators
 from conch_container.auth.static import StaticUsersError
 from conch_container.backend.registry import (
@@ -203,9 +204,17 @@ def makeService(options: Options, reactor: Any = None) -> IService:
     backend = options.backend_factory.build(reactor, log, instance_id, config)
     authenticators = options.authenticators
     registry = SessionRegistry(reactor, log, deadline=SHUTDOWN_DEADLINE)
+    audit = build_audit_log(reactor, log, config.audit, deadline=SHUTDOWN_DEADLINE)
     try:
         factory = ContainerSSHFactory(
-            config, authenticators, SecurityBackend(backend), registry, reactor, log, instance_id
+            config,
+            authenticators,
+            SecurityBackend(backend),
+            registry,
+            reactor,
+            log,
+            instance_id,
+            audit=audit,
         )
     except ContainerSSHError as error:
         emit_early(error.code, "Cannot start the SSH server: {reason}", reason=error.explanation)
@@ -219,6 +228,11 @@ def makeService(options: Options, reactor: Any = None) -> IService:
         # earlier run left behind) and stops last, after every connection closed.
         ComponentService("backend", lifecycle.start, lifecycle.stop).setServiceParent(root)
     ComponentService("auth", authenticators.start, authenticators.stop).setServiceParent(root)
+    if audit is not None:
+        # Before the listener: the storage recovers what a killed run left
+        # behind first; after it stopped: every stream of a closed
+        # connection is written before the storage stops.
+        audit.setServiceParent(root)
     registry.setServiceParent(root)
     ListenerService(reactor, config.ssh.listen, factory, log).setServiceParent(root)
     return root

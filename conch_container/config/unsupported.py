@@ -2,8 +2,8 @@
 
 Every ContainerSSH key parses, so that an existing file still reads. Parsing a
 key is not implementing it, though, and a gateway that quietly ignores
-``configserver.url`` or ``audit.enable`` gives every user the static policy and
-keeps no audit trail while the operator believes otherwise. So each such
+``configserver.url`` gives every user the static policy while the operator
+believes otherwise. So each such
 feature has a row in :data:`NOT_YET_SUPPORTED`: the key that switches it on,
 how to tell whether the file does, and whether the gateway may run without it:
 
@@ -15,8 +15,7 @@ how to tell whether the file does, and whether the gateway may run without it:
   :class:`~conch_container.config.ConfigWarning` under
   ``CONFIG_UNSUPPORTED_FEATURE``.
 
-A file that merely mentions a feature while leaving it off (``audit.enable:
-false``, ``configserver.url: ""``, forwarding modes ``disable``, as in a
+A file that merely mentions a feature while leaving it off (``configserver.url: ""``, forwarding modes ``disable``, as in a
 ContainerSSH ``--dump-config`` output) loads quietly. When a feature is built,
 its row goes.
 """
@@ -55,15 +54,6 @@ class Unsupported:
     message: str
 
 
-def _audit_records(config: AppConfig) -> bool:
-    audit = config.audit
-    return audit.enable and audit.format != "none" and audit.storage != "none"
-
-
-def _audit_records_nothing(config: AppConfig) -> bool:
-    return config.audit.enable and not _audit_records(config)
-
-
 def _forwarding(key: str, attribute: str, what: str) -> Unsupported:
     return Unsupported(
         f"security.forwarding.{key}",
@@ -82,20 +72,6 @@ NOT_YET_SUPPORTED: tuple[Unsupported, ...] = (
         "the configuration server is not supported yet; every user would get this file's "
         "backend and security settings instead of their own. Remove configserver.url "
         '(or set it to "")',
-    ),
-    Unsupported(
-        "audit.enable",
-        _audit_records,
-        REFUSE,
-        "the audit log is not supported yet; no connection would be recorded. Set "
-        "audit.enable to false",
-    ),
-    Unsupported(
-        "audit.enable",
-        _audit_records_nothing,
-        WARN,
-        "the audit log is not supported yet; with format or storage none it would record "
-        "nothing anyway, so the gateway runs without it",
     ),
     _forwarding("forwardingMode", "forwarding_mode", "port forwarding (ssh -L, ssh -D)"),
     _forwarding(

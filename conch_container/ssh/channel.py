@@ -29,6 +29,7 @@ from twisted.internet.defer import Deferred, maybeDeferred, succeed
 from twisted.python.failure import Failure
 
 from conch_container import messages
+from conch_container.audit.recorder import DISABLED_CHANNEL, STDIN, ChannelAudit
 from conch_container.interfaces import ExitStatus, PtyRequest
 from conch_container.log.logger import CodeLogger
 from conch_container.ssh.backpressure import TransportGate, transport_gate
@@ -60,10 +61,15 @@ class SessionChannel(SSHChannel):
 
     name = b"session"
     log: CodeLogger
+    #: Until the channel opens (tests may drive a channel that never does).
+    audit: ChannelAudit = DISABLED_CHANNEL
 
-    #: Whether the client's stdin is held back (see :attr:`localWindowSize`).
-    #: A class default: Conch's constructor reads the window before ours runs.
+    #: Whether the client's stdin is held back (see :attr:`localWindowSize`)
+    #: because the backend cannot take more, and because the audit log is
+    #: behind. Class defaults: Conch's constructor reads the window before ours runs.
     _input_paused = False
+    _audit_paused = False
+    _request_id = 0
 
     def __init__(self, session: ContainerSession, **channel_args: Any) -> None:
         super().__init__(**channel_args)
@@ -82,6 +88,7 @@ class SessionChannel(SSHChannel):
         avatar: Any = self.avatar
         self.log = avatar.log.bind(channelId=self.id)
         self.log.event(messages.SSH_NEW_CHANNEL, "New session channel", channelType="session")
+        self.audit = self.conn.transport.audit.channel_opened(self.id, "session", self)
         try:
             self._gate = transport_gate(self.conn)
             self._gate.add(self)
@@ -102,13 +109,20 @@ class SessionChannel(SSHChannel):
         self.log.event(
             messages.SSH_CHANNEL_REQUEST, "Channel request {requestType}", requestType=name
         )
+        request_id = self.audit.next_request_id()
         method = _HANDLERS.get(requestType)
         if method is None:
-            self._request_failed(name, f"unsupported request type: {name}")
+            self.audit.unknown_request(request_id, name, data)
+            self._request_failed(name, f"unsupported request type: {name}", request_id)
             return succeed(False)
+        # The handlers record the request once decoded, under this id.
+        self._request_id = request_id
         d = maybeDeferred(getattr(self, method), data)
         d.addCallbacks(
-            self._request_done, self._request_error, callbackArgs=(name,), errbackArgs=(name,)
+            self._request_done,
+            self._request_error,
+            callbackArgs=(name, request_id),
+            errbackArgs=(name, request_id, data),
         )
         # Conch sends the reply when the Deferred we return fires. Once this
         # side has closed the channel a reply must not follow (and would hit
@@ -141,9 +155,9 @@ class SessionChannel(SSHChannel):
         else:
             f()
 
-    def _request_done(self, result: object, name: str) -> bool:
+    def _request_done(self, result: object, name: str, request_id: int) -> bool:
         if not result:
-            self._request_failed(name, "request refused")
+            self._request_failed(name, "request refused", request_id)
             return False
         self.log.event(
             messages.SSH_CHANNEL_REQUEST_SUCCESSFUL,
@@ -152,18 +166,18 @@ class SessionChannel(SSHChannel):
         )
         return True
 
-    def _request_error(self, failure: Failure, name: str) -> bool:
+    def _request_error(self, failure: Failure, name: str, request_id: int, data: bytes) -> bool:
         error = failure.value
         if isinstance(error, ProgramStartFailed):
             # OpenSSH gives up at once on a failed exec reply and never shows
             # what arrived on stderr before it. So the request succeeds, the
             # user reads why on stderr, and the exit status says it failed.
-            self._request_failed(name, error.reason)
+            self._request_failed(name, error.reason, request_id)
             message = error.user_message
             self.after_reply(lambda: self._report_start_failure(message))
             return True
         if isinstance(error, RequestRefused):
-            self._request_failed(name, error.reason)
+            self._request_failed(name, error.reason, request_id)
         elif isinstance(error, PayloadError):
             self.log.event(
                 messages.SSH_DECODE_FAILED,
@@ -171,7 +185,8 @@ class SessionChannel(SSHChannel):
                 requestType=name,
                 reason=failure.getErrorMessage(),
             )
-            self._request_failed(name, "failed to unmarshal payload")
+            self.audit.undecodable_request(request_id, name, data, failure.getErrorMessage())
+            self._request_failed(name, "failed to unmarshal payload", request_id)
         else:
             self.log.failure(
                 messages.UNKNOWN_ERROR,
@@ -179,10 +194,11 @@ class SessionChannel(SSHChannel):
                 failure,
                 requestType=name,
             )
-            self._request_failed(name, "internal error")
+            self._request_failed(name, "internal error", request_id)
         return False
 
-    def _request_failed(self, name: str, reason: str) -> None:
+    def _request_failed(self, name: str, reason: str, request_id: int) -> None:
+        self.audit.request_failed(request_id, reason)
         self.log.event(
             messages.SSH_CHANNEL_REQUEST_FAILED,
             "Channel request {requestType} failed: {reason}",
@@ -193,7 +209,9 @@ class SessionChannel(SSHChannel):
     def request_pty_req(self, data: bytes) -> Any:
         """Ask the backend for a terminal."""
         term, columns, rows, width, height, modes = parse_pty_req(data)
-        self.session.request_pty(PtyRequest(term, columns, rows, width, height, modes))
+        pty = PtyRequest(term, columns, rows, width, height, modes)
+        self.audit.pty(self._request_id, pty)
+        self.session.request_pty(pty)
         return True
 
     def request_env(self, data: bytes) -> Any:
@@ -203,34 +221,44 @@ class SessionChannel(SSHChannel):
         except VariableRefused as e:
             e.rejection.log(self.log)
             raise
+        self.audit.setenv(self._request_id, name, value)
         self.session.set_env(name, value)
         return True
 
     def request_shell(self, data: bytes) -> Any:
         """Start the user's shell; answered once it runs."""
+        self.audit.shell(self._request_id)
         return self.session.run("shell", "")
 
     def request_exec(self, data: bytes) -> Any:
         """Run a command; answered once it runs."""
-        return self.session.run("exec", parse_string(data))
+        command = parse_string(data)
+        self.audit.exec(self._request_id, command)
+        return self.session.run("exec", command)
 
     def request_subsystem(self, data: bytes) -> Any:
         """Start a subsystem in the backend (SFTP included: never Conch's own server)."""
-        return self.session.run("subsystem", parse_string(data))
+        subsystem = parse_string(data)
+        self.audit.subsystem(self._request_id, subsystem)
+        return self.session.run("subsystem", subsystem)
 
     def request_window_change(self, data: bytes) -> Any:
         """Resize the program's terminal."""
         columns, rows, width, height = parse_window_change(data)
+        self.audit.window(self._request_id, columns, rows, width, height)
         return self.session.resize(columns, rows, width, height)
 
     def request_signal(self, data: bytes) -> Any:
         """Deliver a signal (RFC 4254, section 6.9) to the program."""
-        return self.session.signal(parse_string(data))
+        signal = parse_string(data)
+        self.audit.signal(self._request_id, signal)
+        return self.session.signal(signal)
 
     # Data from the client
 
     def dataReceived(self, data: bytes) -> None:
         """Client stdin for the program; dropped when no program was requested."""
+        self.audit.io(STDIN, data)
         self.session.write_stdin(data)
 
     def extReceived(self, dataType: int, data: bytes) -> None:
@@ -238,6 +266,7 @@ class SessionChannel(SSHChannel):
 
     def eofReceived(self) -> None:
         """The client sent EOF: close the program's stdin."""
+        self.audit.close_write()
         self.session.eof_received()
 
     def closeReceived(self) -> None:
@@ -254,6 +283,7 @@ class SessionChannel(SSHChannel):
         if self._io is not None:
             self._io.abandon()
         self._after_drain = []
+        self.audit.closed()
         self.session.close()
 
     # Stdin flow control
@@ -267,7 +297,7 @@ class SessionChannel(SSHChannel):
         the backend cannot take more stdin withholds that grant, so the
         client can send no more than the window it already has.
         """
-        return 0 if self._input_paused else self._window_size
+        return 0 if self._input_paused or self._audit_paused else self._window_size
 
     @localWindowSize.setter
     def localWindowSize(self, size: int) -> None:
@@ -282,11 +312,31 @@ class SessionChannel(SSHChannel):
         if not self._input_paused:
             return
         self._input_paused = False
+        self._top_up_window()
+
+    def _top_up_window(self) -> None:
+        if self._input_paused or self._audit_paused:
+            return
         if self.conn is None or self.localClosed:
             return
         used = self._window_size - self.localWindowLeft
         if self.localWindowLeft < self._window_size // 2:
             self.conn.adjustWindow(self, used)
+
+    # The audit log's pace
+
+    def audit_paused(self) -> None:
+        """The audit log is behind: hold the program's output and the client's stdin back."""
+        self._audit_paused = True
+        if self._io is not None:
+            self._io.audit_full()
+
+    def audit_resumed(self) -> None:
+        """The audit log caught up."""
+        self._audit_paused = False
+        if self._io is not None:
+            self._io.audit_drained()
+        self._top_up_window()
 
     # Output to the client
 
@@ -295,6 +345,8 @@ class SessionChannel(SSHChannel):
         self._io = io
         if self._gate is not None and self._gate.paused:
             io.transport_full()
+        if self._audit_paused:
+            io.audit_full()
 
     def transport_paused(self) -> None:
         """The connection's socket does not drain: hold the backend's output back."""
@@ -369,6 +421,7 @@ class SessionChannel(SSHChannel):
         def done() -> None:
             self._send_eof_now()
             if status is not None and self.conn is not None:
+                self.audit.exited(status)
                 request, payload = exit_request(status)
                 self.conn.sendRequest(self, request, payload)
             self.loseConnection()

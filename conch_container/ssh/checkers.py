@@ -33,6 +33,7 @@ from twisted.python.failure import Failure
 from zope.interface import implementer
 
 from conch_container import messages
+from conch_container.audit.recorder import DISABLED, ConnectionAudit
 from conch_container.errors import ContainerSSHError
 from conch_container.log.logger import CodeLogger
 from conch_container.metadata import AuthResult, ConnectionMetadata
@@ -73,11 +74,13 @@ class _AuthenticatorChecker:
         authorizer: Any | None,
         base: ConnectionMetadata,
         log: CodeLogger,
+        audit: ConnectionAudit = DISABLED,
     ) -> None:
         self._authenticator = authenticator
         self._authorizer = authorizer
         self._base = base
         self._log = log
+        self._audit = audit
 
     def _metadata(self, username: bytes) -> ConnectionMetadata:
         return attrs.evolve(self._base, username=_decode_username(username))
@@ -142,6 +145,25 @@ class _AuthenticatorChecker:
         )
         return AuthenticatedUser(merged, self.authtype)
 
+    async def _decide_recorded(
+        self, metadata: ConnectionMetadata, ask: Any, record: Any
+    ) -> AuthenticatedUser:
+        """Ask (``ask()`` gives the authenticator's answer) and decide, recording the outcome.
+
+        :param record: ``record(outcome, reason)`` writes the audit message:
+            ``success``, ``failure``, or ``error`` when no authenticator could decide.
+        """
+        try:
+            user = await self._decide(metadata, await ask())
+        except AuthenticationUnavailable as e:
+            record("error", str(e))
+            raise
+        except UnauthorizedLogin:
+            record("failure", "")
+            raise
+        record("success", "")
+        return user
+
 
 @implementer(ICredentialsChecker)
 class PasswordChecker(_AuthenticatorChecker):
@@ -157,14 +179,23 @@ class PasswordChecker(_AuthenticatorChecker):
     async def _check(self, credentials: Any) -> AuthenticatedUser:
         metadata = self._metadata(credentials.username)
         log = self._log.bind(username=metadata.username)
-        result = await self._ask(
-            log,
-            "password authenticator",
-            self._authenticator.authenticate_password,
+        password: bytes = credentials.password
+
+        def record(outcome: str, reason: str) -> None:
+            self._audit.password(outcome, metadata.username, password, reason)
+
+        record("attempt", "")
+        return await self._decide_recorded(
             metadata,
-            credentials.password,
+            lambda: self._ask(
+                log,
+                "password authenticator",
+                self._authenticator.authenticate_password,
+                metadata,
+                password,
+            ),
+            record,
         )
-        return await self._decide(metadata, result)
 
 
 def authorized_key_line(blob: bytes) -> str:
@@ -193,16 +224,23 @@ class PublicKeyChecker(_AuthenticatorChecker):
             raise ValidPublicKey()
         metadata = self._metadata(credentials.username)
         log = self._log.bind(username=metadata.username)
+        line = ""
         try:
-            key = keys.Key.fromString(credentials.blob)
             line = authorized_key_line(credentials.blob)
+            key = keys.Key.fromString(credentials.blob)
             valid = key.verify(credentials.signature, credentials.sigData)
         except Exception as e:
             valid = False
             reason = f"unusable key or signature ({type(e).__name__})"
         else:
             reason = "invalid signature"
+
+        def record(outcome: str, reason: str) -> None:
+            self._audit.public_key(outcome, metadata.username, line, reason)
+
+        record("attempt", "")
         if not valid:
+            record("failure", "")
             log.event(
                 messages.SSH_AUTH_FAILED,
                 "Authentication failed for {username} ({authtype}): {reason}",
@@ -210,11 +248,14 @@ class PublicKeyChecker(_AuthenticatorChecker):
                 reason=reason,
             )
             raise UnauthorizedLogin(reason)
-        result = await self._ask(
-            log,
-            "public key authenticator",
-            self._authenticator.authenticate_public_key,
+        return await self._decide_recorded(
             metadata,
-            line,
+            lambda: self._ask(
+                log,
+                "public key authenticator",
+                self._authenticator.authenticate_public_key,
+                metadata,
+                line,
+            ),
+            record,
         )
-        return await self._decide(metadata, result)

@@ -102,12 +102,14 @@ class ServerConnection(connection.SSHConnection):
         """
         try:
             reader = PayloadReader(packet)
-            reader.string()
+            request_type = reader.string()
             if not reader.rest():
                 raise PayloadError("no want-reply flag")
         except PayloadError:
             self._protocol_error("Cannot decode a global request", b"malformed global request")
             return
+        # None is served (forwarding is not supported): each is an unknown one.
+        self.transport.audit.global_request(request_type.decode("ascii", "replace"))
         super().ssh_GLOBAL_REQUEST(packet)
 
     def ssh_REQUEST_SUCCESS(self, packet: bytes) -> None:
@@ -145,6 +147,7 @@ class ServerConnection(connection.SSHConnection):
             return
         avatar = self.transport.avatar
         name = channel_type.decode("ascii", "replace")
+        self.transport.audit.new_channel(name)
         if channel_type not in avatar.channelLookup:
             log = self.transport.log
             log.event(
@@ -159,7 +162,10 @@ class ServerConnection(connection.SSHConnection):
                 reason="unsupported channel type",
             )
             self._refuse(
-                sender_channel, connection.OPEN_UNKNOWN_CHANNEL_TYPE, "unsupported channel type"
+                sender_channel,
+                connection.OPEN_UNKNOWN_CHANNEL_TYPE,
+                "unsupported channel type",
+                name,
             )
             return
         if not avatar.accepting_channels:
@@ -173,6 +179,7 @@ class ServerConnection(connection.SSHConnection):
                 sender_channel,
                 connection.OPEN_ADMINISTRATIVELY_PROHIBITED,
                 "the server is shutting down",
+                name,
             )
             return
         if len(self.channels) >= self.limits.max_channels:
@@ -198,7 +205,7 @@ class ServerConnection(connection.SSHConnection):
             description, reason = refusal.args
             if isinstance(description, int):  # Conch accepts both orders (its #3657)
                 description, reason = reason, description
-            self._refuse(sender_channel, reason, str(description))
+            self._refuse(sender_channel, reason, str(description), name)
             return
         channel = cast(Any, self._looked_up)  # set by the lookup just above
         super().ssh_CHANNEL_OPEN(packet)
@@ -222,7 +229,9 @@ class ServerConnection(connection.SSHConnection):
             channelType=name,
             reason="too many channels",
         )
-        self._refuse(sender_channel, connection.OPEN_RESOURCE_SHORTAGE, "too many channels")
+        self._refuse(
+            sender_channel, connection.OPEN_RESOURCE_SHORTAGE, "too many channels", name
+        )
 
     def _honoured_sizes(self, name: str, window: int, max_packet: int) -> tuple[int, int]:
         """The window and packet size the gateway uses for what the client announced.
@@ -420,7 +429,8 @@ class ServerConnection(connection.SSHConnection):
             self._env_budgets.pop(channel.id, None)
         super().channelClosed(channel)
 
-    def _refuse(self, sender_channel: int, reason: int, description: str) -> None:
+    def _refuse(self, sender_channel: int, reason: int, description: str, name: str) -> None:
+        self.transport.audit.channel_rejected(name, description)
         self.transport.sendPacket(
             connection.MSG_CHANNEL_OPEN_FAILURE,
             struct.pack(">2L", sender_channel, reason) + NS(networkString(description)) + NS(b""),

@@ -27,12 +27,14 @@ from conch_container.ssh.checkers import (
     PublicKeyChecker,
 )
 from conch_container.ssh.connection import ServerConnection
+from conch_container.audit.recorder import DISABLED, ConnectionAudit
 from conch_container.ssh.hostkeys import load_host_keys
 from conch_container.ssh.realm import ConnectionRealm
 from conch_container.ssh.transport import DISCONNECT_BY_APPLICATION, ServerTransport
 from conch_container.ssh.userauth import UserAuthServer
 
 if TYPE_CHECKING:
+    from conch_container.audit.service import AuditLog
     from conch_container.config import AppConfig
 
 
@@ -98,6 +100,8 @@ class ContainerSSHFactory(SSHFactory):
         start-up events; backends may label resources with it).
     :param random: the early-drop lottery of ``ssh.maxStartups`` (a float in
         ``[0, 1)`` per call); the system's random source by default.
+    :param audit: the :class:`~conch_container.audit.service.AuditLog` that
+        records every connection, or None when the audit log is off.
     """
 
     protocol = ServerTransport
@@ -113,6 +117,7 @@ class ContainerSSHFactory(SSHFactory):
         log: CodeLogger,
         instance_id: str = "",
         random: Callable[[], float] | None = None,
+        audit: AuditLog | None = None,
     ) -> None:
         ssh = config.ssh
         self.config = config
@@ -122,6 +127,7 @@ class ContainerSSHFactory(SSHFactory):
         self.reactor = reactor
         self.log = log
         self.instance_id = instance_id
+        self.audit = audit
         if authenticators.password is None and authenticators.public_key is None:
             raise _start_failed(
                 "no authentication method is configured (auth.password, auth.publicKey)"
@@ -206,11 +212,23 @@ class ContainerSSHFactory(SSHFactory):
         auth = self.authenticators
         if auth.public_key is not None:
             portal.registerChecker(
-                PublicKeyChecker(auth.public_key, auth.authz, base, transport.log)
+                PublicKeyChecker(auth.public_key, auth.authz, base, transport.log, transport.audit)
             )
         if auth.password is not None:
-            portal.registerChecker(PasswordChecker(auth.password, auth.authz, base, transport.log))
+            portal.registerChecker(
+                PasswordChecker(auth.password, auth.authz, base, transport.log, transport.audit)
+            )
         return portal
+
+    def audit_connection(self, transport: ServerTransport) -> ConnectionAudit:
+        """The audit recorder of a new connection (one that records nothing without an audit log)."""
+        if self.audit is None:
+            return DISABLED
+        assert transport.transport is not None
+        peer = transport.transport.getPeer()
+        return self.audit.connection(
+            transport.connection_id, getattr(peer, "host", str(peer)), transport.log
+        )
 
     def stopFactory(self) -> None:
         """The listener closed: drop the pending summary of refused connections."""

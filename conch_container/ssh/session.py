@@ -136,7 +136,7 @@ class ContainerSession:
         stdin = self._stdin = StdinBuffer(self._channel, self.log)
         if self._early_eof:
             stdin.eof()
-        io = self._io = ChannelIO(self._channel, self._program_exited)
+        io = self._io = ChannelIO(self._channel, self._program_exited, self._channel.audit)
         self._channel.attach_io(io)
         reply: Deferred[bool] = Deferred()
         started = maybeDeferred(backend.start, ProgramRequest(kind, command), io)

@@ -35,6 +35,7 @@ from twisted.python.failure import Failure
 from zope.interface import implementer
 
 from conch_container import messages
+from conch_container.audit.recorder import DISABLED_CHANNEL, STDERR, STDOUT, ChannelAudit
 from conch_container.errors import ContainerSSHError
 from conch_container.interfaces import ExitStatus, ISessionIO
 from conch_container.log.logger import CodeLogger
@@ -174,11 +175,19 @@ class ChannelIO:
 
     :param channel: the :class:`~conch_container.ssh.session.SessionChannel`.
     :param exited: called with the :class:`ExitStatus` once the program ended.
+    :param audit: the channel's audit recorder; output is recorded as it
+        arrives from the backend.
     """
 
-    def __init__(self, channel: Any, exited: Callable[[ExitStatus], None]) -> None:
+    def __init__(
+        self,
+        channel: Any,
+        exited: Callable[[ExitStatus], None],
+        audit: ChannelAudit = DISABLED_CHANNEL,
+    ) -> None:
         self._channel = channel
         self._on_exit = exited
+        self._audit = audit
         self._open = False
         self._done = False
         self._pending: list[tuple[int, Any]] = []
@@ -186,11 +195,17 @@ class ChannelIO:
         self._producer_paused = False
         self._window_full = False
         self._transport_full = False
+        self._audit_full = False
 
     # ISessionIO
 
     def stdout(self, data: bytes) -> None:
         """Program output for the client's stdout."""
+        if not self._done:
+            self._audit.io(STDOUT, data)
+        self._stdout(data)
+
+    def _stdout(self, data: bytes) -> None:
         if self._open:
             if not self._done:
                 self._channel.write(data)
@@ -199,6 +214,11 @@ class ChannelIO:
 
     def stderr(self, data: bytes) -> None:
         """Program output for the client's stderr."""
+        if not self._done:
+            self._audit.io(STDERR, data)
+        self._stderr(data)
+
+    def _stderr(self, data: bytes) -> None:
         if self._open:
             if not self._done:
                 self._channel.writeExtended(EXTENDED_DATA_STDERR, data)
@@ -245,9 +265,9 @@ class ChannelIO:
         pending, self._pending = self._pending, []
         for kind, value in pending:
             if kind == 0:
-                self.stdout(value)
+                self._stdout(value)
             elif kind == 1:
-                self.stderr(value)
+                self._stderr(value)
             elif kind == 2:
                 self.output_closed()
             else:
@@ -280,11 +300,21 @@ class ChannelIO:
         self._transport_full = False
         self._update_producer()
 
+    def audit_full(self) -> None:
+        """The audit log is behind: hold output back until it caught up."""
+        self._audit_full = True
+        self._update_producer()
+
+    def audit_drained(self) -> None:
+        """The audit log caught up."""
+        self._audit_full = False
+        self._update_producer()
+
     def _update_producer(self) -> None:
         producer = self._producer
         if producer is None:
             return
-        pause = self._window_full or self._transport_full or not self._open
+        pause = self._window_full or self._transport_full or self._audit_full or not self._open
         if pause and not self._producer_paused:
             self._producer_paused = True
             producer.pauseProducing()

@@ -12,6 +12,7 @@ from twisted.internet.interfaces import IAddress, IDelayedCall
 from twisted.python.failure import Failure
 
 from conch_container import messages
+from conch_container.audit.recorder import DISABLED, ConnectionAudit
 from conch_container.log.logger import CodeLogger
 from conch_container.metadata import ConnectionMetadata, new_connection_id
 from conch_container.ssh.penalties import Offence
@@ -88,6 +89,7 @@ class ServerTransport(conch_transport.SSHServerTransport):
     closing = False
     lost = False
     log: CodeLogger
+    audit: ConnectionAudit = DISABLED
     admission: Admitted | None = None
     grace_exceeded = False
     auth_attempts = 0
@@ -118,6 +120,7 @@ class ServerTransport(conch_transport.SSHServerTransport):
             connectionId=self.connection_id, remoteAddr=self.remote_address
         )
         self.log.event(messages.SSH_CONNECTED, "Client connected from {remoteAddr}")
+        self.audit = self.factory.audit_connection(self)
         self.factory.transport_started(self)
         grace = self.factory.login_grace_time
         if grace > 0:
@@ -156,6 +159,7 @@ class ServerTransport(conch_transport.SSHServerTransport):
             self.admission.authenticated()
         self.username = metadata.username
         self.log = self.log.bind(username=metadata.username)
+        self.audit.handshake_successful(metadata.effective_username)
         self.log.event(
             messages.SSH_HANDSHAKE_SUCCESSFUL,
             "SSH handshake successful for {username}",
@@ -275,7 +279,9 @@ class ServerTransport(conch_transport.SSHServerTransport):
             offence = self.preauth_offence()
             if not self.authenticated:
                 self._log_handshake_failed(why, offence)
+                self.audit.handshake_failed(why)
             self.log.event(messages.SSH_DISCONNECTED, "Client disconnected: {reason}", reason=why)
+            self.audit.disconnected()
             if self.admission is not None:
                 self.admission.closed(offence)
             # Last: by now the logout registered the teardown with the

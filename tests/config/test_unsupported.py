@@ -38,12 +38,6 @@ FORWARDING_KEYS = (
 #: For every row of the table, settings that switch it on, and nothing else.
 ENABLING: tuple[tuple[str, str, dict[str, Any]], ...] = (
     ("configserver.url", REFUSE, {"configserver": {"url": "https://config.example/"}}),
-    (
-        "audit.enable",
-        REFUSE,
-        {"audit": {"enable": True, "format": "binary", "storage": "file"}},
-    ),
-    ("audit.enable", WARN, {"audit": {"enable": True, "format": "none", "storage": "file"}}),
     *(
         (f"security.forwarding.{key}", REFUSE, {"security": {"forwarding": {key: mode}}})
         for key in FORWARDING_KEYS
@@ -175,12 +169,10 @@ class LoadTests(SynchronousTestCase):
 
     def test_refused_at_load(self) -> None:
         """A file enabling a feature the gateway cannot run without does not load."""
-        path = self.write_config(
-            configuration(audit={"enable": True, "format": "asciinema", "storage": "file"})
-        )
+        path = self.write_config(configuration(backend="sshproxy"))
         with self.assertRaises(ConfigError) as raised:
             load_config(path)
-        self.assertEqual(raised.exception.key_path, "audit.enable")
+        self.assertEqual(raised.exception.key_path, "backend")
 
     def test_refused_before_validation(self) -> None:
         """The missing feature is named even when the settings it would supply are incomplete.
