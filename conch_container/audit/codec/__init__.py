@@ -4,6 +4,7 @@ Each is an :class:`~conch_container.interfaces.IAuditCodec`:
 
 - :mod:`.binary`: ContainerSSH's CBOR + gzip log (what the decoder reads);
   :mod:`.binaryread` reads it back.
+- :mod:`.asciicast`: the terminal output as an asciinema recording.
 
 ``none`` is not a format: the recorder records nothing then.
 """
@@ -12,10 +13,13 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
+from conch_container.audit.codec.asciicast import AsciicastCodec
 from conch_container.audit.codec.binary import BinaryCodec
 from conch_container.interfaces import IAuditCodec
 
-CODECS: Mapping[str, IAuditCodec] = {codec.name: codec for codec in (BinaryCodec(),)}
+CODECS: Mapping[str, IAuditCodec] = {
+    codec.name: codec for codec in (BinaryCodec(), AsciicastCodec())
+}
 
 
 def codec_for(name: str) -> IAuditCodec:
