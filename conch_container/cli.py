@@ -14,6 +14,7 @@ import sys
 from collections.abc import Sequence
 
 from conch_container import __version__, messages
+from conch_container.audit.decodecli import add_audit_parser
 from conch_container.auth.static import hash_password
 from conch_container.backend.registry import BackendNotAvailable, check_backend_config
 from conch_container.config import AppConfig, ConfigError, dump_config, load_config
@@ -110,6 +111,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         command.set_defaults(function=function)
     hasher = commands.add_parser("hash-password", help="bcrypt-hash a password for a users file")
     hasher.set_defaults(function=hash_password_command)
+    add_audit_parser(commands)
     args = parser.parse_args(argv)
     return int(args.function(args))
 

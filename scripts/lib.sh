@@ -22,6 +22,7 @@ declare -A PACKAGE_FOR=(
   [ssh]=openssh-client
   [sshpass]=sshpass
   [busybox]=busybox-static
+  [asciinema]=asciinema
 )
 SFTP_SERVER=/usr/lib/openssh/sftp-server
 

@@ -1,0 +1,1 @@
+"""Tests for conch_container.audit: messages, formats, the decoder command."""
