@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import json
 import os
 import random
 import zlib
@@ -12,13 +13,15 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from twisted.trial.unittest import SynchronousTestCase
 
+from conch_container.audit.codec.asciicast import asciicast_from_messages
 from conch_container.audit.codec.binary import HEADER_SIZE, BinaryEncoder, file_header
 from conch_container.audit.codec.binaryread import (
     AuditLogFormatError,
     BinaryLogReader,
     StreamEnd,
 )
-from conch_container.audit.message import AuditMessage, MessageType
+from conch_container.audit.decodecli import json_line
+from conch_container.audit.message import AuditMessage, MessageType, message_to_json
 
 from .strategies import any_messages
 from .test_binary import decode, encode
@@ -281,3 +284,48 @@ class LazinessTests(SynchronousTestCase):
         iterator = iter(BinaryLogReader(source))
         self.assertEqual(next(iterator), messages[0])
         self.assertLess(source.tell(), len(source.getvalue()) // 10)
+
+
+def read_all(data: bytes) -> BinaryLogReader | None:
+    """Read, print and convert ``data``; ``None`` if it is refused as no audit log."""
+    try:
+        reader = BinaryLogReader(io.BytesIO(data))
+    except AuditLogFormatError:
+        return None
+    messages = list(reader)
+    for message in messages:
+        json.loads(json_line(message_to_json(message)))
+    b"".join(asciicast_from_messages(messages)).decode()
+    return reader
+
+
+class HostileInputTests(SynchronousTestCase):
+    """Whatever the bytes: refused up front, or read to a stated end, printed and converted."""
+
+    @settings(max_examples=150, deadline=None)
+    @given(st.binary(max_size=300))
+    def test_any_bytes(self, data: bytes) -> None:
+        """Arbitrary files: refused, or read to an end; no other exception."""
+        for prefix in (b"", file_header(1), file_header(2)):
+            reader = read_all(prefix + data)
+            if reader is not None:
+                self.assertIsNotNone(reader.end)
+
+    @settings(max_examples=150, deadline=None)
+    @given(st.binary(max_size=300), st.sampled_from([1, 2]), st.booleans())
+    def test_any_compressed_bytes(self, body: bytes, version: int, finish: bool) -> None:
+        """Arbitrary CBOR-ish data in a valid gzip stream reads to a stated end."""
+        reader = read_all(file_header(version) + gzip_of(body, finish=finish))
+        assert reader is not None
+        self.assertIsNotNone(reader.end)
+
+    @settings(max_examples=150, deadline=None)
+    @given(st.lists(st.tuples(st.integers(0, 423), st.integers(0, 255)), min_size=1, max_size=4))
+    def test_mutated_fixture(self, changes: list[tuple[int, int]]) -> None:
+        """ContainerSSH's log with bytes changed: refused, or read to a stated end."""
+        data = bytearray(fixture("auditlog-v1-0.4.0.bin"))
+        for offset, value in changes:
+            data[offset] = value
+        reader = read_all(bytes(data))
+        if reader is not None:
+            self.assertIsNotNone(reader.end)
