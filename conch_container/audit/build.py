@@ -25,7 +25,8 @@ def build_audit_log(
     """
     if not records(audit):
         return None
-    storage = build_storage(reactor, log, audit)
+    storage = build_storage(reactor, log, audit, shutdown_deadline=deadline)
+    assert storage is not None
     return AuditLog(
         reactor, log, codec_for(audit.format), storage, audit.intercept, deadline=deadline
     )

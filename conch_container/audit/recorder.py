@@ -155,7 +155,9 @@ class ConnectionAudit:
         """The channel was refused."""
         self._emit(MessageType.NEW_CHANNEL_FAILED, {"channelType": channel_type, "reason": reason})
 
-    def channel_opened(self, channel_id: int, channel_type: str, channel: AuditedChannel) -> ChannelAudit:
+    def channel_opened(
+        self, channel_id: int, channel_type: str, channel: AuditedChannel
+    ) -> ChannelAudit:
         """The channel is open: its recorder; it is held back while the audit log is behind."""
         self._emit(MessageType.NEW_CHANNEL_SUCCESSFUL, {"channelType": channel_type}, channel_id)
         if self._stream is not None:
@@ -202,7 +204,9 @@ class ChannelAudit:
         self.stdout = connection.stdout
         self.stderr = connection.stderr
 
-    def _emit(self, kind: MessageType, payload: dict[str, Any] | None = None, size: int = 0) -> None:
+    def _emit(
+        self, kind: MessageType, payload: dict[str, Any] | None = None, size: int = 0
+    ) -> None:
         self._connection._emit(kind, payload, self.channel_id, size)
 
     def next_request_id(self) -> int:

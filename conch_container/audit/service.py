@@ -19,7 +19,7 @@ from twisted.python.threadpool import ThreadPool
 
 from conch_container import messages
 from conch_container.audit.recorder import DISABLED, ConnectionAudit
-from conch_container.audit.stream import AuditStream, StreamLimits
+from conch_container.audit.stream import DEFAULT_LIMITS, AuditStream, StreamLimits
 from conch_container.deferreds import DeadlineExceeded, with_deadline
 from conch_container.interfaces import AuditStreamInfo, IAuditCodec, IAuditStorage
 from conch_container.log.logger import CodeLogger
@@ -53,7 +53,7 @@ class AuditLog(MultiService):
         intercept: Any,
         *,
         deadline: float = 20.0,
-        limits: StreamLimits = StreamLimits(),
+        limits: StreamLimits = DEFAULT_LIMITS,
         pool_size: int = POOL_SIZE,
         clock_ns: Callable[[], int] = time.time_ns,
     ) -> None:
@@ -100,6 +100,11 @@ class AuditLog(MultiService):
         )
         recorder.connected()
         return recorder
+
+    @property
+    def pending(self) -> int:
+        """Streams of closed connections still being written."""
+        return len(self._open)
 
     def stopService(self) -> Deferred[None]:
         return Deferred.fromCoroutine(self._stop())

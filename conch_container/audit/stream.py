@@ -63,6 +63,9 @@ class StreamLimits:
     stall_timeout: float = 30.0
 
 
+DEFAULT_LIMITS = StreamLimits()
+
+
 class AuditStream:
     """The queue and the writer of one connection's audit stream.
 
@@ -88,7 +91,7 @@ class AuditStream:
         info: AuditStreamInfo,
         log: CodeLogger,
         on_pressure: Callable[[bool], None],
-        limits: StreamLimits = StreamLimits(),
+        limits: StreamLimits = DEFAULT_LIMITS,
     ) -> None:
         self._reactor = reactor
         self._pool = pool
@@ -169,7 +172,13 @@ class AuditStream:
         self._writing = True
         self._stall_call = self._reactor.callLater(self._limits.stall_timeout, self._stall)
         d = deferToThreadPool(
-            self._reactor, self._pool, self._thd_write, batch, info or self._info, info is not None, final
+            self._reactor,
+            self._pool,
+            self._thd_write,
+            batch,
+            info or self._info,
+            info is not None,
+            final,
         )
         d.addCallbacks(self._written, self._write_failed, callbackArgs=(final,))
 

@@ -15,7 +15,8 @@ how to tell whether the file does, and whether the gateway may run without it:
   :class:`~conch_container.config.ConfigWarning` under
   ``CONFIG_UNSUPPORTED_FEATURE``.
 
-A file that merely mentions a feature while leaving it off (``configserver.url: ""``, forwarding modes ``disable``, as in a
+A file that merely mentions a feature while leaving it off
+(``configserver.url: ""``, forwarding modes ``disable``, as in a
 ContainerSSH ``--dump-config`` output) loads quietly. When a feature is built,
 its row goes.
 """

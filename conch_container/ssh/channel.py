@@ -21,7 +21,7 @@ which the avatar creates with the channel.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from twisted.conch.ssh.channel import SSHChannel
 from twisted.conch.ssh.connection import EXTENDED_DATA_STDERR
@@ -29,7 +29,12 @@ from twisted.internet.defer import Deferred, maybeDeferred, succeed
 from twisted.python.failure import Failure
 
 from conch_container import messages
-from conch_container.audit.recorder import DISABLED_CHANNEL, STDIN, ChannelAudit
+from conch_container.audit.recorder import (
+    DISABLED_CHANNEL,
+    STDIN,
+    ChannelAudit,
+    ConnectionAudit,
+)
 from conch_container.interfaces import ExitStatus, PtyRequest
 from conch_container.log.logger import CodeLogger
 from conch_container.ssh.backpressure import TransportGate, transport_gate
@@ -88,7 +93,10 @@ class SessionChannel(SSHChannel):
         avatar: Any = self.avatar
         self.log = avatar.log.bind(channelId=self.id)
         self.log.event(messages.SSH_NEW_CHANNEL, "New session channel", channelType="session")
-        self.audit = self.conn.transport.audit.channel_opened(self.id, "session", self)
+        connection_audit: ConnectionAudit = cast(Any, self.conn).transport.audit
+        # Conch numbered the channel before opening it.
+        assert self.id is not None
+        self.audit = connection_audit.channel_opened(self.id, "session", self)
         try:
             self._gate = transport_gate(self.conn)
             self._gate.add(self)

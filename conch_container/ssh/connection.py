@@ -229,9 +229,7 @@ class ServerConnection(connection.SSHConnection):
             channelType=name,
             reason="too many channels",
         )
-        self._refuse(
-            sender_channel, connection.OPEN_RESOURCE_SHORTAGE, "too many channels", name
-        )
+        self._refuse(sender_channel, connection.OPEN_RESOURCE_SHORTAGE, "too many channels", name)
 
     def _honoured_sizes(self, name: str, window: int, max_packet: int) -> tuple[int, int]:
         """The window and packet size the gateway uses for what the client announced.

@@ -17,6 +17,7 @@ from twisted.internet.interfaces import IAddress, IReactorTime
 from twisted.python.failure import Failure
 
 from conch_container import messages
+from conch_container.audit.recorder import DISABLED, ConnectionAudit
 from conch_container.errors import GENERIC_USER_MESSAGE, ContainerSSHError
 from conch_container.log.logger import CodeLogger
 from conch_container.ssh.admission import Admission
@@ -27,7 +28,6 @@ from conch_container.ssh.checkers import (
     PublicKeyChecker,
 )
 from conch_container.ssh.connection import ServerConnection
-from conch_container.audit.recorder import DISABLED, ConnectionAudit
 from conch_container.ssh.hostkeys import load_host_keys
 from conch_container.ssh.realm import ConnectionRealm
 from conch_container.ssh.transport import DISCONNECT_BY_APPLICATION, ServerTransport
@@ -221,7 +221,7 @@ class ContainerSSHFactory(SSHFactory):
         return portal
 
     def audit_connection(self, transport: ServerTransport) -> ConnectionAudit:
-        """The audit recorder of a new connection (one that records nothing without an audit log)."""
+        """The audit recorder of a new connection (a silent one without an audit log)."""
         if self.audit is None:
             return DISABLED
         assert transport.transport is not None

@@ -8,7 +8,7 @@ from twisted.trial.unittest import SynchronousTestCase
 
 from conch_container.audit.message import AuditMessage, MessageType
 from conch_container.audit.recorder import DISABLED, STDERR, STDIN, STDOUT, ConnectionAudit
-from conch_container.config import AuditInterceptConfig
+from conch_container.config.audit import AuditInterceptConfig
 from conch_container.interfaces import AuditStreamInfo, ExitStatus, PtyRequest
 
 INFO = AuditStreamInfo(connection_id="c0ffee", start_time=1, remote_addr="192.0.2.1")
@@ -217,7 +217,11 @@ class ConnectionTests(SynchronousTestCase):
                     },
                     3,
                 ),
-                (MessageType.GLOBAL_REQUEST_UNKNOWN, {"requestType": "keepalive@openssh.com"}, None),
+                (
+                    MessageType.GLOBAL_REQUEST_UNKNOWN,
+                    {"requestType": "keepalive@openssh.com"},
+                    None,
+                ),
                 (
                     MessageType.NEW_CHANNEL_FAILED,
                     {"channelType": "direct-tcpip", "reason": "unsupported channel type"},

@@ -1,0 +1,189 @@
+"""A gateway killed with SIGKILL mid-session leaves an audit log that decodes.
+
+The gateway runs as ``twistd containerssh`` in its own process, records a
+session that prints a line every few milliseconds, and is killed while the
+session runs. What it wrote decodes up to the last batch it flushed, with a
+warning that the stream ends early, never an error; and a gateway started
+again on the same state takes over and removes the killed run's container.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+from typing import Any
+
+import yaml
+from twisted.internet.threads import deferToThread
+from twisted.python.filepath import FilePath
+from twisted.trial.unittest import TestCase
+
+from conch_container.audit.codec.binaryread import BinaryLogReader
+from conch_container.audit.message import MessageType
+from conch_container.auth.static import hash_password
+from conch_container.backend.docker.containerconfig import LABEL_USERNAME
+from tests.docker_support import GUEST_IMAGE, docker_client
+from tests.integration.gateway import IDLE_COMMAND, SSH, public_line, reactor
+from tests.integration.processes import (
+    TWISTD,
+    Output,
+    clean_env,
+    free_port,
+    signal_quietly,
+    twistd_args,
+    until,
+    until_accepting,
+)
+from tests.ssh.harness import new_ed25519_pem
+
+#: The session's program: numbered lines, one every 10 ms, for a minute at most.
+PRINTER = "i=0; while [ $i -lt 6000 ]; do i=$((i+1)); echo line-$i; sleep 0.01; done"
+
+
+def expected_output(lines: int = 6000) -> bytes:
+    return b"".join(b"line-%d\n" % i for i in range(1, lines + 1))
+
+
+class KilledGatewayTestCase(TestCase):
+    """A twistd gateway with a static user, recording to ``audit_settings()``."""
+
+    timeout = 180
+
+    def setUp(self) -> None:
+        if SSH is None:
+            self.fail("the OpenSSH client (ssh) is required")
+        self.docker = docker_client()
+        self.dir = FilePath(self.mktemp())
+        self.dir.makedirs()
+        client_pem = new_ed25519_pem()
+        self.key_file = self.dir.child("id")
+        self.key_file.setContent(client_pem.encode())
+        os.chmod(self.key_file.path, 0o600)
+        self.user = f"crash{os.getpid()}"
+        self.dir.child("users.yaml").setContent(
+            yaml.safe_dump(
+                {
+                    "users": {
+                        self.user: {
+                            "passwordHash": hash_password("unused-password", rounds=4),
+                            "authorizedKeys": [public_line(client_pem)],
+                        }
+                    }
+                }
+            ).encode()
+        )
+        self.port = free_port()
+        self.config = self.dir.child("config.yaml")
+        self.config.setContent(
+            yaml.safe_dump(
+                {
+                    "ssh": {"listen": f"127.0.0.1:{self.port}", "hostkeys": [new_ed25519_pem()]},
+                    "auth": {
+                        "publicKey": {
+                            "method": "static",
+                            "static": {"usersFile": self.dir.child("users.yaml").path},
+                        }
+                    },
+                    "log": {"level": "info"},
+                    "docker": {
+                        "execution": {
+                            "container": {"image": GUEST_IMAGE},
+                            "imagePullPolicy": "Never",
+                            "disableAgent": True,
+                            "idleCommand": IDLE_COMMAND,
+                        }
+                    },
+                    "audit": self.audit_settings(),
+                }
+            ).encode()
+        )
+
+    def audit_settings(self) -> dict[str, Any]:
+        raise NotImplementedError
+
+    async def start_gateway(self) -> tuple[Any, Output]:
+        gateway = Output()
+        process = reactor.spawnProcess(
+            gateway, TWISTD[0], twistd_args(self.config.path), env=clean_env(), path=self.dir.path
+        )
+        self.addCleanup(signal_quietly, process, signal.SIGKILL)
+        try:
+            await until_accepting(self.port, 30)
+        except AssertionError:
+            self.fail(f"the gateway did not start: {gateway.output.decode(errors='replace')}")
+        return process, gateway
+
+    async def kill_mid_session(self) -> bytes:
+        """Start the gateway and a printing session; SIGKILL the gateway; what the client got."""
+        process, gateway = await self.start_gateway()
+        client = Output()
+        reactor.spawnProcess(
+            client,
+            SSH,
+            [
+                SSH, "-F", "/dev/null", "-o", "StrictHostKeyChecking=no",
+                "-o", f"UserKnownHostsFile={self.dir.child('known').path}",
+                "-o", "IdentitiesOnly=yes", "-o", "BatchMode=yes", "-i", self.key_file.path,
+                "-p", str(self.port), f"{self.user}@127.0.0.1", PRINTER,
+            ],
+            env=clean_env(),
+        )  # fmt: skip
+        await until(lambda: b"line-100\n" in client.output, 60, "the session printing")
+        process.signalProcess(signal.SIGKILL)
+        await gateway.ended
+        await client.ended
+        return client.output
+
+    async def restart_and_stop(self) -> bytes:
+        """Start the gateway again on the same state, then stop it; its output."""
+        process, gateway = await self.start_gateway()
+        await until(
+            lambda: self.containers_of_user().addCallback(lambda found: found == []),
+            60,
+            "the killed run's container removed",
+        )
+        process.signalProcess(signal.SIGTERM)
+        await gateway.ended
+        return gateway.output
+
+    def containers_of_user(self) -> Any:
+        return deferToThread(
+            self.docker.containers, all=True, filters={"label": f"{LABEL_USERNAME}={self.user}"}
+        )
+
+    def check_log(self, data_path: str, received: bytes) -> None:
+        """The log decodes, with a warning, to the session's output so far (at least line 100)."""
+        with open(data_path, "rb") as f:
+            reader = BinaryLogReader(f)
+            messages = list(reader)
+        self.assertIsNotNone(reader.warning, "a killed gateway's log ends early")
+        kinds = [m.type for m in messages]
+        self.assertEqual(kinds[0], MessageType.CONNECT)
+        self.assertIn(MessageType.EXEC, kinds)
+        self.assertNotIn(MessageType.DISCONNECT, kinds)
+        recorded = b"".join(
+            m.payload["data"] for m in messages if m.type == MessageType.IO and m.payload
+        )
+        self.assertTrue(expected_output().startswith(recorded), recorded[-200:])
+        self.assertIn(b"line-100\n", recorded)
+        self.assertIn(b"line-100\n", received)
+
+
+class FileStorageKillTests(KilledGatewayTestCase):
+    def audit_settings(self) -> dict[str, Any]:
+        self.audit_dir = self.dir.child("audit")
+        self.audit_dir.makedirs()
+        return {
+            "enable": True,
+            "format": "binary",
+            "storage": "file",
+            "file": {"directory": self.audit_dir.path},
+            "intercept": {"stdout": True},
+        }
+
+    async def test_sigkill_mid_session(self) -> None:
+        received = await self.kill_mid_session()
+        # The largest: the others are the port probes' connections.
+        log = max(self.audit_dir.children(), key=lambda p: p.getsize())
+        self.check_log(log.path, received)
+        await self.restart_and_stop()
