@@ -53,14 +53,24 @@ def _yaml(value: object, indent: int = 0) -> str:
     return "\n".join(lines)
 
 
-def gateway_config(work: Workspace, image: str, port: int) -> Path:
-    """Write the gateway's ContainerSSH config and users file; return the config path."""
+def gateway_config(
+    work: Workspace,
+    image: str,
+    port: int,
+    extra: dict[str, object] | None = None,
+    name: str = "gateway",
+) -> Path:
+    """Write the gateway's ContainerSSH config and users file; return the config path.
+
+    :param extra: top-level sections added to the configuration.
+    :param name: names its files (several gateways may share a workspace).
+    """
     try:
         import bcrypt  # the project's own dependency: only in its virtualenv
     except ImportError:
         raise BenchError("bcrypt is not installed: run through ./bench/run") from None
 
-    host_key = generate_key(work.root / "gateway_host_ed25519", "gateway host key")
+    host_key = generate_key(work.root / f"{name}_host_ed25519", f"{name} host key")
     password = secrets.token_urlsafe(24).encode()
     users = {
         "users": {
@@ -70,7 +80,7 @@ def gateway_config(work: Workspace, image: str, port: int) -> Path:
             }
         }
     }
-    users_file = work.root / "users.yaml"
+    users_file = work.root / f"{name}-users.yaml"
     users_file.write_text(_yaml(users) + "\n")
     config = {
         "ssh": {"listen": f"{LOOPBACK}:{port}", "hostkeys": [host_key.private_pem()]},
@@ -85,8 +95,9 @@ def gateway_config(work: Workspace, image: str, port: int) -> Path:
                 "shellCommand": ["/bin/sh"],
             }
         },
+        **(extra or {}),
     }
-    path = work.root / "gateway.yaml"
+    path = work.root / f"{name}.yaml"
     path.write_text(_yaml(config) + "\n")
     return path
 

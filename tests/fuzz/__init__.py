@@ -55,11 +55,11 @@ Targets, by module (parser: the only error it may raise):
 ``test_engine_answers``
     the Docker engine's answers: ``poll_exit_code`` never raises and gives a
     code the SSH channel can send; ``usable_agent`` never raises.
-audit log decoder
-    not written yet. When the audit codec exists, add ``test_audit_decoder``
-    here: arbitrary bytes and mutated real recordings (the ContainerSSH
-    fixture ``auditlog-v1-0.4.0.bin``) may raise only the decoder's
-    documented error.
+``test_audit_decoder``
+    ``BinaryLogReader`` (binary audit logs): ``AuditLogFormatError`` for a
+    file that is not a log; otherwise the messages read and a warning.
+    Arbitrary bytes, any body after a valid header, and mutated copies of
+    ContainerSSH's ``auditlog-v1-0.4.0.bin`` (its gzip stream and its CBOR).
 
 An undocumented exception a target found and that is not fixed yet is listed
 in :mod:`tests.fuzz.known_bugs` (empty today; docs/fuzzing.md lists what was
