@@ -22,6 +22,7 @@ from twisted.python.failure import Failure
 
 from conch_container import messages
 from conch_container.audit.build import build_audit_log
+from conch_container.audit.storage import check_directories
 from conch_container.auth.factory import AuthConfigError, build_authenticators
 from conch_container.auth.static import StaticUsersError
 from conch_container.backend.registry import (
@@ -92,6 +93,8 @@ class Options(usage.Options):
             config = load_config(path)
             # What only the backend understands is checked before daemonising too.
             config = check_backend_config(config)
+            # And whether the audit storage's directory takes files, on this machine.
+            check_directories(config.audit)
         except BackendNotAvailable as error:
             emit_early(
                 messages.CORE_CONFIG_ERROR, "Invalid configuration: {reason}", reason=str(error)

@@ -160,6 +160,39 @@ class TapTests(SynchronousTestCase):
             self.options(docker={"execution": {"contianer": {}}})
         self.assertIn("docker.execution.contianer: unknown key", str(raised.exception))
 
+    def test_audit_log_in_the_tree(self) -> None:
+        """The audit log starts after authentication and before the sessions and listener."""
+        directory = self.dir.child("audit")
+        directory.makedirs()
+        audit: dict[str, Any] = {
+            "enable": True,
+            "format": "binary",
+            "storage": "file",
+            "file": {"directory": directory.path},
+        }
+        root = makeService(self.options(audit=audit), MemoryReactorClock())
+        children = list(root)  # type: ignore[call-overload]
+        self.assertEqual(
+            [c.name for c in children], ["instance", "backend", "auth", "audit", "sessions", "ssh"]
+        )
+        self.assertIs(children[-1]._factory.audit, children[3])
+
+    def test_audit_directory_checked_before_start(self) -> None:
+        """An audit directory that does not exist is a usage error naming its key."""
+        missing = self.dir.child("nowhere").path
+        with self.assertRaises(usage.UsageError) as raised:
+            self.options(
+                audit={
+                    "enable": True,
+                    "format": "binary",
+                    "storage": "file",
+                    "file": {"directory": missing},
+                }
+            )
+        self.assertIn(
+            f"audit.file.directory: directory {missing} does not exist", str(raised.exception)
+        )
+
 
 class InstanceIdTests(SynchronousTestCase):
     """The instance id that labels the containers: one per running gateway."""
