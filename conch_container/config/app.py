@@ -76,7 +76,7 @@ class AppConfig:
         "geoip", Section(GeoIPConfig), GeoIPConfig(), doc="GeoIP lookups.", status=PLANNED
     )
     audit: AuditConfig = setting(
-        "audit", Section(AuditConfig), AuditConfig(), doc="Audit log.", status=PLANNED
+        "audit", Section(AuditConfig), AuditConfig(), doc="Audit log (see audit.md)."
     )
     health: HealthConfig = setting(
         "health", Section(HealthConfig), HealthConfig(), doc="Health check.", status=PLANNED
