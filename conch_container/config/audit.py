@@ -49,10 +49,13 @@ class AuditS3Config:
         "uploadPartSize",
         Int(at_least(MIN_PART_SIZE, "5242880 (5 MiB)")),
         MIN_PART_SIZE,
-        doc="Multipart upload part size in bytes (at least 5 MiB).",
+        doc="Multipart upload part size in bytes (5 MiB to 5 GiB; more counts as 5 GiB).",
     )
     parallel_uploads: int = setting(
-        "parallelUploads", Int(at_least(1)), 20, doc="Parts uploaded at the same time."
+        "parallelUploads",
+        Int(at_least(1)),
+        20,
+        doc="Uploads (parts or whole logs) at the same time, across the gateway.",
     )
     metadata: AuditS3MetadataConfig = setting(
         "metadata",

@@ -194,3 +194,6 @@ def validate_audit(audit: AuditConfig, path: str = "audit") -> None:
             problem = http_url(s3.endpoint)
             if problem:
                 fail(join(where, "endpoint"), problem)
+        if s3.cacert and not is_pem(s3.cacert):
+            # Inline only, as in ContainerSSH: botocore gets it through a file we write.
+            fail(join(where, "cacert"), "must be PEM text (a CA certificate)")
