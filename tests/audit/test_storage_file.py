@@ -20,6 +20,7 @@ from conch_container.audit.storage import (
     check_writable,
 )
 from conch_container.audit.storage.file import FileStorage
+from conch_container.audit.storage.s3 import S3Storage
 from conch_container.config.audit import AuditConfig, AuditFileConfig, AuditS3Config
 from conch_container.config.errors import ConfigError
 from conch_container.interfaces import AuditStreamInfo, IAuditSink, IAuditStorage
@@ -172,6 +173,11 @@ class BuildStorageTests(SynchronousTestCase):
     def test_build(self) -> None:
         """``audit.storage`` picks the storage; ``none`` builds nothing."""
         log = CodeLogger("tests.audit")
+        s3 = AuditS3Config(local="/spool", access_key="k", secret_key="s", bucket="b")
         built = build_storage(None, log, AuditConfig(storage="file"))
         self.assertIsInstance(built, FileStorage)
         self.assertIsNone(build_storage(None, log, AuditConfig(storage="none")))
+        storage = build_storage(None, log, AuditConfig(storage="s3", s3=s3), shutdown_deadline=7)
+        assert isinstance(storage, S3Storage)
+        self.assertTrue(IService.providedBy(storage))
+        self.assertEqual((storage.deadline, storage.local, storage.name), (7, "/spool", "s3"))

@@ -46,6 +46,11 @@ def build_storage(
     """
     if audit.storage == "file":
         return FileStorage(audit.file.directory)
+    if audit.storage == "s3":
+        # botocore is imported only when S3 is used: it takes a while.
+        from conch_container.audit.storage.s3 import S3Storage
+
+        return S3Storage(reactor, log, audit.s3, deadline=shutdown_deadline)
     return None
 
 
