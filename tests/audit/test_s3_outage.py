@@ -150,6 +150,26 @@ class OutageTests(S3TestCase):
         self.assertIs(running.stopService(), first)
         await first
 
+    async def test_stop_while_starting(self) -> None:
+        """A stop that comes before the start finished waits for it, then for its uploads.
+
+        A parent that does not wait for its children's start (a MultiService)
+        may stop the storage at once: what was spooled still gets the deadline.
+        """
+        with open(os.path.join(self.local, "abcd"), "wb") as file:
+            file.write(b"left by a killed run")
+        storage = await self.storage(start=False)
+        info = self.info()
+        sink = await self.open(storage, info)
+        await self.write(sink, b"opened before the start")
+        await self.close(sink)
+        starting = storage.startService()
+        await storage.stopService()
+        await starting
+        self.assertEqual(self.spooled(), [])
+        self.assertEqual((await self.get("abcd"))["Body"], b"left by a killed run")
+        self.assertEqual((await self.get(info.connection_id))["Body"], b"opened before the start")
+
     async def test_proxy_cut_is_seen(self) -> None:
         """The proxy really stands between: a client through it fails while it is cut."""
         from tests.audit.s3_support import client

@@ -1,8 +1,8 @@
 """Where audit streams go (``audit.storage``): ``file`` or ``s3``.
 
 - :func:`build_storage` makes the configured storage. The ``s3`` one is also
-  a service: put it in the gateway's service tree (before the session
-  registry, so that it stops after the last connection closed).
+  a service, which must stop after the last connection closed (the audit
+  log service makes it its child).
 - :func:`check_directories` checks, before the gateway starts, that the
   directory the storage writes to exists and takes files, as ContainerSSH
   does: by creating and removing ``.accesstest`` in it.

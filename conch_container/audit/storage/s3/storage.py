@@ -19,9 +19,13 @@ that uploads them, so that one object is built and put in the service tree.
   waited for: its recorder was not done with it. Nothing is deleted that was
   not uploaded.
 
-Put it in the service tree *before* the session registry: the tree stops
-children in reverse order, so the storage then stops after every connection
-closed and every sink was closed.
+Its parent service must stop it only after every connection closed and
+every sink was closed: the audit log service
+(:class:`conch_container.audit.service.AuditLog`) makes it its child and
+does so. That parent, a :class:`~twisted.application.service.MultiService`,
+does not wait for ``startService``; streams opened before the client is
+built are shipped once it is, and a stop that comes meanwhile waits for the
+start before giving the uploads their deadline.
 """
 
 from __future__ import annotations
@@ -65,7 +69,7 @@ from conch_container.audit.storage.s3.uploader import (
     Uploader,
 )
 from conch_container.config.audit import MIN_PART_SIZE, AuditS3Config
-from conch_container.deferreds import Once, settled_within
+from conch_container.deferreds import Once, settled_within, shield
 from conch_container.interfaces import AuditStreamInfo, IAuditStorage
 from conch_container.log import CodeLogger
 
@@ -153,6 +157,7 @@ class S3Storage(Service):
         self._finished: OrderedDict[str, bool] = OrderedDict()
         self._ca_file: str | None = None
         self._started = False
+        self._starting: Deferred[None] | None = None
         self._stopping: Deferred[None] | None = None
 
     @property
@@ -291,13 +296,27 @@ class S3Storage(Service):
 
     def startService(self) -> Deferred[None]:
         Service.startService(self)
-        return Deferred.fromCoroutine(self._start())
+        self._starting = Deferred.fromCoroutine(self._start())
+        return shield(self._starting)
 
     async def _start(self) -> None:
         self._pool.start()
-        if self._settings.cacert:
-            self._ca_file = await self._calls.local(thd_write_ca_bundle, self._settings.cacert)
-        self._calls.client = await self._calls.local(thd_make_client, self._settings, self._ca_file)
+        try:
+            if self._settings.cacert:
+                self._ca_file = await self._calls.local(thd_write_ca_bundle, self._settings.cacert)
+            self._calls.client = await self._calls.local(
+                thd_make_client, self._settings, self._ca_file
+            )
+        except Exception:
+            # Logged here: a parent MultiService ignores what startService returns.
+            self._log.failure(
+                messages.SERVICE_CRASHED,
+                "The S3 audit storage cannot start: {reason}; audit logs stay in {local}",
+                local=self.local,
+            )
+            raise
+        # Even when a stop came meanwhile (a parent MultiService does not wait
+        # for the start): the stop gives what starts here its deadline.
         self._started = True
         for stream in list(self._streams.values()):
             if stream.task is None:
@@ -312,6 +331,10 @@ class S3Storage(Service):
         return self._stopping
 
     async def _stop(self) -> None:
+        if self._starting is not None and not self._starting.called:
+            # A parent MultiService may stop a child whose start is still
+            # under way; the start ends soon (it is local work).
+            await settled_within(self._reactor, self.deadline, self._starting)
         if self._started:
             await self._finish_uploads()
         self._recovery.cancel()
