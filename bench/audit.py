@@ -24,7 +24,6 @@ import json
 import os
 import sys
 import threading
-import time
 from collections.abc import Iterator, Sequence
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
@@ -81,8 +80,12 @@ def parse_args(argv: Sequence[str]) -> Settings:
     parser.add_argument("--only", choices=["audit"], required=True)
     parser.add_argument("--size-mb", type=int, default=200)
     parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--data", action="append", choices=sorted(DATA),
-                        help="what is downloaded (repeatable; default: zeros, random and text)")  # fmt: skip
+    parser.add_argument(
+        "--data",
+        action="append",
+        choices=sorted(DATA),
+        help="what is downloaded (repeatable; default: zeros, random and text)",
+    )
     parser.add_argument("--quick", action="store_true", help="1 round of 50 MB, zeros only")
     parser.add_argument("--python", default=sys.executable)
     parser.add_argument("--json", type=Path, dest="json_path")

@@ -13,8 +13,8 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from twisted.application.service import IService, MultiService
-from twisted.internet.defer import Deferred, DeferredList
+from twisted.application.service import IService, MultiService, Service
+from twisted.internet.defer import Deferred, DeferredList, maybeDeferred
 from twisted.python.threadpool import ThreadPool
 
 from conch_container import messages
@@ -72,9 +72,20 @@ class AuditLog(MultiService):
         if service is not None:
             service.setServiceParent(self)
 
-    def startService(self) -> None:
+    def startService(self) -> Deferred[None]:
+        """Start the pool, then the storage; fires once the storage has started.
+
+        Unlike a plain ``MultiService`` this waits for (and fails with) the
+        storage's start, so that the gateway does not accept connections it
+        could not record.
+        """
+        Service.startService(self)
         self._pool.start()
-        super().startService()
+        return Deferred.fromCoroutine(self._start_children())
+
+    async def _start_children(self) -> None:
+        for child in list(self):
+            await maybeDeferred(child.startService)
 
     def connection(self, connection_id: str, remote_ip: str, log: CodeLogger) -> ConnectionAudit:
         """The recorder of a new connection (its ``connect`` message is recorded)."""
