@@ -61,7 +61,8 @@ class EncoderTests(SynchronousTestCase):
 
     def test_header_first(self) -> None:
         """The first bytes returned are ContainerSSH's header, version 2, then gzip."""
-        data = BinaryEncoder().encode(IO_MESSAGE)
+        encoder = BinaryEncoder()
+        data = encoder.encode(IO_MESSAGE) + encoder.flush()
         self.assertEqual(data[:32], b"ContainerSSH-Auditlog" + b"\0" * 11)
         self.assertEqual(struct.unpack("<Q", data[32:HEADER_SIZE]), (2,))
         self.assertEqual(data[HEADER_SIZE : HEADER_SIZE + 2], b"\x1f\x8b")

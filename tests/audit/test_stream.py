@@ -104,7 +104,11 @@ def io_message(data: bytes) -> AuditMessage:
     )
 
 
-class StreamTests(SynchronousTestCase):
+class StreamCase(SynchronousTestCase):
+    """A stream on a pool the test runs by hand, a clock, a storage in memory."""
+
+    limits = StreamLimits()
+
     def setUp(self) -> None:
         self.reactor = SynchronousReactorThreads()
         self.pool = ManualPool()
@@ -119,11 +123,16 @@ class StreamTests(SynchronousTestCase):
             info=INFO,
             log=CodeLogger("tests.audit", observer=cast(ILogObserver, self.events.append)),
             on_pressure=self.pressure.append,
-            limits=StreamLimits(high_water=1000, low_water=300, stall_timeout=30.0),
+            limits=self.limits,
         )
 
     def codes(self) -> list[str]:
         return [e["code"] for e in self.events if "code" in e]
+
+
+class StreamTests(StreamCase):
+    #: Every message is written at once (batching is tested on its own).
+    limits = StreamLimits(high_water=1000, low_water=300, stall_timeout=30.0, batch_bytes=0)
 
     def test_batches(self) -> None:
         """What arrives while a batch is written goes as one next batch, each flushed."""
@@ -231,3 +240,37 @@ class StreamTests(SynchronousTestCase):
         self.storage.fail_writes = True
         self.pool.run_next()
         self.assertEqual(self.pressure, [True, False])
+
+
+class BatchingTests(StreamCase):
+    limits = StreamLimits(
+        high_water=10_000, low_water=300, stall_timeout=30.0, batch_bytes=500, batch_delay=0.005
+    )
+
+    def test_small_messages_wait_a_moment(self) -> None:
+        """Small messages go together after the batch delay, in one write."""
+        for _ in range(3):
+            self.stream.add(io_message(b"x"), 10)
+        self.assertEqual(self.pool.work, [])
+        self.reactor.advance(0.005)
+        self.assertEqual(len(self.pool.work), 1)
+        self.pool.run_all()
+        self.assertEqual(self.storage.sinks[0].data.count(b"F\n"), 1)
+        self.assertEqual(self.storage.sinks[0].data.count(b"b'x'"), 3)
+
+    def test_a_batch_worth_goes_at_once(self) -> None:
+        """Once a batch's worth waits it is written without waiting for the delay."""
+        self.stream.add(io_message(b"x"), 10)
+        self.stream.add(io_message(b"y"), 600)
+        self.assertEqual(len(self.pool.work), 1)
+        self.pool.run_all()
+        self.reactor.advance(1)
+        self.assertEqual(self.pool.work, [], "the cancelled timer writes nothing more")
+
+    def test_close_does_not_wait(self) -> None:
+        """Closing writes what waits at once."""
+        self.stream.add(io_message(b"x"), 10)
+        done = self.stream.close()
+        self.assertEqual(len(self.pool.work), 1)
+        self.pool.run_all()
+        self.successResultOf(done)
