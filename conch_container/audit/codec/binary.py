@@ -8,10 +8,8 @@ this writes, and :mod:`.binaryread` reads what ContainerSSH writes.
 
 from __future__ import annotations
 
-import importlib
 import struct
 from collections.abc import Mapping
-from types import ModuleType
 from typing import Any
 
 import cbor2
@@ -20,12 +18,6 @@ from zope.interface import implementer
 from conch_container.audit.codec.gzipwriter import GzipWriter
 from conch_container.audit.message import AuditMessage
 from conch_container.interfaces import IAuditCodec, IAuditEncoder
-
-isal_zlib: ModuleType | None
-try:
-    isal_zlib = importlib.import_module("isal.isal_zlib")
-except ImportError:  # no wheel for this platform: zlib it is
-    isal_zlib = None
 
 MAGIC = b"ContainerSSH-Auditlog".ljust(32, b"\0")
 HEADER_SIZE = len(MAGIC) + 8
@@ -56,37 +48,9 @@ READABLE_VERSIONS = (1, 2)
 #:
 #: Even so, zlib costs a download a CPU-second every few hundred megabytes,
 #: which a gateway whose cores are busy with the SSH data path pays in
-#: throughput. Where Intel's ISA-L is installed (the ``isal`` package, a
-#: dependency with wheels for the usual platforms), its deflate does the
-#: same level-1 ratios at 3.5 GB/s on every kind of data (zeros, text,
-#: random), and its CRC-32 at 45 GB/s, both outside the GIL; it is used
-#: then, and :class:`~.gzipwriter.GzipWriter` otherwise.
+#: throughput: where ISA-L is installed, the writer uses its deflate instead
+#: (see :mod:`.gzipwriter`).
 COMPRESSION_LEVEL = 1
-
-
-class IsalGzip:
-    """A gzip stream made by ISA-L's deflate (same methods as :class:`GzipWriter`)."""
-
-    def __init__(self, level: int = COMPRESSION_LEVEL) -> None:
-        assert isal_zlib is not None
-        self._isal = isal_zlib
-        self._compressor = isal_zlib.compressobj(level, isal_zlib.DEFLATED, 31)
-
-    def compress(self, data: bytes) -> bytes:
-        return bytes(self._compressor.compress(data))
-
-    def flush(self) -> bytes:
-        return bytes(self._compressor.flush(self._isal.Z_SYNC_FLUSH))
-
-    def finish(self) -> bytes:
-        return bytes(self._compressor.flush(self._isal.Z_FINISH))
-
-
-def gzip_writer(level: int = COMPRESSION_LEVEL) -> IsalGzip | GzipWriter:
-    """The fastest gzip writer installed for ``level`` (ISA-L has levels 0 to 3)."""
-    if isal_zlib is not None and level <= 3:
-        return IsalGzip(level)
-    return GzipWriter(level)
 
 
 def file_header(version: int = VERSION) -> bytes:
@@ -128,7 +92,7 @@ class BinaryEncoder:
     """
 
     def __init__(self, level: int = COMPRESSION_LEVEL) -> None:
-        self._compressor = gzip_writer(level)
+        self._compressor = GzipWriter(level)
         self._header: bytes | None = file_header()
         self._finished = False
 

@@ -16,6 +16,14 @@ So deflate's ratio is measured over a probe window: below
 deflate is probed again, so a session that switches from a download to a
 shell compresses again within a few megabytes.
 
+Where Intel's ISA-L is installed (the ``isal`` package, a dependency with
+wheels for the usual platforms) its deflate replaces zlib's for levels up to
+3: the same level-1 ratios at about 380 MB/s on random bytes, 500 MB/s on
+base64 and several GB/s on text, outside the GIL, and its CRC-32 at 45 GB/s
+instead of 4. It compresses data with few repeats faster than zlib's
+Huffman coding does, so with it that middle mode is deflate too, and only
+what does not compress at all is stored.
+
 The output is one ordinary gzip member: the header, one deflate stream
 whose blocks come from three zlib compressors (each switch is a full flush,
 which ends on a byte boundary and drops the history, so that none refers
@@ -25,8 +33,17 @@ reader reads it, ContainerSSH's included.
 
 from __future__ import annotations
 
+import importlib
 import struct
 import zlib
+from types import ModuleType
+from typing import Any
+
+_isal: ModuleType | None
+try:
+    _isal = importlib.import_module("isal.isal_zlib")
+except ImportError:  # no wheel for this platform: zlib does it all
+    _isal = None
 
 #: A gzip header: deflate, no file name, no modification time, unknown OS.
 GZIP_HEADER = b"\x1f\x8b\x08\x00\x00\x00\x00\x00\x00\xff"
@@ -41,8 +58,23 @@ STORE_FROM = 0.9
 _RAW_DEFLATE = -zlib.MAX_WBITS
 
 
-def _raw(level: int, strategy: int = zlib.Z_DEFAULT_STRATEGY) -> zlib._Compress:
+#: ISA-L's highest level.
+ISAL_MAX_LEVEL = 3
+
+
+def _raw(level: int, strategy: int = zlib.Z_DEFAULT_STRATEGY) -> Any:
     return zlib.compressobj(level, zlib.DEFLATED, _RAW_DEFLATE, 8, strategy)
+
+
+def _isal_raw(level: int) -> Any | None:
+    """ISA-L's raw deflate at ``level``, if installed and it has that level."""
+    if _isal is not None and 0 < level <= ISAL_MAX_LEVEL:
+        return _isal.compressobj(level, _isal.DEFLATED, _RAW_DEFLATE)
+    return None
+
+
+#: The CRC-32 of gzip's trailer, ISA-L's when installed (same values).
+crc32 = _isal.crc32 if _isal is not None else zlib.crc32
 
 
 class GzipWriter:
@@ -52,12 +84,16 @@ class GzipWriter:
     """
 
     def __init__(self, level: int, probe_window: int = PROBE_WINDOW, span: int = SPAN) -> None:
-        self._deflate = _raw(level)
+        isal = _isal_raw(level)
+        self._deflate = isal if isal is not None else _raw(level)
         self._modes = {
             "deflate": self._deflate,
             "huffman": _raw(level, zlib.Z_HUFFMAN_ONLY),
             "store": _raw(0),
         }
+        # ISA-L's deflate outruns zlib's Huffman coding: with it, deflate
+        # stays for all that compresses, and the middle mode is never chosen.
+        self._deflate_below = STORE_FROM if isal is not None else DEFLATE_BELOW
         self._active = self._deflate
         self._probe_window = probe_window
         self._span = span
@@ -74,7 +110,7 @@ class GzipWriter:
 
     def compress(self, data: bytes) -> bytes:
         """Take ``data``; return the output ready so far (possibly nothing)."""
-        self._crc = zlib.crc32(data, self._crc)
+        self._crc = crc32(data, self._crc)
         self._size += len(data)
         out = self._active.compress(data)
         self._seen += len(data)
@@ -88,7 +124,7 @@ class GzipWriter:
                 ratio = (self._made + len(out)) / self._seen
                 if ratio >= STORE_FROM:
                     out += self._switch(self._modes["store"])
-                elif ratio >= DEFLATE_BELOW:
+                elif ratio >= self._deflate_below:
                     out += self._switch(self._modes["huffman"])
                 self._seen = self._made = 0
         elif self._seen >= self._span:
@@ -108,8 +144,8 @@ class GzipWriter:
         out = self._active.flush(zlib.Z_FINISH)
         return self._started(out + struct.pack("<II", self._crc, self._size & 0xFFFFFFFF))
 
-    def _switch(self, compressor: zlib._Compress) -> bytes:
-        out = self._active.flush(zlib.Z_FULL_FLUSH)
+    def _switch(self, compressor: Any) -> bytes:
+        out = bytes(self._active.flush(zlib.Z_FULL_FLUSH))
         self._active = compressor
         return out
 
