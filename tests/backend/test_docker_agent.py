@@ -50,7 +50,7 @@ def answer(item: Any) -> Deferred[Any]:
 
 
 class FakeEngine:
-    """Answers ``path_stat`` (engine) and ``put_archive`` (container operations)."""
+    """Answers the engine's ``path_stat`` and ``put_archive``."""
 
     def __init__(self, stat: Any = None, put: Any = None) -> None:
         self.stat = stat
@@ -180,7 +180,7 @@ class SelectAgentTests(SynchronousTestCase):
 
     def select(self, engine: FakeEngine, path: str = "/usr/bin/containerssh-agent") -> Any:
         return Deferred.fromCoroutine(
-            select_agent(self.clock, engine, engine, "c1", path, timeout=5, log=self.log)
+            select_agent(self.clock, engine, "c1", path, timeout=5, log=self.log)
         )
 
     def selected(self) -> list[str]:

@@ -116,6 +116,8 @@ class Scripted:
 
 
 class FakeEngine(Scripted):
+    """The engine calls of a session container's life, each recorded under a short name."""
+
     def create_container(self, request: CreateRequest) -> Deferred[str]:
         return self._call("create", request)
 
@@ -125,21 +127,19 @@ class FakeEngine(Scripted):
     def remove_container(self, container_id: str) -> Deferred[bool]:
         return self._call("remove", container_id)
 
-
-class FakeOps(Scripted):
-    def attach(self, container_id: str) -> Deferred[UpgradedStream]:
+    def container_attach(self, container_id: str) -> Deferred[UpgradedStream]:
         return self._call("attach", container_id)
 
-    def resize(self, container_id: str, rows: int, columns: int) -> Deferred[None]:
+    def container_resize(self, container_id: str, rows: int, columns: int) -> Deferred[None]:
         return self._call("resize", container_id, rows, columns)
 
-    def kill(self, container_id: str, signal: str) -> Deferred[None]:
+    def container_kill(self, container_id: str, signal: str) -> Deferred[None]:
         return self._call("kill", container_id, signal)
 
-    def stop(self, container_id: str, grace: int) -> Deferred[bool]:
+    def container_stop(self, container_id: str, grace: int) -> Deferred[bool]:
         return self._call("stop", container_id, grace)
 
-    def state(self, container_id: str) -> Deferred[dict[str, Any]]:
+    def container_state(self, container_id: str) -> Deferred[dict[str, Any]]:
         return self._call("state", container_id)
 
     def put_archive(self, container_id: str, path: str, data: bytes) -> Deferred[None]:
@@ -154,7 +154,6 @@ class ContainerSessionTests(SynchronousTestCase):
     def setUp(self) -> None:
         self.reactor = AdoptingReactor()
         self.engine = FakeEngine()
-        self.ops = FakeOps()
         self.events: list[dict[str, Any]] = []
         self.io = RecordingSessionIO()
 
@@ -170,7 +169,6 @@ class ContainerSessionTests(SynchronousTestCase):
             log=CodeLogger("tests.sessionmode", observer=cast(ILogObserver, self.events.append)),
             channel_id=3,
             retry_interval=10.0,
-            ops=self.ops,  # type: ignore[arg-type]
         )
 
     def codes(self) -> list[str]:
@@ -191,10 +189,10 @@ class ContainerSessionTests(SynchronousTestCase):
         """Start a program whose every start step succeeds; returns its protocol and transport."""
         started = self.begin(session, **kwargs)
         self.engine.answer("create", "cid")
-        self.ops.answer("attach", self.stream())
+        self.engine.answer("attach", self.stream())
         self.engine.answer("start")
         if kwargs.get("pty") is not None:
-            self.ops.answer("resize")
+            self.engine.answer("resize")
         self.successResultOf(started)
         [(_, protocol, transport)] = self.reactor.adopted
         return protocol, transport
@@ -213,9 +211,9 @@ class ContainerSessionTests(SynchronousTestCase):
         self.assertEqual(request.body["Cmd"], ["/bin/sh", "-c", "cat"])
         self.assertEqual(request.body["Env"], ["AUTH=1"])
         self.engine.answer("create", "cid")
-        self.assertEqual(self.ops.args("attach"), [("cid",)])
+        self.assertEqual(self.engine.args("attach"), [("cid",)])
         stream = self.stream()
-        self.ops.answer("attach", stream)
+        self.engine.answer("attach", stream)
         self.assertEqual(self.engine.args("start"), [("cid",)])
         self.assertNoResult(started)
         self.assertEqual(self.reactor.adopted, [])  # read only once the program runs
@@ -232,7 +230,7 @@ class ContainerSessionTests(SynchronousTestCase):
         protocol.readConnectionLost()
         self.assertTrue(self.io.closed)
         self.assertIsNone(self.io.status)
-        self.ops.answer("state", {"Running": False, "ExitCode": 4})
+        self.engine.answer("state", {"Running": False, "ExitCode": 4})
         self.assertEqual(self.io.status, ExitStatus(code=4))
         # The container is removed right away, not only when the channel closes.
         self.assertEqual(self.engine.args("remove"), [("cid",)])
@@ -240,7 +238,7 @@ class ContainerSessionTests(SynchronousTestCase):
         self.assertNoResult(closed)
         self.engine.answer("remove", True)
         self.successResultOf(closed)
-        self.assertNotIn("stop", self.ops.names())
+        self.assertNotIn("stop", self.engine.names())
         codes = self.codes()
         for code in (
             "DOCKER_CONTAINER_CREATE",
@@ -260,11 +258,13 @@ class ContainerSessionTests(SynchronousTestCase):
         session = self.session(files={"/etc/motd": FileValue(b"hi")})
         self.begin(session)
         self.engine.answer("create", "cid")
-        [(container_id, path, _)] = self.ops.args("put_archive")
-        self.assertEqual((container_id, path, self.ops.names()), ("cid", "/", ["put_archive"]))
-        self.ops.answer("put_archive", EngineError("no space left"))
+        [(container_id, path, _)] = self.engine.args("put_archive")
+        self.assertEqual(
+            (container_id, path, self.engine.names()), ("cid", "/", ["create", "put_archive"])
+        )
+        self.engine.answer("put_archive", EngineError("no space left"))
         # A failed write is a warning: the program starts anyway.
-        self.assertEqual(self.ops.names(), ["put_archive", "attach"])
+        self.assertEqual(self.engine.names(), ["create", "put_archive", "attach"])
         self.assertIn("DOCKER_FILE_WRITE_FAILED", self.codes())
 
     def test_tty(self) -> None:
@@ -274,20 +274,20 @@ class ContainerSessionTests(SynchronousTestCase):
         request = self.engine.args("create")[0][0]
         self.assertTrue(request.body["Tty"])
         self.assertIn("TERM=xterm", request.body["Env"])
-        self.assertEqual(self.ops.args("resize"), [("cid", 40, 100)])
+        self.assertEqual(self.engine.args("resize"), [("cid", 40, 100)])
         session.close_stdin()
         self.assertFalse(transport.write_closed)
         session.resize(120, 50)
-        self.assertEqual(self.ops.args("resize")[-1], ("cid", 50, 120))
+        self.assertEqual(self.engine.args("resize")[-1], ("cid", 50, 120))
 
     def test_resize_failure_does_not_fail_start(self) -> None:
         """The first resize failing is logged; the program runs."""
         session = self.session()
         started = self.begin(session, pty=PtyRequest("xterm", 80, 25))
         self.engine.answer("create", "cid")
-        self.ops.answer("attach", self.stream())
+        self.engine.answer("attach", self.stream())
         self.engine.answer("start")
-        self.ops.answer("resize", EngineError("no such container"))
+        self.engine.answer("resize", EngineError("no such container"))
         self.successResultOf(started)
         [event] = [e for e in self.events if e["code"] == "DOCKER_EXEC_RESIZE_FAILED"]
         self.assertEqual(event["cs_level"], Level.WARNING)
@@ -297,9 +297,9 @@ class ContainerSessionTests(SynchronousTestCase):
         session = self.session()
         started = self.begin(session, pty=PtyRequest("xterm", 80, 25))
         self.engine.answer("create", "cid")
-        self.ops.answer("attach", self.stream())
+        self.engine.answer("attach", self.stream())
         self.engine.answer("start")
-        self.ops.answer("resize", EngineError("container is not running", 409))
+        self.engine.answer("resize", EngineError("container is not running", 409))
         self.successResultOf(started)
         [event] = [e for e in self.events if e["code"] == "DOCKER_EXEC_RESIZE_FAILED"]
         self.assertEqual(event["cs_level"], Level.DEBUG)
@@ -318,11 +318,11 @@ class ContainerSessionTests(SynchronousTestCase):
         session = self.session()
         protocol, _ = self.launch(session)
         signalled = session.signal("TERM")
-        self.assertEqual(self.ops.args("kill"), [("cid", "TERM")])
-        self.ops.answer("kill")
+        self.assertEqual(self.engine.args("kill"), [("cid", "TERM")])
+        self.engine.answer("kill")
         self.successResultOf(signalled)
         protocol.readConnectionLost()
-        self.ops.answer("state", {"Running": False, "ExitCode": 143})
+        self.engine.answer("state", {"Running": False, "ExitCode": 143})
         self.assertEqual(self.io.status, ExitStatus(signal="TERM"))
         self.assertIn("DOCKER_CONTAINER_SIGNAL", self.codes())
 
@@ -331,11 +331,11 @@ class ContainerSessionTests(SynchronousTestCase):
         session = self.session()
         protocol, _ = self.launch(session)
         signalled = session.signal("TERM")
-        self.ops.answer("kill", EngineError("container is not running", 409))
+        self.engine.answer("kill", EngineError("container is not running", 409))
         error = self.failureResultOf(signalled, ContainerSSHError).value
         self.assertEqual(error.code, messages.DOCKER_CONTAINER_SIGNAL_FAILED)
         protocol.readConnectionLost()
-        self.ops.answer("state", {"Running": False, "ExitCode": 143})
+        self.engine.answer("state", {"Running": False, "ExitCode": 143})
         self.assertEqual(self.io.status, ExitStatus(code=143))
 
     # -- failures remove what was created
@@ -355,7 +355,7 @@ class ContainerSessionTests(SynchronousTestCase):
         session = self.session()
         started = self.begin(session)
         self.engine.answer("create", "cid")
-        self.ops.answer("attach", EngineError("attach refused"))
+        self.engine.answer("attach", EngineError("attach refused"))
         error = self.failureResultOf(started, ContainerSSHError).value
         self.assertEqual(error.code, messages.DOCKER_CONTAINER_ATTACH_FAILED)
         self.assertEqual(self.engine.args("remove"), [("cid",)])
@@ -370,7 +370,7 @@ class ContainerSessionTests(SynchronousTestCase):
         started = self.begin(session)
         self.engine.answer("create", "cid")
         stream = self.stream()
-        self.ops.answer("attach", stream)
+        self.engine.answer("attach", stream)
         self.engine.answer("start", EngineError("exec format error"))
         error = self.failureResultOf(started, ContainerSSHError).value
         self.assertEqual(error.code, messages.DOCKER_CONTAINER_START_FAILED)
@@ -414,7 +414,7 @@ class ContainerSessionTests(SynchronousTestCase):
         self.assertEqual(error.code, messages.DOCKER_CONTAINER_ATTACH_FAILED)
         self.assertEqual(self.engine.args("remove"), [("cid",)])
         stream = self.stream()
-        self.ops.answer("attach", stream)
+        self.engine.answer("attach", stream)
         self.assertTrue(stream.released)
         self.assertEqual(self.reactor.adopted, [])
 
@@ -423,12 +423,12 @@ class ContainerSessionTests(SynchronousTestCase):
         session = self.session()
         started = self.begin(session)
         self.engine.answer("create", "cid")
-        self.ops.answer("attach", self.stream())
+        self.engine.answer("attach", self.stream())
         closed = session.close()
         error = self.failureResultOf(started, ContainerSSHError).value
         self.assertEqual(error.code, messages.DOCKER_CONTAINER_START_FAILED)
         self.assertEqual(self.engine.args("remove"), [("cid",)])
-        self.assertNotIn("stop", self.ops.names())
+        self.assertNotIn("stop", self.engine.names())
         self.engine.answer("remove", True)
         self.successResultOf(closed)
 
@@ -441,9 +441,9 @@ class ContainerSessionTests(SynchronousTestCase):
         closed = session.close()
         self.assertTrue(transport.aborted)
         self.assertIsNone(self.io.producer)
-        self.assertEqual(self.ops.args("stop"), [("cid", 2)])
+        self.assertEqual(self.engine.args("stop"), [("cid", 2)])
         self.assertNotIn("remove", self.engine.names())
-        self.ops.answer("stop", True)
+        self.engine.answer("stop", True)
         self.engine.answer("remove", True)
         self.successResultOf(closed)
         self.successResultOf(session.close())
@@ -457,7 +457,7 @@ class ContainerSessionTests(SynchronousTestCase):
         session = self.session()
         self.launch(session)
         closed = session.close()
-        self.ops.answer("stop", EngineError("timeout"))
+        self.engine.answer("stop", EngineError("timeout"))
         self.assertIn("DOCKER_CONTAINER_STOP_FAILED", self.codes())
         self.engine.answer("remove", True)
         self.successResultOf(closed)
@@ -467,7 +467,7 @@ class ContainerSessionTests(SynchronousTestCase):
         session = self.session()
         self.launch(session)
         closed = session.shutdown(kill=False)
-        self.assertNotIn("stop", self.ops.names())
+        self.assertNotIn("stop", self.engine.names())
         self.engine.answer("remove", True)
         self.successResultOf(closed)
 
@@ -477,7 +477,7 @@ class ContainerSessionTests(SynchronousTestCase):
         protocol, _ = self.launch(session)
         protocol.readConnectionLost()
         closed = session.close()
-        self.assertNotIn("stop", self.ops.names())
+        self.assertNotIn("stop", self.engine.names())
         self.engine.answer("remove", True)
         self.successResultOf(closed)
         self.assertIsNone(self.io.status)
@@ -486,7 +486,7 @@ class ContainerSessionTests(SynchronousTestCase):
         """A session that never started closes at once, touching nothing."""
         session = self.session()
         self.successResultOf(session.close())
-        self.assertEqual((self.engine.calls, self.ops.calls), ([], []))
+        self.assertEqual(self.engine.calls, [])
 
     def test_refusals(self) -> None:
         """Requests out of order are refused with their codes."""

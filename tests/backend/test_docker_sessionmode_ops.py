@@ -97,14 +97,14 @@ class SessionRequestTests(SynchronousTestCase):
         self.assertEqual(host, {"Init": False, "AutoRemove": False, "Memory": 5})
 
 
-class FakeStateOps:
-    """``state`` answers from a list (the last answer repeats)."""
+class FakeStateEngine:
+    """``container_state`` answers from a list (the last answer repeats)."""
 
     def __init__(self, *answers: Any) -> None:
         self.answers = list(answers)
         self.calls = 0
 
-    def state(self, container_id: str) -> Deferred[dict[str, Any]]:
+    def container_state(self, container_id: str) -> Deferred[dict[str, Any]]:
         self.calls += 1
         answer = self.answers[0] if len(self.answers) == 1 else self.answers.pop(0)
         if isinstance(answer, Exception):
@@ -113,11 +113,11 @@ class FakeStateOps:
 
 
 class FetchExitCodeTests(SynchronousTestCase):
-    def fetch(self, ops: FakeStateOps, advance: float = 0.0) -> tuple[list[int], Recorder]:
+    def fetch(self, engine: FakeStateEngine, advance: float = 0.0) -> tuple[list[int], Recorder]:
         clock = Clock()
         recorder = Recorder()
         results: list[int] = []
-        d = Deferred.fromCoroutine(fetch_container_exit_code(clock, ops, "cid", recorder.log))
+        d = Deferred.fromCoroutine(fetch_container_exit_code(clock, engine, "cid", recorder.log))
         d.addCallback(results.append)
         for _ in range(200):
             if results:
@@ -127,25 +127,27 @@ class FetchExitCodeTests(SynchronousTestCase):
 
     def test_exited(self) -> None:
         """A stopped container's exit code is returned and logged."""
-        results, recorder = self.fetch(FakeStateOps({"Running": False, "ExitCode": 7}))
+        results, recorder = self.fetch(FakeStateEngine({"Running": False, "ExitCode": 7}))
         self.assertEqual(results, [7])
         self.assertEqual(recorder.codes, ["DOCKER_EXIT_CODE"])
 
     def test_polls_while_running(self) -> None:
         """The state is polled again while the engine still reports the container running."""
-        ops = FakeStateOps({"Running": True}, {"Running": True}, {"Running": False, "ExitCode": 3})
-        results, _ = self.fetch(ops)
-        self.assertEqual((results, ops.calls), ([3], 3))
+        engine = FakeStateEngine(
+            {"Running": True}, {"Running": True}, {"Running": False, "ExitCode": 3}
+        )
+        results, _ = self.fetch(engine)
+        self.assertEqual((results, engine.calls), ([3], 3))
 
     def test_still_running(self) -> None:
         """A container that keeps running gives the unknown code after 60 s."""
-        results, recorder = self.fetch(FakeStateOps({"Running": True}))
+        results, recorder = self.fetch(FakeStateEngine({"Running": True}))
         self.assertEqual(results, [UNKNOWN_EXIT_CODE])
         self.assertEqual(recorder.codes, ["DOCKER_EXIT_CODE_STILL_RUNNING"])
 
     def test_restarting(self) -> None:
         """A container that keeps restarting is reported with its own code."""
-        results, recorder = self.fetch(FakeStateOps({"Running": True, "Restarting": True}))
+        results, recorder = self.fetch(FakeStateEngine({"Running": True, "Restarting": True}))
         self.assertEqual(results, [UNKNOWN_EXIT_CODE])
         self.assertEqual(recorder.codes, ["DOCKER_EXIT_CODE_CONTAINER_RESTARTING"])
 
@@ -157,7 +159,7 @@ class FetchExitCodeTests(SynchronousTestCase):
             ({"Running": False, "ExitCode": True}, "DOCKER_EXIT_CODE_FAILED"),
             (EngineError("gone", 404), "DOCKER_EXIT_CODE_FAILED"),
         ):
-            results, recorder = self.fetch(FakeStateOps(answer))
+            results, recorder = self.fetch(FakeStateEngine(answer))
             self.assertEqual((results, recorder.codes), ([UNKNOWN_EXIT_CODE], [code]))
 
 
@@ -205,7 +207,7 @@ class ArchiveTests(SynchronousTestCase):
         self.assertEqual(refused, ["/", "/c/"])
 
 
-class FakeArchiveOps:
+class FakeArchiveEngine:
     def __init__(self, error: EngineError | None = None) -> None:
         self.error = error
         self.calls: list[tuple[str, str, bytes]] = []
@@ -217,29 +219,29 @@ class FakeArchiveOps:
 
 class PlaceFilesTests(SynchronousTestCase):
     def place(
-        self, ops: FakeArchiveOps, files: dict[str, object], **body: Any
+        self, engine: FakeArchiveEngine, files: dict[str, object], **body: Any
     ) -> tuple[Any, Recorder]:
         recorder = Recorder()
         results: list[bool] = []
         Deferred.fromCoroutine(
-            place_files(Clock(), ops, "cid", base_request(**body), files, recorder.log)
+            place_files(Clock(), engine, "cid", base_request(**body), files, recorder.log)
         ).addCallback(results.append)
         return results, recorder
 
     def test_nothing(self) -> None:
         """No files, no engine call."""
-        ops = FakeArchiveOps()
-        results, recorder = self.place(ops, {})
-        self.assertEqual((results, ops.calls, recorder.codes), ([True], [], []))
+        engine = FakeArchiveEngine()
+        results, recorder = self.place(engine, {})
+        self.assertEqual((results, engine.calls, recorder.codes), ([True], [], []))
 
     def test_put(self) -> None:
         """One archive is extracted at / with the configured user as owner."""
-        ops = FakeArchiveOps()
+        engine = FakeArchiveEngine()
         results, recorder = self.place(
-            ops, {"f": FileValue(b"x")}, User="1000:1000", WorkingDir="/home/u"
+            engine, {"f": FileValue(b"x")}, User="1000:1000", WorkingDir="/home/u"
         )
         self.assertEqual(results, [True])
-        [(container_id, path, data)] = ops.calls
+        [(container_id, path, data)] = engine.calls
         self.assertEqual((container_id, path), ("cid", "/"))
         with tarfile.open(fileobj=io.BytesIO(data)) as archive:
             [member] = archive.getmembers()
@@ -248,8 +250,8 @@ class PlaceFilesTests(SynchronousTestCase):
 
     def test_failures_logged(self) -> None:
         """A refused path and an engine error are warnings; nothing raises."""
-        ops = FakeArchiveOps(EngineError("read-only file system"))
-        results, recorder = self.place(ops, {"/": b"x", "/ok": b"y"})
+        engine = FakeArchiveEngine(EngineError("read-only file system"))
+        results, recorder = self.place(engine, {"/": b"x", "/ok": b"y"})
         self.assertEqual(results, [False])
         self.assertEqual(
             recorder.codes,

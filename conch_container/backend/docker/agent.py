@@ -42,6 +42,7 @@ from conch_container.deferreds import DeadlineExceeded, with_deadline
 from conch_container.log.logger import CodeLogger
 
 if TYPE_CHECKING:
+    from conch_container.backend.docker.engine.api import Engine
     from conch_container.config import DockerExecutionConfig
 
 #: ``$0`` of the script when it is passed to ``sh -c``.
@@ -159,8 +160,7 @@ def usable_agent(stat: dict[str, Any]) -> str | None:
 
 async def select_agent(
     reactor: Any,
-    engine: Any,
-    ops: Any,
+    engine: Engine,
     container_id: str,
     agent_path: str,
     *,
@@ -173,12 +173,9 @@ async def select_agent(
     copied into the container, the inline form is used. Each engine call is
     bounded by ``timeout`` seconds. Logs ``DOCKER_GUEST_AGENT_SELECTED``.
 
-    :param engine: provides ``path_stat`` (an
-        :class:`~conch_container.backend.docker.engine.api.Engine`).
-    :param ops: provides ``put_archive`` (a
-        :class:`~conch_container.backend.docker.engine.containers.ContainerOps`).
+    :param engine: the container's engine (``path_stat``, ``put_archive``).
     """
-    agent = await _choose(reactor, engine, ops, container_id, agent_path, timeout, log)
+    agent = await _choose(reactor, engine, container_id, agent_path, timeout, log)
     log.event(
         messages.DOCKER_GUEST_AGENT_SELECTED,
         "Using the {agent} guest agent ({agentPath})",
@@ -190,8 +187,7 @@ async def select_agent(
 
 async def _choose(
     reactor: Any,
-    engine: Any,
-    ops: Any,
+    engine: Engine,
     container_id: str,
     agent_path: str,
     timeout: float,
@@ -214,7 +210,7 @@ async def _choose(
         return inline
     try:
         archive = install_archive(agent_path, agent_script(), reactor.seconds())
-        await with_deadline(reactor, timeout, ops.put_archive(container_id, "/", archive))
+        await with_deadline(reactor, timeout, engine.put_archive(container_id, "/", archive))
     except (EngineError, DeadlineExceeded, ValueError) as e:
         _install_failed(log, agent_path, _reason(e))
         return inline

@@ -27,7 +27,6 @@ from conch_container.backend.docker.connectionmode.execsession import DockerExec
 from conch_container.backend.docker.connectionmode.files import write_files
 from conch_container.backend.docker.containerconfig import CreateRequest
 from conch_container.backend.docker.engine.api import Engine
-from conch_container.backend.docker.engine.containers import ContainerOps
 from conch_container.backend.docker.engine.errors import EngineError
 from conch_container.backend.docker.pull import (
     MISSING_IMAGE_USER_MESSAGE,
@@ -263,7 +262,6 @@ class DockerConnection:
         self.agent = await select_agent(
             self._reactor,
             engine,
-            ContainerOps(engine),
             container_id,
             self._config.execution.agent_path,
             timeout=self._timeouts.command_start,

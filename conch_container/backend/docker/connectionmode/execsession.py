@@ -12,8 +12,9 @@ When the engine ends the stream the exit code is read with ``exec inspect``;
 it is reported as the signal the gateway delivered when it says the program
 died of that signal (:func:`~conch_container.backend.docker.execops.exit_status`).
 
-What both modes do alike (stdin, EOF, closing once) is
-:class:`~conch_container.backend.docker.sessionbase.SessionBase`.
+What both modes do alike (stdin, EOF, resizing, closing once) is
+:class:`~conch_container.backend.docker.sessionbase.DockerSessionBase`, on
+the backend-neutral :class:`~conch_container.backend.programsession.ProgramSession`.
 """
 
 from __future__ import annotations
@@ -38,12 +39,8 @@ from conch_container.backend.docker.execops import (
     fetch_exit_code,
     start_signal,
 )
-from conch_container.backend.docker.sessionbase import (
-    START_FAILED_MESSAGE,
-    SessionBase,
-    State,
-    program_command,
-)
+from conch_container.backend.docker.sessionbase import DockerSessionBase
+from conch_container.backend.programsession import START_FAILED_MESSAGE, State
 from conch_container.codes import Level, MessageCode
 from conch_container.deferreds import (
     DeadlineExceeded,
@@ -71,7 +68,7 @@ class _Agent(enum.Enum):
 
 
 @implementer(IBackendSession)
-class DockerExecSession(SessionBase):
+class DockerExecSession(DockerSessionBase):
     """An :class:`~conch_container.interfaces.IBackendSession` backed by a Docker exec.
 
     :param reactor: provides the clock and the connections to the engine.
@@ -198,7 +195,7 @@ class DockerExecSession(SessionBase):
         return self._handshake.wait().addCallback(lambda _: self._pid)
 
     def _command(self, program: ProgramRequest) -> list[str]:
-        argv = program_command(program, self._execution, self._log)
+        argv = self._program_argv(program)
         if self._agent is not None:
             return self._agent.console(argv)
         return argv
@@ -230,17 +227,9 @@ class DockerExecSession(SessionBase):
 
     # -- while running
 
-    async def _resize(self, columns: int, rows: int) -> None:
+    def _request_resize(self, columns: int, rows: int) -> Deferred[None]:
         assert self._exec_id is not None
-        self._log.event(
-            messages.DOCKER_EXEC_RESIZE,
-            "Resizing terminal to {width}x{height}",
-            width=columns,
-            height=rows,
-        )
-        await self._await_resize(
-            self._engine.exec_resize(self._exec_id, rows, columns), columns, rows
-        )
+        return self._engine.exec_resize(self._exec_id, rows, columns)
 
     async def _signal(self, name: str) -> None:
         self._require_running()
@@ -324,17 +313,9 @@ class DockerExecSession(SessionBase):
         )
 
     def output_ended(self, error: str | None) -> None:
-        self._unregister_producer()
-        if self._state is State.CLOSED:
+        # After a failed handshake the output was cut on purpose (already logged).
+        if not self._output_over(None if self._pid_failed else error):
             return
-        if error is not None and not self._pid_failed:
-            self._log.event(
-                messages.DOCKER_STREAM_OUTPUT_FAILED,
-                "The output stream failed: {reason}",
-                reason=error,
-            )
-        self._state = State.ENDED
-        self._io.output_closed()
         if self._pid_failed:
             self._io.exited(ExitStatus(code=UNKNOWN_EXIT_CODE))
             return
@@ -359,18 +340,12 @@ class DockerExecSession(SessionBase):
 
         Without ``kill`` the container is about to go, and the program with it.
         """
-        previous, self._state = self._state, State.CLOSED
-        for d in (self._start_d, self._exit_d):
-            if d is not None and not d.called:
-                d.cancel()
-        transport = self._transport
-        if transport is None or self._stream_closed.done:
+        previous = self._mark_closed()
+        if not self._stream_open:
             return
         if kill and previous is State.RUNNING and self._use_agent and self._pid is not None:
             try:
                 await self._kill_without_waiting()
             except ContainerSSHError:
                 pass  # logged; dropping the stream below is all that is left to do
-        self._unregister_producer()
-        transport.abortConnection()
-        await self._stream_closed.wait()
+        await self._drop_stream()

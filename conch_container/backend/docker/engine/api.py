@@ -1,9 +1,10 @@
 """Calls into one Docker engine, run on the backend's own bounded thread pool.
 
 The ``thd_*`` functions are blocking docker-py calls; they run in pool threads,
-never touch Twisted objects, and raise only :class:`EngineError`. :class:`Engine`
-is the reactor-side face: every method returns a Deferred from
-``deferToThreadPool``.
+never touch Twisted objects, and raise only :class:`EngineError` (those on a
+whole container besides create, start and remove are in :mod:`.containers`).
+:class:`Engine` is the reactor-side face of them all: every method returns a
+Deferred from ``deferToThreadPool``.
 
 Container I/O never holds a thread: a program's stream (``POST
 /exec/{id}/start``, a container's ``attach`` in session mode) is an HTTP
@@ -14,18 +15,15 @@ upgrade made from the reactor by :mod:`.upgrade`, over the same endpoint
 from __future__ import annotations
 
 import base64
-import functools
 import json
 import secrets
 import shutil
 from collections.abc import Callable, Sequence
-from typing import Any, ParamSpec, TypeVar
+from typing import Any, TypeVar
 
 import attrs
 import docker
 import docker.errors
-import requests
-import urllib3.exceptions
 from twisted.internet import task
 from twisted.internet.defer import Deferred
 from twisted.internet.threads import deferToThreadPool
@@ -33,46 +31,17 @@ from twisted.python.threadpool import ThreadPool
 
 from conch_container.backend.docker.containerconfig import LABEL_CREATE, CreateRequest
 from conch_container.backend.docker.engine.client import EngineSettings
-from conch_container.backend.docker.engine.errors import EngineError
+from conch_container.backend.docker.engine.containers import (
+    thd_container_kill,
+    thd_container_resize,
+    thd_container_state,
+    thd_container_stop,
+    thd_put_archive,
+)
+from conch_container.backend.docker.engine.errors import EngineError, engine_errors
 from conch_container.backend.docker.engine.upgrade import EngineStreams, UpgradedStream
 
-P = ParamSpec("P")
 T = TypeVar("T")
-
-
-def engine_errors(f: Callable[P, T]) -> Callable[P, T]:
-    """Turn docker-py and requests exceptions into :class:`EngineError`."""
-
-    @functools.wraps(f)
-    def wrapper(*args: P.args, **kwargs: P.kwargs) -> T:
-        try:
-            return f(*args, **kwargs)
-        except EngineError:
-            raise
-        except docker.errors.APIError as e:
-            raise EngineError(str(e.explanation or e), e.status_code) from e
-        except (docker.errors.DockerException, requests.RequestException, OSError) as e:
-            raise EngineError(str(e) or type(e).__name__, unsent=_never_sent(e)) from e
-
-    return wrapper
-
-
-def _never_sent(error: BaseException) -> bool:
-    """Whether ``error`` says no connection to the engine could be made at all."""
-    if isinstance(error, requests.exceptions.ConnectTimeout):
-        return True
-    if not isinstance(error, requests.exceptions.ConnectionError) or not error.args:
-        return isinstance(error, FileNotFoundError | ConnectionRefusedError)
-    cause = error.args[0]
-    # TCP: MaxRetryError(reason=NewConnectionError); a unix socket:
-    # ProtocolError("Connection aborted.", FileNotFoundError or ConnectionRefusedError).
-    if isinstance(cause, urllib3.exceptions.MaxRetryError):
-        cause = cause.reason
-    elif isinstance(cause, urllib3.exceptions.ProtocolError) and len(cause.args) > 1:
-        cause = cause.args[1]
-    return isinstance(
-        cause, urllib3.exceptions.NewConnectionError | FileNotFoundError | ConnectionRefusedError
-    )
 
 
 @engine_errors
@@ -342,6 +311,26 @@ class Engine:
     ) -> Deferred[UpgradedStream]:
         version = self._client.api_version
         return self._streams.open(f"/v{version}{path}", params=params, body=body)
+
+    def container_resize(self, container_id: str, rows: int, columns: int) -> Deferred[None]:
+        """Resize the terminal of a container's main process (session mode)."""
+        return self.run(thd_container_resize, container_id, rows, columns)
+
+    def container_kill(self, container_id: str, signal: str) -> Deferred[None]:
+        """Send ``signal`` (a name such as ``TERM``) to the container's main process."""
+        return self.run(thd_container_kill, container_id, signal)
+
+    def container_stop(self, container_id: str, grace: int) -> Deferred[bool]:
+        """Stop the container (``KILL`` after ``grace`` seconds); False if it was gone."""
+        return self.run(thd_container_stop, container_id, grace)
+
+    def container_state(self, container_id: str) -> Deferred[dict[str, Any]]:
+        """The ``State`` part of ``container inspect``."""
+        return self.run(thd_container_state, container_id)
+
+    def put_archive(self, container_id: str, path: str, data: bytes) -> Deferred[None]:
+        """Extract a tar archive into the container at ``path`` (started or not)."""
+        return self.run(thd_put_archive, container_id, path, data)
 
     def exec_resize(self, exec_id: str, rows: int, columns: int) -> Deferred[None]:
         return self.run(thd_exec_resize, exec_id, rows, columns)

@@ -1,18 +1,19 @@
-"""Engine calls on a whole container, which ``session`` mode needs besides create/start/remove.
+"""Blocking engine calls on a whole container besides create, start and remove.
 
-In session mode the program is the container's main process, so its stream
-is the container's *attach* stream, its terminal is the container's, signals
-go through the kill API and its exit code is the container's.
+Session mode needs most of them: there the program is the container's main
+process, so its terminal is the container's, signals go through the kill API
+and its exit code is the container's; authentication's files are put into it
+as an archive (the guest agent, too, when connection mode installs it).
 
-Like :mod:`conch_container.backend.docker.engine.api`, the ``thd_*`` functions are
-blocking docker-py calls for the backend's pool that raise only
-:class:`~conch_container.backend.docker.engine.api.EngineError`;
-:class:`ContainerOps` is their reactor-side face on an
-:class:`~conch_container.backend.docker.engine.api.Engine`.
-
-The attach is an HTTP upgrade made from the reactor
-(:meth:`~conch_container.backend.docker.engine.api.Engine.container_attach`), as
-for an exec.
+Like those of :mod:`conch_container.backend.docker.engine.api`, the ``thd_*``
+functions here are docker-py calls for the backend's pool that raise only
+:class:`~conch_container.backend.docker.engine.errors.EngineError`;
+:class:`~conch_container.backend.docker.engine.api.Engine` is their
+reactor-side face (``container_resize``, ``container_kill``,
+``container_stop``, ``container_state``, ``put_archive``). The container's
+streams are an HTTP upgrade made from the reactor
+(:meth:`~conch_container.backend.docker.engine.api.Engine.container_attach`),
+as for an exec.
 """
 
 from __future__ import annotations
@@ -20,11 +21,8 @@ from __future__ import annotations
 from typing import Any
 
 import docker
-from twisted.internet.defer import Deferred
 
-from conch_container.backend.docker.engine.api import Engine, engine_errors
-from conch_container.backend.docker.engine.errors import EngineError
-from conch_container.backend.docker.engine.upgrade import UpgradedStream
+from conch_container.backend.docker.engine.errors import EngineError, engine_errors
 
 
 @engine_errors
@@ -64,31 +62,3 @@ def thd_put_archive(client: docker.APIClient, container_id: str, path: str, data
     """Extract a tar archive into the container's filesystem at ``path`` (started or not)."""
     if not client.put_archive(container_id, path, data):
         raise EngineError("the engine did not accept the archive")
-
-
-class ContainerOps:
-    """The container-level calls of this module on one engine.
-
-    :param engine: the engine (its client and the backend's pool are used).
-    """
-
-    def __init__(self, engine: Engine) -> None:
-        self.engine = engine
-
-    def attach(self, container_id: str) -> Deferred[UpgradedStream]:
-        return self.engine.container_attach(container_id)
-
-    def resize(self, container_id: str, rows: int, columns: int) -> Deferred[None]:
-        return self.engine.run(thd_container_resize, container_id, rows, columns)
-
-    def kill(self, container_id: str, signal: str) -> Deferred[None]:
-        return self.engine.run(thd_container_kill, container_id, signal)
-
-    def stop(self, container_id: str, grace: int) -> Deferred[bool]:
-        return self.engine.run(thd_container_stop, container_id, grace)
-
-    def state(self, container_id: str) -> Deferred[dict[str, Any]]:
-        return self.engine.run(thd_container_state, container_id)
-
-    def put_archive(self, container_id: str, path: str, data: bytes) -> Deferred[None]:
-        return self.engine.run(thd_put_archive, container_id, path, data)

@@ -17,7 +17,7 @@ stream released, so nothing outlives the session.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING
 
 from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IReactorTime
@@ -27,8 +27,8 @@ from conch_container.backend.docker.containerconfig import CreateRequest
 from conch_container.backend.docker.engine.api import Engine
 from conch_container.backend.docker.engine.errors import EngineError
 from conch_container.backend.docker.engine.upgrade import UpgradedStream
-from conch_container.backend.docker.sessionbase import START_FAILED_MESSAGE, logged_error
 from conch_container.backend.docker.sessionmode.ops import place_files, remove_container
+from conch_container.backend.programsession import START_FAILED_MESSAGE, logged_error
 from conch_container.codes import MessageCode
 from conch_container.deferreds import (
     DeadlineExceeded,
@@ -37,6 +37,9 @@ from conch_container.deferreds import (
     with_deadline,
 )
 from conch_container.log.logger import CodeLogger
+
+if TYPE_CHECKING:
+    from conch_container.config.docker import DockerTimeoutConfig
 
 #: Seconds a program still running when its channel closes gets between the
 #: container's stop signal and ``KILL``.
@@ -47,9 +50,7 @@ class SessionContainer:
     """One session's container on the engine.
 
     :param clock: the reactor's clock.
-    :param engine: the connection's engine (create, start, remove).
-    :param ops: the container-level calls
-        (:class:`~conch_container.backend.docker.engine.containers.ContainerOps`).
+    :param engine: the connection's engine (create, files, attach, start, stop, remove).
     :param timeouts: the connection's ``docker.timeouts``.
     :param retry_interval: seconds between removal attempts.
     :param log: the session's logger; :attr:`log` adds the container id.
@@ -65,15 +66,13 @@ class SessionContainer:
         *,
         clock: IReactorTime,
         engine: Engine,
-        ops: Any,
-        timeouts: Any,
+        timeouts: DockerTimeoutConfig,
         retry_interval: float,
         log: CodeLogger,
         stop_grace: int = STOP_GRACE,
     ) -> None:
         self._clock = clock
         self._engine = engine
-        self._ops = ops
         self._timeouts = timeouts
         self._retry_interval = retry_interval
         self.log = log
@@ -97,7 +96,7 @@ class SessionContainer:
         :raises ContainerSSHError: (logged) when a step fails.
         """
         container_id = await self._create(kind, request)
-        await place_files(self._clock, self._ops, container_id, request, files, self.log)
+        await place_files(self._clock, self._engine, container_id, request, files, self.log)
         stream = await self._attach(container_id)
         try:
             self.step_failure = messages.DOCKER_CONTAINER_START_FAILED
@@ -151,7 +150,9 @@ class SessionContainer:
         try:
             # A stream that arrives after the deadline (or after close) is
             # never taken: its connection is dropped.
-            return await await_resource(self._ops.attach(container_id), UpgradedStream.close)
+            return await await_resource(
+                self._engine.container_attach(container_id), UpgradedStream.close
+            )
         except EngineError as e:
             raise logged_error(
                 self.log, messages.DOCKER_CONTAINER_ATTACH_FAILED, START_FAILED_MESSAGE, e.message
@@ -214,7 +215,7 @@ class SessionContainer:
             await with_deadline(
                 self._clock,
                 max(deadline - self._clock.seconds(), 0.0),
-                self._ops.stop(container_id, self._stop_grace),
+                self._engine.container_stop(container_id, self._stop_grace),
             )
         except (EngineError, DeadlineExceeded) as e:
             self.log.event(

@@ -9,15 +9,14 @@
 - :func:`remove_container`: forced removal, retried until a deadline (a
   connection's container in ``connection`` mode is removed with it too).
 
-They take the engine (and :class:`~conch_container.backend.docker.engine.containers.ContainerOps`)
-as arguments, so they can be tested with fakes.
+They take the :class:`~conch_container.backend.docker.engine.api.Engine` as an
+argument, so they can be tested with fakes.
 """
 
 from __future__ import annotations
 
 import copy
 from collections.abc import Iterable, Mapping
-from typing import Any
 
 import attrs
 from twisted.internet import task
@@ -25,6 +24,7 @@ from twisted.internet.interfaces import IReactorTime
 
 from conch_container import messages
 from conch_container.backend.docker.containerconfig import CreateRequest, merge_env
+from conch_container.backend.docker.engine.api import Engine
 from conch_container.backend.docker.engine.errors import EngineError
 from conch_container.backend.docker.execops import poll_exit_code
 from conch_container.backend.docker.sessionmode.archive import (
@@ -94,7 +94,7 @@ def session_create_request(
 
 
 async def fetch_container_exit_code(
-    clock: IReactorTime, ops: Any, container_id: str, log: CodeLogger
+    clock: IReactorTime, engine: Engine, container_id: str, log: CodeLogger
 ) -> int:
     """The exit code of a container whose program ended, or ``UNKNOWN_EXIT_CODE`` (never raises).
 
@@ -102,7 +102,7 @@ async def fetch_container_exit_code(
     the container as running or restarting, for at most 60 seconds
     (:func:`~conch_container.backend.docker.execops.poll_exit_code`).
     """
-    return await poll_exit_code(clock, lambda: ops.state(container_id), log)
+    return await poll_exit_code(clock, lambda: engine.container_state(container_id), log)
 
 
 # ---------------------------------------------------------------------------
@@ -111,7 +111,7 @@ async def fetch_container_exit_code(
 
 async def place_files(
     clock: IReactorTime,
-    ops: Any,
+    engine: Engine,
     container_id: str,
     request: CreateRequest,
     files: Mapping[str, object],
@@ -148,7 +148,7 @@ async def place_files(
     )
     archive = files_archive(placeable, owner, clock.seconds())
     try:
-        await ops.put_archive(container_id, "/", archive)
+        await engine.put_archive(container_id, "/", archive)
     except EngineError as e:
         log.event(
             messages.DOCKER_FILE_WRITE_FAILED,
@@ -166,7 +166,7 @@ async def place_files(
 
 async def remove_container(
     clock: IReactorTime,
-    engine: Any,
+    engine: Engine,
     container_id: str,
     *,
     deadline: float,

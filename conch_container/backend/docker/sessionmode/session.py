@@ -22,13 +22,13 @@ The engine side of that life (create, files, attach, start, stop, removal)
 is :class:`~conch_container.backend.docker.sessionmode.container.SessionContainer`;
 this module is the channel side: requests, the stream, the exit status
 (what both modes do alike is
-:class:`~conch_container.backend.docker.sessionbase.SessionBase`).
+:class:`~conch_container.backend.docker.sessionbase.DockerSessionBase`).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import attrs
 from twisted.internet.defer import CancelledError, Deferred
@@ -37,20 +37,15 @@ from zope.interface import implementer
 from conch_container import messages
 from conch_container.backend.docker.containerconfig import CreateRequest
 from conch_container.backend.docker.engine.api import Engine
-from conch_container.backend.docker.engine.containers import ContainerOps
 from conch_container.backend.docker.engine.errors import EngineError
 from conch_container.backend.docker.execops import SIGNALS, exit_status
-from conch_container.backend.docker.sessionbase import (
-    START_FAILED_MESSAGE,
-    SessionBase,
-    State,
-    program_command,
-)
+from conch_container.backend.docker.sessionbase import DockerSessionBase
 from conch_container.backend.docker.sessionmode.container import STOP_GRACE, SessionContainer
 from conch_container.backend.docker.sessionmode.ops import (
     fetch_container_exit_code,
     session_create_request,
 )
+from conch_container.backend.programsession import START_FAILED_MESSAGE, State
 from conch_container.codes import Level
 from conch_container.deferreds import DeadlineExceeded, with_deadline
 from conch_container.interfaces import IBackendSession, ISessionIO, ProgramRequest
@@ -75,19 +70,22 @@ class SessionTemplate:
 
 
 @implementer(IBackendSession)
-class DockerContainerSession(SessionBase):
+class DockerContainerSession(DockerSessionBase):
     """An :class:`~conch_container.interfaces.IBackendSession` that is one container.
 
     :param reactor: provides the clock and the connections to the engine.
-    :param engine: the connection's engine.
+    :param engine: the connection's engine (every call of the container's life).
     :param template: the connection's :class:`SessionTemplate`.
     :param docker_config: the connection's ``docker`` config section.
     :param log: bound to the connection; the channel id is added here.
     :param retry_interval: seconds between removal attempts.
     :param on_closed: called once the session is closed.
     :param stop_grace: see :data:`STOP_GRACE`.
-    :param ops: the container calls (default: :class:`ContainerOps` on ``engine``).
     """
+
+    _resize_format: ClassVar[str] = (
+        "Resizing the terminal of container {containerId} to {width}x{height}"
+    )
 
     def __init__(
         self,
@@ -101,15 +99,13 @@ class DockerContainerSession(SessionBase):
         retry_interval: float,
         on_closed: Callable[[DockerContainerSession], object] | None = None,
         stop_grace: int = STOP_GRACE,
-        ops: ContainerOps | None = None,
     ) -> None:
         super().__init__(reactor=reactor, docker_config=docker_config, on_closed=on_closed)
-        self._ops = ops if ops is not None else ContainerOps(engine)
+        self._engine = engine
         self._template = template
         self._container = SessionContainer(
             clock=reactor,
             engine=engine,
-            ops=self._ops,
             timeouts=self._timeouts,
             retry_interval=retry_interval,
             log=log.bind(channelId=channel_id),
@@ -129,7 +125,7 @@ class DockerContainerSession(SessionBase):
 
     async def _start(self, program: ProgramRequest, io: ISessionIO) -> None:
         self._refuse_if_started()
-        argv = program_command(program, self._execution, self._log)
+        argv = self._program_argv(program)
         self._state = State.STARTING
         self._io = io
         tty = self._pty is not None
@@ -166,18 +162,13 @@ class DockerContainerSession(SessionBase):
 
     # -- while running
 
-    async def _resize(self, columns: int, rows: int) -> None:
+    def _request_resize(self, columns: int, rows: int) -> Deferred[None]:
         assert self.container_id is not None
-        self._log.event(
-            messages.DOCKER_EXEC_RESIZE,
-            "Resizing the terminal of container {containerId} to {width}x{height}",
-            width=columns,
-            height=rows,
-        )
+        return self._engine.container_resize(self.container_id, rows, columns)
+
+    def _resize_error_means_ended(self, error: Exception) -> bool:
         # A conflict: the program already ended (an instant one, before the first resize).
-        await self._await_resize(
-            self._ops.resize(self.container_id, rows, columns), columns, rows, conflict_ends=True
-        )
+        return isinstance(error, EngineError) and error.status == 409
 
     async def _signal(self, name: str) -> None:
         self._require_running()
@@ -196,7 +187,9 @@ class DockerContainerSession(SessionBase):
         )
         try:
             await with_deadline(
-                self._reactor, self._timeouts.signal, self._ops.kill(self.container_id, name)
+                self._reactor,
+                self._timeouts.signal,
+                self._engine.container_kill(self.container_id, name),
             )
         except (EngineError, DeadlineExceeded) as e:
             raise self._error(
@@ -216,24 +209,15 @@ class DockerContainerSession(SessionBase):
         """Not used: the stream carries no PID in session mode."""
 
     def output_ended(self, error: str | None) -> None:
-        self._unregister_producer()
-        if self._state is State.CLOSED:
+        if not self._output_over(error):
             return
-        if error is not None:
-            self._log.event(
-                messages.DOCKER_STREAM_OUTPUT_FAILED,
-                "The output stream failed: {reason}",
-                reason=error,
-            )
-        self._state = State.ENDED
-        self._io.output_closed()
         self._exit_d = Deferred.fromCoroutine(self._report_exit())
 
     async def _report_exit(self) -> None:
         assert self.container_id is not None
         try:
             code = await fetch_container_exit_code(
-                self._reactor, self._ops, self.container_id, self._log
+                self._reactor, self._engine, self.container_id, self._log
             )
         except CancelledError:
             return
@@ -261,16 +245,10 @@ class DockerContainerSession(SessionBase):
             )
 
     async def _remove_container(self, kill: bool) -> None:
-        previous, self._state = self._state, State.CLOSED
+        previous = self._mark_closed()
         container = self._container
-        for d in (self._start_d, self._exit_d):
-            if d is not None and not d.called:
-                d.cancel()
-        transport = self._transport
-        if transport is not None and not self._stream_closed.done:
-            self._unregister_producer()
-            transport.abortConnection()
-            await self._stream_closed.wait()
+        if self._stream_open:
+            await self._drop_stream()
         if previous is State.RUNNING:
             self._log.event(
                 messages.DOCKER_CONTAINER_SHUTTING_DOWN,
