@@ -13,12 +13,16 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+import yaml
 from twisted.internet import error
 from twisted.internet.defer import Deferred
 from twisted.internet.protocol import ProcessProtocol
 from twisted.internet.task import deferLater
 
-from tests.integration.gateway import reactor
+from conch_container.auth.static import hash_password
+from tests.docker_support import GUEST_IMAGE
+from tests.integration.gateway import IDLE_COMMAND, public_line, reactor
+from tests.ssh.harness import new_ed25519_pem
 
 #: ``twistd`` from the running interpreter (the script may not be on PATH).
 TWISTD = [sys.executable, "-c", "from twisted.scripts.twistd import run; run()"]
@@ -88,3 +92,41 @@ async def until(condition: Callable[[], Any], seconds: float, what: str) -> None
 async def until_accepting(port: int, seconds: float) -> None:
     """Wait until something listens on 127.0.0.1 at ``port``."""
     await until(lambda: accepting(port), seconds, f"a listener on port {port}")
+
+
+def write_static_gateway(directory: Any, user: str, port: int, **sections: Any) -> tuple[str, str]:
+    """Files for a ``twistd`` gateway with one static user, who logs in with a new key.
+
+    The gateway listens on 127.0.0.1:``port`` and runs the guest image
+    without pulling it; ``sections`` are added to its configuration.
+
+    :param directory: a :class:`~twisted.python.filepath.FilePath` to write to.
+    :return: the paths of the configuration file and of the user's private key.
+    """
+    client_pem = new_ed25519_pem()
+    key_file = directory.child("id")
+    key_file.setContent(client_pem.encode())
+    os.chmod(key_file.path, 0o600)
+    users = directory.child("users.yaml")
+    entry = {
+        "passwordHash": hash_password("unused-password", rounds=4),
+        "authorizedKeys": [public_line(client_pem)],
+    }
+    users.setContent(yaml.safe_dump({"users": {user: entry}}).encode())
+    config: dict[str, Any] = {
+        "ssh": {"listen": f"127.0.0.1:{port}", "hostkeys": [new_ed25519_pem()]},
+        "auth": {"publicKey": {"method": "static", "static": {"usersFile": users.path}}},
+        "log": {"level": "info"},
+        "docker": {
+            "execution": {
+                "container": {"image": GUEST_IMAGE},
+                "imagePullPolicy": "Never",
+                "disableAgent": True,
+                "idleCommand": IDLE_COMMAND,
+            }
+        },
+        **sections,
+    }
+    config_file = directory.child("config.yaml")
+    config_file.setContent(yaml.safe_dump(config).encode())
+    return config_file.path, key_file.path

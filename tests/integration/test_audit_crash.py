@@ -13,17 +13,15 @@ import os
 import signal
 from typing import Any
 
-import yaml
 from twisted.internet.threads import deferToThread
 from twisted.python.filepath import FilePath
 from twisted.trial.unittest import TestCase
 
 from conch_container.audit.codec.binaryread import BinaryLogReader
 from conch_container.audit.message import MessageType
-from conch_container.auth.static import hash_password
 from conch_container.backend.docker.containerconfig import LABEL_USERNAME
-from tests.docker_support import GUEST_IMAGE, docker_client
-from tests.integration.gateway import IDLE_COMMAND, SSH, public_line, reactor
+from tests.docker_support import docker_client
+from tests.integration.gateway import SSH, reactor
 from tests.integration.processes import (
     TWISTD,
     Output,
@@ -33,8 +31,8 @@ from tests.integration.processes import (
     twistd_args,
     until,
     until_accepting,
+    write_static_gateway,
 )
-from tests.ssh.harness import new_ed25519_pem
 
 #: The session's program: numbered lines, one every 10 ms, for a minute at most.
 PRINTER = "i=0; while [ $i -lt 6000 ]; do i=$((i+1)); echo line-$i; sleep 0.01; done"
@@ -55,48 +53,13 @@ class KilledGatewayTestCase(TestCase):
         self.docker = docker_client()
         self.dir = FilePath(self.mktemp())
         self.dir.makedirs()
-        client_pem = new_ed25519_pem()
-        self.key_file = self.dir.child("id")
-        self.key_file.setContent(client_pem.encode())
-        os.chmod(self.key_file.path, 0o600)
         self.user = f"crash{os.getpid()}"
-        self.dir.child("users.yaml").setContent(
-            yaml.safe_dump(
-                {
-                    "users": {
-                        self.user: {
-                            "passwordHash": hash_password("unused-password", rounds=4),
-                            "authorizedKeys": [public_line(client_pem)],
-                        }
-                    }
-                }
-            ).encode()
-        )
         self.port = free_port()
-        self.config = self.dir.child("config.yaml")
-        self.config.setContent(
-            yaml.safe_dump(
-                {
-                    "ssh": {"listen": f"127.0.0.1:{self.port}", "hostkeys": [new_ed25519_pem()]},
-                    "auth": {
-                        "publicKey": {
-                            "method": "static",
-                            "static": {"usersFile": self.dir.child("users.yaml").path},
-                        }
-                    },
-                    "log": {"level": "info"},
-                    "docker": {
-                        "execution": {
-                            "container": {"image": GUEST_IMAGE},
-                            "imagePullPolicy": "Never",
-                            "disableAgent": True,
-                            "idleCommand": IDLE_COMMAND,
-                        }
-                    },
-                    "audit": self.audit_settings(),
-                }
-            ).encode()
+        config, key = write_static_gateway(
+            self.dir, self.user, self.port, audit=self.audit_settings()
         )
+        self.config = FilePath(config)
+        self.key_file = FilePath(key)
 
     def audit_settings(self) -> dict[str, Any]:
         raise NotImplementedError
