@@ -8,6 +8,7 @@ the spool; the next start uploads it (see :mod:`tests.integration.test_audit_cra
 
 from __future__ import annotations
 
+import hashlib
 import io
 from typing import Any
 
@@ -17,8 +18,8 @@ from twisted.internet.threads import deferToThread
 from conch_container.audit.codec.binaryread import BinaryLogReader
 from conch_container.audit.message import AuditMessage, MessageType
 from tests.audit.s3_support import client, new_bucket, s3_endpoint
-from tests.integration.gateway import GatewayTestCase
-from tests.integration.processes import until
+from tests.integration.gateway import SSH, GatewayTestCase, reactor
+from tests.integration.processes import Output, clean_env, until
 
 
 def object_messages(s3: Any, bucket: str, key: str) -> list[AuditMessage]:
@@ -92,3 +93,50 @@ class S3AuditTests(GatewayTestCase):
             30,
             "the uploaded log removed from the spool",
         )
+
+    async def test_large_session_uploaded_while_open(self) -> None:
+        """30 MB of output: parts are in S3 while the session runs; the object is complete after.
+
+        The output is random (incompressible), so the log is over 30 MB and
+        its first parts go up while the program still sleeps; what the object
+        decodes to is exactly what the client received.
+        """
+        size = 30 * 1024 * 1024
+        client = Output()
+        assert SSH is not None
+        reactor.spawnProcess(
+            client,
+            SSH,
+            [SSH, *self.ssh_args(), f"head -c {size} /dev/urandom; sleep 15"],
+            env=clean_env(),
+        )
+
+        def parts_uploaded() -> int:
+            uploads = self.s3.list_multipart_uploads(Bucket=self.bucket).get("Uploads", [])
+            return sum(
+                len(
+                    self.s3.list_parts(
+                        Bucket=self.bucket, Key=u["Key"], UploadId=u["UploadId"]
+                    ).get("Parts", [])
+                )
+                for u in uploads
+            )
+
+        await until(lambda: len(client.output) >= size, 60, "the output received")
+        await until(lambda: deferToThread(parts_uploaded), 60, "parts uploaded while open")
+        self.assertFalse(client.ended.called, "the session is still open")
+        await client.ended
+        received = hashlib.sha256(client.output[:size]).hexdigest()
+
+        async def complete() -> bool:
+            for key in await deferToThread(self.keys):
+                messages = await deferToThread(object_messages, self.s3, self.bucket, key)
+                data = b"".join(
+                    m.payload["data"] for m in messages if m.type == MessageType.IO and m.payload
+                )
+                if len(data) == size:
+                    self.assertEqual(hashlib.sha256(data).hexdigest(), received)
+                    return True
+            return False
+
+        await until(lambda: ensureDeferred(complete()), 60, "the complete log in the bucket")
