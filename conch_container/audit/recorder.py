@@ -22,6 +22,8 @@ import time
 from collections.abc import Callable
 from typing import Any, Protocol
 
+import attrs
+
 from conch_container.audit.message import AuditMessage, MessageType
 from conch_container.interfaces import AuditStreamInfo, ExitStatus, PtyRequest
 
@@ -128,14 +130,7 @@ class ConnectionAudit:
     def handshake_successful(self, username: str) -> None:
         """A user logged in: the storage learns who."""
         if self._stream is not None:
-            self._info = AuditStreamInfo(
-                connection_id=self._info.connection_id,
-                start_time=self._info.start_time,
-                remote_addr=self._info.remote_addr,
-                country=self._info.country,
-                authenticated=True,
-                username=username,
-            )
+            self._info = attrs.evolve(self._info, authenticated=True, username=username)
             self._stream.update(self._info)
         self._emit(MessageType.HANDSHAKE_SUCCESSFUL, {"username": username})
 

@@ -187,8 +187,7 @@ class AuditStream:
             return
         batch, self._queue = self._queue, []
         self._writing_bytes, self._queued_bytes = self._queued_bytes, 0
-        info = self._info if self._info_changed or self._sink is None else None
-        self._info_changed = False
+        tell, self._info_changed = self._info_changed, False
         final = self._closing
         self._writing = True
         self._stall_call = self._reactor.callLater(self._limits.stall_timeout, self._stall)
@@ -197,8 +196,8 @@ class AuditStream:
             self._pool,
             self._thd_write,
             batch,
-            info or self._info,
-            info is not None,
+            self._info,
+            tell,
             final,
         )
         d.addCallbacks(self._written, self._write_failed, callbackArgs=(final,))
