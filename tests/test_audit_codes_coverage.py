@@ -1,7 +1,7 @@
 """Every ``AUDIT_S3_*`` message code is produced by a test that asserts it.
 
-As for the Docker backend (:mod:`tests.test_docker_codes_coverage`, whose
-helpers this module uses): :data:`PRODUCERS` maps each ``AUDIT_S3_*`` code of
+As for the Docker backend (the checks are :mod:`tests.codes_coverage`'s):
+:data:`PRODUCERS` maps each ``AUDIT_S3_*`` code of
 :mod:`conch_container.messages` to the tests (``module.Class.method``) that
 drive the ``s3`` storage into the situation the code's explanation names and
 assert the code. Most run against a real S3-compatible server and the real
@@ -14,13 +14,9 @@ When a new ``AUDIT_S3_*`` code is added, add its producing test here.
 
 from __future__ import annotations
 
-import inspect
-import re
-
 from twisted.trial.unittest import SynchronousTestCase
 
-from conch_container import messages
-from tests.test_docker_codes_coverage import emitted_in_package, resolve
+from tests.codes_coverage import CodesCoverageMixin
 
 _UPLOAD = "tests.audit.test_s3_upload.UploadTests"
 _OUTAGE = "tests.audit.test_s3_outage.OutageTests"
@@ -101,37 +97,6 @@ PRODUCERS: dict[str, tuple[str, ...]] = {
 }
 
 
-def audit_s3_codes() -> set[str]:
-    return {code for code in messages.CATALOGUE if code.startswith("AUDIT_S3_")}
-
-
-class AuditCodesCoverageTests(SynchronousTestCase):
-    def test_every_code_accounted_for(self) -> None:
-        """Every AUDIT_S3_* code of the catalogue has a producing test, and no other is listed."""
-        self.assertEqual(
-            sorted(audit_s3_codes() - set(PRODUCERS)),
-            [],
-            "AUDIT_S3_* codes that no test produces: add a test and list it in PRODUCERS",
-        )
-        self.assertEqual(sorted(set(PRODUCERS) - audit_s3_codes()), [])
-
-    def test_named_tests_exist_and_assert_their_code(self) -> None:
-        """Every named test exists, is a test method, and its source names its code."""
-        wrong = []
-        for code, tests in sorted(PRODUCERS.items()):
-            self.assertTrue(tests, f"{code}: no test named")
-            for dotted in tests:
-                try:
-                    method = resolve(dotted)
-                except (ImportError, AttributeError) as e:
-                    wrong.append(f"{code}: {dotted} ({e})")
-                    continue
-                if not dotted.rsplit(".", 1)[1].startswith("test"):
-                    wrong.append(f"{code}: {dotted} is not a test method")
-                elif not re.search(rf"\b{code}\b", inspect.getsource(method)):  # type: ignore[arg-type]
-                    wrong.append(f"{code}: {dotted} does not name it")
-        self.assertEqual(wrong, [])
-
-    def test_codes_are_logged_by_the_package(self) -> None:
-        """Each code is logged somewhere in the package (the tests are not of a fake)."""
-        self.assertEqual([c for c in sorted(PRODUCERS) if not emitted_in_package(c)], [])
+class AuditCodesCoverageTests(CodesCoverageMixin, SynchronousTestCase):
+    prefix = "AUDIT_S3_"
+    producers = PRODUCERS

@@ -1,28 +1,19 @@
 """Every ``DOCKER_*`` message code is produced by a test that asserts it.
 
-An operator's alert on a code is only as good as the code's promise: it is
-logged in the situation its explanation names. :data:`PRODUCERS` maps each
-``DOCKER_*`` code of :mod:`conch_container.messages` to the tests
-(``module.Class.method``) that drive the Docker backend into that situation
-and assert the code; :data:`NOT_PRODUCED` lists, with the reason, the few
-codes this version of the backend has no situation for. This module checks
-that the two together are exactly the catalogue, that every named test
-exists and names its code, and that a code said not to be produced is indeed
-logged nowhere.
+:data:`PRODUCERS` maps each ``DOCKER_*`` code of :mod:`conch_container.messages`
+to the tests (``module.Class.method``) that drive the Docker backend into that
+situation and assert the code; :data:`NOT_PRODUCED` lists, with the reason,
+the few codes this version of the backend has no situation for. The checks
+are :mod:`tests.codes_coverage`'s.
 
 When a new ``DOCKER_*`` code is added, add its producing test here.
 """
 
 from __future__ import annotations
 
-import importlib
-import inspect
-import re
-from pathlib import Path
-
 from twisted.trial.unittest import SynchronousTestCase
 
-from conch_container import messages
+from tests.codes_coverage import CodesCoverageMixin
 
 _INTEGRATION = "tests.backend.test_docker_integration.DockerBackendIntegrationTests"
 _CODES = "tests.backend.test_docker_codes.DockerCodesTests"
@@ -139,75 +130,8 @@ NOT_PRODUCED: dict[str, str] = {
     ),
 }
 
-_PACKAGE = Path(__file__).resolve().parent.parent / "conch_container"
 
-
-def docker_codes() -> set[str]:
-    return {code for code in messages.CATALOGUE if code.startswith("DOCKER_")}
-
-
-def resolve(dotted: str) -> object:
-    """The test method named ``module.Class.method``."""
-    module_name, class_name, method_name = dotted.rsplit(".", 2)
-    module = importlib.import_module(module_name)
-    return getattr(getattr(module, class_name), method_name)
-
-
-def emitted_in_package(code: str) -> list[str]:
-    """The package files that log ``code`` (``messages.CODE`` outside the catalogue)."""
-    pattern = re.compile(rf"\bmessages\.{code}\b")
-    return [
-        str(path.relative_to(_PACKAGE))
-        for path in sorted(_PACKAGE.rglob("*.py"))
-        if path.name != "messages.py" and pattern.search(path.read_text(encoding="utf-8"))
-    ]
-
-
-class DockerCodesCoverageTests(SynchronousTestCase):
-    def test_every_code_accounted_for(self) -> None:
-        """Every DOCKER_* code of the catalogue has a producing test or a reason; no others."""
-        listed = set(PRODUCERS) | set(NOT_PRODUCED)
-        self.assertEqual(
-            sorted(docker_codes() - listed),
-            [],
-            "DOCKER_* codes that no test produces: add a test and list it in PRODUCERS",
-        )
-        self.assertEqual(sorted(listed - docker_codes()), [], "codes no longer in the catalogue")
-        self.assertEqual(sorted(set(PRODUCERS) & set(NOT_PRODUCED)), [])
-
-    def test_named_tests_exist(self) -> None:
-        """Every test named in PRODUCERS exists and is a test method."""
-        missing = []
-        for code, tests in sorted(PRODUCERS.items()):
-            self.assertTrue(tests, f"{code}: no test named")
-            for dotted in tests:
-                try:
-                    method = resolve(dotted)
-                except (ImportError, AttributeError) as e:
-                    missing.append(f"{code}: {dotted} ({e})")
-                    continue
-                if not (callable(method) and dotted.rsplit(".", 1)[1].startswith("test")):
-                    missing.append(f"{code}: {dotted} is not a test method")
-        self.assertEqual(missing, [])
-
-    def test_named_tests_assert_their_code(self) -> None:
-        """Each named test's own source names the code it is listed for."""
-        silent = []
-        for code, tests in sorted(PRODUCERS.items()):
-            for dotted in tests:
-                try:
-                    source = inspect.getsource(resolve(dotted))  # type: ignore[arg-type]
-                except (ImportError, AttributeError):
-                    continue  # reported by test_named_tests_exist
-                if not re.search(rf"\b{code}\b", source):
-                    silent.append(f"{code}: {dotted}")
-        self.assertEqual(silent, [])
-
-    def test_produced_codes_are_logged_somewhere(self) -> None:
-        """A code with producing tests is logged by the package (the tests are not of a fake)."""
-        self.assertEqual([c for c in sorted(PRODUCERS) if not emitted_in_package(c)], [])
-
-    def test_not_produced_codes_are_logged_nowhere(self) -> None:
-        """A code said to have no situation is not logged anywhere in the package."""
-        logged = {code: emitted_in_package(code) for code in NOT_PRODUCED}
-        self.assertEqual({code: files for code, files in logged.items() if files}, {})
+class DockerCodesCoverageTests(CodesCoverageMixin, SynchronousTestCase):
+    prefix = "DOCKER_"
+    producers = PRODUCERS
+    not_produced = NOT_PRODUCED
