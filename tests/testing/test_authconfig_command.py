@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import signal
 import sys
 from typing import Any
@@ -15,26 +14,13 @@ from twisted.trial.unittest import TestCase
 from conch_container import messages
 from conch_container.webhook.client import WebhookClient
 from conch_container.webhook.protocol import PASSWORD_PATH, decode_auth_response, password_request
-from tests.integration.processes import Output, clean_env, signal_quietly, until
+from tests.integration.processes import Output, clean_env, log_records, signal_quietly, until
 from tests.testing.authconfig_support import METADATA, USERS_YAML
 from tests.webhook.support import ClientConfig
 
 
-def _events(output: bytes) -> list[dict[str, Any]]:
-    """The JSON log lines of ``output``."""
-    events = []
-    for line in output.splitlines():
-        try:
-            event = json.loads(line)
-        except ValueError:
-            continue
-        if isinstance(event, dict):
-            events.append(event)
-    return events
-
-
 def _address(output: bytes) -> str | None:
-    for event in _events(output):
+    for event in log_records(output):
         if event.get("code") == messages.CONFIG_SERVER_AVAILABLE.code:
             return str(event["details"]["address"])
     return None
@@ -79,7 +65,7 @@ class CommandTests(TestCase):
         process.signalProcess(signal.SIGTERM)
         exit_code, signum = await output.ended
         self.assertEqual((exit_code, signum), (0, None), output.output.decode(errors="replace"))
-        codes = [event.get("code") for event in _events(output.output)]
+        codes = [event.get("code") for event in log_records(output.output)]
         self.assertIn(messages.TEST_WEBHOOK_ANSWERED.code, codes)
         self.assertIn(messages.TEST_WEBHOOK_STOPPED.code, codes)
         self.assertNotIn(b"secret", output.output)

@@ -126,6 +126,7 @@ class ResourceTests(SynchronousTestCase):
         self.assertEqual(
             self.post("/prefix/config", pending_metadata(other)), (200, {"config": {}})
         )
+        self.assertEqual(self.post("/", pending_metadata(METADATA)), (code, answer))
 
     def test_malformed_requests(self) -> None:
         """Bodies that are not the documented JSON get 400 and a short JSON error."""

@@ -7,8 +7,8 @@ of the request path, so that it can be mounted anywhere:
   (``auth.password.webhook.url`` and ``auth.publicKey.webhook.url`` are the
   part before it);
 - ``.../authz``: the authorization webhook (``auth.authz.webhook.url``);
-- ``.../config``: the configuration server (``configserver.url`` is the
-  whole URL, ending in ``/config``).
+- ``.../config``, or the root path ``/``: the configuration server
+  (``configserver.url`` is the whole URL, called without a suffix).
 
 Credentials are checked by the embedded static authentication
 (:class:`~conch_container.auth.static.StaticAuthenticator`), so bcrypt runs
@@ -115,6 +115,8 @@ class AuthConfigResource(Resource):
             PUBLIC_KEY_PATH: self._public_key,
             AUTHZ_PATH: self._authz,
             CONFIG_PATH: self._config,
+            # The server's bare address as configserver.url.
+            "": self._config,
         }
 
     def start(self) -> Deferred[None]:
