@@ -3,12 +3,17 @@
 from __future__ import annotations
 
 import base64
+import io
 import json
 from typing import Any
 
 import attrs
 from treq.testing import StubTreq
+from twisted.internet.error import ConnectionDone
+from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase
+from twisted.web.server import NOT_DONE_YET
+from twisted.web.test.requesthelper import DummyRequest
 
 from conch_container import messages
 from conch_container.testing.authconfig import AuthConfigResource, parse_server_users
@@ -203,7 +208,63 @@ class ResourceTests(SynchronousTestCase):
 
 
 class _HeldPool(NonThreadPool):
-    """A pool whose work never finishes: the checks stay in flight."""
+    """A pool whose work finishes only when the test says so."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.waiting: list[tuple[Any, Any, tuple[Any, ...]]] = []
 
     def callInThreadWithCallback(self, onResult: Any, func: Any, *args: Any, **kwargs: Any) -> None:
         self.calls += 1
+        self.waiting.append((onResult, func, args))
+
+    def finish_all(self) -> None:
+        waiting, self.waiting = self.waiting, []
+        for on_result, func, args in waiting:
+            on_result(True, func(*args))
+
+
+class _FailingPool(NonThreadPool):
+    """A pool whose work fails in a way nobody planned for."""
+
+    def callInThreadWithCallback(self, onResult: Any, func: Any, *args: Any, **kwargs: Any) -> None:
+        onResult(False, RuntimeError("the pool broke"))
+
+
+class FailureTests(SynchronousTestCase):
+    def resource(self, pool: NonThreadPool) -> tuple[AuthConfigResource, list[dict[str, Any]]]:
+        log, events = capturing_logger()
+        users = parse_server_users(USERS_YAML)
+        resource = AuthConfigResource(
+            users, reactor=SynchronousReactorThreads(), thread_pool=pool, log=log
+        )
+        return resource, events
+
+    def test_unexpected_failure(self) -> None:
+        """A bug answers 500 with a JSON error and is logged as TEST_WEBHOOK_FAILED."""
+        resource, events = self.resource(_FailingPool())
+        response = self.successResultOf(
+            StubTreq(resource).post(  # type: ignore[attr-defined]
+                "http://hook.test/password",
+                data=json.dumps(password_request(METADATA, b"secret")).encode(),
+            )
+        )
+        self.assertEqual(response.code, 500)
+        self.assertEqual(
+            json.loads(self.successResultOf(response.content())), {"error": "internal error"}
+        )
+        self.assertEqual(len(with_code(events, messages.TEST_WEBHOOK_FAILED.code)), 1)
+
+    def test_client_gone(self) -> None:
+        """A client that hung up before the check ended gets nothing written to it."""
+        pool = _HeldPool()
+        resource, events = self.resource(pool)
+        request = DummyRequest([b"password"])
+        request.method = b"POST"
+        request.path = b"/password"
+        request.content = io.BytesIO(json.dumps(password_request(METADATA, b"secret")).encode())
+        self.assertEqual(resource.render(request), NOT_DONE_YET)
+        request.processingFailed(Failure(ConnectionDone()))
+        pool.finish_all()
+        self.assertEqual((request.written, request.finished), ([], 0))
+        self.assertEqual(len(with_code(events, messages.TEST_WEBHOOK_ANSWERED.code)), 1)

@@ -28,7 +28,6 @@ from collections.abc import Callable, Coroutine, Mapping
 from typing import Any
 
 from twisted.internet.defer import Deferred
-from twisted.python.failure import Failure
 from twisted.web.resource import Resource
 from twisted.web.server import NOT_DONE_YET, Request
 
@@ -141,44 +140,52 @@ class AuthConfigResource(Resource):
             metadata = connection_metadata(body)
         except (_HTTPError, BadRequest) as error:
             return self._refuse(request, endpoint, error)
-        log = self._log.bind(**metadata.log_fields(), endpoint=endpoint)
-        answered = Deferred.fromCoroutine(handler(metadata, body))
         gone: list[bool] = []
         request.notifyFinish().addErrback(lambda _: gone.append(True))
+        log = self._log.bind(**metadata.log_fields(), endpoint=endpoint)
+        answering = handler(metadata, body)
+        Deferred.fromCoroutine(
+            self._respond(request, log, metadata.effective_username, answering, gone)
+        )
+        return NOT_DONE_YET
 
-        def reply(answer: _Answer) -> None:
+    async def _respond(
+        self,
+        request: Request,
+        log: CodeLogger,
+        user: str,
+        answering: Coroutine[Any, Any, _Answer],
+        gone: list[bool],
+    ) -> None:
+        """Answer with what ``answering`` returns, or with the error it raises."""
+        try:
+            answer = await answering
+        except (BadRequest, _HTTPError) as error:
+            status, reason = _refusal(error)
+            log.event(
+                messages.TEST_WEBHOOK_BAD_REQUEST,
+                "Refused a {endpoint} request with {status}: {reason}",
+                status=status,
+                reason=reason,
+            )
+            answer = {"error": reason}
+        except ContainerSSHError:
+            # Too many password checks in flight (already logged): the gateway retries.
+            status, answer = 503, {"error": "too many password checks in progress, try again"}
+        except Exception:
+            log.failure(messages.TEST_WEBHOOK_FAILED, "Answering a {endpoint} request failed")
+            status, answer = 500, {"error": "internal error"}
+        else:
+            status = 200
             log.event(
                 messages.TEST_WEBHOOK_ANSWERED,
                 "Answered {endpoint} for {user}: success {success}",
-                user=metadata.effective_username,
+                user=user,
                 success=answer.get("success", True),
             )
-            if not gone:
-                self._write(request, 200, answer)
-
-        def failed(failure: Failure) -> None:
-            error = failure.value
-            if isinstance(error, BadRequest | _HTTPError):
-                status, reason = _refusal(error)
-                log.event(
-                    messages.TEST_WEBHOOK_BAD_REQUEST,
-                    "Refused a {endpoint} request with {status}: {reason}",
-                    status=status,
-                    reason=reason,
-                )
-            elif isinstance(error, ContainerSSHError):
-                # Too many password checks in flight (already logged): try again later.
-                status, reason = 503, "too many password checks in progress, try again"
-            else:
-                log.failure(
-                    messages.TEST_WEBHOOK_FAILED, "Answering a {endpoint} request failed", failure
-                )
-                status, reason = 500, "internal error"
-            if not gone:
-                self._write(request, status, {"error": reason})
-
-        answered.addCallbacks(reply, failed)
-        return NOT_DONE_YET
+        if not gone:
+            # The client may have given up meanwhile; then nobody is listening.
+            self._write(request, status, answer)
 
     def _body(self, request: Request) -> Any:
         length = request.getHeader("content-length")
