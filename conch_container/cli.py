@@ -19,6 +19,7 @@ from conch_container.auth.static import hash_password
 from conch_container.backend.registry import BackendNotAvailable, check_backend_config
 from conch_container.config import AppConfig, ConfigError, dump_config, load_config
 from conch_container.log.setup import emit_early
+from conch_container.testing.authconfig import command as test_webhook_server
 
 
 def _check(path: str) -> int:
@@ -112,6 +113,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     hasher = commands.add_parser("hash-password", help="bcrypt-hash a password for a users file")
     hasher.set_defaults(function=hash_password_command)
     add_audit_parser(commands)
+    webhook_server = commands.add_parser(
+        "test-webhook-server", help=test_webhook_server.DESCRIPTION
+    )
+    test_webhook_server.add_arguments(webhook_server)
+    webhook_server.set_defaults(function=test_webhook_server.run)
     args = parser.parse_args(argv)
     return int(args.function(args))
 

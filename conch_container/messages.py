@@ -1608,6 +1608,38 @@ SSH_WINDOW_OVERFLOW = MessageCode(
     own=True,
 )
 
+TEST_WEBHOOK_ANSWERED = MessageCode(
+    "TEST_WEBHOOK_ANSWERED",
+    Level.DEBUG,
+    "Configuration",
+    "The test webhook server (conch-container test-webhook-server) answered an authentication, authorization or configuration request; the fields name the endpoint, the user and whether it succeeded.",
+    own=True,
+)
+
+TEST_WEBHOOK_BAD_REQUEST = MessageCode(
+    "TEST_WEBHOOK_BAD_REQUEST",
+    Level.WARNING,
+    "Configuration",
+    "The test webhook server received a request that is not a webhook request it knows (wrong path or method, a body that is not the documented JSON, or too large) and answered it with an HTTP error.",
+    own=True,
+)
+
+TEST_WEBHOOK_FAILED = MessageCode(
+    "TEST_WEBHOOK_FAILED",
+    Level.ERROR,
+    "Configuration",
+    "The test webhook server failed to answer a request because of a bug; it answered with status 500.",
+    own=True,
+)
+
+TEST_WEBHOOK_STOPPED = MessageCode(
+    "TEST_WEBHOOK_STOPPED",
+    Level.INFO,
+    "Configuration",
+    "The test webhook server stopped listening and is exiting.",
+    own=True,
+)
+
 CATALOGUE: dict[str, MessageCode] = {
     m.code: m for m in globals().values() if isinstance(m, MessageCode)
 }

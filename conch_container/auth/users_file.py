@@ -143,7 +143,11 @@ _StrictLoader.add_constructor(
 )
 
 
-def _values(path: str, key: str, raw: Any) -> dict[str, MetadataValue]:
+def parse_values(path: str, key: str, raw: Any) -> dict[str, MetadataValue]:
+    """A map of names to strings or ``{value, sensitive}`` found at ``key``.
+
+    :raises StaticUsersError: naming the key path of the first bad entry.
+    """
     if raw is None:
         return {}
     if not isinstance(raw, dict):
@@ -172,13 +176,25 @@ def _values(path: str, key: str, raw: Any) -> dict[str, MetadataValue]:
     return result
 
 
-def _user(path: str, name: Any, raw: Any) -> StaticUser:
+#: The keys of one user in the static users file.
+USER_KEYS = frozenset({"passwordHash", "authorizedKeys", "environment", "metadata"})
+
+
+def parse_user(
+    path: str, name: Any, raw: Any, *, extra_keys: frozenset[str] = frozenset()
+) -> StaticUser:
+    """One user of the ``users`` mapping.
+
+    :param extra_keys: keys a format built on this one adds; they are let
+        through unread, for its own parser to read.
+    :raises StaticUsersError: naming ``path`` and the key path of the problem.
+    """
     where = f"users.{name}"
     if not isinstance(name, str) or not name:
         raise StaticUsersError(path, where, "user names must be non-empty strings")
     if not isinstance(raw, dict):
         raise StaticUsersError(path, where, "must be a mapping")
-    unknown = set(raw) - {"passwordHash", "authorizedKeys", "environment", "metadata"}
+    unknown = set(raw) - USER_KEYS - extra_keys
     if unknown:
         raise StaticUsersError(path, f"{where}.{sorted(map(str, unknown))[0]}", "unknown key")
 
@@ -206,7 +222,7 @@ def _user(path: str, name: Any, raw: Any) -> StaticUser:
 
     if password_hash is None and not keys:
         raise StaticUsersError(path, where, "needs a passwordHash or authorizedKeys")
-    environment = _values(path, f"{where}.environment", raw.get("environment"))
+    environment = parse_values(path, f"{where}.environment", raw.get("environment"))
     for variable, entry in environment.items():
         why = variable_problem(variable, entry.value)
         if why is not None:
@@ -216,7 +232,7 @@ def _user(path: str, name: Any, raw: Any) -> StaticUser:
         password_hash=password_hash,
         authorized_keys=frozenset(keys),
         environment=environment,
-        metadata=_values(path, f"{where}.metadata", raw.get("metadata")),
+        metadata=parse_values(path, f"{where}.metadata", raw.get("metadata")),
     )
 
 
@@ -265,8 +281,8 @@ def _load_yaml(text: str, path: str) -> Any:
     return document
 
 
-def parse_users(text: str, path: str = "<users>") -> dict[str, StaticUser]:
-    """Parse users-file YAML text.
+def users_section(text: str, path: str = "<users>") -> dict[Any, Any]:
+    """The raw ``users`` mapping of users-file YAML text, each user not yet read.
 
     :raises StaticUsersError: naming ``path`` and the key path of the problem.
     """
@@ -281,7 +297,15 @@ def parse_users(text: str, path: str = "<users>") -> dict[str, StaticUser]:
         raise StaticUsersError(path, "users", "missing")
     if not isinstance(users, dict):
         raise StaticUsersError(path, "users", "must be a mapping of user names to users")
-    return {name: _user(path, name, raw) for name, raw in users.items()}
+    return users
+
+
+def parse_users(text: str, path: str = "<users>") -> dict[str, StaticUser]:
+    """Parse users-file YAML text.
+
+    :raises StaticUsersError: naming ``path`` and the key path of the problem.
+    """
+    return {name: parse_user(path, name, raw) for name, raw in users_section(text, path).items()}
 
 
 def load_users(path: str) -> dict[str, StaticUser]:
@@ -289,13 +313,21 @@ def load_users(path: str) -> dict[str, StaticUser]:
 
     :raises StaticUsersError: when it cannot be read or is invalid.
     """
+    return parse_users(read_users_text(path), path)
+
+
+def read_users_text(path: str) -> str:
+    """The text of a users file.
+
+    :raises StaticUsersError: when it cannot be read.
+    """
     try:
         with open(path, encoding="utf-8") as f:
             text = f.read()
     except (OSError, UnicodeDecodeError) as e:
         reason = getattr(e, "strerror", None) or str(e)
         raise StaticUsersError(path, "", f"cannot read the users file: {reason}") from None
-    return parse_users(text, path)
+    return text
 
 
 def hash_password(password: str | bytes, rounds: int = DEFAULT_ROUNDS) -> str:

@@ -6,6 +6,9 @@
   conformance cases every backend (built-in or yours) must pass.
 - :class:`~conch_container.testing.webhook.AuthWebhookResource`: the server
   side of the authentication webhook, in memory or on a real port.
+- :mod:`~conch_container.testing.authconfig`: a test server for the
+  authentication, authorization and configuration webhooks, driven by a
+  users file (``conch-container test-webhook-server``).
 - :mod:`~conch_container.testing.threads`: thread-pool fakes for unit tests.
 """
 

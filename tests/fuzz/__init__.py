@@ -39,6 +39,10 @@ Targets, by module (parser: the only error it may raise):
 ``test_users_file``
     ``parse_users`` and ``parse_public_key`` (static users):
     ``StaticUsersError`` / ``ValueError``.
+``test_test_webhook_requests``
+    ``AuthConfigResource`` (the test webhook server) on mutated request
+    bodies and arbitrary bytes: status 200, 400 or 413, never 500, with only
+    the documented fields.
 ``test_api_structures``
     the settings read against API field tables: ``docker.execution``
     container, host, network and platform (then

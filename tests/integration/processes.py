@@ -6,6 +6,7 @@ needs it to stop or die; these are the pieces such tests share.
 
 from __future__ import annotations
 
+import json
 import os
 import socket
 import sys
@@ -49,6 +50,19 @@ def accepting(port: int) -> bool:
     """Whether something accepts connections on 127.0.0.1 at ``port``."""
     with socket.socket() as s:
         return s.connect_ex(("127.0.0.1", port)) == 0
+
+
+def log_records(output: bytes) -> list[dict[str, Any]]:
+    """The ljson log lines in a process's output, parsed (other lines skipped)."""
+    found = []
+    for line in output.splitlines():
+        try:
+            record = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(record, dict) and "code" in record:
+            found.append(record)
+    return found
 
 
 class Output(ProcessProtocol):

@@ -18,7 +18,6 @@ checkout, with the real OpenSSH client.
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import time
@@ -41,6 +40,7 @@ from tests.integration.processes import (
     Output,
     accepting,
     free_port,
+    log_records,
     signal_quietly,
     twistd_args,
     until,
@@ -235,28 +235,15 @@ class Gateway:
 
     def instance_ids(self) -> set[str]:
         """The instance ids of every run so far."""
-        return {i for run in self.runs for i in _instance_ids(_records(run.output))}
+        return {i for run in self.runs for i in _instance_ids(log_records(run.output))}
 
     def records(self) -> list[dict[str, Any]]:
         """The gateway's ljson log lines, parsed (other lines skipped)."""
-        return _records(self.out.output)
+        return log_records(self.out.output)
 
     def kill(self) -> None:
         if self.process is not None:
             signal_quietly(self.process, signal.SIGKILL)
-
-
-def _records(output: bytes) -> list[dict[str, Any]]:
-    """The ljson log lines in a gateway's output, parsed (other lines skipped)."""
-    found = []
-    for line in output.splitlines():
-        try:
-            record = json.loads(line)
-        except ValueError:
-            continue
-        if isinstance(record, dict) and "code" in record:
-            found.append(record)
-    return found
 
 
 def _instance_ids(records: list[dict[str, Any]]) -> list[str]:
