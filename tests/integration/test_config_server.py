@@ -17,6 +17,7 @@ from twisted.internet.threads import deferToThread
 from conch_container.testing.webhook import (
     DOWN,
     GARBAGE,
+    HANG,
     AuthWebhookResource,
     WebhookUser,
     config_answer,
@@ -27,6 +28,7 @@ from conch_container.testing.webhook import (
 from conch_container.webhook import configserver
 from tests.docker_support import GUEST_IMAGE, docker_client
 from tests.integration.gateway import GatewayTestCase, public_line, reactor
+from tests.integration.processes import until
 
 #: A second name for the guest image, which only alice's configuration uses.
 ALICE_IMAGE = "conch-container/guest:config-server-test"
@@ -107,6 +109,24 @@ class PerUserConfigTests(ConfigServerTestCase):
         self.assertIn("SECURITY_EXEC_REJECTED", self.logged_codes())
         out, err, code = await self.ssh("echo fine")
         self.assertEqual((out, code), (b"fine\n", 0), err)
+
+
+class ShutdownTests(ConfigServerTestCase):
+    async def test_stop_does_not_wait_for_the_server(self) -> None:
+        """A login waiting on a hanging server (60 s budget) does not hold up the stop."""
+        self.config_server.inject(HANG)
+        login = Deferred.fromCoroutine(self.ssh("echo never", "-o", "LogLevel=INFO"))
+        await until(lambda: self.config_server.pending == 1, 30, "the configuration request")
+        started = reactor.seconds()
+        await self.root.stopService()
+        # Far below the 60 s the configuration server's budget would allow.
+        self.assertLess(reactor.seconds() - started, 20)
+        # The call was cancelled, not left to run out its per-call timeout (10 s).
+        await until(lambda: self.config_server.pending == 0, 5, "the request cancelled")
+        out, err, code = await login
+        self.assertEqual((out, code), (b"", 255), err)
+        self.assertNotIn("DOCKER_CONTAINER_CREATE", self.logged_codes())
+        self.assertIn("SSH_DISCONNECTED", self.logged_codes())
 
 
 class RefusalTests(ConfigServerTestCase):
