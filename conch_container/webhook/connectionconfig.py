@@ -115,4 +115,11 @@ class ConfigServerSource:
                 f"invalid configuration from the configuration server: {error}",
                 key=error.key_path,
             ) from None
+        for warning in config.warnings:
+            # The file's own warnings were logged at start-up; these are the answer's
+            # (an Engine API key this version does not know, passed on as written).
+            if warning not in self.base.warnings:
+                log.event(
+                    warning.code, "{key}: {reason}", key=warning.key_path, reason=warning.message
+                )
         return ConnectionSettings(config, metadata.merge(answer.additions))

@@ -176,6 +176,18 @@ class AnswerTests(SynchronousTestCase):
         self.failureResultOf(h.settings(), ContainerSSHError)
         self.assertEqual(with_code(h.events, "BACKEND_CONFIG_ERROR")[0]["key"], "ssh.listen")
 
+    def test_warnings_of_the_answer_logged(self) -> None:
+        """What the answer brings that is passed on with a warning is logged with the connection."""
+        resource = AuthWebhookResource(_users())
+        resource.inject(config_answer({"docker": {"execution": {"container": {"Futurefield": 1}}}}))
+        h = _Harness(resource)
+        settings = self.successResultOf(h.settings())
+        self.assertEqual(settings.config.docker.execution.container["Futurefield"], 1)
+        [warning] = [
+            e for e in h.events if e.get("key") == "docker.execution.container.Futurefield"
+        ]
+        self.assertEqual(warning["cs_level"], Level.WARNING)
+
     def test_log_level_of_config_is_explicit(self) -> None:
         """log.level may be changed for the connection."""
         resource = AuthWebhookResource(_users())
