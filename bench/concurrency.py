@@ -35,7 +35,7 @@ from typing import TYPE_CHECKING
 
 from bench import engine, servers
 from bench.measure import median, p95, time_to_first_byte
-from bench.procs import BenchError, Server, free_port
+from bench.procs import BenchError, Server, exit_status, free_port
 from bench.report import GATEWAY_LABEL, Series, machine_facts
 from bench.sshclient import Client
 
@@ -404,19 +404,17 @@ def main(
 ) -> int:
     """Run the concurrency benchmark; the exit status ``bench/run`` returns."""
     run_id = os.urandom(6).hex()
-    try:
+
+    def run() -> int:
         engine.check_image(settings.image)
         with workspace() as work:
             report = measure(settings, work, run_id)
-    except BenchError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print("interrupted; everything started has been stopped", file=sys.stderr)
-        return 130
+        print(render(report))
+        if settings.json_path is not None:
+            settings.json_path.write_text(json.dumps(report.as_json(), indent=2) + "\n")
+        return 1 if report.failed() else 0
+
+    try:
+        return exit_status(run)
     finally:
         engine.remove_labelled(GATEWAY_LABEL, f"{engine.BENCH_LABEL}={run_id}")
-    print(render(report))
-    if settings.json_path is not None:
-        settings.json_path.write_text(json.dumps(report.as_json(), indent=2) + "\n")
-    return 1 if report.failed() else 0

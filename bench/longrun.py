@@ -34,7 +34,7 @@ from typing import Any
 
 from bench import engine, servers
 from bench.concurrency import cpu_seconds, memory_kib
-from bench.procs import BenchError, Server, free_port, run_quietly
+from bench.procs import BenchError, Server, exit_status, free_port, run_quietly
 from bench.report import GATEWAY_LABEL
 from bench.sshclient import Client
 
@@ -525,17 +525,13 @@ def main(argv: Sequence[str]) -> int:
         from bench import churn as bench_module  # type: ignore[no-redef]
     from bench.main import workspace
 
-    try:
+    def run() -> int:
         engine.check_image(settings.image)
         with workspace() as work:
             report = bench_module.measure(settings, work)
-    except BenchError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print("interrupted; everything started has been stopped", file=sys.stderr)
-        return 130
-    print(report.render())
-    if settings.json_path is not None:
-        report.write_json(settings.json_path)
-    return 1 if report.failed() else 0
+        print(report.render())
+        if settings.json_path is not None:
+            report.write_json(settings.json_path)
+        return 1 if report.failed() else 0
+
+    return exit_status(run)

@@ -21,9 +21,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
 
-from bench import audit, concurrency, engine, longrun, servers
+from bench import audit, concurrency, configserver, engine, longrun, servers
 from bench.measure import MIB, download, time_to_first_byte
-from bench.procs import BenchError
+from bench.procs import BenchError, exit_status
 from bench.report import GATEWAY_LABEL, Report, Series, machine_facts, render
 from bench.sshclient import Client, generate_key
 
@@ -208,24 +208,23 @@ def main(argv: list[str] | None = None) -> int:
         return longrun.main(sys.argv[1:] if argv is None else argv)
     if audit.requested(sys.argv[1:] if argv is None else argv):
         return audit.main(sys.argv[1:] if argv is None else argv)
+    if configserver.requested(sys.argv[1:] if argv is None else argv):
+        return configserver.main(sys.argv[1:] if argv is None else argv)
     settings = parse_args(sys.argv[1:] if argv is None else argv)
     signal.signal(signal.SIGTERM, _terminate)
     signal.signal(signal.SIGHUP, _terminate)
     if settings.benchmarks == ("concurrency",):
         return concurrency.main(settings, workspace)
     report = Report(machine_facts(), settings.as_json())
-    try:
+
+    def measure() -> int:
         run(settings, report)
-    except BenchError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print("interrupted; everything started has been stopped", file=sys.stderr)
-        return 130
-    print(render(report))
-    if settings.json_path is not None:
-        report.write_json(settings.json_path)
-    return 1 if report.failed() else 0
+        print(render(report))
+        if settings.json_path is not None:
+            report.write_json(settings.json_path)
+        return 1 if report.failed() else 0
+
+    return exit_status(measure)
 
 
 if __name__ == "__main__":

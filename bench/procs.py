@@ -11,8 +11,9 @@ import os
 import signal
 import socket
 import subprocess
+import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -129,3 +130,25 @@ def run_quietly(argv: Sequence[str], timeout: float = 60.0) -> str:
         err = done.stderr.decode(errors="replace").strip()
         raise BenchError(f"{' '.join(argv[:3])} exited with {done.returncode}: {err}")
     return done.stdout.decode(errors="replace")
+
+
+def only_benchmark(argv: Sequence[str]) -> str | None:
+    """The benchmark ``--only`` names in ``argv``, if any (for choosing an entry point)."""
+    for index, arg in enumerate(argv):
+        if arg == "--only" and index + 1 < len(argv):
+            return argv[index + 1]
+        if arg.startswith("--only="):
+            return arg.partition("=")[2]
+    return None
+
+
+def exit_status(run: Callable[[], int]) -> int:
+    """``run()``'s status; 2 when a step failed (said on stderr), 130 on Ctrl-C."""
+    try:
+        return run()
+    except BenchError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted; everything started has been stopped", file=sys.stderr)
+        return 130

@@ -102,24 +102,37 @@ def gateway_config(
     return path
 
 
+def twistd_argv(python: str, config: Path) -> list[str]:
+    """The command line of ``twistd containerssh -c config`` in the foreground."""
+    # ``python -m twisted.scripts.twistd`` would exit 0 doing nothing (the module
+    # has no __main__ block); this is what the ``twistd`` script itself runs.
+    # With ``-c`` the working directory (the project root) comes first on sys.path.
+    return [python, "-c", "from twisted.scripts.twistd import run; run()",
+            "--nodaemon", "--pidfile=", "containerssh", "-c", str(config)]  # fmt: skip
+
+
+@contextmanager
+def running_gateway(
+    label: str, python: str, config: Path, port: int, log: Path, project_root: Path
+) -> Iterator[Server]:
+    """A gateway run by twistd from the project root, until the ``with`` block ends."""
+    server = Server.start(label, twistd_argv(python, config), log, cwd=project_root)
+    try:
+        server.wait_for_port(port, timeout=30.0)
+        yield server
+    finally:
+        # The gateway removes its containers while shutting down: give it time.
+        server.stop(timeout=30.0)
+
+
 @contextmanager
 def gateway(work: Workspace, python: str, project_root: Path, image: str) -> Iterator[Client]:
     """The gateway under test, run by twistd from the project root."""
     port = free_port()
     config = gateway_config(work, image, port)
-    # ``python -m twisted.scripts.twistd`` would exit 0 doing nothing (the module
-    # has no __main__ block); this is what the ``twistd`` script itself runs.
-    # With ``-c`` the working directory (the project root) comes first on sys.path.
-    argv = [python, "-c", "from twisted.scripts.twistd import run; run()",
-            "--nodaemon", "--pidfile=", "containerssh", "-c", str(config)]  # fmt: skip
-    server = Server.start("gateway (twistd containerssh)", argv, work.root / "gateway.log",
-                          cwd=project_root)  # fmt: skip
-    try:
-        server.wait_for_port(port, timeout=30.0)
+    with running_gateway("gateway (twistd containerssh)", python, config, port,
+                         work.root / "gateway.log", project_root):  # fmt: skip
         yield work.client("gateway", port, GATEWAY_USER)
-    finally:
-        # The gateway removes its containers while shutting down: give it time.
-        server.stop(timeout=30.0)
 
 
 def _sshd_config(work: Workspace, port: int) -> Path:

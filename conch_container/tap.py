@@ -46,6 +46,8 @@ from conch_container.log.setup import LogOutput, LogSetupError, emit_early, star
 from conch_container.security import SecurityBackend
 from conch_container.service import ComponentService, GatewayService, SessionRegistry
 from conch_container.ssh.factory import ContainerSSHFactory
+from conch_container.webhook.client import WebhookConfigError
+from conch_container.webhook.connectionconfig import ConfigServerSource
 
 #: How long a graceful stop may take before containers are removed by force (ContainerSSH: 20 s).
 SHUTDOWN_DEADLINE = 20.0
@@ -78,6 +80,8 @@ class Options(usage.Options):
         self.log_output: LogOutput | None = None
         self.authenticators: Any = None
         self.backend_factory: Any = None
+        #: The configuration server, or None when ``configserver.url`` is empty.
+        self.config_source: ConfigServerSource | None = None
         #: This run's instance id, held until the process ends or the service tree stops.
         self.instance: InstanceClaim | None = None
 
@@ -123,7 +127,15 @@ class Options(usage.Options):
             self.authenticators = build_authenticators(
                 self.config.auth, reactor=self.reactor, log=log
             )
-        except (BackendNotAvailable, AuthConfigError, StaticUsersError) as error:
+            self.config_source = ConfigServerSource.from_config(
+                self.config, reactor=self.reactor, log=log
+            )
+        except (
+            BackendNotAvailable,
+            AuthConfigError,
+            StaticUsersError,
+            WebhookConfigError,
+        ) as error:
             log.event(
                 messages.CORE_CONFIG_ERROR, "Invalid configuration: {reason}", reason=str(error)
             )
@@ -218,6 +230,7 @@ def makeService(options: Options, reactor: Any = None) -> IService:
             log,
             instance_id,
             audit=audit,
+            config_source=options.config_source,
         )
     except ContainerSSHError as error:
         emit_early(error.code, "Cannot start the SSH server: {reason}", reason=error.explanation)
@@ -231,6 +244,8 @@ def makeService(options: Options, reactor: Any = None) -> IService:
         # earlier run left behind) and stops last, after every connection closed.
         ComponentService("backend", lifecycle.start, lifecycle.stop).setServiceParent(root)
     ComponentService("auth", authenticators.start, authenticators.stop).setServiceParent(root)
+    if options.config_source is not None:
+        ComponentService("configserver", None, options.config_source.close).setServiceParent(root)
     if audit is not None:
         # Before the listener: the storage recovers what a killed run left
         # behind first; after it stopped: every stream of a closed

@@ -177,6 +177,29 @@ class TapTests(SynchronousTestCase):
         )
         self.assertIs(children[-1]._factory.audit, children[3])
 
+    def test_config_server_in_the_tree(self) -> None:
+        """With configserver.url the factory's realms ask it; its pool closes after auth's."""
+        options = self.options(configserver={"url": "http://127.0.0.1:8080/config"})
+        root = makeService(options, MemoryReactorClock())
+        children = list(root)  # type: ignore[call-overload]
+        self.assertEqual(
+            [c.name for c in children],
+            ["instance", "backend", "auth", "configserver", "sessions", "ssh"],
+        )
+        self.assertIs(children[-1]._factory.config_source, options.config_source)
+
+    def test_no_config_server(self) -> None:
+        """Without configserver.url nothing is asked."""
+        options = self.options()
+        self.assertIsNone(options.config_source)
+        root = makeService(options, MemoryReactorClock())
+        self.assertIsNone(list(root)[-1]._factory.config_source)  # type: ignore[call-overload]
+
+    def test_config_server_tls_refused_before_start(self) -> None:
+        """Unusable TLS options of the configuration server stop the options, naming them."""
+        with self.assertRaises(usage.UsageError):
+            self.options(configserver={"url": "https://127.0.0.1:8443/config", "cipher": ["NOPE"]})
+
     def test_audit_directory_checked_before_start(self) -> None:
         """An audit directory that does not exist is a usage error naming its key."""
         missing = self.dir.child("nowhere").path

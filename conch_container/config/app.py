@@ -64,8 +64,7 @@ class AppConfig:
         "configserver",
         Section(ConfigServerConfig),
         ConfigServerConfig(),
-        doc="Per-user configuration webhook.",
-        status=PLANNED,
+        doc="Per-user configuration webhook (see docs/config-server.md).",
     )
     auth: AuthConfig = setting("auth", AuthSection(), AuthConfig(), doc="Authentication.")
     log: LogConfig = setting("log", Section(LogConfig), LogConfig(), doc="Logging.")

@@ -303,16 +303,21 @@ def _overlay(base: dict[str, Any], value: dict[str, Any]) -> dict[str, Any]:
     return result
 
 
-def _deep_merge(base: Any, value: Any) -> Any:
-    """ContainerSSH's per-connection merge: non-empty values override, maps merge."""
+def _deep_merge(base: Any, value: Any, explicit: bool = False) -> Any:
+    """The per-connection merge of a structure: maps merge key by key.
+
+    ContainerSSH's rule (``explicit`` false): only non-empty values override.
+    With ``explicit``, every value given replaces the base one, ``false``,
+    ``0``, ``""`` and empty lists included.
+    """
     if isinstance(base, dict) and isinstance(value, dict):
         merged = dict(base)
         folded = {key.lower(): key for key in base if isinstance(key, str)}
         for key, entry in value.items():
             target = folded.get(key.lower(), key) if isinstance(key, str) else key
-            merged[target] = _deep_merge(base.get(target), entry)
+            merged[target] = _deep_merge(base.get(target), entry, explicit)
         return merged
-    if value in (None, "", 0, False, [], {}) and base is not None:
+    if not explicit and value in (None, "", 0, False, [], {}) and base is not None:
         return base
     return value
 
@@ -340,7 +345,7 @@ class RawMap(Kind):
 
     def combine(self, value: Any, base: Any, ctx: Context) -> Any:
         if ctx.merge and isinstance(base, dict):
-            return _deep_merge(base, value)
+            return _deep_merge(base, value, ctx.explicit)
         if self.overlay and isinstance(base, dict):
             return _overlay(base, value)
         return value

@@ -137,12 +137,16 @@ def merge_config(
     overlay: object,
     *,
     source_format: SourceFormat = "json",
+    explicit: bool = False,
 ) -> AppConfig:
     """Apply a partial configuration (a configuration server's ``config``) over ``base``.
 
-    ContainerSSH's merge rules: only non-zero values override, so a setting
-    cannot be switched to ``false``, ``0`` or ``""`` this way; non-empty lists
-    replace; maps merge key by key. Each value of ``overlay`` is read and
+    ContainerSSH's merge rules by default: only non-zero values override, so
+    a setting cannot be switched to ``false``, ``0`` or ``""`` this way;
+    non-empty lists replace; maps merge key by key. With ``explicit``, every
+    value ``overlay`` gives takes effect (``false``, ``0``, ``""`` and empty
+    lists too); keys it leaves out or sets to ``null`` keep ``base``'s value,
+    and maps still merge key by key. Each value of ``overlay`` is read and
     checked as it would be in a file, but the result is not validated as a
     whole: :func:`apply_override` is the call that does both.
 
@@ -151,7 +155,7 @@ def merge_config(
     check_document(overlay)
     if overlay is not None and not isinstance(overlay, Mapping):
         raise ConfigError("", "the configuration must be a mapping of sections")
-    ctx = Context(source_format=source_format, merge=True)
+    ctx = Context(source_format=source_format, merge=True, explicit=explicit)
     merged = parse_section(AppConfig, overlay, ctx, "", base)
     return attrs.evolve(merged, warnings=base.warnings + tuple(ctx.warnings))
 
@@ -161,22 +165,25 @@ def apply_override(
     override: object,
     *,
     source_format: SourceFormat = "json",
+    explicit: bool = False,
 ) -> AppConfig:
     """The configuration of one connection: ``base`` with ``override`` merged in, fully checked.
 
     ``override`` is a partial configuration in ContainerSSH's shape (a
     configuration server's ``config``, JSON rules by default), merged as
-    :func:`merge_config` merges it; the result is then checked as a loaded
-    file is (:func:`load_config`): features this version cannot run, then
-    :func:`~conch_container.config.validate_config`. Its warnings are
-    ``base``'s and the new ones the override brought.
+    :func:`merge_config` merges it (``explicit`` as there); the result is
+    then checked as a loaded file is (:func:`load_config`): features this
+    version cannot run, then :func:`~conch_container.config.validate_config`.
+    Its warnings are ``base``'s and the new ones the override brought.
 
     :raises ConfigError: naming the key path of the first problem.
     """
-    return _checked(merge_config(base, override, source_format=source_format))
+    return checked_config(
+        merge_config(base, override, source_format=source_format, explicit=explicit)
+    )
 
 
-def _checked(config: AppConfig) -> AppConfig:
+def checked_config(config: AppConfig) -> AppConfig:
     """``config`` validated as a whole, with the warnings the whole gives added.
 
     Refused features come before validation: the settings such a feature
@@ -229,4 +236,4 @@ def load_config(path: str | os.PathLike[str], *, base_dir: str | None = None) ->
     filename = os.fspath(path)
     source_format = source_format_of(filename)
     data = decode(read_config_text(filename), source_format)
-    return _checked(parse_config(data, source_format=source_format, base_dir=base_dir))
+    return checked_config(parse_config(data, source_format=source_format, base_dir=base_dir))

@@ -59,7 +59,7 @@ class Kind:
         if raw is None:
             return base
         value = self.combine(self.convert(raw, ctx, path), base, ctx)
-        if self.zero_is_default and self.is_zero(value):
+        if self.zero_is_default and self.is_zero(value) and not ctx.explicit:
             value = base
         for check in self.checks:
             problem = check(value)
@@ -75,9 +75,14 @@ class Kind:
         """The value to keep given the file's ``value`` and the current ``base``.
 
         In merge mode (per-connection overlays) an empty or false value leaves
-        the base alone, as ContainerSSH's merge does.
+        the base alone, as ContainerSSH's merge does, unless the overlay's
+        values are explicit (:attr:`Context.explicit`).
         """
-        if ctx.merge and (value is False or (isinstance(value, str | tuple | dict) and not value)):
+        if (
+            ctx.merge
+            and not ctx.explicit
+            and (value is False or (isinstance(value, str | tuple | dict) and not value))
+        ):
             return base
         return value
 
@@ -87,6 +92,10 @@ class Kind:
     def dump(self, value: Any) -> Any:
         """The value as it is written in a YAML file."""
         raise NotImplementedError
+
+
+def _empty(value: Any) -> bool:
+    return isinstance(value, str | tuple | dict) and not value
 
 
 @attrs.frozen
@@ -195,12 +204,17 @@ class Context:
         ``None`` for the working directory, as ContainerSSH does.
     :ivar merge: overlay mode for per-connection config: like ContainerSSH's
         merge, ``false``, empty lists and zero values leave the base alone.
+    :ivar explicit: with ``merge``, every value the overlay gives takes
+        effect, ``false``, ``0``, ``""`` and empty lists included; only keys
+        it leaves out (or sets to ``null``) keep the base value. Maps still
+        merge key by key.
     :ivar warnings: collected :class:`ConfigWarning` objects.
     """
 
     source_format: SourceFormat = "yaml"
     base_dir: str | None = None
     merge: bool = False
+    explicit: bool = False
     warnings: list[ConfigWarning] = attrs.Factory(list)
 
     @property

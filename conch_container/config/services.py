@@ -10,7 +10,7 @@ import attrs
 from conch_container.config import values
 from conch_container.config.http import HTTPClientConfig, HTTPServerConfig
 from conch_container.config.kinds import Bool, Choice, Section, Str
-from conch_container.config.schema import PLANNED, setting
+from conch_container.config.schema import setting
 
 
 def _path(value: str) -> str | None:
@@ -25,8 +25,8 @@ class ConfigServerConfig(HTTPClientConfig):
         "transmitSensitiveMetadata",
         Bool(),
         False,
-        doc="Send metadata marked sensitive to the configuration server.",
-        status=PLANNED,
+        doc="Send metadata, environment and files marked sensitive to the configuration "
+        "server (left out by default; see docs/config-server.md).",
     )
 
 

@@ -2,8 +2,8 @@
 
 Every ContainerSSH key parses, so that an existing file still reads. Parsing a
 key is not implementing it, though, and a gateway that quietly ignores
-``configserver.url`` gives every user the static policy while the operator
-believes otherwise. So each such
+``security.forwarding.forwardingMode`` lets the operator believe users may
+forward ports while every request is refused. So each such
 feature has a row in :data:`NOT_YET_SUPPORTED`: the key that switches it on,
 how to tell whether the file does, and whether the gateway may run without it:
 
@@ -66,14 +66,6 @@ def _forwarding(key: str, attribute: str, what: str) -> Unsupported:
 
 
 NOT_YET_SUPPORTED: tuple[Unsupported, ...] = (
-    Unsupported(
-        "configserver.url",
-        lambda config: bool(config.configserver.url),
-        REFUSE,
-        "the configuration server is not supported yet; every user would get this file's "
-        "backend and security settings instead of their own. Remove configserver.url "
-        '(or set it to "")',
-    ),
     _forwarding("forwardingMode", "forwarding_mode", "port forwarding (ssh -L, ssh -D)"),
     _forwarding(
         "reverseForwardingMode", "reverse_forwarding_mode", "remote port forwarding (ssh -R)"

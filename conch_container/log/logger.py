@@ -44,6 +44,8 @@ REDACTED = "<redacted>"
 CODE_KEY = "code"
 LEVEL_KEY = "cs_level"
 DETAILS_KEY = "cs_details"
+#: The least severe level written for this event's connection, when it has its own.
+THRESHOLD_KEY = "cs_threshold"
 
 
 def redact(fields: dict[str, Any]) -> dict[str, Any]:
@@ -58,6 +60,9 @@ class CodeLogger:
     :param fields: context fields added to every event (connection id, ...).
     :param observer: where events go; the global publisher by default.
       Tests pass an ``EventLoggingObserver`` or a list's ``append``.
+    :param level: the least severe level written for these events, in place
+      of the log output's (a connection's ``log.level`` from a configuration
+      server); ``None`` for the output's own.
     """
 
     def __init__(
@@ -65,11 +70,27 @@ class CodeLogger:
         namespace: str = "conch_container",
         fields: dict[str, Any] | None = None,
         observer: ILogObserver | None = None,
+        level: Level | None = None,
     ) -> None:
         self._namespace = namespace
         self._fields = dict(fields or {})
         self._observer = observer
+        self._level = level
         self._logger = Logger(namespace=namespace, observer=observer)
+
+    @property
+    def level(self) -> Level | None:
+        """The level this logger's events are filtered at, when it has its own."""
+        return self._level
+
+    def at_level(self, level: Level | None) -> CodeLogger:
+        """This logger, its events filtered at ``level`` instead of the output's level.
+
+        Events are still filtered where they are written: the observer reads
+        the level each event carries, so a connection may log more (``debug``)
+        or less than the rest of the gateway.
+        """
+        return CodeLogger(self._namespace, self._fields, self._observer, level)
 
     @property
     def fields(self) -> dict[str, Any]:
@@ -80,7 +101,7 @@ class CodeLogger:
         """A logger that adds ``fields`` to every event, on top of this one's."""
         merged = dict(self._fields)
         merged.update({k: v for k, v in fields.items() if v is not None})
-        return CodeLogger(self._namespace, merged, self._observer)
+        return CodeLogger(self._namespace, merged, self._observer, self._level)
 
     def failure(
         self,
@@ -127,6 +148,8 @@ class CodeLogger:
         extra: dict[str, Any] = {}
         if failure is not None:
             extra["log_failure"] = failure
+        if self._level is not None:
+            extra[THRESHOLD_KEY] = self._level
         self._logger.emit(
             effective.twisted_level,
             format,

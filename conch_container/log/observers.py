@@ -29,7 +29,7 @@ from conch_container import messages
 from conch_container.codes import Level, MessageCode
 from conch_container.log.early import emit_early
 from conch_container.log.formats import Formatter
-from conch_container.log.logger import CODE_KEY, DETAILS_KEY, LEVEL_KEY
+from conch_container.log.logger import CODE_KEY, DETAILS_KEY, LEVEL_KEY, THRESHOLD_KEY
 from conch_container.log.records import LogRecord, build_record, event_level
 
 
@@ -140,6 +140,10 @@ def _write_line(stream: TextIO, line: str) -> None:
 class CodeLogObserver:
     """Writes the events at or above ``level`` to ``sink``.
 
+    An event that carries a level of its own (a connection with its own
+    ``log.level``, see :meth:`~conch_container.log.logger.CodeLogger.at_level`)
+    is filtered at that level instead.
+
     :param sink: where the records go.
     :param level: the least severe level written (default ``notice``).
     :param error_stream: where ``LOG_WRITE_FAILED`` is reported (standard
@@ -171,9 +175,13 @@ class CodeLogObserver:
         self._local.busy = True
         try:
             code, level = event_level(event)
-            if level > self.level:
+            # A connection may have a level of its own (from a configuration server).
+            threshold = event.get(THRESHOLD_KEY, self.level)
+            if not isinstance(threshold, Level):
+                threshold = self.level
+            if level > threshold:
                 return
-            record = build_record(event, code, level, include_traceback=self.level >= Level.DEBUG)
+            record = build_record(event, code, level, include_traceback=threshold >= Level.DEBUG)
             self._write(record)
         except Exception as e:
             self._report_failure(e)

@@ -36,6 +36,7 @@ from conch_container.ssh.userauth import UserAuthServer
 if TYPE_CHECKING:
     from conch_container.audit.service import AuditLog
     from conch_container.config import AppConfig
+    from conch_container.webhook.connectionconfig import ConfigServerSource
 
 
 def carries_credential(credentials: ICredentials) -> bool:
@@ -102,6 +103,9 @@ class ContainerSSHFactory(SSHFactory):
         ``[0, 1)`` per call); the system's random source by default.
     :param audit: the :class:`~conch_container.audit.service.AuditLog` that
         records every connection, or None when the audit log is off.
+    :param config_source: the configuration server
+        (:class:`~conch_container.webhook.connectionconfig.ConfigServerSource`)
+        each connection's realm asks, or None without one.
     """
 
     protocol = ServerTransport
@@ -118,6 +122,7 @@ class ContainerSSHFactory(SSHFactory):
         instance_id: str = "",
         random: Callable[[], float] | None = None,
         audit: AuditLog | None = None,
+        config_source: ConfigServerSource | None = None,
     ) -> None:
         ssh = config.ssh
         self.config = config
@@ -128,6 +133,7 @@ class ContainerSSHFactory(SSHFactory):
         self.log = log
         self.instance_id = instance_id
         self.audit = audit
+        self.config_source = config_source
         if authenticators.password is None and authenticators.public_key is None:
             raise _start_failed(
                 "no authentication method is configured (auth.password, auth.publicKey)"
@@ -205,7 +211,11 @@ class ContainerSSHFactory(SSHFactory):
     def portal_for(self, transport: ServerTransport) -> Portal:
         """A portal for one connection: its realm and checkers know the connection."""
         realm = ConnectionRealm(
-            transport, backend=self.backend, config=self.config, registry=self.registry
+            transport,
+            backend=self.backend,
+            config=self.config,
+            registry=self.registry,
+            config_source=self.config_source,
         )
         portal = ConnectionPortal(transport, realm)
         base = transport.base_metadata()

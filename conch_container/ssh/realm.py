@@ -1,9 +1,10 @@
 """The realm: from an authenticated user to a backend connection and an avatar.
 
 This is ContainerSSH's ``OnHandshakeSuccess`` step: after authentication and
-before the client may open a channel, the backend prepares the connection (in
-Docker connection mode: creates and starts the container). If the backend
-refuses, the client is disconnected with the error's user-safe message.
+before the client may open a channel, the configuration server (when there is
+one) decides the connection's configuration, then the backend prepares the
+connection (in Docker connection mode: creates and starts the container). If
+either refuses, the client is disconnected with the error's user-safe message.
 
 The realm is built for one connection with everything it works with: the
 connection itself, the backend, the configuration and the session registry
@@ -18,7 +19,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from twisted.conch.interfaces import IConchUser
 from twisted.cred.portal import IRealm
-from twisted.internet.defer import Deferred, maybeDeferred
+from twisted.internet.defer import CancelledError, Deferred, maybeDeferred
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
@@ -31,8 +32,10 @@ from conch_container.ssh.checkers import AuthenticatedUser
 from conch_container.ssh.transport import DISCONNECT_BY_APPLICATION
 
 if TYPE_CHECKING:
+    from conch_container.codes import Level
     from conch_container.config import AppConfig
     from conch_container.metadata import ConnectionMetadata
+    from conch_container.webhook.connectionconfig import ConfigServerSource, ConnectionSettings
 
 
 class ConnectionRejected(Exception):
@@ -63,6 +66,12 @@ class LoginTransport(Protocol):
     def disconnect(self, code: int, description: str) -> None:
         """Close the connection with a user-safe description."""
 
+    def when_lost(self) -> Deferred[None]:
+        """Fires once the client has gone (at once if it already has)."""
+
+    def use_log_level(self, level: Level) -> None:
+        """Log this connection's events at ``level`` from now on (its ``log.level``)."""
+
 
 @implementer(IRealm)
 class ConnectionRealm:
@@ -79,6 +88,10 @@ class ConnectionRealm:
         (:class:`~conch_container.ssh.avatar.TeardownRegistry`): the backend
         setup and the avatar's teardown are handed to it, so that shutdown
         waits for them.
+    :param config_source: the configuration server
+        (:class:`~conch_container.webhook.connectionconfig.ConfigServerSource`),
+        or None when there is none. Its call is not handed to the registry:
+        a shutdown closes the connection, which cancels the call.
     """
 
     def __init__(
@@ -88,11 +101,13 @@ class ConnectionRealm:
         backend: IContainerBackend,
         config: AppConfig,
         registry: TeardownRegistry,
+        config_source: ConfigServerSource | None = None,
     ) -> None:
         self._transport = transport
         self._backend = backend
         self._config = config
         self._registry = registry
+        self._config_source = config_source
 
     def requestAvatar(self, avatarId: Any, mind: object, *interfaces: Any) -> Deferred[Any]:
         """Connect the user to the backend; fires with ``(IConchUser, avatar, logout)``."""
@@ -114,6 +129,16 @@ class ConnectionRealm:
         self._transport.disconnect(DISCONNECT_BY_APPLICATION, user_message)
         return ConnectionRejected(reason)
 
+    def _reject_failure(self, log: CodeLogger, what: str) -> ConnectionRejected:
+        """Reject for the exception being handled, with its user message if it has one."""
+        failure = Failure()
+        error = failure.value
+        if isinstance(error, ContainerSSHError):
+            return self._reject(log, error.explanation, error.user_message)
+        return self._reject(
+            log, f"{what} error: {failure.getErrorMessage()}", GENERIC_USER_MESSAGE, failure
+        )
+
     async def _login(self, user: AuthenticatedUser) -> tuple[Any, ContainerAvatar, Any]:
         transport = self._transport
         registry = self._registry
@@ -124,7 +149,16 @@ class ConnectionRealm:
         log = transport.log
         if not registry.accepting:
             raise self._reject(log, "the server is shutting down", GENERIC_USER_MESSAGE)
-        context = ConnectionContext(metadata=user.metadata, config=self._config, log=log)
+        config, metadata = self._config, user.metadata
+        if self._config_source is not None:
+            settings = await self._fetch_settings(self._config_source, metadata, log)
+            config, metadata = settings.config, settings.metadata
+            if config.log.level != self._config.log.level:
+                transport.use_log_level(config.log.level)
+                log = transport.log
+            if not registry.accepting:
+                raise self._reject(log, "the server is shutting down", GENERIC_USER_MESSAGE)
+        context = ConnectionContext(metadata=metadata, config=config, log=log)
         # Shutdown must wait for a backend that is still preparing, or the
         # container it is creating would outlive the gateway.
         settled: Deferred[None] = Deferred()
@@ -132,16 +166,8 @@ class ConnectionRealm:
         try:
             try:
                 connection = await maybeDeferred(self._backend.connect, context)
-            except ContainerSSHError as e:
-                raise self._reject(log, e.explanation, e.user_message) from None
             except Exception:
-                failure = Failure()
-                raise self._reject(
-                    log,
-                    f"backend error: {failure.getErrorMessage()}",
-                    GENERIC_USER_MESSAGE,
-                    failure,
-                ) from None
+                raise self._reject_failure(log, "backend") from None
             if transport.lost or not registry.accepting:
                 # Nobody will ever log this avatar out: release what the
                 # backend prepared right away.
@@ -152,7 +178,26 @@ class ConnectionRealm:
                     else "the server is shutting down"
                 )
                 raise self._reject(log, reason, GENERIC_USER_MESSAGE)
-            avatar = ContainerAvatar(connection, user.metadata, log, registry)
+            avatar = ContainerAvatar(connection, metadata, log, registry)
             return (IConchUser, avatar, avatar.logout)
         finally:
             settled.callback(None)
+
+    async def _fetch_settings(
+        self, source: ConfigServerSource, metadata: ConnectionMetadata, log: CodeLogger
+    ) -> ConnectionSettings:
+        """The connection's settings from the configuration server, or a refusal.
+
+        The call is cancelled when the client leaves (or a shutdown closes the
+        connection) meanwhile: nobody waits for the rest of its 60 seconds.
+        """
+        fetch = Deferred.fromCoroutine(source.settings_for(metadata, log))
+        self._transport.when_lost().addCallback(lambda _: fetch.cancel())
+        try:
+            return await fetch
+        except CancelledError:
+            raise ConnectionRejected(
+                "the client disconnected while its configuration was fetched"
+            ) from None
+        except Exception:
+            raise self._reject_failure(log, "configuration server") from None

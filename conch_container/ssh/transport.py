@@ -8,11 +8,13 @@ from typing import TYPE_CHECKING, Any, cast
 from twisted.conch.ssh import transport as conch_transport
 from twisted.conch.ssh.common import NS, getNS
 from twisted.internet.address import IPv4Address, IPv6Address
+from twisted.internet.defer import Deferred, succeed
 from twisted.internet.interfaces import IAddress, IDelayedCall
 from twisted.python.failure import Failure
 
 from conch_container import messages
 from conch_container.audit.recorder import DISABLED, ConnectionAudit
+from conch_container.codes import Level
 from conch_container.log.logger import CodeLogger
 from conch_container.metadata import ConnectionMetadata, new_connection_id
 from conch_container.ssh.penalties import Offence
@@ -96,6 +98,7 @@ class ServerTransport(conch_transport.SSHServerTransport):
     auth_unavailable = False
     sent_disconnect: int | None = None
     _grace_call: IDelayedCall | None = None
+    _lost_waiters: list[Deferred[None]] | None = None
 
     @property
     def clock(self) -> Any:
@@ -165,6 +168,20 @@ class ServerTransport(conch_transport.SSHServerTransport):
             "SSH handshake successful for {username}",
             authenticatedUsername=metadata.effective_username,
         )
+
+    def when_lost(self) -> Deferred[None]:
+        """Fires once the TCP connection is gone (at once if it already is)."""
+        if self.lost:
+            return succeed(None)
+        waiter: Deferred[None] = Deferred()
+        if self._lost_waiters is None:
+            self._lost_waiters = []
+        self._lost_waiters.append(waiter)
+        return waiter
+
+    def use_log_level(self, level: Level) -> None:
+        """Filter this connection's events at ``level`` from now on (a per-user ``log.level``)."""
+        self.log = self.log.at_level(level)
 
     def authentication_attempted(self) -> None:
         """The client sent a credential to check (a password or a signed public key)."""
@@ -284,6 +301,9 @@ class ServerTransport(conch_transport.SSHServerTransport):
             self.audit.disconnected()
             if self.admission is not None:
                 self.admission.closed(offence)
+            waiters, self._lost_waiters = self._lost_waiters or [], None
+            for waiter in waiters:
+                waiter.callback(None)
             # Last: by now the logout registered the teardown with the
             # registry, which is what whoever waits for closed connections
             # goes on to wait for.

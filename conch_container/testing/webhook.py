@@ -1,8 +1,9 @@
-"""A ContainerSSH authentication webhook server for tests.
+"""A ContainerSSH authentication webhook and configuration server for tests.
 
-:class:`AuthWebhookResource` is the server side of the protocol the gateway
-speaks (``POST .../password``, ``.../pubkey``, ``.../authz``), backed by a
-dictionary of :class:`WebhookUser`. It records every request it receives so a
+:class:`AuthWebhookResource` is the server side of the protocols the gateway
+speaks (``POST .../password``, ``.../pubkey``, ``.../authz``, and the
+configuration server at ``POST .../config``), backed by a dictionary of
+:class:`WebhookUser`. It records every request it receives so a
 test can assert the exact JSON, and it can be told to misbehave (:class:`Fault`:
 be down, answer garbage, hang, answer slowly or with any status) for some or
 all requests.
@@ -18,6 +19,12 @@ gateway::
     port, url = listen_tcp(reactor, resource)   # url: http://127.0.0.1:PORT
     ...
     await port.stopListening()
+
+As a configuration server, configure ``configserver.url: {url}/config``; each
+user's :attr:`WebhookUser.config` (and ``config_metadata``,
+``config_environment``, ``config_files``) is the answer. The faults apply to
+it as to the other endpoints; an invalid configuration is just a user whose
+``config`` is invalid.
 
 On a real port, a :class:`~conch_container.testing.webhook_site.WebhookSite`
 can also behave like servers that are hard on keep-alive connections: an
@@ -72,6 +79,11 @@ class WebhookUser:
     :ivar metadata: returned on success; strings become non-sensitive values.
     :ivar environment: returned on success.
     :ivar files: returned on success (path to content).
+    :ivar config: the configuration server's ``config`` for this user (JSON
+        rules: durations in nanoseconds, Docker structures in Engine API names).
+    :ivar config_metadata: the configuration server's ``metadata``.
+    :ivar config_environment: the configuration server's ``environment``.
+    :ivar config_files: the configuration server's ``files``.
     """
 
     password: str | bytes | None = None
@@ -80,6 +92,10 @@ class WebhookUser:
     metadata: Mapping[str, MetadataValue] = attrs.field(factory=dict, converter=_values)
     environment: Mapping[str, MetadataValue] = attrs.field(factory=dict, converter=_values)
     files: Mapping[str, FileValue] = attrs.field(factory=dict, converter=_files)
+    config: Mapping[str, Any] = attrs.field(factory=dict)
+    config_metadata: Mapping[str, MetadataValue] = attrs.field(factory=dict, converter=_values)
+    config_environment: Mapping[str, MetadataValue] = attrs.field(factory=dict, converter=_values)
+    config_files: Mapping[str, FileValue] = attrs.field(factory=dict, converter=_files)
 
     def password_matches(self, password: bytes) -> bool:
         if self.password is None:
@@ -126,6 +142,16 @@ def status(code: int) -> Fault:
 def slow(delay: float) -> Fault:
     """Answer correctly, but only after ``delay`` seconds (needs the resource's ``clock``)."""
     return Fault(delay=delay)
+
+
+def config_answer(config: Any) -> Fault:
+    """Answer the configuration server's request with ``{"config": config}``, whoever asks.
+
+    With a configuration the gateway cannot use (an unknown key, a wrong
+    type, a setting it cannot change per connection) this is the
+    "invalid configuration" fault.
+    """
+    return Fault(status=200, body=json.dumps({"config": config}).encode("utf-8"))
 
 
 def redirect(location: str, code: int = 307) -> Fault:
@@ -305,6 +331,8 @@ class AuthWebhookResource(Resource):
             result = self._pubkey(body)
         elif endpoint == "authz":
             result = self._authz(body)
+        elif endpoint == CONFIG_ENDPOINT:
+            result = self._config(body)
         else:
             return 404, b'{"error":"unknown endpoint"}'
         result.update(self.extra_fields)
@@ -344,26 +372,50 @@ class AuthWebhookResource(Resource):
             answer["authenticatedUsername"] = authenticated
         return answer
 
+    def _config(self, body: Mapping[str, Any]) -> dict[str, Any]:
+        # The user the gateway settled on, as ContainerSSH's servers key on it.
+        username = str(body.get("authenticatedUsername") or body.get("username", ""))
+        user = self.users.get(username)
+        if user is None:
+            return {"config": {}}
+        answer: dict[str, Any] = {"config": dict(user.config)}
+        _add_metadata(answer, user.config_metadata, user.config_environment, user.config_files)
+        return answer
+
     @staticmethod
     def _success(username: str, user: WebhookUser) -> dict[str, Any]:
         answer: dict[str, Any] = {
             "success": True,
             "authenticatedUsername": user.authenticated_username or username,
         }
-        if user.metadata:
-            answer["metadata"] = {
-                k: {"value": v.value, "sensitive": v.sensitive} for k, v in user.metadata.items()
-            }
-        if user.environment:
-            answer["environment"] = {
-                k: {"value": v.value, "sensitive": v.sensitive} for k, v in user.environment.items()
-            }
-        if user.files:
-            answer["files"] = {
-                k: {"value": base64.b64encode(v.value).decode("ascii"), "sensitive": v.sensitive}
-                for k, v in user.files.items()
-            }
+        _add_metadata(answer, user.metadata, user.environment, user.files)
         return answer
+
+
+#: The last path segment the configuration server answers on.
+CONFIG_ENDPOINT = "config"
+
+
+def _add_metadata(
+    answer: dict[str, Any],
+    metadata: Mapping[str, MetadataValue],
+    environment: Mapping[str, MetadataValue],
+    files: Mapping[str, FileValue],
+) -> None:
+    """Add the non-empty maps to an answer, in the protocol's JSON shape."""
+    if metadata:
+        answer["metadata"] = {
+            k: {"value": v.value, "sensitive": v.sensitive} for k, v in metadata.items()
+        }
+    if environment:
+        answer["environment"] = {
+            k: {"value": v.value, "sensitive": v.sensitive} for k, v in environment.items()
+        }
+    if files:
+        answer["files"] = {
+            k: {"value": base64.b64encode(v.value).decode("ascii"), "sensitive": v.sensitive}
+            for k, v in files.items()
+        }
 
 
 def memory_agent(resource: Resource) -> RequestTraversalAgent:

@@ -99,18 +99,11 @@ class ExampleFileTests(SynchronousTestCase):
         self.assertTrue(config.metrics.enable)
         self.assertEqual(config.warnings, ())
 
-    def test_refused_for_configserver(self) -> None:
-        """Loading it is refused: it uses a configuration server, which is not supported yet."""
+    def test_loads_with_configserver(self) -> None:
+        """Loading it succeeds: the configuration server it names is supported."""
         path, _ = self.with_host_key()
-        with self.assertRaises(ConfigError) as raised:
-            load_config(path)
-        self.assertEqual(raised.exception.key_path, "configserver.url")
-        self.assertEqual(
-            str(raised.exception),
-            "configserver.url: the configuration server is not supported yet; every user "
-            "would get this file's backend and security settings instead of their own. "
-            'Remove configserver.url (or set it to "")',
-        )
+        config = load_config(path)
+        self.assertEqual(config.configserver.url, "http://127.0.0.1:8080/config")
 
 
 class KubernetesSectionTests(SynchronousTestCase):

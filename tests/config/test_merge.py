@@ -176,7 +176,7 @@ class ApplyOverrideTests(SynchronousTestCase):
 
     def test_unsupported_feature_refused(self) -> None:
         """An override cannot switch on what this version cannot run."""
-        self.assertRefused({"configserver": {"url": "http://a:2"}}, "configserver.url")
+        self.assertRefused({"backend": "sshproxy"}, "backend")
 
     def test_warnings_of_the_override_added(self) -> None:
         """Its own warnings (an unknown Engine API key) come after the file's, each once."""

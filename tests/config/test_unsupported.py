@@ -37,7 +37,6 @@ FORWARDING_KEYS = (
 
 #: For every row of the table, settings that switch it on, and nothing else.
 ENABLING: tuple[tuple[str, str, dict[str, Any]], ...] = (
-    ("configserver.url", REFUSE, {"configserver": {"url": "https://config.example/"}}),
     *(
         (f"security.forwarding.{key}", REFUSE, {"security": {"forwarding": {key: mode}}})
         for key in FORWARDING_KEYS
@@ -145,12 +144,10 @@ class CheckTests(SynchronousTestCase):
 
     def test_refusal_wins_over_warnings(self) -> None:
         """A file with both kinds is refused, naming the feature it cannot run without."""
-        config = parse_config(
-            configuration(metrics={"enable": True}, configserver={"url": "https://c.example/"})
-        )
+        config = parse_config(configuration(metrics={"enable": True}, backend="sshproxy"))
         with self.assertRaises(ConfigError) as raised:
             check_unsupported(config)
-        self.assertEqual(raised.exception.key_path, "configserver.url")
+        self.assertEqual(raised.exception.key_path, "backend")
 
     def test_several_warnings(self) -> None:
         """Every feature the gateway runs without is reported, in table order."""
@@ -177,18 +174,18 @@ class LoadTests(SynchronousTestCase):
     def test_refused_before_validation(self) -> None:
         """The missing feature is named even when the settings it would supply are incomplete.
 
-        With a configuration server the static file may lack what the server
-        would send; the operator must hear about the server first.
+        A file naming a backend this version lacks need not fill in the
+        Docker section; the operator must hear about the backend first.
         """
         path = self.write_config(
             configuration(
-                configserver={"url": "https://config.example/"},
+                backend="sshproxy",
                 docker={"execution": {"container": {"image": ""}}},
             )
         )
         with self.assertRaises(ConfigError) as raised:
             load_config(path)
-        self.assertEqual(raised.exception.key_path, "configserver.url")
+        self.assertEqual(raised.exception.key_path, "backend")
 
     def test_warned_at_load(self) -> None:
         """A feature the gateway can lack loads, with its warning among the config's warnings."""

@@ -15,6 +15,7 @@ from conch_container.testing.webhook import (
     HANG,
     AuthWebhookResource,
     WebhookUser,
+    config_answer,
     listen_tcp,
     slow,
     status,
@@ -54,6 +55,35 @@ class ResourceTests(SynchronousTestCase):
         self.assertEqual(
             self.post("/x/password", {"username": "bob", "passwordBase64": "%%%"}),
             (200, {"success": False}),
+        )
+
+    def test_config(self) -> None:
+        """/config answers with the user's config, metadata, environment and files."""
+        self.resource.users["carol"] = WebhookUser(
+            config={"security": {"maxSessions": 1}},
+            config_metadata={"tier": "gold"},
+            config_environment={"LANG": "C"},
+            config_files={"/etc/motd": b"hi"},
+        )
+        self.assertEqual(
+            self.post("/config", {"username": "c", "authenticatedUsername": "carol"}),
+            (
+                200,
+                {
+                    "config": {"security": {"maxSessions": 1}},
+                    "metadata": {"tier": {"value": "gold", "sensitive": False}},
+                    "environment": {"LANG": {"value": "C", "sensitive": False}},
+                    "files": {"/etc/motd": {"value": "aGk=", "sensitive": False}},
+                },
+            ),
+        )
+        self.assertEqual(self.post("/x/config", {"username": "nobody"}), (200, {"config": {}}))
+
+    def test_config_answer_fault(self) -> None:
+        """config_answer() answers every request with the given config, whoever asks."""
+        self.resource.inject(config_answer({"ssh": {"listen": "x"}}))
+        self.assertEqual(
+            self.post("/config", {"username": "bob"}), (200, {"config": {"ssh": {"listen": "x"}}})
         )
 
     def test_pubkey(self) -> None:

@@ -1,0 +1,1 @@
+"""Tests of the configuration server client and the per-connection configuration."""
