@@ -1608,6 +1608,54 @@ SSH_WINDOW_OVERFLOW = MessageCode(
     own=True,
 )
 
+HTTP_LISTEN_FAILED = MessageCode(
+    "HTTP_LISTEN_FAILED",
+    Level.ERROR,
+    "HTTP",
+    "An HTTP service (health, metrics) cannot listen on its configured address, usually because another program uses the port or the address is not on this machine; the gateway stops.",
+    own=True,
+)
+
+HTTP_SERVER_HANDLER_FAILED = MessageCode(
+    "HTTP_SERVER_HANDLER_FAILED",
+    Level.ERROR,
+    "HTTP",
+    "An HTTP service failed to answer a request because of an unexpected error; the client got status 500 without any detail. This is a bug, please report it.",
+    own=True,
+)
+
+HTTP_SERVER_LIMIT = MessageCode(
+    "HTTP_SERVER_LIMIT",
+    Level.DEBUG,
+    "HTTP",
+    "An HTTP service refused a request whose body was larger than it accepts (status 413), or closed a new connection because it already had as many open as it allows.",
+    own=True,
+)
+
+HEALTH_AVAILABLE = MessageCode(
+    "HEALTH_AVAILABLE",
+    Level.NOTICE,
+    "Health",
+    "The health endpoint is now online and answers ok while every service of the gateway runs.",
+    own=True,
+)
+
+CORE_HEALTH_CHECK_SUCCESSFUL = MessageCode(
+    "CORE_HEALTH_CHECK_SUCCESSFUL",
+    Level.INFO,
+    "Core",
+    "The health-check command asked the gateway's health endpoint and got status 200: every service is running.",
+    own=True,
+)
+
+CORE_HEALTH_CHECK_FAILED = MessageCode(
+    "CORE_HEALTH_CHECK_FAILED",
+    Level.ERROR,
+    "Core",
+    "The health-check command did not get status 200 from the gateway's health endpoint (a service is not running, the endpoint did not answer in time, or health.enable is false); it exits non-zero.",
+    own=True,
+)
+
 CATALOGUE: dict[str, MessageCode] = {
     m.code: m for m in globals().values() if isinstance(m, MessageCode)
 }
