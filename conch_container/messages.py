@@ -1492,7 +1492,7 @@ CONFIG_UNSUPPORTED_FEATURE = MessageCode(
     "CONFIG_UNSUPPORTED_FEATURE",
     Level.WARNING,
     "Configuration",
-    "The configuration switches on a ContainerSSH feature this version does not implement yet but can safely run without (such as metrics or the health endpoint), so the gateway runs without it; features it cannot safely run without stop it at start-up with CORE_CONFIG_ERROR instead.",
+    "The configuration switches on a ContainerSSH feature this version does not implement yet but can safely run without (such as metrics or GeoIP lookups), so the gateway runs without it; features it cannot safely run without stop it at start-up with CORE_CONFIG_ERROR instead.",
     own=True,
 )
 
