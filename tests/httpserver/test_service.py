@@ -36,9 +36,9 @@ class ServiceTestCase(TestCase):
     def setUp(self) -> None:
         self.log, self.events = capturing_logger()
 
-    async def serve(self, **config: Any) -> HTTPServerService:
+    def make(self, **config: Any) -> HTTPServerService:
         config.setdefault("listen", "127.0.0.1:0")
-        service = HTTPServerService(
+        return HTTPServerService(
             "test",
             HTTPServerConfig(**config),
             Hello(),
@@ -46,6 +46,9 @@ class ServiceTestCase(TestCase):
             available=messages.HEALTH_AVAILABLE,
             reactor=reactor,
         )
+
+    async def serve(self, **config: Any) -> HTTPServerService:
+        service = self.make(**config)
         await service.startService()
         self.addCleanup(service.stopService)
         return service
@@ -82,14 +85,7 @@ class PlainHTTPTests(ServiceTestCase):
             taken.bind(("127.0.0.1", 0))
             taken.listen()
             listen = f"127.0.0.1:{taken.getsockname()[1]}"
-            service = HTTPServerService(
-                "test",
-                HTTPServerConfig(listen=listen),
-                Hello(),
-                log=self.log,
-                available=messages.HEALTH_AVAILABLE,
-                reactor=reactor,
-            )
+            service = self.make(listen=listen)
             with self.assertRaises(ContainerSSHError) as caught:
                 await service.startService()
         self.assertEqual(caught.exception.code, messages.HTTP_LISTEN_FAILED)
@@ -97,6 +93,15 @@ class PlainHTTPTests(ServiceTestCase):
         self.assertEqual(event["listen"], listen)
         self.assertEqual(with_code(self.events, "HEALTH_AVAILABLE"), [])
         await service.stopService()
+
+    async def test_stop_before_start_and_twice(self) -> None:
+        """Stopping a service that never started, or stopping again, does nothing and fails not."""
+        service = self.make()
+        await service.stopService()
+        await service.startService()
+        await service.stopService()
+        await service.stopService()
+        self.assertIsNone(service.port)
 
     async def test_stop_closes_open_connections(self) -> None:
         """Stopping closes the socket and the idle keep-alive connections."""

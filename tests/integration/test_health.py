@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import sys
 from typing import Any
 
@@ -90,6 +91,20 @@ class HealthEndpointTests(TestCase):
         process.signalProcess(signal.SIGTERM)
         await gateway.ended
         await self.expect_health_check(config, 1, b"CORE_HEALTH_CHECK_FAILED")
+
+    async def test_port_in_use(self) -> None:
+        """A health port that is taken stops the gateway with HTTP_LISTEN_FAILED and status 1."""
+        blocker = socket.socket()
+        blocker.bind(("127.0.0.1", self.health_port))
+        blocker.listen()
+        self.addCleanup(blocker.close)
+        _, _, gateway = self.start(enable=True)
+        code, _ = await gateway.ended
+        output = gateway.output
+        self.assertEqual(code, 1, output)
+        self.assertIn(b"HTTP_LISTEN_FAILED", output)
+        self.assertIn(b"SERVICE_CRASHED", output)
+        self.assertNotIn(b"Traceback", output)
 
     async def test_disabled(self) -> None:
         """Nothing listens on health.listen, and the command says health is off."""
