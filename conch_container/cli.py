@@ -22,13 +22,16 @@ from conch_container.auth.static import hash_password
 from conch_container.backend.registry import BackendNotAvailable, check_backend_config
 from conch_container.config import AppConfig, ConfigError, dump_config, load_config
 from conch_container.health.check import probe, public_url
+from conch_container.health.settings import check_health_tls
+from conch_container.httpserver import TLSConfigError
 from conch_container.log.setup import emit_early
 
 
 def _check(path: str) -> int:
     try:
         config = check_backend_config(load_config(path))
-    except BackendNotAvailable as error:
+        check_health_tls(config.health)
+    except (BackendNotAvailable, TLSConfigError) as error:
         emit_early(messages.CORE_CONFIG_ERROR, "Invalid configuration: {reason}", reason=str(error))
         print(f"{path}: {error}", file=sys.stderr)
         return 1

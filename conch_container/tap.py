@@ -40,6 +40,7 @@ from conch_container.config.hostkeys import (
 )
 from conch_container.errors import ContainerSSHError
 from conch_container.health import HealthResource
+from conch_container.health.settings import check_health_tls
 from conch_container.httpserver import HTTPServerService, TLSConfigError
 from conch_container.instance import InstanceClaim, claim_instance_id
 from conch_container.interfaces import IBackendLifecycle
@@ -126,7 +127,8 @@ class Options(usage.Options):
             self.authenticators = build_authenticators(
                 self.config.auth, reactor=self.reactor, log=log
             )
-        except (BackendNotAvailable, AuthConfigError, StaticUsersError) as error:
+            check_health_tls(self.config.health)
+        except (BackendNotAvailable, AuthConfigError, StaticUsersError, TLSConfigError) as error:
             log.event(
                 messages.CORE_CONFIG_ERROR, "Invalid configuration: {reason}", reason=str(error)
             )
@@ -244,31 +246,15 @@ def makeService(options: Options, reactor: Any = None) -> IService:
     if config.health.enable:
         # Last: it starts answering once everything else runs, and is the
         # first to stop, so a probe never sees a half-started gateway as ok.
-        health_service(config, root, reactor, log).setServiceParent(root)
-    return root
-
-
-def health_service(
-    config: AppConfig, root: GatewayService, reactor: Any, log: CodeLogger
-) -> HTTPServerService:
-    """The health endpoint, answering for ``root``'s services.
-
-    :raises SystemExit: when its TLS options are invalid.
-    """
-    try:
-        return HTTPServerService(
+        HTTPServerService(
             "health",
             config.health,
             HealthResource(root.all_running, log.bind(module="health")),
             log=log,
             available=messages.HEALTH_AVAILABLE,
             reactor=reactor,
-        )
-    except TLSConfigError as error:
-        emit_early(
-            messages.CORE_CONFIG_ERROR, "Invalid configuration: health.{reason}", reason=str(error)
-        )
-        raise SystemExit(f"invalid configuration: health.{error}") from None
+        ).setServiceParent(root)
+    return root
 
 
 def _reactor() -> Any:

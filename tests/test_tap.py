@@ -21,6 +21,10 @@ from conch_container.security import SecurityBackend
 from conch_container.service import ComponentService, SessionRegistry
 from conch_container.tap import Options, makeService
 from tests.ssh.harness import new_ed25519_pem
+from tests.webhook.pki import issue, make_ca
+
+SERVER = issue(make_ca(), "localhost")
+OTHER = issue(make_ca(), "other")
 
 
 class TapTests(SynchronousTestCase):
@@ -192,6 +196,13 @@ class TapTests(SynchronousTestCase):
         resource = endpoint.site.resource
         self.assertIsInstance(resource, HealthResource)
         self.assertEqual(resource._healthy, root.all_running)
+
+    def test_health_tls_checked_before_start(self) -> None:
+        """A health key that does not match its certificate stops twistd at the options."""
+        health = {"enable": True, "cert": SERVER.cert_pem, "key": OTHER.key_pem}
+        with self.assertRaises(usage.UsageError) as raised:
+            self.options(health=health)
+        self.assertIn("health.cert: the server certificate does not match", str(raised.exception))
 
     def test_no_health_when_disabled(self) -> None:
         """Without health.enable nothing serves the health endpoint (ContainerSSH's would)."""
