@@ -41,7 +41,7 @@ class HTTPServerService(Service):
     :param log: where events go.
     :param available: the code logged once listening (``HEALTH_AVAILABLE``,
         ``METRICS_AVAILABLE``, ``CONFIG_SERVER_AVAILABLE``), with the bound address.
-    :param reactor: listens and runs the timeouts; the global reactor by default.
+    :param reactor: listens and runs the timeouts (only the tap passes the global one).
     :param limits: request, idle and connection bounds.
     :param close_deadline: seconds open connections get to close on stop.
     :raises TLSConfigError: for invalid TLS options (at construction, so at start-up).
@@ -55,7 +55,7 @@ class HTTPServerService(Service):
         *,
         log: CodeLogger,
         available: MessageCode,
-        reactor: Any = None,
+        reactor: Any,
         limits: Limits = Limits(),  # noqa: B008 - frozen, so sharing it is safe
         close_deadline: float = 5.0,
     ) -> None:
@@ -63,10 +63,6 @@ class HTTPServerService(Service):
         self._config = config
         self._log = log.bind(module="http")
         self._available = available
-        if reactor is None:
-            from twisted.internet import reactor as global_reactor
-
-            reactor = global_reactor
         self._reactor = reactor
         self.close_deadline = close_deadline
         self.site = BoundedSite(resource, name=name, log=self._log, clock=reactor, limits=limits)

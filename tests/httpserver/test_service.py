@@ -198,7 +198,12 @@ class TLSTests(ServiceTestCase):
         ):
             with self.assertRaises(TLSConfigError):
                 HTTPServerService(
-                    "test", config, Hello(), log=self.log, available=messages.HEALTH_AVAILABLE
+                    "test",
+                    config,
+                    Hello(),
+                    log=self.log,
+                    available=messages.HEALTH_AVAILABLE,
+                    reactor=reactor,
                 )
 
 
