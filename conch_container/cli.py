@@ -1,4 +1,4 @@
-"""The ``conch-container`` command: check or dump a configuration, hash a password, run.
+"""The ``conch-container`` command: check or dump a configuration, hash a password, run, probe.
 
 ``twistd containerssh`` is how the gateway runs; this command holds the
 operator's other tools, the equivalents of ContainerSSH's ``--dump-config``
@@ -12,12 +12,18 @@ import getpass
 import os
 import sys
 from collections.abc import Sequence
+from typing import Any
+
+from twisted.internet.defer import Deferred
 
 from conch_container import __version__, messages
 from conch_container.audit.decodecli import add_audit_parser
 from conch_container.auth.static import hash_password
 from conch_container.backend.registry import BackendNotAvailable, check_backend_config
 from conch_container.config import AppConfig, ConfigError, dump_config, load_config
+from conch_container.health.check import probe, public_url
+from conch_container.health.settings import check_health_tls
+from conch_container.httpserver import TLSConfigError
 from conch_container.log.setup import emit_early
 from conch_container.testing.authconfig import command as test_webhook_server
 
@@ -25,7 +31,8 @@ from conch_container.testing.authconfig import command as test_webhook_server
 def _check(path: str) -> int:
     try:
         config = check_backend_config(load_config(path))
-    except BackendNotAvailable as error:
+        check_health_tls(config.health)
+    except (BackendNotAvailable, TLSConfigError) as error:
         emit_early(messages.CORE_CONFIG_ERROR, "Invalid configuration: {reason}", reason=str(error))
         print(f"{path}: {error}", file=sys.stderr)
         return 1
@@ -88,6 +95,49 @@ def hash_password_command(args: argparse.Namespace) -> int:
     return 0
 
 
+def health_check(args: argparse.Namespace) -> int:
+    """Exit 0 when the gateway's health endpoint answers 200 within the client's timeout.
+
+    The equivalent of ContainerSSH's ``--healthcheck``, for a Docker
+    ``HEALTHCHECK`` or a Kubernetes exec probe. With ``health.enable: false``
+    nothing listens, so it fails at once and says why rather than after a
+    connection attempt.
+    """
+    try:
+        config = load_config(args.config)
+    except ConfigError as error:
+        emit_early(messages.CORE_CONFIG_ERROR, "Invalid configuration: {reason}", reason=str(error))
+        print(f"{args.config}: {error}", file=sys.stderr)
+        return 1
+    url = public_url(config.health.client.url)
+    if not config.health.enable:
+        reason = "health.enable is false: the gateway serves no health endpoint"
+        emit_early(
+            messages.CORE_HEALTH_CHECK_FAILED, "Health check failed: {reason}", reason=reason
+        )
+        return 1
+    from twisted.internet.task import react
+
+    async def check(reactor: Any) -> None:
+        result = await probe(reactor, config.health.client)
+        if result.healthy:
+            emit_early(
+                messages.CORE_HEALTH_CHECK_SUCCESSFUL, "Health check of {url} passed", url=url
+            )
+            return
+        emit_early(
+            messages.CORE_HEALTH_CHECK_FAILED,
+            "Health check of {url} failed: {reason}",
+            url=url,
+            reason=result.reason,
+            status=result.status,
+        )
+        raise SystemExit(1)
+
+    react(lambda reactor: Deferred.fromCoroutine(check(reactor)))
+    return 0  # not reached: react exits
+
+
 def run(args: argparse.Namespace) -> int:
     """Run the gateway in the foreground (``twistd --nodaemon containerssh``)."""
     if _check(args.config) != 0:
@@ -106,6 +156,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         ("check-config", check_config, "validate a configuration file"),
         ("dump-config", dump, "print the effective configuration"),
         ("run", run, "run the gateway in the foreground"),
+        ("health-check", health_check, "exit 0 when the gateway's health endpoint answers ok"),
     ):
         command = commands.add_parser(name, help=text)
         command.add_argument("-c", "--config", default="config.yaml", help="configuration file")

@@ -7,11 +7,12 @@ from typing import Any
 from twisted.application.service import Service
 from twisted.internet.defer import Deferred
 from twisted.internet.endpoints import serverFromString
-from twisted.internet.interfaces import IListeningPort
+from twisted.internet.interfaces import IListeningPort, IProtocolFactory
 from twisted.internet.protocol import Factory
 from twisted.python.failure import Failure
 
 from conch_container import messages
+from conch_container.codes import MessageCode
 from conch_container.errors import GENERIC_USER_MESSAGE, ContainerSSHError
 from conch_container.log import CodeLogger
 
@@ -39,6 +40,36 @@ def endpoint_description(listen: str) -> str:
     return f"tcp:{port}:interface={host or '0.0.0.0'}:backlog={LISTEN_BACKLOG}"
 
 
+def listen_or_fail(
+    reactor: Any,
+    listen: str,
+    factory: IProtocolFactory,
+    log: CodeLogger,
+    failed: MessageCode,
+    **fields: Any,
+) -> Deferred[IListeningPort]:
+    """Listen on a ContainerSSH ``host:port`` address; the Deferred fires with the port.
+
+    When the address cannot be bound, ``failed`` is logged with the address
+    and the reason (and ``fields``), and the Deferred fails with a
+    :class:`ContainerSSHError` carrying that code, which the service tree
+    reports as a crashed service instead of a traceback.
+    """
+    d = serverFromString(reactor, endpoint_description(listen)).listen(factory)
+
+    def refused(failure: Failure) -> IListeningPort:
+        reason = failure.getErrorMessage()
+        log.event(
+            failed, "Cannot listen on {listen}: {reason}", listen=listen, reason=reason, **fields
+        )
+        raise ContainerSSHError(
+            failed, GENERIC_USER_MESSAGE, f"cannot listen on {listen}: {reason}"
+        )
+
+    listening: Deferred[IListeningPort] = d.addErrback(refused)
+    return listening
+
+
 class ListenerService(Service):
     """Listens on ``listen`` with ``factory`` while running.
 
@@ -58,8 +89,9 @@ class ListenerService(Service):
 
     def startService(self) -> Deferred[None]:
         Service.startService(self)
-        endpoint = serverFromString(self._reactor, endpoint_description(self._listen))
-        d = endpoint.listen(self._factory)
+        d = listen_or_fail(
+            self._reactor, self._listen, self._factory, self._log, messages.SSH_START_FAILED
+        )
 
         def listening(port: IListeningPort) -> None:
             self.port = port
@@ -67,21 +99,7 @@ class ListenerService(Service):
                 messages.SSH_AVAILABLE, "SSH server listening on {listen}", listen=self._listen
             )
 
-        def failed(failure: Failure) -> None:
-            reason = failure.getErrorMessage()
-            self._log.event(
-                messages.SSH_START_FAILED,
-                "Cannot listen on {listen}: {reason}",
-                listen=self._listen,
-                reason=reason,
-            )
-            raise ContainerSSHError(
-                messages.SSH_START_FAILED,
-                GENERIC_USER_MESSAGE,
-                f"cannot listen on {self._listen}: {reason}",
-            )
-
-        started: Deferred[None] = d.addCallbacks(listening, failed)
+        started: Deferred[None] = d.addCallback(listening)
         return started
 
     def stopService(self) -> Deferred[Any] | None:

@@ -1492,7 +1492,7 @@ CONFIG_UNSUPPORTED_FEATURE = MessageCode(
     "CONFIG_UNSUPPORTED_FEATURE",
     Level.WARNING,
     "Configuration",
-    "The configuration switches on a ContainerSSH feature this version does not implement yet but can safely run without (such as metrics or the health endpoint), so the gateway runs without it; features it cannot safely run without stop it at start-up with CORE_CONFIG_ERROR instead.",
+    "The configuration switches on a ContainerSSH feature this version does not implement yet but can safely run without (such as metrics or GeoIP lookups), so the gateway runs without it; features it cannot safely run without stop it at start-up with CORE_CONFIG_ERROR instead.",
     own=True,
 )
 
@@ -1637,6 +1637,54 @@ TEST_WEBHOOK_STOPPED = MessageCode(
     Level.INFO,
     "Configuration",
     "The test webhook server stopped listening and is exiting.",
+    own=True,
+)
+
+HTTP_LISTEN_FAILED = MessageCode(
+    "HTTP_LISTEN_FAILED",
+    Level.ERROR,
+    "HTTP",
+    "An HTTP service (health, metrics) cannot listen on its configured address, usually because another program uses the port or the address is not on this machine; the gateway stops.",
+    own=True,
+)
+
+HTTP_SERVER_HANDLER_FAILED = MessageCode(
+    "HTTP_SERVER_HANDLER_FAILED",
+    Level.ERROR,
+    "HTTP",
+    "An HTTP service failed to answer a request because of an unexpected error; the client got status 500 without any detail. This is a bug, please report it.",
+    own=True,
+)
+
+HTTP_SERVER_LIMIT = MessageCode(
+    "HTTP_SERVER_LIMIT",
+    Level.DEBUG,
+    "HTTP",
+    "An HTTP service refused a request whose body was larger than it accepts (status 413), or closed a new connection because it already had as many open as it allows.",
+    own=True,
+)
+
+HEALTH_AVAILABLE = MessageCode(
+    "HEALTH_AVAILABLE",
+    Level.NOTICE,
+    "Health",
+    "The health endpoint is now online and answers ok while every service of the gateway runs.",
+    own=True,
+)
+
+CORE_HEALTH_CHECK_SUCCESSFUL = MessageCode(
+    "CORE_HEALTH_CHECK_SUCCESSFUL",
+    Level.INFO,
+    "Core",
+    "The health-check command asked the gateway's health endpoint and got status 200: every service is running.",
+    own=True,
+)
+
+CORE_HEALTH_CHECK_FAILED = MessageCode(
+    "CORE_HEALTH_CHECK_FAILED",
+    Level.ERROR,
+    "Core",
+    "The health-check command did not get status 200 from the gateway's health endpoint (a service is not running, the endpoint did not answer in time, or health.enable is false); it exits non-zero.",
     own=True,
 )
 

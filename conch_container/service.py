@@ -104,6 +104,20 @@ class GatewayService(MultiService):
             self._log.event(messages.SERVICE_RUNNING, "Service {service} is running", service=name)
         self._log.event(messages.SERVICE_POOL_RUNNING, "All services are running")
 
+    def all_running(self) -> bool:
+        """Whether the tree is up: every child started and none stopped since.
+
+        False while starting, after a child failed to start, once stopping
+        began, and while any child is stopped on its own (its ``running``
+        flag is down). The health endpoint answers with this.
+        """
+        if not self.running or self._stopping is not None:
+            return False
+        children = list(self)
+        return len(self._started_children) == len(children) and all(
+            child.running for child in children
+        )
+
     def stopService(self) -> Deferred[None]:
         # Idempotent: twistd's shutdown trigger and a crash may both ask.
         if self._stopping is None:

@@ -6,7 +6,8 @@ configuration (the file, the users files, the host keys, the log output)
 a non-zero exit status instead of a daemon that dies later; then it claims
 the gateway's instance id (:mod:`conch_container.instance`). :func:`makeService`
 only assembles the service tree, in ContainerSSH's order: backend,
-authentication, audit log, session registry, SSH listener.
+authentication, audit log, session registry, SSH listener, then the health
+endpoint when enabled.
 """
 
 from __future__ import annotations
@@ -38,6 +39,9 @@ from conch_container.config.hostkeys import (
     with_host_key,
 )
 from conch_container.errors import ContainerSSHError
+from conch_container.health import HealthResource
+from conch_container.health.settings import check_health_tls
+from conch_container.httpserver import HTTPServerService, TLSConfigError
 from conch_container.instance import InstanceClaim, claim_instance_id
 from conch_container.interfaces import IBackendLifecycle
 from conch_container.listener import ListenerService
@@ -130,11 +134,13 @@ class Options(usage.Options):
             self.config_source = ConfigServerSource.from_config(
                 self.config, reactor=self.reactor, log=log
             )
+            check_health_tls(self.config.health)
         except (
             BackendNotAvailable,
             AuthConfigError,
             StaticUsersError,
             WebhookConfigError,
+            TLSConfigError,
         ) as error:
             log.event(
                 messages.CORE_CONFIG_ERROR, "Invalid configuration: {reason}", reason=str(error)
@@ -253,6 +259,17 @@ def makeService(options: Options, reactor: Any = None) -> IService:
         audit.setServiceParent(root)
     registry.setServiceParent(root)
     ListenerService(reactor, config.ssh.listen, factory, log).setServiceParent(root)
+    if config.health.enable:
+        # Last: it starts answering once everything else runs, and is the
+        # first to stop, so a probe never sees a half-started gateway as ok.
+        HTTPServerService(
+            "health",
+            config.health,
+            HealthResource(root.all_running, log.bind(module="health")),
+            log=log,
+            available=messages.HEALTH_AVAILABLE,
+            reactor=reactor,
+        ).setServiceParent(root)
     return root
 
 

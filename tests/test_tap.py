@@ -13,12 +13,18 @@ from zope.interface import implementer
 from zope.interface.verify import verifyClass
 
 from conch_container.backend.docker.backend import DockerBackend
+from conch_container.health import HealthResource
+from conch_container.httpserver import HTTPServerService
 from conch_container.interfaces import IBackendLifecycle, IContainerBackend
 from conch_container.listener import ListenerService
 from conch_container.security import SecurityBackend
 from conch_container.service import ComponentService, SessionRegistry
 from conch_container.tap import Options, makeService
 from tests.ssh.harness import new_ed25519_pem
+from tests.webhook.pki import issue, make_ca
+
+SERVER = issue(make_ca(), "localhost")
+OTHER = issue(make_ca(), "other")
 
 
 class TapTests(SynchronousTestCase):
@@ -199,6 +205,32 @@ class TapTests(SynchronousTestCase):
         """Unusable TLS options of the configuration server stop the options, naming them."""
         with self.assertRaises(usage.UsageError):
             self.options(configserver={"url": "https://127.0.0.1:8443/config", "cipher": ["NOPE"]})
+
+    def test_health_in_the_tree_when_enabled(self) -> None:
+        """health.enable adds the health endpoint last, answering for the whole tree."""
+        health = {"enable": True, "listen": "127.0.0.1:0"}
+        root: Any = makeService(self.options(health=health), MemoryReactorClock())
+        children = list(root)
+        self.assertEqual(
+            [c.name for c in children], ["instance", "backend", "auth", "sessions", "ssh", "health"]
+        )
+        endpoint = children[-1]
+        self.assertIsInstance(endpoint, HTTPServerService)
+        resource = endpoint.site.resource
+        self.assertIsInstance(resource, HealthResource)
+        self.assertEqual(resource._healthy, root.all_running)
+
+    def test_health_tls_checked_before_start(self) -> None:
+        """A health key that does not match its certificate stops twistd at the options."""
+        health = {"enable": True, "cert": SERVER.cert_pem, "key": OTHER.key_pem}
+        with self.assertRaises(usage.UsageError) as raised:
+            self.options(health=health)
+        self.assertIn("health.cert: the server certificate does not match", str(raised.exception))
+
+    def test_no_health_when_disabled(self) -> None:
+        """Without health.enable nothing serves the health endpoint (ContainerSSH's would)."""
+        root = makeService(self.options(health={"enable": False}), MemoryReactorClock())
+        self.assertNotIn("health", [c.name for c in root])  # type: ignore[attr-defined]
 
     def test_audit_directory_checked_before_start(self) -> None:
         """An audit directory that does not exist is a usage error naming its key."""

@@ -78,7 +78,7 @@ class AppConfig:
         "audit", Section(AuditConfig), AuditConfig(), doc="Audit log (see audit.md)."
     )
     health: HealthConfig = setting(
-        "health", Section(HealthConfig), HealthConfig(), doc="Health check.", status=PLANNED
+        "health", Section(HealthConfig), HealthConfig(), doc="Health check (see health.md)."
     )
     security: SecurityConfig = setting(
         "security",

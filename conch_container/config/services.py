@@ -46,7 +46,10 @@ class MetricsConfig(HTTPServerConfig):
 
 @attrs.frozen
 class HealthConfig(HTTPServerConfig):
-    """The health-check endpoint, and the client ``--healthcheck`` uses to query it."""
+    """The health-check endpoint, and the client ``conch-container health-check`` uses to query it.
+
+    Unlike ContainerSSH, nothing listens while ``enable`` is false.
+    """
 
     listen: str = setting(
         "listen",
@@ -59,7 +62,7 @@ class HealthConfig(HTTPServerConfig):
         "client",
         Section(HTTPClientConfig),
         HTTPClientConfig(url="http://127.0.0.1:7000/"),
-        doc="How the health check command reaches the endpoint.",
+        doc="How `conch-container health-check` reaches the endpoint.",
     )
 
 

@@ -113,13 +113,6 @@ NOT_YET_SUPPORTED: tuple[Unsupported, ...] = (
         "listens on metrics.listen",
     ),
     Unsupported(
-        "health.enable",
-        lambda config: config.health.enable,
-        WARN,
-        "the health endpoint is not supported yet; the gateway runs without it and nothing "
-        "listens on health.listen",
-    ),
-    Unsupported(
         "geoip.provider",
         lambda config: config.geoip.provider != "dummy",
         WARN,

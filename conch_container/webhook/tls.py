@@ -51,7 +51,7 @@ if TYPE_CHECKING:
 
 
 class TLSConfigError(ValueError):
-    """A TLS option of a webhook client is invalid; the message names the option."""
+    """A TLS option of an HTTP client or server is invalid; the message names the option."""
 
 
 # ---------------------------------------------------------------------------
@@ -137,7 +137,11 @@ class TLSSettings:
         )
 
 
-def _load_certificates(pem: str, option: str) -> list[x509.Certificate]:
+def load_certificates(pem: str, option: str) -> list[x509.Certificate]:
+    """The certificates of a PEM block (one or more), checked so that OpenSSL takes them.
+
+    :raises TLSConfigError: naming ``option`` when the block is not usable.
+    """
     try:
         certificates = x509.load_pem_x509_certificates(pem.encode("utf-8"))
         for certificate in certificates:
@@ -149,7 +153,11 @@ def _load_certificates(pem: str, option: str) -> list[x509.Certificate]:
     return certificates
 
 
-def _load_private_key(pem: str) -> PrivateKeyTypes:
+def load_private_key(pem: str) -> PrivateKeyTypes:
+    """An unencrypted PEM private key.
+
+    :raises TLSConfigError: naming the ``key`` option when it is not one.
+    """
     try:
         return serialization.load_pem_private_key(pem.encode("utf-8"), password=None)
     except (ValueError, TypeError, UnsupportedAlgorithm) as e:
@@ -162,6 +170,22 @@ def _public_der(key: Any) -> bytes:
             serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
         )
     )
+
+
+def load_key_pair(cert: str, key: str, who: str) -> tuple[list[x509.Certificate], PrivateKeyTypes]:
+    """A certificate chain and its private key, checked to belong together.
+
+    :param who: ``client`` or ``server``, for the messages.
+    :raises TLSConfigError: when either is missing or unusable, or they do not match.
+    """
+    if bool(cert.strip()) != bool(key.strip()):
+        missing = "key" if cert.strip() else "cert"
+        raise TLSConfigError(f"{missing}: a {who} certificate needs both cert and key")
+    chain = load_certificates(cert, "cert")
+    private_key = load_private_key(key)
+    if _public_der(private_key.public_key()) != _public_der(chain[0].public_key()):
+        raise TLSConfigError(f"cert: the {who} certificate does not match the key")
+    return chain, private_key
 
 
 @implementer(IPolicyForHTTPS)
@@ -191,21 +215,15 @@ class WebhookTLSPolicy:
         extra["raiseMinimumTo"] = minimum
 
         if settings.cacert.strip():
-            cas = _load_certificates(settings.cacert, "cacert")
+            cas = load_certificates(settings.cacert, "cacert")
             self._trust = trustRootFromCertificates(
                 [Certificate(crypto.X509.from_cryptography(c)) for c in cas]
             )
         else:
             self._trust = platformTrust()
 
-        if bool(settings.cert.strip()) != bool(settings.key.strip()):
-            missing = "key" if settings.cert.strip() else "cert"
-            raise TLSConfigError(f"{missing}: a client certificate needs both cert and key")
-        if settings.cert.strip():
-            chain = _load_certificates(settings.cert, "cert")
-            key = _load_private_key(settings.key)
-            if _public_der(key.public_key()) != _public_der(chain[0].public_key()):
-                raise TLSConfigError("cert: the client certificate does not match the key")
+        if settings.cert.strip() or settings.key.strip():
+            chain, key = load_key_pair(settings.cert, settings.key, "client")
             extra["certificate"] = crypto.X509.from_cryptography(chain[0])
             extra["privateKey"] = crypto.PKey.from_cryptography_key(key)  # type: ignore[arg-type]
             extra["extraCertChain"] = [crypto.X509.from_cryptography(c) for c in chain[1:]]
@@ -223,7 +241,7 @@ class WebhookTLSPolicy:
             raise TLSConfigError(f"cipher: rejected by OpenSSL ({e})") from None
         connection = SSL.Connection(SSL.Context(SSL.TLS_CLIENT_METHOD), None)
         try:
-            _set_groups(connection, self._groups)
+            set_groups(connection, self._groups)
         except SSL.Error as e:
             raise TLSConfigError(f"curves: rejected by OpenSSL ({e})") from None
 
@@ -253,14 +271,29 @@ class _WithKeyExchangeGroups:
 
     def clientConnectionForTLS(self, tlsProtocol: Any) -> SSL.Connection:
         connection = self._inner.clientConnectionForTLS(tlsProtocol)
-        _set_groups(connection, self._groups)
+        set_groups(connection, self._groups)
         return connection
 
 
-def _set_groups(connection: SSL.Connection, groups: bytes) -> None:
+def set_groups(connection: SSL.Connection, groups: bytes) -> None:
+    """Set the key-exchange groups (``:``-separated OpenSSL names) of one connection.
+
+    :raises SSL.Error: when OpenSSL refuses them.
+    """
     # pyOpenSSL has no public call for the groups list; Twisted itself reaches
     # into the same binding for its elliptic-curve setup.
     from OpenSSL._util import exception_from_error_queue, lib
 
     if lib.SSL_set1_curves_list(connection._ssl, groups) != 1:
+        exception_from_error_queue(SSL.Error)
+
+
+def set_context_groups(context: SSL.Context, groups: bytes) -> None:
+    """Set the key-exchange groups of every connection a (server) context makes.
+
+    :raises SSL.Error: when OpenSSL refuses them.
+    """
+    from OpenSSL._util import exception_from_error_queue, lib
+
+    if lib.SSL_CTX_set1_curves_list(context._context, groups) != 1:
         exception_from_error_queue(SSL.Error)

@@ -56,7 +56,6 @@ ENABLING: tuple[tuple[str, str, dict[str, Any]], ...] = (
         {"auth": {**WEBHOOK_AUTH, "gssapi": {"method": "kerberos"}}},
     ),
     ("metrics.enable", WARN, {"metrics": {"enable": True}}),
-    ("health.enable", WARN, {"health": {"enable": True}}),
     ("geoip.provider", WARN, {"geoip": {"provider": "maxmind"}}),
 )
 
@@ -151,9 +150,11 @@ class CheckTests(SynchronousTestCase):
 
     def test_several_warnings(self) -> None:
         """Every feature the gateway runs without is reported, in table order."""
-        config = parse_config(configuration(health={"enable": True}, metrics={"enable": True}))
+        config = parse_config(
+            configuration(geoip={"provider": "maxmind"}, metrics={"enable": True})
+        )
         self.assertEqual(
-            [w.key_path for w in check_unsupported(config)], ["metrics.enable", "health.enable"]
+            [w.key_path for w in check_unsupported(config)], ["metrics.enable", "geoip.provider"]
         )
 
 
@@ -229,10 +230,10 @@ class CommandTests(SynchronousTestCase):
 
     def test_check_config_prints_warning(self) -> None:
         """check-config accepts a feature the gateway can lack and prints its warning."""
-        path = self.write_config(health={"enable": True})
+        path = self.write_config(metrics={"enable": True})
         self.assertEqual(cli.main(["check-config", "-c", path]), 0)
         self.assertIn(
-            f"{path}: warning: health.enable: the health endpoint is not supported yet",
+            f"{path}: warning: metrics.enable: the metrics endpoint is not supported yet",
             self.stderr.getvalue(),
         )
         self.assertIn("(CONFIG_UNSUPPORTED_FEATURE)", self.stderr.getvalue())
