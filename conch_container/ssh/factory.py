@@ -20,6 +20,7 @@ from conch_container import messages
 from conch_container.audit.recorder import DISABLED, ConnectionAudit
 from conch_container.errors import GENERIC_USER_MESSAGE, ContainerSSHError
 from conch_container.log.logger import CodeLogger
+from conch_container.metrics.recorders import NULL_METRICS, Metrics
 from conch_container.ssh.admission import Admission
 from conch_container.ssh.algorithms import AlgorithmOffer, select_algorithms
 from conch_container.ssh.checkers import (
@@ -102,6 +103,8 @@ class ContainerSSHFactory(SSHFactory):
         ``[0, 1)`` per call); the system's random source by default.
     :param audit: the :class:`~conch_container.audit.service.AuditLog` that
         records every connection, or None when the audit log is off.
+    :param metrics: where connections, handshakes, sessions and the
+        backend's set-up are counted.
     """
 
     protocol = ServerTransport
@@ -118,6 +121,7 @@ class ContainerSSHFactory(SSHFactory):
         instance_id: str = "",
         random: Callable[[], float] | None = None,
         audit: AuditLog | None = None,
+        metrics: Metrics = NULL_METRICS,
     ) -> None:
         ssh = config.ssh
         self.config = config
@@ -128,6 +132,8 @@ class ContainerSSHFactory(SSHFactory):
         self.log = log
         self.instance_id = instance_id
         self.audit = audit
+        self.metrics = metrics
+        self.backend_metrics = metrics.backend(config.backend)
         if authenticators.password is None and authenticators.public_key is None:
             raise _start_failed(
                 "no authentication method is configured (auth.password, auth.publicKey)"
@@ -205,7 +211,13 @@ class ContainerSSHFactory(SSHFactory):
     def portal_for(self, transport: ServerTransport) -> Portal:
         """A portal for one connection: its realm and checkers know the connection."""
         realm = ConnectionRealm(
-            transport, backend=self.backend, config=self.config, registry=self.registry
+            transport,
+            backend=self.backend,
+            config=self.config,
+            registry=self.registry,
+            clock=self.reactor,
+            metrics=self.metrics,
+            backend_metrics=self.backend_metrics,
         )
         portal = ConnectionPortal(transport, realm)
         base = transport.base_metadata()
