@@ -41,6 +41,17 @@ class MetricsResource(Resource):
         self._path = path.encode("utf-8")
         self._log = log
 
+    def render(self, request: Request) -> bytes:
+        # Twisted answers a method it does not know at all with 501; every
+        # method but GET is simply not allowed here.
+        if request.method not in self.allowedMethods:
+            request.setResponseCode(405)
+            request.setHeader(b"allow", b", ".join(self.allowedMethods))
+            request.setHeader(b"content-type", b"text/plain; charset=utf-8")
+            return b"405 method not allowed\n"
+        body: bytes = super().render(request)
+        return body
+
     def render_GET(self, request: Request) -> bytes:
         if request.path != self._path:
             request.setResponseCode(404)
