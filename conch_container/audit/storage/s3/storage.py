@@ -285,7 +285,13 @@ class S3Storage(Service):
         return outcome.wait()
 
     def backlog(self) -> AuditBacklog:
-        """What is recorded and not uploaded yet (reactor-side; read at each metrics scrape)."""
+        """What waits for the upload (reactor-side; read at each metrics scrape).
+
+        The bytes are those the uploader was told about and has not
+        uploaded: the whole parts of open streams (a sink reports its size
+        at each part boundary only) and everything of closed ones; the
+        streams are those whose upload has not ended.
+        """
         waiting = [s.size - s.uploaded for s in self._streams.values()]
         return AuditBacklog(bytes=sum(max(w, 0) for w in waiting), streams=len(waiting))
 
