@@ -258,6 +258,18 @@ class IContainerBackend(Interface):
         """
 
 
+class IBackendMetrics(Interface):
+    """A backend that reports what only it sees (containers it failed to remove) to the metrics.
+
+    Optional: the gateway counts a backend's requests, errors and set-up
+    time itself, around :meth:`IContainerBackend.connect`.
+    """
+
+    def record_with(recorder):  # type: ignore[no-untyped-def]
+        """Report to ``recorder``, a
+        :class:`~conch_container.metrics.recorders.BackendRecorder`, from now on."""
+
+
 class IBackendLifecycle(Interface):
     """What a backend does for the gateway as a whole, beside single connections.
 

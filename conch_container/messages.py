@@ -1688,6 +1688,14 @@ CORE_HEALTH_CHECK_FAILED = MessageCode(
     own=True,
 )
 
+METRICS_SCRAPE_FAILED = MessageCode(
+    "METRICS_SCRAPE_FAILED",
+    Level.ERROR,
+    "Metrics",
+    "Encoding the metrics for a scrape failed; the scraper got status 500. This is a bug and should be reported.",
+    own=True,
+)
+
 CATALOGUE: dict[str, MessageCode] = {
     m.code: m for m in globals().values() if isinstance(m, MessageCode)
 }

@@ -23,6 +23,7 @@ from twisted.python.failure import Failure
 
 from conch_container import messages
 from conch_container.audit.build import build_audit_log
+from conch_container.audit.service import AuditLog
 from conch_container.audit.storage import check_directories
 from conch_container.auth.factory import AuthConfigError, build_authenticators
 from conch_container.auth.static import StaticUsersError
@@ -43,10 +44,11 @@ from conch_container.health import HealthResource
 from conch_container.health.settings import check_health_tls
 from conch_container.httpserver import HTTPServerService, TLSConfigError
 from conch_container.instance import InstanceClaim, claim_instance_id
-from conch_container.interfaces import IBackendLifecycle
+from conch_container.interfaces import IBackendLifecycle, IBackendMetrics
 from conch_container.listener import ListenerService
 from conch_container.log import CodeLogger
 from conch_container.log.setup import LogOutput, LogSetupError, emit_early, start_logging
+from conch_container.metrics import NULL_METRICS, GatewayMetrics, Metrics
 from conch_container.security import SecurityBackend
 from conch_container.service import ComponentService, GatewayService, SessionRegistry
 from conch_container.ssh.factory import ContainerSSHFactory
@@ -86,6 +88,8 @@ class Options(usage.Options):
         self.backend_factory: Any = None
         #: The configuration server, or None when ``configserver.url`` is empty.
         self.config_source: ConfigServerSource | None = None
+        #: What the gateway counts; records nothing unless ``metrics.enable``.
+        self.metrics: Metrics = NULL_METRICS
         #: This run's instance id, held until the process ends or the service tree stops.
         self.instance: InstanceClaim | None = None
 
@@ -128,8 +132,9 @@ class Options(usage.Options):
         try:
             self.backend_factory = find_backend_factory(config.backend)
             self.config = ensure_host_key(config, path, log)
+            self.metrics = build_metrics(config)
             self.authenticators = build_authenticators(
-                self.config.auth, reactor=self.reactor, log=log
+                self.config.auth, reactor=self.reactor, log=log, metrics=self.metrics
             )
             self.config_source = ConfigServerSource.from_config(
                 self.config, reactor=self.reactor, log=log
@@ -150,6 +155,18 @@ class Options(usage.Options):
         # daemonises: the child it forks shares the lock, so the parent's
         # exit leaves it held.
         self.instance = claim_instance_id(path, self["state-dir"], log)
+
+
+def build_metrics(config: AppConfig) -> Metrics:
+    """The gateway's metrics: real ones when ``metrics.enable``, else ones that record nothing."""
+    return GatewayMetrics() if config.metrics.enable else NULL_METRICS
+
+
+def watch_audit_backlog(metrics: Metrics, audit: AuditLog | None) -> None:
+    """Expose the upload backlog of an audit storage that uploads (S3)."""
+    backlog = getattr(audit.storage, "backlog", None) if audit is not None else None
+    if backlog is not None:
+        metrics.watch_audit_backlog(backlog)
 
 
 def ensure_host_key(config: AppConfig, path: str, log: CodeLogger) -> AppConfig:
@@ -223,9 +240,13 @@ def makeService(options: Options, reactor: Any = None) -> IService:
     ComponentService("instance", None, claim.release).setServiceParent(root)
 
     backend = options.backend_factory.build(reactor, log, instance_id, config)
+    metered = IBackendMetrics(backend, None)
+    if metered is not None:
+        metered.record_with(options.metrics.backend(config.backend))
     authenticators = options.authenticators
     registry = SessionRegistry(reactor, log, deadline=SHUTDOWN_DEADLINE)
     audit = build_audit_log(reactor, log, config.audit, deadline=SHUTDOWN_DEADLINE)
+    watch_audit_backlog(options.metrics, audit)
     try:
         factory = ContainerSSHFactory(
             config,
@@ -237,6 +258,7 @@ def makeService(options: Options, reactor: Any = None) -> IService:
             instance_id,
             audit=audit,
             config_source=options.config_source,
+            metrics=options.metrics,
         )
     except ContainerSSHError as error:
         emit_early(error.code, "Cannot start the SSH server: {reason}", reason=error.explanation)

@@ -23,6 +23,8 @@ declare -A PACKAGE_FOR=(
   [sshpass]=sshpass
   [busybox]=busybox-static
   [asciinema]=asciinema
+  # Debian ships promtool (which checks a metrics scrape) only with the server.
+  [promtool]=prometheus
 )
 SFTP_SERVER=/usr/lib/openssh/sftp-server
 

@@ -72,6 +72,11 @@ class AuditLog(MultiService):
         if service is not None:
             service.setServiceParent(self)
 
+    @property
+    def storage(self) -> IAuditStorage:
+        """Where the streams are written (``audit.storage``)."""
+        return self._storage
+
     def startService(self) -> Deferred[None]:
         """Start the pool, then the storage; fires once the storage has started.
 

@@ -23,6 +23,7 @@ from conch_container.auth.webhook import (
 from conch_container.config.http import HTTPClientConfig
 from conch_container.interfaces import IAuthorizer, IPasswordAuthenticator, IPublicKeyAuthenticator
 from conch_container.log import CodeLogger
+from conch_container.metrics.recorders import NULL_METRICS, Metrics
 from conch_container.webhook.client import WebhookClient, WebhookConfigError
 
 if TYPE_CHECKING:
@@ -79,6 +80,7 @@ def build_authenticators(
     log: CodeLogger | None = None,
     http_agent: Any = None,
     thread_pool: Any = None,
+    metrics: Metrics = NULL_METRICS,
 ) -> Authenticators:
     """Build what ``auth`` (the config's ``auth`` section) enables.
 
@@ -88,6 +90,7 @@ def build_authenticators(
     :param http_agent: used by every webhook client instead of a real
         :class:`~twisted.web.client.Agent` (tests).
     :param thread_pool: used by static authenticators instead of their own pool (tests).
+    :param metrics: where the webhook authenticators count their calls.
     :raises AuthConfigError: for an unknown or unavailable method or a bad webhook block.
     :raises ~conch_container.auth.static.StaticUsersError: for a bad users file.
     """
@@ -138,6 +141,7 @@ def build_authenticators(
             clock=reactor,
             log=log.bind(module="auth"),
             auth_timeout=_auth_timeout(webhook),
+            metrics=metrics,
         )
 
     sections: tuple[tuple[str, str, PasswordAuthConfig | PublicKeyAuthConfig], ...] = (
@@ -176,6 +180,7 @@ def build_authenticators(
             clock=reactor,
             log=log.bind(module="auth"),
             auth_timeout=_auth_timeout(webhook),
+            metrics=metrics,
         )
     elif method:
         raise AuthConfigError(

@@ -23,6 +23,7 @@ from conch_container.errors import AUTH_UNAVAILABLE_USER_MESSAGE, ContainerSSHEr
 from conch_container.interfaces import IAuthorizer, IPasswordAuthenticator, IPublicKeyAuthenticator
 from conch_container.log import CodeLogger, Level
 from conch_container.metadata import AuthResult, ConnectionMetadata
+from conch_container.metrics.recorders import NULL_METRICS, Metrics
 from conch_container.webhook import protocol
 from conch_container.webhook.client import WebhookClient, WebhookError, WebhookStatusError
 
@@ -49,12 +50,14 @@ class _RetryingCaller:
         log: CodeLogger | None,
         auth_timeout: float,
         retry_interval: float,
+        metrics: Metrics,
     ) -> None:
         self.client = client
         self._clock = clock
         self._log = log if log is not None else CodeLogger("conch_container.auth.webhook")
         self._auth_timeout = auth_timeout
         self._retry_interval = retry_interval
+        self._metrics = metrics
 
     async def decide(
         self,
@@ -68,10 +71,14 @@ class _RetryingCaller:
         if metadata.authenticated_username:
             log = log.bind(authenticatedUsername=metadata.authenticated_username)
         label = _LABELS[authtype]
+        recorder = self._metrics.auth_webhook(authtype)
         deadline = self._clock.seconds() + self._auth_timeout
+        retry = False
         while True:
             log.event(messages.AUTH, "{method} request", method=label)
-            remaining = deadline - self._clock.seconds()
+            recorder.request(retry)
+            started = self._clock.seconds()
+            remaining = deadline - started
             try:
                 result = await self.client.post(
                     path,
@@ -92,12 +99,20 @@ class _RetryingCaller:
                 failure = e
                 reason = e.code.code if e.code is not None else messages.UNKNOWN_ERROR.code
             else:
+                recorder.latency(self._clock.seconds() - started)
+                recorder.decision(result.success, retry, metadata.remote_address)
                 self._log_decision(log, label, result)
                 return result
+            recorder.latency(self._clock.seconds() - started)
+            # As ContainerSSH counts them: every attempt without an answer is
+            # a soft failure, and the one after which it gives up is a hard
+            # one as well.
+            recorder.failure(False, retry, reason)
 
             # Another attempt only if one fits before the deadline; otherwise
             # answer now rather than wait for nothing.
             if deadline - self._clock.seconds() <= self._retry_interval:
+                recorder.failure(True, retry, reason)
                 break
             log.event(
                 messages.AUTH_BACKEND_ERROR,
@@ -109,6 +124,7 @@ class _RetryingCaller:
                 reason=reason,
             )
             await task.deferLater(self._clock, self._retry_interval)
+            retry = True
 
         error = ContainerSSHError(
             messages.AUTH_BACKEND_ERROR,
@@ -152,6 +168,7 @@ class _WebhookDecider:
     :param client: the HTTP client for the configured ``webhook`` block.
     :param clock: retries and the ``authTimeout`` deadline run on it.
     :param auth_timeout: the overall budget per decision, in seconds.
+    :param metrics: where the requests, failures, latencies and decisions are counted.
     """
 
     def __init__(
@@ -162,6 +179,7 @@ class _WebhookDecider:
         log: CodeLogger | None = None,
         auth_timeout: float = DEFAULT_AUTH_TIMEOUT,
         retry_interval: float = RETRY_INTERVAL,
+        metrics: Metrics = NULL_METRICS,
     ) -> None:
         self._caller = _RetryingCaller(
             client,
@@ -169,6 +187,7 @@ class _WebhookDecider:
             log=log,
             auth_timeout=auth_timeout,
             retry_interval=retry_interval,
+            metrics=metrics,
         )
 
     def close(self) -> Deferred[None]:

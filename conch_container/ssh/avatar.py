@@ -13,6 +13,7 @@ from conch_container import messages
 from conch_container.errors import ContainerSSHError, RequestRejected
 from conch_container.log.logger import CodeLogger
 from conch_container.metadata import ConnectionMetadata
+from conch_container.metrics.recorders import NULL_METRICS, Metrics
 from conch_container.ssh.channel import SessionChannel
 from conch_container.ssh.session import ContainerSession
 
@@ -49,6 +50,7 @@ class ContainerAvatar(ConchUser):
     :param log: the connection's logger.
     :param registry: the session registry; the teardown is handed to it so
         that shutdown can wait for it.
+    :param metrics: counts the sessions running a program.
     """
 
     def __init__(
@@ -57,6 +59,7 @@ class ContainerAvatar(ConchUser):
         metadata: ConnectionMetadata,
         log: CodeLogger,
         registry: TeardownRegistry,
+        metrics: Metrics = NULL_METRICS,
     ) -> None:
         super().__init__()
         # The channel types served; the connection refuses the others before
@@ -66,6 +69,7 @@ class ContainerAvatar(ConchUser):
         self.metadata = metadata
         self.log = log
         self._registry = registry
+        self.metrics = metrics
         self._sessions: set[ContainerSession] = set()
         self._closing: set[Deferred[None]] = set()
         self._logged_out = False
@@ -83,7 +87,7 @@ class ContainerAvatar(ConchUser):
         """
         if channelType != b"session":
             return super().lookupChannel(channelType, windowSize, maxPacket, data)
-        session = ContainerSession(self, self._open_backend_session())
+        session = ContainerSession(self, self._open_backend_session(), self.metrics)
         return SessionChannel(
             session, remoteWindow=windowSize, remoteMaxPacket=maxPacket, data=data, avatar=self
         )

@@ -20,6 +20,7 @@ from conch_container import messages
 from conch_container.audit.recorder import DISABLED, ConnectionAudit
 from conch_container.errors import GENERIC_USER_MESSAGE, ContainerSSHError
 from conch_container.log.logger import CodeLogger
+from conch_container.metrics.recorders import NULL_METRICS, Metrics
 from conch_container.ssh.admission import Admission
 from conch_container.ssh.algorithms import AlgorithmOffer, select_algorithms
 from conch_container.ssh.checkers import (
@@ -106,6 +107,8 @@ class ContainerSSHFactory(SSHFactory):
     :param config_source: the configuration server
         (:class:`~conch_container.webhook.connectionconfig.ConfigServerSource`)
         each connection's realm asks, or None without one.
+    :param metrics: where connections, handshakes, sessions and the
+        backend's set-up are counted.
     """
 
     protocol = ServerTransport
@@ -123,6 +126,7 @@ class ContainerSSHFactory(SSHFactory):
         random: Callable[[], float] | None = None,
         audit: AuditLog | None = None,
         config_source: ConfigServerSource | None = None,
+        metrics: Metrics = NULL_METRICS,
     ) -> None:
         ssh = config.ssh
         self.config = config
@@ -134,6 +138,8 @@ class ContainerSSHFactory(SSHFactory):
         self.instance_id = instance_id
         self.audit = audit
         self.config_source = config_source
+        self.metrics = metrics
+        self.backend_metrics = metrics.backend(config.backend)
         if authenticators.password is None and authenticators.public_key is None:
             raise _start_failed(
                 "no authentication method is configured (auth.password, auth.publicKey)"
@@ -216,6 +222,9 @@ class ContainerSSHFactory(SSHFactory):
             config=self.config,
             registry=self.registry,
             config_source=self.config_source,
+            clock=self.reactor,
+            metrics=self.metrics,
+            backend_metrics=self.backend_metrics,
         )
         portal = ConnectionPortal(transport, realm)
         base = transport.base_metadata()

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 from twisted.conch.interfaces import IConchUser
 from twisted.cred.portal import IRealm
 from twisted.internet.defer import CancelledError, Deferred, maybeDeferred
+from twisted.internet.interfaces import IReactorTime
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
@@ -27,6 +28,12 @@ from conch_container import messages
 from conch_container.errors import GENERIC_USER_MESSAGE, ContainerSSHError
 from conch_container.interfaces import ConnectionContext, IContainerBackend
 from conch_container.log.logger import CodeLogger
+from conch_container.metrics.recorders import (
+    NULL_BACKEND_RECORDER,
+    NULL_METRICS,
+    BackendRecorder,
+    Metrics,
+)
 from conch_container.ssh.avatar import ContainerAvatar, TeardownRegistry
 from conch_container.ssh.checkers import AuthenticatedUser
 from conch_container.ssh.transport import DISCONNECT_BY_APPLICATION
@@ -92,6 +99,10 @@ class ConnectionRealm:
         (:class:`~conch_container.webhook.connectionconfig.ConfigServerSource`),
         or None when there is none. Its call is not handed to the registry:
         a shutdown closes the connection, which cancels the call.
+    :param clock: times the backend's set-up (needed only with ``backend_metrics``).
+    :param metrics: counts the avatar's running sessions.
+    :param backend_metrics: counts the backend's requests and errors and
+        times its set-up.
     """
 
     def __init__(
@@ -102,12 +113,18 @@ class ConnectionRealm:
         config: AppConfig,
         registry: TeardownRegistry,
         config_source: ConfigServerSource | None = None,
+        clock: IReactorTime | None = None,
+        metrics: Metrics = NULL_METRICS,
+        backend_metrics: BackendRecorder = NULL_BACKEND_RECORDER,
     ) -> None:
         self._transport = transport
         self._backend = backend
         self._config = config
         self._registry = registry
         self._config_source = config_source
+        self._clock = clock
+        self._metrics = metrics
+        self._backend_metrics = backend_metrics
 
     def requestAvatar(self, avatarId: Any, mind: object, *interfaces: Any) -> Deferred[Any]:
         """Connect the user to the backend; fires with ``(IConchUser, avatar, logout)``."""
@@ -163,10 +180,14 @@ class ConnectionRealm:
         # container it is creating would outlive the gateway.
         settled: Deferred[None] = Deferred()
         registry.track(settled, f"backend setup for connection {transport.connection_id}")
+        clock = self._clock
+        started = clock.seconds() if clock is not None else 0.0
+        self._backend_metrics.request()
         try:
             try:
                 connection = await maybeDeferred(self._backend.connect, context)
             except Exception:
+                self._backend_metrics.error()
                 raise self._reject_failure(log, "backend") from None
             if transport.lost or not registry.accepting:
                 # Nobody will ever log this avatar out: release what the
@@ -178,7 +199,9 @@ class ConnectionRealm:
                     else "the server is shutting down"
                 )
                 raise self._reject(log, reason, GENERIC_USER_MESSAGE)
-            avatar = ContainerAvatar(connection, metadata, log, registry)
+            if clock is not None:
+                self._backend_metrics.setup_latency(clock.seconds() - started)
+            avatar = ContainerAvatar(connection, metadata, log, registry, self._metrics)
             return (IConchUser, avatar, avatar.logout)
         finally:
             settled.callback(None)

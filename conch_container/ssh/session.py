@@ -21,6 +21,7 @@ from conch_container.codes import Level
 from conch_container.errors import GENERIC_USER_MESSAGE, ContainerSSHError, RequestRejected
 from conch_container.interfaces import ExitStatus, ProgramRequest, PtyRequest
 from conch_container.log.logger import CodeLogger
+from conch_container.metrics.recorders import NULL_METRICS, Metrics
 from conch_container.ssh.channellimits import OneAtATime
 from conch_container.ssh.requests import ProgramStartFailed, RequestRefused
 from conch_container.ssh.sessionio import ChannelIO, StdinBuffer
@@ -46,10 +47,13 @@ class ContainerSession:
 
     :param avatar: the connection's :class:`~conch_container.ssh.avatar.ContainerAvatar`.
     :param backend: the backend session opened for this channel.
+    :param metrics: counts this session among the active ones while its program runs.
     """
 
-    def __init__(self, avatar: Any, backend: Any) -> None:
+    def __init__(self, avatar: Any, backend: Any, metrics: Metrics = NULL_METRICS) -> None:
         self._avatar = avatar
+        self._metrics = metrics
+        self._counted = False
         self.log: CodeLogger = avatar.log
         self._channel: SessionChannel | None = None
         self._backend: Any = backend
@@ -151,6 +155,8 @@ class ContainerSession:
             return
         assert self._stdin is not None and self._io is not None and self._channel is not None
         self._state = _State.RUNNING
+        self._counted = True
+        self._metrics.session_started()
         self._stdin.connect(self._backend)
         reply.callback(True)
         self._channel.after_reply(self._io.open)
@@ -191,8 +197,14 @@ class ContainerSession:
             )
         )
 
+    def _uncount(self) -> None:
+        if self._counted:
+            self._counted = False
+            self._metrics.session_ended()
+
     def _program_exited(self, status: ExitStatus) -> None:
         self._state = _State.ENDED
+        self._uncount()
         if self._stdin is not None:
             self._stdin.loseConnection()
         to_send: ExitStatus | None = status
@@ -278,6 +290,7 @@ class ContainerSession:
             return
         self._closed = True
         self._state = _State.ENDED
+        self._uncount()
         self._resizes.discard()
         self._signals.discard()
         if self._io is not None:

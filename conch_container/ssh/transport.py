@@ -97,6 +97,8 @@ class ServerTransport(conch_transport.SSHServerTransport):
     auth_attempts = 0
     auth_unavailable = False
     sent_disconnect: int | None = None
+    #: The connection's country label in the metrics.
+    country = ""
     _grace_call: IDelayedCall | None = None
     _lost_waiters: list[Deferred[None]] | None = None
 
@@ -123,6 +125,7 @@ class ServerTransport(conch_transport.SSHServerTransport):
             connectionId=self.connection_id, remoteAddr=self.remote_address
         )
         self.log.event(messages.SSH_CONNECTED, "Client connected from {remoteAddr}")
+        self.country = self.factory.metrics.connected(self.remote_address)
         self.audit = self.factory.audit_connection(self)
         self.factory.transport_started(self)
         grace = self.factory.login_grace_time
@@ -163,6 +166,7 @@ class ServerTransport(conch_transport.SSHServerTransport):
         self.username = metadata.username
         self.log = self.log.bind(username=metadata.username)
         self.audit.handshake_successful(metadata.effective_username)
+        self.factory.metrics.handshake_succeeded(self.country)
         self.log.event(
             messages.SSH_HANDSHAKE_SUCCESSFUL,
             "SSH handshake successful for {username}",
@@ -297,7 +301,9 @@ class ServerTransport(conch_transport.SSHServerTransport):
             if not self.authenticated:
                 self._log_handshake_failed(why, offence)
                 self.audit.handshake_failed(why)
+                self.factory.metrics.handshake_failed(self.country)
             self.log.event(messages.SSH_DISCONNECTED, "Client disconnected: {reason}", reason=why)
+            self.factory.metrics.disconnected(self.country)
             self.audit.disconnected()
             if self.admission is not None:
                 self.admission.closed(offence)

@@ -30,6 +30,7 @@ from conch_container.interfaces import IAuthorizer, IPasswordAuthenticator, IPub
 from conch_container.log.logger import CodeLogger
 from conch_container.messages import AUTH_BACKEND_ERROR
 from conch_container.metadata import AuthResult, ConnectionMetadata, MetadataValue
+from conch_container.metrics import NULL_METRICS, Metrics
 from conch_container.service import SessionRegistry
 from conch_container.ssh.factory import ContainerSSHFactory
 from conch_container.testing.backend import FakeBackend
@@ -327,6 +328,7 @@ class Harness:
         config: AppConfig | None = None,
         authenticators: Authenticators | None = None,
         backend: FakeBackend | None = None,
+        metrics: Metrics = NULL_METRICS,
     ) -> None:
         self.reactor = MemoryReactorClock()
         self.events: list[dict[str, Any]] = []
@@ -345,6 +347,7 @@ class Harness:
             self.reactor,
             self.log,
             "test-instance",
+            metrics=metrics,
         )
         self.factory.doStart()
         self.clients: list[Client] = []

@@ -37,9 +37,15 @@ from conch_container.backend.docker.reconcile import Sweep, remove_leftovers
 from conch_container.codes import Level
 from conch_container.deferreds import DeadlineExceeded, Once, with_deadline
 from conch_container.errors import GENERIC_USER_MESSAGE, ContainerSSHError
-from conch_container.interfaces import ConnectionContext, IBackendLifecycle, IContainerBackend
+from conch_container.interfaces import (
+    ConnectionContext,
+    IBackendLifecycle,
+    IBackendMetrics,
+    IContainerBackend,
+)
 from conch_container.log.logger import CodeLogger
 from conch_container.metadata import exposed_metadata
+from conch_container.metrics.recorders import NULL_BACKEND_RECORDER, BackendRecorder
 
 if TYPE_CHECKING:
     from conch_container.config import DockerConfig, DockerExecutionConfig
@@ -51,7 +57,7 @@ RETRY_INTERVAL = 10.0
 AGENT_IDLE_COMMAND = ("/usr/bin/containerssh-agent", "wait-signal")
 
 
-@implementer(IContainerBackend, IBackendLifecycle)
+@implementer(IContainerBackend, IBackendLifecycle, IBackendMetrics)
 class DockerBackend:
     """Runs each SSH connection in its own Docker container (``backend: docker``).
 
@@ -91,6 +97,11 @@ class DockerBackend:
         #: The gateway's own ``docker`` section, given to :meth:`start`.
         self._default_config: DockerConfig | None = None
         self._reconciling: Deferred[int] | None = None
+        self._recorder: BackendRecorder = NULL_BACKEND_RECORDER
+
+    def record_with(self, recorder: BackendRecorder) -> None:
+        """Count the containers this backend gives up removing on ``recorder``."""
+        self._recorder = recorder
 
     # -- lifecycle
 
@@ -252,6 +263,7 @@ class DockerBackend:
             log=log,
             retry_interval=self._retry_interval,
             on_closed=self._connections.discard,
+            removal_failed=lambda: self._recorder.removal_failed(),
         )
         self._connections.add(connection)
         try:

@@ -100,7 +100,9 @@ class DockerConnection:
         log: CodeLogger,
         retry_interval: float,
         on_closed: Callable[[DockerConnection], object] | None = None,
+        removal_failed: Callable[[], object] = lambda: None,
     ) -> None:
+        self._removal_failed = removal_failed
         self._reactor = reactor
         self._config = docker_config
         self._timeouts = docker_config.timeouts
@@ -352,6 +354,7 @@ class DockerConnection:
                 channel_id=channel_id,
                 retry_interval=self._retry_interval,
                 on_closed=self._sessions.discard,
+                removal_failed=self._removal_failed,
             )
             self._sessions.add(container_session)
             return container_session
@@ -432,6 +435,8 @@ class DockerConnection:
         )
         if removed and self.container_id == container_id:
             self.container_id = None
+        if not removed:
+            self._removal_failed()
         return removed
 
 

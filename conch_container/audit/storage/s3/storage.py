@@ -72,6 +72,7 @@ from conch_container.config.audit import MIN_PART_SIZE, AuditS3Config
 from conch_container.deferreds import Once, settled_within, shield
 from conch_container.interfaces import AuditStreamInfo, IAuditStorage
 from conch_container.log import CodeLogger
+from conch_container.metrics.recorders import AuditBacklog
 
 #: The largest part S3 takes; a larger ``uploadPartSize`` is lowered to it.
 MAX_PART_SIZE = 5 * 1024 * 1024 * 1024
@@ -282,6 +283,17 @@ class S3Storage(Service):
             return succeed(self._finished[connection_id])
         outcome = self._outcomes.setdefault(connection_id, Once())
         return outcome.wait()
+
+    def backlog(self) -> AuditBacklog:
+        """What waits for the upload (reactor-side; read at each metrics scrape).
+
+        The bytes are those the uploader was told about and has not
+        uploaded: the whole parts of open streams (a sink reports its size
+        at each part boundary only) and everything of closed ones; the
+        streams are those whose upload has not ended.
+        """
+        waiting = [s.size - s.uploaded for s in self._streams.values()]
+        return AuditBacklog(bytes=sum(max(w, 0) for w in waiting), streams=len(waiting))
 
     def settled(self) -> Deferred[Any]:
         """Fires when the recovery and every upload under way have ended."""

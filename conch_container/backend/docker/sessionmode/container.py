@@ -16,7 +16,7 @@ stream released, so nothing outlives the session.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING
 
 from twisted.internet.defer import Deferred
@@ -55,6 +55,7 @@ class SessionContainer:
     :param retry_interval: seconds between removal attempts.
     :param log: the session's logger; :attr:`log` adds the container id.
     :param stop_grace: see :data:`STOP_GRACE`.
+    :param removal_failed: called when the container could not be removed.
 
     :ivar container_id: the container, once the create call returned.
     :ivar step_failure: the ``_FAILED`` code of the step :meth:`launch` is in,
@@ -70,7 +71,9 @@ class SessionContainer:
         retry_interval: float,
         log: CodeLogger,
         stop_grace: int = STOP_GRACE,
+        removal_failed: Callable[[], object] = lambda: None,
     ) -> None:
+        self._removal_failed = removal_failed
         self._clock = clock
         self._engine = engine
         self._timeouts = timeouts
@@ -195,7 +198,7 @@ class SessionContainer:
         deadline = self._clock.seconds() + self._timeouts.container_stop
         if stop:
             await self._stop(container_id, deadline)
-        await remove_container(
+        removed = await remove_container(
             self._clock,
             self._engine,
             container_id,
@@ -203,6 +206,8 @@ class SessionContainer:
             retry_interval=self._retry_interval,
             log=self.log,
         )
+        if not removed:
+            self._removal_failed()
 
     async def _stop(self, container_id: str, deadline: float) -> None:
         """Stop the container, its program getting the grace; never raises."""

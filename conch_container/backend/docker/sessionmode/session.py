@@ -81,6 +81,7 @@ class DockerContainerSession(DockerSessionBase):
     :param retry_interval: seconds between removal attempts.
     :param on_closed: called once the session is closed.
     :param stop_grace: see :data:`STOP_GRACE`.
+    :param removal_failed: called when the container could not be removed.
     """
 
     _resize_format: ClassVar[str] = (
@@ -99,6 +100,7 @@ class DockerContainerSession(DockerSessionBase):
         retry_interval: float,
         on_closed: Callable[[DockerContainerSession], object] | None = None,
         stop_grace: int = STOP_GRACE,
+        removal_failed: Callable[[], object] = lambda: None,
     ) -> None:
         super().__init__(reactor=reactor, docker_config=docker_config, on_closed=on_closed)
         self._engine = engine
@@ -110,6 +112,7 @@ class DockerContainerSession(DockerSessionBase):
             retry_interval=retry_interval,
             log=log.bind(channelId=channel_id),
             stop_grace=stop_grace,
+            removal_failed=removal_failed,
         )
 
     @property
