@@ -6,7 +6,7 @@ session's bytes. Measured side by side with a scrape of the same gateway
 before any session opened.
 
 The gateway runs in this process, assembled from its real parts (the SSH
-factory, the session registry, the metrics and their HTTP resource) with
+factory, the session registry, the metrics, their HTTP resource and site) with
 the fake backend of ``conch_container.testing`` instead of Docker: 200
 containers would measure the engine on a two-core machine, not the scrape,
 and the metrics hold nothing per container. Each session runs ``sleep``
@@ -123,10 +123,10 @@ class _Gateway:
         import attrs
         from cryptography.hazmat.primitives import serialization
         from cryptography.hazmat.primitives.asymmetric import ed25519
-        from twisted.web.server import Site
         from zope.interface import implementer
 
         from conch_container.config import AppConfig, SSHConfig
+        from conch_container.httpserver import BoundedSite
         from conch_container.interfaces import IPublicKeyAuthenticator
         from conch_container.log import CodeLogger
         from conch_container.metadata import AuthResult
@@ -174,7 +174,9 @@ class _Gateway:
         )
         self.ssh = reactor.listenTCP(0, factory, interface=LOOPBACK)
         resource = MetricsResource(self.metrics.registry, "/metrics", log)
-        self.http = reactor.listenTCP(0, Site(resource), interface=LOOPBACK)
+        # The site the gateway's metrics endpoint runs on, limits included.
+        site = BoundedSite(resource, name="metrics", log=log, clock=reactor)
+        self.http = reactor.listenTCP(0, site, interface=LOOPBACK)
         self.url = f"http://{LOOPBACK}:{self.http.getHost().port}/metrics"
 
     def value(self, name: str, **labels: str) -> float:

@@ -21,8 +21,8 @@ from conch_container.audit.decodecli import add_audit_parser
 from conch_container.auth.static import hash_password
 from conch_container.backend.registry import BackendNotAvailable, check_backend_config
 from conch_container.config import AppConfig, ConfigError, dump_config, load_config
+from conch_container.endpoints import check_endpoints
 from conch_container.health.check import probe, public_url
-from conch_container.health.settings import check_health_tls
 from conch_container.httpserver import TLSConfigError
 from conch_container.log.setup import emit_early
 from conch_container.testing.authconfig import command as test_webhook_server
@@ -31,7 +31,7 @@ from conch_container.testing.authconfig import command as test_webhook_server
 def _check(path: str) -> int:
     try:
         config = check_backend_config(load_config(path))
-        check_health_tls(config.health)
+        check_endpoints(config)
     except (BackendNotAvailable, TLSConfigError) as error:
         emit_early(messages.CORE_CONFIG_ERROR, "Invalid configuration: {reason}", reason=str(error))
         print(f"{path}: {error}", file=sys.stderr)

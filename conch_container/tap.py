@@ -39,10 +39,9 @@ from conch_container.config.hostkeys import (
     generate_and_store_host_key,
     with_host_key,
 )
+from conch_container.endpoints import check_endpoints, endpoint_services
 from conch_container.errors import ContainerSSHError
-from conch_container.health import HealthResource
-from conch_container.health.settings import check_health_tls
-from conch_container.httpserver import HTTPServerService, TLSConfigError
+from conch_container.httpserver import TLSConfigError
 from conch_container.instance import InstanceClaim, claim_instance_id
 from conch_container.interfaces import IBackendLifecycle, IBackendMetrics
 from conch_container.listener import ListenerService
@@ -137,9 +136,9 @@ class Options(usage.Options):
                 self.config.auth, reactor=self.reactor, log=log, metrics=self.metrics
             )
             self.config_source = ConfigServerSource.from_config(
-                self.config, reactor=self.reactor, log=log
+                self.config, reactor=self.reactor, log=log, metrics=self.metrics
             )
-            check_health_tls(self.config.health)
+            check_endpoints(self.config)
         except (
             BackendNotAvailable,
             AuthConfigError,
@@ -281,17 +280,13 @@ def makeService(options: Options, reactor: Any = None) -> IService:
         audit.setServiceParent(root)
     registry.setServiceParent(root)
     ListenerService(reactor, config.ssh.listen, factory, log).setServiceParent(root)
-    if config.health.enable:
-        # Last: it starts answering once everything else runs, and is the
-        # first to stop, so a probe never sees a half-started gateway as ok.
-        HTTPServerService(
-            "health",
-            config.health,
-            HealthResource(root.all_running, log.bind(module="health")),
-            log=log,
-            available=messages.HEALTH_AVAILABLE,
-            reactor=reactor,
-        ).setServiceParent(root)
+    # Last, health last of all: it starts answering once everything else
+    # runs, and is the first to stop, so a probe never sees a half-started
+    # gateway as ok.
+    for endpoint in endpoint_services(
+        config, metrics=options.metrics, healthy=root.all_running, log=log, reactor=reactor
+    ):
+        endpoint.setServiceParent(root)
     return root
 
 

@@ -17,6 +17,7 @@ from conch_container.health import HealthResource
 from conch_container.httpserver import HTTPServerService
 from conch_container.interfaces import IBackendLifecycle, IContainerBackend
 from conch_container.listener import ListenerService
+from conch_container.metrics import GatewayMetrics, MetricsResource
 from conch_container.security import SecurityBackend
 from conch_container.service import ComponentService, SessionRegistry
 from conch_container.tap import Options, makeService
@@ -219,6 +220,28 @@ class TapTests(SynchronousTestCase):
         resource = endpoint.site.resource
         self.assertIsInstance(resource, HealthResource)
         self.assertEqual(resource._healthy, root.all_running)
+
+    def test_metrics_before_health(self) -> None:
+        """metrics.enable serves the gateway's own registry at metrics.path, before health."""
+        options = self.options(
+            metrics={"enable": True, "listen": "127.0.0.1:0", "path": "/m"},
+            health={"enable": True, "listen": "127.0.0.1:0"},
+        )
+        root: Any = makeService(options, MemoryReactorClock())
+        children = list(root)
+        self.assertEqual([c.name for c in children][-3:], ["ssh", "metrics", "health"])
+        resource = root.getServiceNamed("metrics").site.resource
+        self.assertIsInstance(resource, MetricsResource)
+        self.assertIsInstance(options.metrics, GatewayMetrics)
+        self.assertIs(resource._registry, options.metrics.registry)
+        self.assertEqual(resource._path, b"/m")
+
+    def test_metrics_tls_checked_before_start(self) -> None:
+        """A metrics key that does not match its certificate stops twistd at the options."""
+        metrics = {"enable": True, "cert": SERVER.cert_pem, "key": OTHER.key_pem}
+        with self.assertRaises(usage.UsageError) as raised:
+            self.options(metrics=metrics)
+        self.assertIn("metrics.cert: the server certificate does not match", str(raised.exception))
 
     def test_health_tls_checked_before_start(self) -> None:
         """A health key that does not match its certificate stops twistd at the options."""

@@ -69,7 +69,7 @@ class AppConfig:
     auth: AuthConfig = setting("auth", AuthSection(), AuthConfig(), doc="Authentication.")
     log: LogConfig = setting("log", Section(LogConfig), LogConfig(), doc="Logging.")
     metrics: MetricsConfig = setting(
-        "metrics", Section(MetricsConfig), MetricsConfig(), doc="Metrics.", status=PLANNED
+        "metrics", Section(MetricsConfig), MetricsConfig(), doc="Metrics (see metrics.md)."
     )
     geoip: GeoIPConfig = setting(
         "geoip", Section(GeoIPConfig), GeoIPConfig(), doc="GeoIP lookups.", status=PLANNED

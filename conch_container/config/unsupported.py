@@ -10,8 +10,8 @@ how to tell whether the file does, and whether the gateway may run without it:
 - :data:`REFUSE`: running without the feature would change who gets in, what
   they may do, or what is recorded; loading fails with a
   :class:`~conch_container.config.ConfigError` naming the key;
-- :data:`WARN`: running without it is safe (nothing listens on the metrics
-  port, say); loading succeeds with a
+- :data:`WARN`: running without it is safe (every connection's country is
+  ``XX`` without GeoIP, say); loading succeeds with a
   :class:`~conch_container.config.ConfigWarning` under
   ``CONFIG_UNSUPPORTED_FEATURE``.
 
@@ -106,18 +106,11 @@ NOT_YET_SUPPORTED: tuple[Unsupported, ...] = (
         'way. Set it to ""',
     ),
     Unsupported(
-        "metrics.enable",
-        lambda config: config.metrics.enable,
-        WARN,
-        "the metrics endpoint is not supported yet; the gateway runs without it and nothing "
-        "listens on metrics.listen",
-    ),
-    Unsupported(
         "geoip.provider",
         lambda config: config.geoip.provider != "dummy",
         WARN,
-        "GeoIP lookups are not supported yet; they only feed metrics and the audit log, "
-        "which are not built either",
+        "GeoIP lookups are not supported yet; they only feed the metrics' country label, "
+        "which is XX for every connection",
     ),
 )
 

@@ -34,6 +34,7 @@ from conch_container import messages
 from conch_container.errors import ContainerSSHError
 from conch_container.log import CodeLogger, Level
 from conch_container.metadata import AuthResult, ConnectionMetadata
+from conch_container.metrics.recorders import NULL_WEBHOOK_RECORDER, WebhookRecorder
 from conch_container.webhook import protocol
 from conch_container.webhook.client import WebhookClient, WebhookError, WebhookStatusError
 from conch_container.webhook.retry import GaveUp, RetryPolicy, call_with_retries
@@ -117,6 +118,8 @@ class ConfigServerClient:
     :param transmit_sensitive: ``configserver.transmitSensitiveMetadata``.
     :param policy: the overall budget and the pause between attempts
         (ContainerSSH's 60 and 10 seconds by default).
+    :param recorder: counts and times the attempts
+        (``containerssh_config_server_*``).
     """
 
     def __init__(
@@ -126,9 +129,11 @@ class ConfigServerClient:
         clock: IReactorTime,
         transmit_sensitive: bool = False,
         policy: RetryPolicy | None = None,
+        recorder: WebhookRecorder = NULL_WEBHOOK_RECORDER,
     ) -> None:
         self.client = client
         self._clock = clock
+        self._recorder = recorder
         self._transmit_sensitive = transmit_sensitive
         self._policy = policy if policy is not None else RetryPolicy(CONFIG_BUDGET)
 
@@ -147,9 +152,12 @@ class ConfigServerClient:
         url = self.client.url_for("")
         log = log.bind(url=url)
         body = config_request(metadata, self._transmit_sensitive)
+        recorder, clock = self._recorder, self._clock
+        retry = False
 
         async def attempt(remaining: float) -> ConfigAnswer:
-            # Metrics: one attempt starts here.
+            recorder.request(retry)
+            started = clock.seconds()
             log.event(
                 messages.CONFIG_REQUEST,
                 "Fetching the configuration for {authenticatedUsername}",
@@ -169,10 +177,17 @@ class ConfigServerClient:
                     "The configuration server responded with an invalid status code: {statusCode}",
                     statusCode=e.status,
                 )
+                recorder.failure(False, retry, _reason(e))
                 raise
+            except WebhookError as e:
+                recorder.failure(False, retry, _reason(e))
+                raise
+            finally:
+                recorder.latency(clock.seconds() - started)
 
         def retrying(failure: WebhookError, delay: float) -> None:
-            # Metrics: a soft failure (another attempt follows).
+            nonlocal retry
+            retry = True
             log.event(
                 messages.CONFIG_BACKEND_ERROR,
                 "Configuration request failed, retrying in {delay:g} seconds: {error}",
@@ -187,8 +202,8 @@ class ConfigServerClient:
                 attempt, clock=self._clock, policy=self._policy, on_retry=retrying
             )
         except GaveUp as gave_up:
-            # Metrics: the final failure.
             failure = gave_up.last
+            recorder.failure(True, retry, _reason(failure))
             log.event(
                 messages.CONFIG_BACKEND_ERROR,
                 "Configuration request failed, giving up: {error}",
@@ -201,7 +216,6 @@ class ConfigServerClient:
                 f"the configuration server gave no usable answer: {failure.reason}",
                 url=url,
             ) from None
-        # Metrics: success.
         log.event(
             messages.CONFIG_RESPONSE,
             "Received the configuration for {authenticatedUsername}",

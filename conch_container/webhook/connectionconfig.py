@@ -23,6 +23,7 @@ from conch_container.config import ConfigError
 from conch_container.config.perconnection import connection_config
 from conch_container.errors import GENERIC_USER_MESSAGE, ContainerSSHError
 from conch_container.log import CodeLogger
+from conch_container.metrics.recorders import NULL_METRICS, Metrics
 from conch_container.webhook.client import WebhookClient
 from conch_container.webhook.configserver import ConfigServerClient
 from conch_container.webhook.retry import RetryPolicy
@@ -64,6 +65,7 @@ class ConfigServerSource:
         log: CodeLogger,
         agent: object = None,
         policy: RetryPolicy | None = None,
+        metrics: Metrics = NULL_METRICS,
     ) -> ConfigServerSource | None:
         """The source ``config.configserver`` describes; None when its ``url`` is empty.
 
@@ -71,6 +73,7 @@ class ConfigServerSource:
             :class:`~conch_container.webhook.client.WebhookClient`).
         :param policy: the retry schedule; ContainerSSH's 60 s budget and
             10 s pauses by default (tests shorten them).
+        :param metrics: where the calls are counted and timed.
         :raises ~conch_container.webhook.errors.WebhookConfigError: for a bad
             URL or TLS options.
         """
@@ -83,6 +86,7 @@ class ConfigServerSource:
             clock=reactor,
             transmit_sensitive=server.transmit_sensitive_metadata,
             policy=policy,
+            recorder=metrics.config_webhook(),
         )
         return cls(config, client)
 

@@ -55,7 +55,6 @@ ENABLING: tuple[tuple[str, str, dict[str, Any]], ...] = (
         REFUSE,
         {"auth": {**WEBHOOK_AUTH, "gssapi": {"method": "kerberos"}}},
     ),
-    ("metrics.enable", WARN, {"metrics": {"enable": True}}),
     ("geoip.provider", WARN, {"geoip": {"provider": "maxmind"}}),
 )
 
@@ -143,19 +142,16 @@ class CheckTests(SynchronousTestCase):
 
     def test_refusal_wins_over_warnings(self) -> None:
         """A file with both kinds is refused, naming the feature it cannot run without."""
-        config = parse_config(configuration(metrics={"enable": True}, backend="sshproxy"))
+        config = parse_config(configuration(geoip={"provider": "maxmind"}, backend="sshproxy"))
         with self.assertRaises(ConfigError) as raised:
             check_unsupported(config)
         self.assertEqual(raised.exception.key_path, "backend")
 
-    def test_several_warnings(self) -> None:
-        """Every feature the gateway runs without is reported, in table order."""
-        config = parse_config(
-            configuration(geoip={"provider": "maxmind"}, metrics={"enable": True})
-        )
-        self.assertEqual(
-            [w.key_path for w in check_unsupported(config)], ["metrics.enable", "geoip.provider"]
-        )
+
+def maxmind(directory: str) -> dict[str, str]:
+    """A ``geoip`` section asking for MaxMind lookups, with a database file that exists."""
+    database = write(directory, "GeoIP2-Country.mmdb", "", mode=0o600)
+    return {"provider": "maxmind", "maxmind-geoip2-file": database}
 
 
 class LoadTests(SynchronousTestCase):
@@ -190,12 +186,12 @@ class LoadTests(SynchronousTestCase):
 
     def test_warned_at_load(self) -> None:
         """A feature the gateway can lack loads, with its warning among the config's warnings."""
-        path = self.write_config(configuration(metrics={"enable": True}))
+        path = self.write_config(configuration(geoip=maxmind(os.path.abspath(self.mktemp()))))
         config = load_config(path)
-        self.assertTrue(config.metrics.enable)
+        self.assertEqual(config.geoip.provider, "maxmind")
         self.assertEqual(
             [(w.code, w.key_path) for w in config.warnings],
-            [(messages.CONFIG_UNSUPPORTED_FEATURE, "metrics.enable")],
+            [(messages.CONFIG_UNSUPPORTED_FEATURE, "geoip.provider")],
         )
 
     def test_full_dump_still_loads_quietly(self) -> None:
@@ -230,10 +226,10 @@ class CommandTests(SynchronousTestCase):
 
     def test_check_config_prints_warning(self) -> None:
         """check-config accepts a feature the gateway can lack and prints its warning."""
-        path = self.write_config(metrics={"enable": True})
+        path = self.write_config(geoip=maxmind(self.directory))
         self.assertEqual(cli.main(["check-config", "-c", path]), 0)
         self.assertIn(
-            f"{path}: warning: metrics.enable: the metrics endpoint is not supported yet",
+            f"{path}: warning: geoip.provider: GeoIP lookups are not supported yet",
             self.stderr.getvalue(),
         )
         self.assertIn("(CONFIG_UNSUPPORTED_FEATURE)", self.stderr.getvalue())
@@ -247,10 +243,10 @@ class CommandTests(SynchronousTestCase):
 
     def test_dump_config_warns_on_stderr(self) -> None:
         """dump-config keeps stdout pure YAML and puts the warning on stderr."""
-        path = self.write_config(metrics={"enable": True})
+        path = self.write_config(geoip=maxmind(self.directory))
         self.assertEqual(cli.main(["dump-config", "-c", path]), 0)
-        self.assertTrue(yaml.safe_load(self.stdout.getvalue())["metrics"]["enable"])
-        self.assertIn("warning: metrics.enable:", self.stderr.getvalue())
+        self.assertEqual(yaml.safe_load(self.stdout.getvalue())["geoip"]["provider"], "maxmind")
+        self.assertIn("warning: geoip.provider:", self.stderr.getvalue())
 
 
 class StartupTests(SynchronousTestCase):
@@ -283,7 +279,7 @@ class StartupTests(SynchronousTestCase):
 
     def test_warning_logged_once(self) -> None:
         """A feature the gateway runs without is logged once at start-up, with its code."""
-        options = self.options(metrics={"enable": True})
+        options = self.options(geoip=maxmind(self.directory))
         assert options.log_output is not None and options.log_output.memory is not None
         codes = [record.code for record in options.log_output.memory.records]
         self.assertEqual(codes.count("CONFIG_UNSUPPORTED_FEATURE"), 1)

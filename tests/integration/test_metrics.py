@@ -1,8 +1,7 @@
 """Metrics of a real gateway: OpenSSH logs in to a Docker container; the scrape goes over HTTP.
 
 The gateway is assembled by ``tap`` from a configuration with
-``metrics.enable``; its metrics are served here on a plain ``Site`` on
-loopback, as the HTTP server service serves them in production.
+``metrics.enable``, and scraped at its own ``metrics.listen`` and ``metrics.path``.
 """
 
 from __future__ import annotations
@@ -15,7 +14,7 @@ from twisted.internet.task import deferLater
 
 from conch_container.metrics import GatewayMetrics
 from tests.integration.gateway import ControlMasterMixin, GatewayTestCase
-from tests.metrics.scrape import scrape, serve
+from tests.metrics.scrape import scrape
 
 reactor: Any = global_reactor
 
@@ -39,9 +38,9 @@ class MetricsEndToEndTests(ControlMasterMixin, GatewayTestCase):
 
     async def start_gateway(self) -> None:
         await super().start_gateway()
-        metrics = self.options.metrics
-        assert isinstance(metrics, GatewayMetrics), "metrics.enable builds real metrics"
-        self.metrics_url = serve(self, metrics) + "/metrics"
+        self.assertIsInstance(self.options.metrics, GatewayMetrics)
+        endpoint = self.root.getServiceNamed("metrics")
+        self.metrics_url = f"http://127.0.0.1:{endpoint.port}/metrics"
 
     async def scrape(self) -> Samples:
         code, _, body = await scrape(self.metrics_url)
@@ -87,6 +86,11 @@ class MetricsEndToEndTests(ControlMasterMixin, GatewayTestCase):
         )
         self.assertEqual(_get(during, "containerssh_ssh_current_connections", country="XX"), 1)
         self.assertEqual(_get(after, "conch_container_ssh_active_sessions"), 0)
+
+    async def test_only_the_path_is_served(self) -> None:
+        """Any other path of the endpoint is 404, as ContainerSSH's."""
+        code, _, _ = await scrape(self.metrics_url.replace("/metrics", "/other"))
+        self.assertEqual(code, 404)
 
     async def test_failed_login_is_a_failed_handshake(self) -> None:
         """A wrong password: a failed handshake and an auth failure, and no backend request."""
