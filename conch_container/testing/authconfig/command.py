@@ -118,7 +118,7 @@ class _Server:
 
     async def _stop_serving(self) -> None:
         served = self._service.port is not None
-        # Connections first, so that no answer is still waiting for a bcrypt thread.
+        # The socket and connections first: requests in flight still get their bcrypt check.
         await self._service.stopService()
         await self._resource.stop()
         if served:
