@@ -1644,7 +1644,7 @@ HTTP_LISTEN_FAILED = MessageCode(
     "HTTP_LISTEN_FAILED",
     Level.ERROR,
     "HTTP",
-    "An HTTP service (health, metrics) cannot listen on its configured address, usually because another program uses the port or the address is not on this machine; the gateway stops.",
+    "An HTTP service (health, metrics, the test webhook server) cannot listen on its configured address, usually because another program uses the port or the address is not on this machine; the gateway (or the test webhook server) stops.",
     own=True,
 )
 

@@ -16,13 +16,14 @@ from conch_container.webhook.client import WebhookClient
 from conch_container.webhook.protocol import PASSWORD_PATH, decode_auth_response, password_request
 from tests.integration.processes import Output, clean_env, log_records, signal_quietly, until
 from tests.testing.authconfig_support import METADATA, USERS_YAML
+from tests.webhook.pki import issue, make_ca
 from tests.webhook.support import ClientConfig
 
 
 def _address(output: bytes) -> str | None:
     for event in log_records(output):
         if event.get("code") == messages.CONFIG_SERVER_AVAILABLE.code:
-            return str(event["details"]["address"])
+            return str(event["details"]["listen"])
     return None
 
 
@@ -83,6 +84,27 @@ class CommandTests(TestCase):
         self.assertEqual(exit_code, 2)
         self.assertIn(b"users.al.config.docker.colour: unknown key", output.output)
 
+    async def test_unusable_options(self) -> None:
+        """A bad address, a lone --cert, or a key that is not the certificate's exit 2, named."""
+        ca = make_ca()
+        server, other = issue(ca, "localhost"), issue(ca, "other")
+        cert, key = self.dir.child("cert.pem"), self.dir.child("other.key")
+        cert.setContent(server.cert_pem.encode())
+        key.setContent(other.key_pem.encode())
+        cases = (
+            (["--listen", "8080"], b"--listen: must be host:port"),
+            (["--cert", cert.path], b"--cert and --key: cert and key must be set together"),
+            (["--cert", cert.path, "--key", key.path], b"does not match the key"),
+        )
+        for options, message in cases:
+            _, output = self.spawn(
+                "-m", "conch_container.testing.authconfig", "--users", self.users.path, *options
+            )  # fmt: skip
+            exit_code, _ = await output.ended
+            self.assertEqual(exit_code, 2, output.output.decode(errors="replace"))
+            self.assertIn(message, output.output)
+            self.assertNotIn(b"Traceback", output.output)
+
     async def test_address_in_use(self) -> None:
         """An address that cannot be bound exits 1 with the reason."""
         port = reactor.listenTCP(0, Factory.forProtocol(Protocol), interface="127.0.0.1")  # type: ignore[attr-defined]
@@ -94,3 +116,5 @@ class CommandTests(TestCase):
         exit_code, _ = await output.ended
         self.assertEqual(exit_code, 1, output.output.decode(errors="replace"))
         self.assertIn(b"cannot listen on", output.output)
+        self.assertIn(messages.HTTP_LISTEN_FAILED.code.encode(), output.output)
+        self.assertNotIn(b"Traceback", output.output)

@@ -1,4 +1,4 @@
-"""The test webhook server on loopback, called by the gateway's own webhook client."""
+"""The test webhook server, served by the gateway's HTTP server and called by its client."""
 
 from __future__ import annotations
 
@@ -11,13 +11,21 @@ from typing import Any
 import treq
 from twisted.internet import defer, reactor
 from twisted.python.threadpool import ThreadPool
-from twisted.trial.unittest import TestCase
+from twisted.trial.unittest import SynchronousTestCase, TestCase
 from twisted.web.client import HTTPConnectionPool
 
+from conch_container import messages
 from conch_container.metadata import AuthResult
-from conch_container.testing.authconfig import AuthConfigResource, parse_server_users, serve
-from conch_container.testing.authconfig.serve import load_tls
+from conch_container.testing.authconfig import (
+    AuthConfigResource,
+    parse_server_users,
+    server_config,
+    webhook_server_service,
+)
+from conch_container.testing.authconfig.resource import MAX_REQUEST_BODY
+from conch_container.testing.authconfig.serve import LIMITS
 from conch_container.webhook.client import WebhookClient
+from conch_container.webhook.errors import WebhookConnectionError
 from conch_container.webhook.protocol import (
     AUTHZ_PATH,
     PASSWORD_PATH,
@@ -29,8 +37,8 @@ from conch_container.webhook.protocol import (
     public_key_request,
 )
 from tests.testing.authconfig_support import KEY, METADATA, OTHER_KEY, USERS_YAML
-from tests.webhook.pki import issue, make_ca
-from tests.webhook.support import ClientConfig
+from tests.webhook.pki import Issued, issue, make_ca
+from tests.webhook.support import ClientConfig, capturing_logger, with_code
 
 
 class _ThreadRecordingPool(ThreadPool):
@@ -53,17 +61,34 @@ class _ThreadRecordingPool(ThreadPool):
 class RealHTTPTests(TestCase):
     def setUp(self) -> defer.Deferred[None]:
         self.pool = _ThreadRecordingPool()
+        self.log, self.events = capturing_logger()
         self.resource = AuthConfigResource(
-            parse_server_users(USERS_YAML), reactor=reactor, thread_pool=self.pool
+            parse_server_users(USERS_YAML), reactor=reactor, thread_pool=self.pool, log=self.log
         )
         self.pool.start()
         self.addCleanup(self.pool.stop)
         return defer.Deferred.fromCoroutine(self._listen())
 
-    async def _listen(self, **kwargs: Any) -> None:
-        port = await serve(reactor, self.resource, "127.0.0.1:0", **kwargs)
-        self.addCleanup(port.stopListening)
-        self.port = port.getHost().port  # type: ignore[attr-defined]
+    async def _listen(self, **files: str) -> None:
+        """Serve the resource on a new port (``files``: ``cert``, ``key``, ``client_ca``)."""
+        service = webhook_server_service(
+            self.resource, server_config("127.0.0.1:0", **files), reactor=reactor, log=self.log
+        )
+        await service.startService()
+        self.addCleanup(service.stopService)
+        assert service.port is not None
+        self.port = service.port
+
+    def pem_files(self, name: str, issued: Issued) -> tuple[str, str]:
+        """``issued``'s certificate and key written to files; their paths."""
+        directory = self.mktemp()
+        os.makedirs(directory)
+        cert, key = os.path.join(directory, f"{name}.pem"), os.path.join(directory, f"{name}.key")
+        with open(cert, "w") as f:
+            f.write(issued.cert_pem)
+        with open(key, "w") as f:
+            f.write(issued.key_pem)
+        return cert, key
 
     async def decide(self, client: WebhookClient, path: str, body: Any) -> AuthResult:
         return await client.post(path, body, decode=decode_auth_response)
@@ -137,17 +162,10 @@ class RealHTTPTests(TestCase):
     def test_tls(self) -> defer.Deferred[None]:
         """Served with a certificate, the gateway's client reaches it over HTTPS."""
         ca = make_ca()
-        leaf = issue(ca, "localhost", ips=("127.0.0.1",))
-        directory = self.mktemp()
-        os.makedirs(directory)
-        cert, key = os.path.join(directory, "cert.pem"), os.path.join(directory, "key.pem")
-        with open(cert, "w") as f:
-            f.write(leaf.cert_pem)
-        with open(key, "w") as f:
-            f.write(leaf.key_pem)
+        cert, key = self.pem_files("server", issue(ca, "localhost", ips=("127.0.0.1",)))
 
         async def check() -> None:
-            await self._listen(tls=load_tls(cert, key))
+            await self._listen(cert=cert, key=key)
             client = WebhookClient(
                 ClientConfig(
                     url=f"https://127.0.0.1:{self.port}", timeout=10.0, cacert=ca.cert_pem
@@ -163,3 +181,86 @@ class RealHTTPTests(TestCase):
             self.assertTrue(result.success)
 
         return defer.Deferred.fromCoroutine(check())
+
+    async def test_mutual_tls(self) -> None:
+        """With a client CA, only a client presenting a certificate from it gets an answer."""
+        ca, client_ca = make_ca(), make_ca("Client CA")
+        cert, key = self.pem_files("server", issue(ca, "localhost", ips=("127.0.0.1",)))
+        client_ca_file, _ = self.pem_files("client-ca", client_ca)
+        await self._listen(cert=cert, key=key, client_ca=client_ca_file)
+        url = f"https://127.0.0.1:{self.port}"
+        good = issue(client_ca, "gateway", client=True)
+        stranger = issue(make_ca("Other CA"), "stranger", client=True)
+
+        async def ask(identity: Issued | None) -> AuthResult:
+            tls: dict[str, str] = {"cacert": ca.cert_pem}
+            if identity is not None:
+                tls.update(cert=identity.cert_pem, key=identity.key_pem)
+            client = WebhookClient(ClientConfig(url=url, timeout=10.0, **tls), reactor=reactor)
+            try:
+                return await self.decide(client, PUBLIC_KEY_PATH, public_key_request(METADATA, KEY))
+            finally:
+                await client.close()
+
+        self.assertTrue((await ask(good)).success)
+        with self.assertRaises(WebhookConnectionError):
+            await ask(None)
+        with self.assertRaises(WebhookConnectionError):
+            await ask(stranger)
+
+    async def test_oversized_body_refused_by_the_site(self) -> None:
+        """A body over the limit is refused with 413 by the site, before the resource reads it."""
+        self.assertEqual(LIMITS.max_body, MAX_REQUEST_BODY)
+        pool = HTTPConnectionPool(reactor, persistent=False)
+        self.addCleanup(pool.closeCachedConnections)
+        body = json.dumps({"padding": "x" * MAX_REQUEST_BODY}).encode()
+        response = await treq.post(
+            f"http://127.0.0.1:{self.port}/password",
+            body,
+            headers={"Content-Type": "application/json"},
+            pool=pool,
+        )
+        self.assertEqual(response.code, 413)
+        self.assertEqual(await response.content(), b"request body too large\r\n")
+        [limit] = with_code(self.events, messages.HTTP_SERVER_LIMIT.code)
+        self.assertEqual(limit["service"], "test-webhook-server")
+        self.assertEqual(with_code(self.events, messages.TEST_WEBHOOK_BAD_REQUEST.code), [])
+
+    async def test_available_with_the_bound_address(self) -> None:
+        """Listening is logged as CONFIG_SERVER_AVAILABLE with the bound address."""
+        [available] = with_code(self.events, messages.CONFIG_SERVER_AVAILABLE.code)
+        self.assertEqual(available["listen"], f"127.0.0.1:{self.port}")
+
+
+class ServerConfigTests(SynchronousTestCase):
+    """The command's options become a checked HTTP server block, errors naming the option."""
+
+    def test_plain(self) -> None:
+        config = server_config("[::1]:8080")
+        self.assertEqual((config.listen, config.cert, config.key), ("[::1]:8080", "", ""))
+
+    def test_files_are_read(self) -> None:
+        ca = make_ca()
+        directory = self.mktemp()
+        os.makedirs(directory)
+        path = os.path.join(directory, "ca.pem")
+        with open(path, "w") as f:
+            f.write(ca.cert_pem)
+        config = server_config("127.0.0.1:0", cert=path, key=path, client_ca=path)
+        self.assertEqual(config.clientcacert, ca.cert_pem)
+
+    def test_refused(self) -> None:
+        missing = os.path.join(self.mktemp(), "none.pem")
+        pem = make_ca().cert_pem
+        cases = (
+            ({"listen": "8080"}, "--listen: must be host:port"),
+            ({"cert": missing, "key": missing}, "--cert: cannot read file"),
+            ({"cert": pem}, "--cert and --key: cert and key must be set together"),
+            ({"client_ca": pem}, "--client-ca: needs --cert and --key"),
+        )
+        for options, message in cases:
+            with self.subTest(options=options):
+                arguments = {"listen": "127.0.0.1:0", **options}
+                with self.assertRaises(ValueError) as raised:
+                    server_config(**arguments)
+                self.assertTrue(str(raised.exception).startswith(message), str(raised.exception))

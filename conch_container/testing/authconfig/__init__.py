@@ -11,14 +11,15 @@ password checks in flight.
 - :func:`~conch_container.testing.authconfig.users.load_server_users`: its
   users file (the static users file, plus ``files``, ``authorize`` and a
   per-user ``config``);
-- :func:`~conch_container.testing.authconfig.serve.serve`: a plain site on
-  one endpoint;
+- :func:`~conch_container.testing.authconfig.serve.webhook_server_service`:
+  the resource served by the gateway's HTTP server, on the block
+  :func:`~conch_container.testing.authconfig.serve.server_config` builds;
 - ``conch-container test-webhook-server`` (or ``python -m
   conch_container.testing.authconfig``): all of it as a process.
 """
 
 from conch_container.testing.authconfig.resource import CONFIG_PATH, AuthConfigResource
-from conch_container.testing.authconfig.serve import serve
+from conch_container.testing.authconfig.serve import server_config, webhook_server_service
 from conch_container.testing.authconfig.users import (
     ServerUser,
     load_server_users,
@@ -31,5 +32,6 @@ __all__ = [
     "ServerUser",
     "load_server_users",
     "parse_server_users",
-    "serve",
+    "server_config",
+    "webhook_server_service",
 ]

@@ -14,20 +14,20 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
-from twisted.internet.defer import Deferred, maybeDeferred
-from twisted.internet.interfaces import IListeningPort
-from twisted.internet.ssl import CertificateOptions
+from twisted.internet.defer import Deferred
 from twisted.python.failure import Failure
 
 from conch_container import messages
 from conch_container.auth.users_file import StaticUsersError
 from conch_container.codes import Level
 from conch_container.config import LogConfig
+from conch_container.errors import ContainerSSHError
+from conch_container.httpserver import HTTPServerService, TLSConfigError
 from conch_container.log import CodeLogger
 from conch_container.log.setup import LogOutput, LogSetupError, install, start_logging
 from conch_container.testing.authconfig.resource import AuthConfigResource
-from conch_container.testing.authconfig.serve import listen_address, load_tls, serve
-from conch_container.testing.authconfig.users import ServerUser, load_server_users
+from conch_container.testing.authconfig.serve import server_config, webhook_server_service
+from conch_container.testing.authconfig.users import load_server_users
 
 __all__ = ["add_arguments", "main", "run"]
 
@@ -43,6 +43,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--cert", help="PEM certificate (chain) file: serve HTTPS")
     parser.add_argument("--key", help="PEM private key file of --cert")
     parser.add_argument(
+        "--client-ca",
+        help="PEM file of the CAs that sign client certificates: require one (mutual TLS)",
+    )
+    parser.add_argument(
         "--log-level", default="info", help="least severe level logged (default %(default)s)"
     )
     parser.add_argument(
@@ -52,15 +56,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace, reactor: Any = None) -> int:
     """Serve until the reactor stops; the process's exit status."""
-    if (args.cert is None) != (args.key is None):
-        print("--cert and --key go together", file=sys.stderr)
-        return 2
+    if reactor is None:
+        from twisted.internet import reactor
+    log = CodeLogger("conch_container.testing.authconfig")
     try:
-        listen_address(args.listen)
         level = Level.parse(args.log_level)
         users = load_server_users(args.users)
-        tls = load_tls(args.cert, args.key) if args.cert is not None else None
-    except (StaticUsersError, OSError, ValueError) as error:
+        config = server_config(args.listen, cert=args.cert, key=args.key, client_ca=args.client_ca)
+        resource = AuthConfigResource(users, reactor=reactor, log=log)
+        service = webhook_server_service(resource, config, reactor=reactor, log=log)
+    except (StaticUsersError, TLSConfigError, ValueError) as error:
         print(f"test-webhook-server: {error}", file=sys.stderr)
         return 2
     try:
@@ -68,9 +73,7 @@ def run(args: argparse.Namespace, reactor: Any = None) -> int:
     except LogSetupError:
         return 2  # already reported on standard error
     install(output.observer)
-    if reactor is None:
-        from twisted.internet import reactor
-    return _Server(reactor, users, args.listen, tls, output).run()
+    return _Server(reactor, resource, service, log, output).run()
 
 
 class _Server:
@@ -79,18 +82,16 @@ class _Server:
     def __init__(
         self,
         reactor: Any,
-        users: dict[str, ServerUser],
-        listen: str,
-        tls: CertificateOptions | None,
+        resource: AuthConfigResource,
+        service: HTTPServerService,
+        log: CodeLogger,
         output: LogOutput,
     ) -> None:
         self._reactor = reactor
-        self._log = CodeLogger("conch_container.testing.authconfig")
-        self._resource = AuthConfigResource(users, reactor=reactor, log=self._log)
-        self._listen = listen
-        self._tls = tls
+        self._resource = resource
+        self._service = service
+        self._log = log
         self._output = output
-        self._port: IListeningPort | None = None
         self.status = 0
 
     def run(self) -> int:
@@ -102,40 +103,26 @@ class _Server:
 
     def _start(self) -> None:
         self._resource.start()
-        listening = serve(self._reactor, self._resource, self._listen, tls=self._tls)
-        listening.addCallbacks(self._listening, self._not_listening)
-
-    def _listening(self, port: IListeningPort) -> None:
-        self._port = port
-        bound = port.getHost()
-        host, number = getattr(bound, "host", ""), getattr(bound, "port", 0)
-        address = f"[{host}]:{number}" if ":" in host else f"{host}:{number}"
-        self._log.event(
-            messages.CONFIG_SERVER_AVAILABLE,
-            "The test webhook server is listening on {address} ({scheme})",
-            address=address,
-            scheme="https" if self._tls is not None else "http",
-        )
+        self._service.startService().addErrback(self._not_listening)
 
     def _not_listening(self, failure: Failure) -> None:
-        print(
-            f"test-webhook-server: cannot listen on {self._listen}: {failure.getErrorMessage()}",
-            file=sys.stderr,
-        )
+        # HTTP_LISTEN_FAILED is logged already; standard error says it whatever the log level.
+        error = failure.value
+        reason = error.explanation if isinstance(error, ContainerSSHError) else str(error)
+        print(f"test-webhook-server: {reason}", file=sys.stderr)
         self.status = 1
         self._reactor.stop()
 
-    def _stop(self) -> Deferred[None] | None:
-        port, self._port = self._port, None
-        self._resource.stop()
-        if port is None:
-            return None
-        stopped: Deferred[None] = Deferred.fromCoroutine(self._stop_listening(port))
-        return stopped
+    def _stop(self) -> Deferred[None]:
+        return Deferred.fromCoroutine(self._stop_serving())
 
-    async def _stop_listening(self, port: IListeningPort) -> None:
-        await maybeDeferred(port.stopListening)
-        self._log.event(messages.TEST_WEBHOOK_STOPPED, "The test webhook server stopped")
+    async def _stop_serving(self) -> None:
+        served = self._service.port is not None
+        # The socket and connections first: requests in flight still get their bcrypt check.
+        await self._service.stopService()
+        await self._resource.stop()
+        if served:
+            self._log.event(messages.TEST_WEBHOOK_STOPPED, "The test webhook server stopped")
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -58,6 +58,9 @@ CONFIG_PATH = "config"
 
 #: The largest request body read. The gateway's requests are a few kilobytes
 #: unless authentication returned files, which it sends back on later calls.
+#: The command's site has the same limit and answers 413 before the body is
+#: read (:mod:`~conch_container.testing.authconfig.serve`); the resource
+#: checks it again for sites that do not, such as one mounted in a test.
 MAX_REQUEST_BODY = 1024 * 1024
 
 _Answer = dict[str, Any]

@@ -1,81 +1,97 @@
-"""Serving the test webhook server's resource: a plain ``twisted.web`` site on one endpoint.
+"""Serving the test webhook server's resource with the gateway's own HTTP server.
 
-This is the only place that knows how the resource reaches the network, so
-that a fuller HTTP server (limits on connections and headers, its own TLS
-settings) can replace it without touching the resource.
+The resource is served by :class:`~conch_container.httpserver.HTTPServerService`,
+as the health endpoint is, so it gets the same bounds (a cap on open
+connections, an idle timeout, 413 without reading it for a body over
+``LIMITS.max_body``, a bare 500 when the resource fails), the
+same ``HTTP_SERVER_*`` codes, and the same TLS settings, mutual TLS included.
+This is the only place that knows how the resource reaches the network.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from twisted.internet.defer import Deferred
-from twisted.internet.endpoints import SSL4ServerEndpoint, TCP4ServerEndpoint, TCP6ServerEndpoint
-from twisted.internet.interfaces import IListeningPort, IStreamServerEndpoint
-from twisted.internet.ssl import CertificateOptions, PrivateCertificate
-from twisted.web.resource import Resource
-from twisted.web.server import Site
+from conch_container import messages
+from conch_container.config import ConfigError
+from conch_container.config.http import HTTPServerConfig
+from conch_container.config.schema import Context, parse_section
+from conch_container.config.validate import validate_http_server
+from conch_container.httpserver import HTTPServerService, Limits
+from conch_container.log import CodeLogger
+from conch_container.testing.authconfig.resource import MAX_REQUEST_BODY, AuthConfigResource
 
-from conch_container.listener import LISTEN_BACKLOG
+__all__ = ["LIMITS", "SERVICE_NAME", "server_config", "webhook_server_service"]
 
-__all__ = ["REQUEST_TIMEOUT", "listen_address", "load_tls", "serve"]
+#: The service's name in log lines (``service`` field of the ``HTTP_SERVER_*`` events).
+SERVICE_NAME = "test-webhook-server"
 
-#: Seconds a connection may stay idle, or a request take to arrive, before it is closed.
-REQUEST_TIMEOUT = 30.0
+#: The bounds of the server. The body limit is the resource's own, so that the
+#: site refuses an oversized body before the resource would. A gateway keeps a
+#: few connections per webhook client and opens more for logins in parallel:
+#: the connection cap leaves room for several gateways under load.
+LIMITS = Limits(max_body=MAX_REQUEST_BODY, idle_timeout=30.0, max_connections=256)
 
-
-def listen_address(listen: str) -> tuple[str, int]:
-    """The host and port of a ``host:port`` address (IPv6 as ``[::1]:8080``).
-
-    :raises ValueError: when it is not of that form.
-    """
-    host, colon, port = listen.rpartition(":")
-    if not colon or not port.isdigit() or int(port) > 65535:
-        raise ValueError(f"not a host:port address: {listen!r}")
-    return host.removeprefix("[").removesuffix("]") or "0.0.0.0", int(port)
+#: The command's option for each key of the HTTP server block, for error messages.
+_OPTIONS = {"listen": "--listen", "cert": "--cert", "key": "--key", "clientcacert": "--client-ca"}
 
 
-def load_tls(certificate_file: str, key_file: str) -> CertificateOptions:
-    """Server TLS options from a PEM certificate (chain) file and its PEM key file.
-
-    :raises OSError: when a file cannot be read.
-    :raises ValueError: when they do not hold a certificate and its key.
-    """
-    with open(certificate_file, "rb") as f:
-        certificate = f.read()
-    with open(key_file, "rb") as f:
-        key = f.read()
-    try:
-        options: CertificateOptions = PrivateCertificate.loadPEM(
-            certificate + b"\n" + key
-        ).options()
-    except Exception as error:  # pyOpenSSL raises its own Error types, and ValueError
-        raise ValueError(f"cannot use {certificate_file} with {key_file}: {error}") from None
-    return options
-
-
-def serve(
-    reactor: Any,
-    resource: Resource,
+def server_config(
     listen: str,
     *,
-    tls: CertificateOptions | None = None,
-) -> Deferred[IListeningPort]:
-    """Listen on ``listen`` (``host:port``) and serve ``resource`` there, over TLS if given.
+    cert: str | None = None,
+    key: str | None = None,
+    client_ca: str | None = None,
+) -> HTTPServerConfig:
+    """The HTTP server block for the given address and PEM files, checked as the gateway's are.
 
-    :return: fires with the listening port (stop it with ``stopListening``),
-        or fails when the address cannot be bound.
-    :raises ValueError: when ``listen`` is not a ``host:port`` address.
+    ``cert``, ``key`` and ``client_ca`` name PEM files (or hold PEM text);
+    the block holds their text. TLS is on with ``cert`` and ``key``;
+    ``client_ca`` then requires clients to present a certificate signed by
+    one of its CAs.
+
+    :raises ValueError: naming the option, when the address is not
+        ``host:port``, a file cannot be read, or only one of cert and key is given.
     """
-    host, port = listen_address(listen)
-    endpoint: IStreamServerEndpoint
-    if tls is not None:
-        endpoint = SSL4ServerEndpoint(reactor, port, tls, backlog=LISTEN_BACKLOG, interface=host)
-    elif ":" in host:
-        endpoint = TCP6ServerEndpoint(reactor, port, backlog=LISTEN_BACKLOG, interface=host)
-    else:
-        endpoint = TCP4ServerEndpoint(reactor, port, backlog=LISTEN_BACKLOG, interface=host)
-    site = Site(resource, reactor=reactor, timeout=REQUEST_TIMEOUT)
-    site.displayTracebacks = False
-    listening: Deferred[IListeningPort] = endpoint.listen(site)
-    return listening
+    raw = {"listen": listen, "cert": cert, "key": key, "clientcacert": client_ca}
+    try:
+        config = parse_section(
+            HTTPServerConfig, {k: v for k, v in raw.items() if v is not None}, Context(), ""
+        )
+        validate_http_server(config, "")
+    except ConfigError as error:
+        option = _OPTIONS.get(error.key_path, "--cert and --key")
+        raise ValueError(f"{option}: {error.problem}") from None
+    if config.clientcacert and not config.cert:
+        raise ValueError("--client-ca: needs --cert and --key (mutual TLS is over HTTPS)")
+    return config
+
+
+def webhook_server_service(
+    resource: AuthConfigResource,
+    config: HTTPServerConfig,
+    *,
+    reactor: Any,
+    log: CodeLogger | None = None,
+) -> HTTPServerService:
+    """A service serving ``resource`` on ``config.listen`` while it runs.
+
+    Its start fires once the socket is bound (``CONFIG_SERVER_AVAILABLE`` is
+    logged with the bound address, its ``address`` property has it), or fails
+    with a :class:`~conch_container.errors.ContainerSSHError` after logging
+    ``HTTP_LISTEN_FAILED``. Its stop closes the socket and every connection.
+    The resource's bcrypt pool is started and stopped by its own
+    :meth:`~AuthConfigResource.start` and :meth:`~AuthConfigResource.stop`.
+
+    :raises TLSConfigError: when the TLS settings cannot be used (a file that
+        is no certificate, a key that does not match it).
+    """
+    return HTTPServerService(
+        SERVICE_NAME,
+        config,
+        resource,
+        log=log if log is not None else CodeLogger("conch_container.testing.authconfig"),
+        available=messages.CONFIG_SERVER_AVAILABLE,
+        reactor=reactor,
+        limits=LIMITS,
+    )
