@@ -16,6 +16,7 @@ import os
 import sys
 from typing import Any
 
+from prometheus_client import disable_created_metrics
 from twisted.application.service import IService
 from twisted.logger import ILogObserver
 from twisted.python import usage
@@ -158,7 +159,14 @@ class Options(usage.Options):
 
 def build_metrics(config: AppConfig) -> Metrics:
     """The gateway's metrics: real ones when ``metrics.enable``, else ones that record nothing."""
-    return GatewayMetrics() if config.metrics.enable else NULL_METRICS
+    if not config.metrics.enable:
+        return NULL_METRICS
+    # ContainerSSH exposes no ``_created`` series. prometheus-client would add
+    # one per counter and histogram series, doubling what Prometheus stores
+    # for nothing a ContainerSSH dashboard or alert reads. (The switch is the
+    # library's own, process-wide; this process is the gateway.)
+    disable_created_metrics()
+    return GatewayMetrics()
 
 
 def watch_audit_backlog(metrics: Metrics, audit: AuditLog | None) -> None:

@@ -86,6 +86,8 @@ class MetricsEndToEndTests(ControlMasterMixin, GatewayTestCase):
         )
         self.assertEqual(_get(during, "containerssh_ssh_current_connections", country="XX"), 1)
         self.assertEqual(_get(after, "conch_container_ssh_active_sessions"), 0)
+        # As ContainerSSH's: no creation-time series beside the counters.
+        self.assertEqual([name for name, _ in after if name.endswith("_created")], [])
 
     async def test_only_the_path_is_served(self) -> None:
         """Any other path of the endpoint is 404, as ContainerSSH's."""

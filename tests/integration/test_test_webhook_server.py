@@ -20,6 +20,7 @@ import sys
 from typing import Any
 
 import yaml
+from prometheus_client.parser import text_string_to_metric_families
 from twisted.internet.defer import Deferred
 from twisted.internet.threads import deferToThread
 from twisted.internet.utils import getProcessOutputAndValue
@@ -40,6 +41,7 @@ from tests.integration.processes import (
     twistd_args,
     until,
 )
+from tests.metrics.scrape import scrape
 from tests.ssh.harness import new_ed25519_pem
 
 DEMO = importlib.resources.files("conch_container") / "demo"
@@ -97,6 +99,10 @@ class DemoWebhookSetupTests(TestCase):
         config["configserver"]["url"] = f"{url}/config"
         config["log"] = {"level": "info", "format": "ljson"}
         config["docker"]["execution"]["container"]["image"] = GUEST_IMAGE
+        self.metrics_port, health_port = free_port(), free_port()
+        config["metrics"]["listen"] = f"127.0.0.1:{self.metrics_port}"
+        config["health"]["listen"] = f"127.0.0.1:{health_port}"
+        config["health"]["client"]["url"] = f"http://127.0.0.1:{health_port}/"
         config_file = self.dir.child("config.yaml")
         config_file.setContent(yaml.safe_dump(config).encode())
 
@@ -202,6 +208,16 @@ class DemoWebhookSetupTests(TestCase):
         out, err, code = await self.ssh("ops", 'hostname; echo "$EDITOR $TEAM"')
         self.assertEqual((out, code), (b"ops\nvi ops\n", 0), err)
         await self.answered("config", "ops")
+        # The demo's metrics endpoint counted the configuration server's answer.
+        code, _, body = await scrape(f"http://127.0.0.1:{self.metrics_port}/metrics")
+        self.assertEqual(code, 200)
+        samples = {
+            (sample.name, tuple(sorted(sample.labels.items()))): sample.value
+            for family in text_string_to_metric_families(body)
+            for sample in family.samples
+        }
+        requests = ("containerssh_config_server_requests_total", (("retry", "0"),))
+        self.assertGreaterEqual(samples.get(requests, 0), 1)
 
     async def test_visitor_refused_by_authorization(self) -> None:
         """visitor's password is right, but the authorization webhook refuses: no container."""
