@@ -14,7 +14,7 @@ from typing import Any
 from autobahn.twisted.websocket import WebSocketServerFactory, WebSocketServerProtocol
 from autobahn.websocket.types import ConnectionDeny
 from twisted.internet import reactor as global_reactor
-from twisted.internet.defer import Deferred
+from twisted.internet.defer import Deferred, maybeDeferred
 from twisted.internet.interfaces import IListeningPort
 
 from conch_container.backend.kubernetes.channels import ERROR, V4, V5
@@ -94,7 +94,7 @@ class ChannelServer:
 
     async def _stop(self) -> None:
         assert self._port is not None
-        await self._port.stopListening()
+        await maybeDeferred(self._port.stopListening)
 
     @staticmethod
     def _fire(waiters: list[Deferred[Any]], value: Any) -> None:

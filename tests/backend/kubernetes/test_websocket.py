@@ -161,22 +161,21 @@ class ChannelStreamTests(TestCase):
         self.assertEqual(received[0], bytes((STDIN,)) + b"a")
         self.assertEqual(received[1][0], RESIZE)
 
+    async def assert_open_fails(self, expected: str) -> None:
+        with self.assertRaises(KubernetesError) as caught:
+            await self.open()
+        self.assertEqual(caught.exception.code, messages.KUBERNETES_EXEC_FAILED)
+        self.assertIn(expected, caught.exception.explanation)
+
     async def test_no_channel_protocol(self) -> None:
         """A server that agrees to no channel protocol is refused with KUBERNETES_EXEC_FAILED."""
         self.start_server(("v1.channel.k8s.io",))
-        with self.assertRaises(KubernetesError) as caught:
-            await self.open()
-        self.assertEqual(caught.exception.code, messages.KUBERNETES_EXEC_FAILED)
-        self.assertIn("no channel protocol", caught.exception.explanation)
+        await self.assert_open_fails("no channel protocol")
 
     async def test_upgrade_refused(self) -> None:
         """An HTTP error instead of the upgrade fails the open at once (not at the deadline)."""
-        server = self.start_server()
-        server.refuse_status = 403
-        with self.assertRaises(KubernetesError) as caught:
-            await self.open()
-        self.assertEqual(caught.exception.code, messages.KUBERNETES_EXEC_FAILED)
-        self.assertIn("403", caught.exception.explanation)
+        self.start_server().refuse_status = 403
+        await self.assert_open_fails("403")
 
     async def test_demultiplexes_and_reads_success(self) -> None:
         """stdout and stderr reach their sinks; Success is exit code 0; a clean end has no error."""
