@@ -49,6 +49,7 @@ class ChannelServerProtocol(WebSocketServerProtocol):
                 server._message_waiters.append((count, d))
 
     def onClose(self, wasClean: bool, code: int | None, reason: str | None) -> None:
+        self.factory.server.connection_closed = True
         self.factory.server._fire(self.factory.server._closed, None)
 
 
@@ -74,20 +75,28 @@ class ChannelServer:
         self.refuse_status: int | None = None
         self.request: Any = None
         self.protocol: ChannelServerProtocol | None = None
+        self.connection_closed = False
         self.received: list[bytes] = []
         self._opened: list[Deferred[Any]] = []
         self._closed: list[Deferred[Any]] = []
         self._message_waiters: list[tuple[int, Deferred[list[bytes]]]] = []
         self._port: IListeningPort | None = None
 
-    def listen(self) -> str:
+    def listen(self, tls: Any = None) -> str:
+        """Listen on loopback (with ``tls``, a server context factory, over TLS); the base URL."""
         factory = ChannelServerFactory(self)
         factory.setProtocolOptions(openHandshakeTimeout=0)
-        self._port = global_reactor.listenTCP(0, factory, interface="127.0.0.1")  # type: ignore[attr-defined]
-        return f"http://127.0.0.1:{self._port.getHost().port}"
+        r: Any = global_reactor
+        if tls is None:
+            self._port = r.listenTCP(0, factory, interface="127.0.0.1")
+        else:
+            self._port = r.listenSSL(0, factory, tls, interface="127.0.0.1")
+        assert self._port is not None
+        scheme = "https" if tls is not None else "http"
+        return f"{scheme}://127.0.0.1:{self._port.getHost().port}"
 
     def stop(self) -> Deferred[Any]:
-        if self.protocol is not None and self.protocol.transport is not None:
+        if self.protocol is not None and not self.connection_closed:
             self.protocol.transport.abortConnection()  # type: ignore[attr-defined]
         assert self._port is not None
         return Deferred.fromCoroutine(self._stop())

@@ -113,9 +113,16 @@ class FakeAPIServer:
         self.pods = FakePods()
         self._port: IListeningPort | None = None
 
-    def listen(self) -> str:
-        self._port = reactor.listenTCP(0, Site(self.pods), interface="127.0.0.1")  # type: ignore[attr-defined]
-        return f"http://127.0.0.1:{self._port.getHost().port}"  # type: ignore[union-attr]
+    def listen(self, tls: Any = None) -> str:
+        """Listen on loopback (with ``tls``, a server context factory, over TLS); the base URL."""
+        r: Any = reactor
+        if tls is None:
+            self._port = r.listenTCP(0, Site(self.pods), interface="127.0.0.1")
+        else:
+            self._port = r.listenSSL(0, Site(self.pods), tls, interface="127.0.0.1")
+        assert self._port is not None
+        scheme = "https" if tls is not None else "http"
+        return f"{scheme}://127.0.0.1:{self._port.getHost().port}"
 
     def stop(self) -> Deferred[Any]:
         """Stop listening (again: a no-op)."""

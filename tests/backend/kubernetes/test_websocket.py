@@ -147,18 +147,25 @@ class ChannelStreamTests(TestCase):
         self.assertEqual(request.params["stderr"], ["true"])
         self.assertEqual(request.params["tty"], ["false"])
 
+    async def write_close_write(
+        self, supported: tuple[str, ...]
+    ) -> tuple[ChannelStream, list[bytes]]:
+        """Write stdin, close it, write more, resize; what the server got up to the resize."""
+        server = self.start_server(supported)
+        stream, _ = await self.open()
+        stream.write(b"before")
+        stream.loseWriteConnection()
+        stream.write(b"after")
+        stream.resize(80, 24)
+        received = await server.messages(3 if supported[0] == V5 else 2)
+        return stream, received
+
     async def test_v4_fallback_cannot_close_stdin(self) -> None:
         """With a v4-only server the stream uses v4; closing stdin sends nothing and stops stdin."""
-        server = self.start_server((V4,))
-        stream, _ = await self.open()
+        stream, received = await self.write_close_write((V4,))
         self.assertEqual(stream.subprotocol, V4)
         self.assertFalse(stream.can_close_stdin)
-        stream.write(b"a")
-        stream.loseWriteConnection()
-        stream.write(b"b")
-        stream.resize(80, 24)
-        received = await server.messages(2)
-        self.assertEqual(received[0], bytes((STDIN,)) + b"a")
+        self.assertEqual(received[0], bytes((STDIN,)) + b"before")
         self.assertEqual(received[1][0], RESIZE)
 
     async def assert_open_fails(self, expected: str) -> None:
@@ -238,14 +245,9 @@ class ChannelStreamTests(TestCase):
 
     async def test_stdin_and_half_close_v5(self) -> None:
         """Stdin goes on channel 0; closing it sends 255,0 under v5; later stdin is dropped."""
-        server = self.start_server()
-        stream, _ = await self.open()
-        stream.write(b"hello")
-        stream.loseWriteConnection()
-        stream.write(b"ignored")
-        stream.resize(1, 1)
-        received = await server.messages(3)
-        self.assertEqual(received[0], bytes((STDIN,)) + b"hello")
+        stream, received = await self.write_close_write((V5, V4))
+        self.assertTrue(stream.can_close_stdin)
+        self.assertEqual(received[0], bytes((STDIN,)) + b"before")
         self.assertEqual(received[1], bytes((CLOSE, STDIN)))
         self.assertEqual(received[2][0], RESIZE)
 
