@@ -36,6 +36,7 @@ from cryptography.hazmat.primitives.serialization import Encoding
 from twisted.internet import ssl
 from twisted.internet.endpoints import HostnameEndpoint, wrapClientTLS
 from twisted.internet.interfaces import IPushProducer, IStreamClientEndpoint
+from twisted.logger import Logger, LogLevel
 
 from conch_container import messages
 from conch_container.backend.agentprotocol import PidReader, TerminalPidReader, plausible_pid
@@ -86,12 +87,35 @@ class StreamEvents(Protocol):
         """The connection is fully closed (after :meth:`output_ended`)."""
 
 
+class _DebugLog:
+    """autobahn's log for streams, every event at debug level.
+
+    Whatever goes wrong with a stream (a refused handshake, a dropped or
+    failed connection) reaches its owner as the stream's error, which is
+    logged there under a message code at the level it deserves; autobahn's
+    own warnings about the same event would be uncoded duplicates.
+    """
+
+    def __init__(self) -> None:
+        self._log = Logger(namespace="autobahn")
+
+    def debug(self, format: str | None = None, **kwargs: Any) -> None:
+        self._log.debug(format, **kwargs)
+
+    info = warn = error = trace = debug
+
+    def failure(self, format: str | None = None, failure: Any = None, **kwargs: Any) -> None:
+        self._log.failure(format or "", failure, level=LogLevel.debug, **kwargs)
+
+
 class ChannelStream(WebSocketClientProtocol):
     """One exec or attach stream; made by :func:`open_channel_stream`.
 
     :ivar exit_status: the error channel's verdict, None until it came.
     :ivar subprotocol: the channel protocol the server chose.
     """
+
+    log = _DebugLog()
 
     # Given by the factory before the connection is made.
     stdout: Sink
@@ -120,7 +144,7 @@ class ChannelStream(WebSocketClientProtocol):
         if self.subprotocol not in SUBPROTOCOLS:
             self._failed = f"the server chose no channel protocol ({self.subprotocol or 'none'})"
             self._ended = True  # never handed over: nobody is told of its end
-            self.dropConnection(abort=True)
+            self._transport.abortConnection()
             return
         if self.expect_pid:
             reader = TerminalPidReader if self.tty else PidReader

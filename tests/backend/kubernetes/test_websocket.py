@@ -7,6 +7,7 @@ import json
 from twisted.internet import reactor, task
 from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IPushProducer
+from twisted.logger import LogLevel, capturedLogs
 from twisted.trial.unittest import TestCase
 from zope.interface import implementer
 
@@ -180,9 +181,17 @@ class ChannelStreamTests(TestCase):
         await self.assert_open_fails("no channel protocol")
 
     async def test_upgrade_refused(self) -> None:
-        """An HTTP error instead of the upgrade fails the open at once (not at the deadline)."""
+        """An HTTP error instead of the upgrade fails the open at once (not at the deadline).
+
+        autobahn's own report of it stays at debug level: the caller logs the
+        error under its code.
+        """
         self.start_server().refuse_status = 403
-        await self.assert_open_fails("403")
+        with capturedLogs() as events:
+            await self.assert_open_fails("403")
+        autobahn = [e for e in events if e.get("log_namespace") == "autobahn"]
+        self.assertNotEqual(autobahn, [])
+        self.assertEqual({e["log_level"] for e in autobahn}, {LogLevel.debug})
 
     async def test_demultiplexes_and_reads_success(self) -> None:
         """stdout and stderr reach their sinks; Success is exit code 0; a clean end has no error."""
