@@ -37,6 +37,7 @@ from twisted.internet import ssl
 from twisted.internet.endpoints import HostnameEndpoint, wrapClientTLS
 from twisted.internet.interfaces import IPushProducer, IStreamClientEndpoint
 from twisted.logger import Logger, LogLevel
+from zope.interface import implementer
 
 from conch_container import messages
 from conch_container.backend.agentprotocol import PidReader, TerminalPidReader, plausible_pid
@@ -108,6 +109,7 @@ class _DebugLog:
         self._log.failure(format or "", failure, level=LogLevel.debug, **kwargs)
 
 
+@implementer(IPushProducer)
 class ChannelStream(WebSocketClientProtocol):
     """One exec or attach stream; made by :func:`open_channel_stream`.
 
@@ -231,8 +233,13 @@ class ChannelStream(WebSocketClientProtocol):
         """Whether stdin can be closed on its own (``v5.channel.k8s.io``)."""
         return self.subprotocol == V5
 
+    @property
+    def _open(self) -> bool:
+        return bool(self.state == WebSocketClientProtocol.STATE_OPEN)
+
     def write(self, data: bytes) -> None:
-        if self._stdin_closed or not data:
+        """Send stdin; dropped once stdin or the stream is closed (as a closed socket does)."""
+        if self._stdin_closed or not data or not self._open:
             return
         self.sendMessage(frame(STDIN, data), isBinary=True)
 
@@ -241,7 +248,7 @@ class ChannelStream(WebSocketClientProtocol):
         if self._stdin_closed:
             return
         self._stdin_closed = True
-        if self.can_close_stdin:
+        if self.can_close_stdin and self._open:
             self.sendMessage(close_stdin_frame(), isBinary=True)
 
     def register_input(self, producer: IPushProducer) -> None:
@@ -257,7 +264,14 @@ class ChannelStream(WebSocketClientProtocol):
         producer.stopProducing()
 
     def resize(self, columns: int, rows: int) -> None:
-        """Set the program's terminal size (channel 4)."""
+        """Set the program's terminal size (channel 4).
+
+        :raises KubernetesError: ``KUBERNETES_EXEC_RESIZE_FAILED`` once the stream is closed.
+        """
+        if not self._open:
+            raise KubernetesError(
+                messages.KUBERNETES_EXEC_RESIZE_FAILED, "the program's stream is closed"
+            )
         self.sendMessage(resize_frame(columns, rows), isBinary=True)
 
     # -- output's producer

@@ -10,6 +10,7 @@ from twisted.internet.interfaces import IPushProducer
 from twisted.logger import LogLevel, capturedLogs
 from twisted.trial.unittest import TestCase
 from zope.interface import implementer
+from zope.interface.verify import verifyObject
 
 from conch_container import messages
 from conch_container.backend.kubernetes.channels import (
@@ -26,6 +27,7 @@ from conch_container.backend.kubernetes.connection import ClusterSettings
 from conch_container.backend.kubernetes.credentials import Credentials
 from conch_container.backend.kubernetes.errors import KubernetesError
 from conch_container.backend.kubernetes.websocket import ChannelStream, open_channel_stream
+from conch_container.backend.programsession import InputGate, ProgramTransport
 from tests.backend.kubernetes.channelserver import ChannelServer, exit_status
 
 
@@ -238,6 +240,29 @@ class ChannelStreamTests(TestCase):
         assert stream.exit_status is not None
         self.assertIsNone(stream.exit_status.exit_code)
         self.assertEqual(recorder.ended, ['exec: "nope": not found'])
+
+    async def test_is_a_program_stream(self) -> None:
+        """The stream is what a program session needs: its transport, input gate and producer."""
+        self.start_server()
+        stream, _ = await self.open()
+        transport: ProgramTransport = stream
+        gate: InputGate = stream
+        self.assertIs(transport, gate)
+        self.assertTrue(verifyObject(IPushProducer, stream))
+
+    async def test_closed_stream(self) -> None:
+        """After the end, stdin is dropped quietly and a resize fails with its code."""
+        server = self.start_server()
+        stream, recorder = await self.open()
+        await server.opened()
+        server.finish()
+        await recorder.closed_d()
+        stream.write(b"late")
+        stream.loseWriteConnection()
+        with self.assertRaises(KubernetesError) as caught:
+            stream.resize(80, 24)
+        self.assertEqual(caught.exception.code, messages.KUBERNETES_EXEC_RESIZE_FAILED)
+        self.assertEqual(server.received, [])
 
     async def test_abrupt_close(self) -> None:
         """A dropped connection without a status ends the output with an error, no exit status."""
