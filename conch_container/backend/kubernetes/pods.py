@@ -85,7 +85,10 @@ def thd_request(
         )
         raw = response.response
         data = raw.read(MAX_BODY + 1, decode_content=True)
-        raw.release_conn()
+        if len(data) > MAX_BODY:
+            raw.close()  # the rest is never read: the connection cannot be reused
+        else:
+            raw.release_conn()
     except ApiException as e:  # the client's way of reporting TLS failures
         raise CallFailed(str(e.reason or e)) from e
     except (urllib3.exceptions.HTTPError, OSError) as e:
@@ -231,10 +234,16 @@ class PodAPI:
 
         :raises ImagePullFailed: at once when a container's image cannot be pulled.
         :raises KubernetesError: ``KUBERNETES_POD_WAIT_FAILED`` when the pod is
-            gone, a call fails, or ``timeout`` passes first.
+            gone, a read is refused, or ``timeout`` passes first (reads that get
+            no answer, 429 or a server error are repeated until then).
         """
         return await self._wait(
-            namespace, name, timeout, is_ready, messages.KUBERNETES_POD_WAIT_FAILED, "to be ready"
+            namespace,
+            name,
+            timeout,
+            is_ready,
+            messages.KUBERNETES_POD_WAIT_FAILED,
+            "for it to be ready",
         )
 
     async def wait_until_terminated(
@@ -243,7 +252,8 @@ class PodAPI:
         """Wait until ``container`` of the pod has terminated; its exit code.
 
         :raises KubernetesError: ``KUBERNETES_EXIT_CODE_FAILED`` when the pod is
-            gone (``not_found``), a call fails, or ``timeout`` passes first.
+            gone (``not_found``), a read is refused, or ``timeout`` passes first
+            (reads are repeated as for :meth:`wait_until_ready`).
         """
         pod = await self._wait(
             namespace,
@@ -266,19 +276,25 @@ class PodAPI:
         code: MessageCode,
         what: str,
     ) -> dict[str, Any]:
+        last_error: KubernetesError | None = None
+
         async def poll() -> dict[str, Any]:
+            nonlocal last_error
             while True:
                 try:
                     pod = await self.get_pod(namespace, name)
                 except KubernetesError as e:
-                    raise KubernetesError(
-                        code, e.explanation, status=e.status, reason=e.reason
-                    ) from None
+                    if not _transient(e):
+                        raise KubernetesError(
+                            code, e.explanation, status=e.status, reason=e.reason
+                        ) from None
+                    last_error = e  # the API server may recover within the wait
+                    pod = {}
                 if pod is None:
                     raise KubernetesError(
                         code, f"pod {name} is gone", status=404, reason="NotFound"
                     )
-                if done(pod):
+                if pod and done(pod):
                     return pod
                 problem = image_pull_problem(pod)
                 if problem is not None:
@@ -288,9 +304,15 @@ class PodAPI:
         try:
             return await with_deadline(self._reactor, timeout, poll())
         except DeadlineExceeded:
-            raise KubernetesError(
-                code, f"pod {name} was not done waiting {what} within {timeout:g} s"
-            ) from None
+            explanation = f"gave up waiting {what} after {timeout:g} s"
+            if last_error is not None:
+                explanation += f"; the last call failed: {last_error.explanation}"
+            raise KubernetesError(code, f"pod {name}: {explanation}") from None
+
+
+def _transient(error: KubernetesError) -> bool:
+    """Whether a failed read is worth repeating: no answer, throttled, or a server error."""
+    return error.status is None or error.status == 429 or error.status >= 500
 
 
 def _object(value: Any, code: MessageCode, what: str) -> dict[str, Any]:

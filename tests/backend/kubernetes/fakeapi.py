@@ -40,6 +40,8 @@ class FakePods(Resource):
         self.scripts: dict[str, list[dict[str, Any]]] = {}
         self.requests: list[tuple[str, str, dict[str, list[str]], dict[str, str], Any]] = []
         self.garbage = False
+        #: HTTP statuses to answer the next requests with (a Status object each).
+        self.fail_next: list[int] = []
         self._counter = 0
 
     def render(self, request: Request) -> bytes:
@@ -55,6 +57,9 @@ class FakePods(Resource):
         request.setHeader(b"content-type", b"application/json")
         if self.garbage:
             return b"<html>not json"
+        if self.fail_next:
+            code = self.fail_next.pop(0)
+            return self._answer(request, code, status(code, "InternalError", "try again"))
         parts = path.strip("/").split("/")
         if parts[:3] != ["api", "v1", "namespaces"] or len(parts) < 5 or parts[4] != "pods":
             return self._answer(request, 404, status(404, "NotFound", "no such path"))

@@ -129,6 +129,19 @@ class PodAPITests(TestCase):
         pod = await self.api.wait_until_ready("ns", name, timeout=30)
         self.assertEqual(pod["status"], running(True))
 
+    async def test_wait_survives_server_errors(self) -> None:
+        """Server errors and throttling during a wait are repeated; a refusal ends it at once."""
+        name = (await self.api.create_pod("ns", POD))["metadata"]["name"]
+        self.server.pods.scripts[name] = [running(True)]
+        self.server.pods.fail_next = [500, 503, 429]
+        pod = await self.api.wait_until_ready("ns", name, timeout=30)
+        self.assertEqual(pod["status"], running(True))
+        self.server.pods.fail_next = [403]
+        error = await self.assert_fails(
+            messages.KUBERNETES_POD_WAIT_FAILED, self.api.wait_until_ready("ns", name, timeout=30)
+        )
+        self.assertEqual(error.status, 403)
+
     async def test_image_pull_fails_at_once(self) -> None:
         """ImagePullBackOff ends the wait with its own error and code, long before the timeout."""
         name = (await self.api.create_pod("ns", POD))["metadata"]["name"]
@@ -144,7 +157,7 @@ class PodAPITests(TestCase):
         error = await self.assert_fails(
             messages.KUBERNETES_POD_WAIT_FAILED, self.api.wait_until_ready("ns", name, timeout=0.2)
         )
-        self.assertIn("within", error.explanation)
+        self.assertIn("gave up waiting for it to be ready after 0.2 s", error.explanation)
 
     async def test_exit_code(self) -> None:
         """The console container's terminated exit code; a pod that is gone is not_found."""
