@@ -28,11 +28,11 @@ from conch_container.backend.kubernetes.connection import (
     Cluster,
     ClusterSettings,
     thd_api_client,
-    thd_resolve,
 )
 from conch_container.backend.kubernetes.errors import KubernetesError
 from conch_container.backend.kubernetes.pods import PodAPI
 from conch_container.backend.kubernetes.ratelimit import TokenBucket
+from conch_container.backend.kubernetes.sources import thd_resolve
 from conch_container.backend.kubernetes.websocket import (
     ChannelStream,
     Sink,

@@ -1,6 +1,6 @@
 """Where the API server is, how to trust it and how to authenticate: :class:`ClusterSettings`.
 
-Three sources, tried in this order:
+Three sources, tried in this order (by :func:`.sources.thd_resolve`):
 
 1. ``kubernetes.connection.kubeconfig`` (this project's extension): a
    kubeconfig file and one of its contexts (:mod:`.kubeconfig`);
@@ -14,8 +14,8 @@ Three sources, tried in this order:
 
 A ``host`` without a scheme gets ``https`` when any TLS material or a
 ``serverName`` is configured and ``http`` otherwise: client-go's rule, which
-ContainerSSH inherits. Resolving reads files, so :func:`thd_resolve` runs on
-the backend's pool. Every error names the configuration key it is about.
+ContainerSSH inherits. Resolving reads files, so the ``thd_*`` functions run
+on the backend's pool. Every error names the configuration key it is about.
 
 The official client wants files for its TLS material; :func:`thd_api_client`
 writes inline PEM into a private temporary directory, removed by
@@ -37,7 +37,7 @@ from kubernetes.client import ApiClient, Configuration
 from conch_container.backend.files import write_private
 from conch_container.backend.kubernetes.credentials import Credentials, TokenFileError
 from conch_container.backend.kubernetes.errors import ClusterConfigError
-from conch_container.config.kubernetes import KubernetesConfig, KubernetesConnectionConfig
+from conch_container.config.kubernetes import KubernetesConnectionConfig
 from conch_container.config.values import is_pem
 
 #: Where a pod finds its service account's credentials.
@@ -126,14 +126,16 @@ def read_pem(path: str, key_path: str) -> str:
     return text
 
 
-def _credentials(key_path: str, **kwargs: str) -> Credentials:
+def credentials_for(key_path: str, **kwargs: str) -> Credentials:
+    """:class:`Credentials` of ``kwargs``; an unreadable token file names ``key_path``."""
     try:
         return Credentials(**kwargs)
     except TokenFileError as e:
         raise ClusterConfigError(key_path, str(e)) from None
 
 
-def _rate(connection: KubernetesConnectionConfig) -> dict[str, Any]:
+def rate_of(connection: KubernetesConnectionConfig) -> dict[str, Any]:
+    """``qps`` and ``burst``, 0 meaning client-go's defaults."""
     return {
         "qps": connection.qps or DEFAULT_QPS,
         "burst": connection.burst or DEFAULT_BURST,
@@ -176,11 +178,11 @@ def thd_in_cluster(
         pass  # optional: the pod config names its namespace anyway
     return ClusterSettings(
         base_url=f"https://{host}:{port}",
-        credentials=_credentials(where, token_file=token_file),
+        credentials=credentials_for(where, token_file=token_file),
         pem=PemMaterial(ca=read_pem(ca_file, where), ca_file=ca_file),
         namespace=namespace,
         timeout=timeout,
-        **_rate(connection),
+        **rate_of(connection),
     )
 
 
@@ -201,9 +203,9 @@ def thd_explicit(
         raise ClusterConfigError(key_path, "a client certificate needs its key and vice versa")
     tls_default = bool(ca_pem or cert_pem or connection.server_name)
     if connection.bearer_token:
-        credentials = _credentials(f"{key_path}.bearerToken", token=connection.bearer_token)
+        credentials = credentials_for(f"{key_path}.bearerToken", token=connection.bearer_token)
     else:
-        credentials = _credentials(
+        credentials = credentials_for(
             f"{key_path}.bearerTokenFile",
             token_file=connection.bearer_token_file,
             username=connection.username,
@@ -217,40 +219,8 @@ def thd_explicit(
         server_name=connection.server_name,
         pem=PemMaterial(ca_pem, cert_pem, key_pem, ca_file, cert_file, key_file),
         timeout=timeout,
-        **_rate(connection),
+        **rate_of(connection),
     )
-
-
-def thd_resolve(
-    config: KubernetesConfig,
-    *,
-    environ: Mapping[str, str] | None = None,
-    service_account_dir: str = SERVICE_ACCOUNT_DIR,
-    key_path: str = "kubernetes.connection",
-) -> ClusterSettings:
-    """The settings of ``config``'s connection (blocking: reads files).
-
-    :param environ: the process environment (``os.environ`` if None).
-    :raises ClusterConfigError: naming the key at fault.
-    """
-    # Imported here: the kubeconfig reader builds on this module's helpers.
-    from conch_container.backend.kubernetes.kubeconfig import thd_from_kubeconfig
-
-    connection = config.connection
-    timeout = float(config.timeouts.http)
-    if connection.kubeconfig:
-        return thd_from_kubeconfig(connection, timeout, key_path)
-    if is_default_connection(connection):
-        found = thd_in_cluster(
-            connection,
-            os.environ if environ is None else environ,
-            service_account_dir,
-            timeout,
-            key_path,
-        )
-        if found is not None:
-            return found
-    return thd_explicit(connection, timeout, key_path)
 
 
 @attrs.define

@@ -26,9 +26,9 @@ import yaml
 from conch_container.backend.kubernetes.connection import (
     ClusterSettings,
     PemMaterial,
-    _credentials,
-    _rate,
     base_url,
+    credentials_for,
+    rate_of,
     read_pem,
 )
 from conch_container.backend.kubernetes.errors import ClusterConfigError
@@ -135,7 +135,7 @@ def thd_from_kubeconfig(
     token_file = str(user.get("tokenFile") or "")
     if token_file:
         token_file = os.path.join(directory, token_file)
-    credentials = _credentials(
+    credentials = credentials_for(
         user_where,
         token=str(user.get("token") or ""),
         token_file="" if user.get("token") else token_file,
@@ -151,7 +151,7 @@ def thd_from_kubeconfig(
         pem=PemMaterial(ca_pem, cert_pem, key_pem, ca_file, cert_file, key_file),
         namespace=str(context.get("namespace") or ""),
         timeout=timeout,
-        **_rate(connection),
+        **rate_of(connection),
     )
 
 

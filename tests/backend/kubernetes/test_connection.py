@@ -14,10 +14,10 @@ from conch_container import messages
 from conch_container.backend.kubernetes.connection import (
     ClusterSettings,
     thd_api_client,
-    thd_resolve,
 )
 from conch_container.backend.kubernetes.credentials import Credentials
 from conch_container.backend.kubernetes.errors import ClusterConfigError
+from conch_container.backend.kubernetes.sources import thd_resolve
 from conch_container.config.kubernetes import KubernetesConfig, KubernetesConnectionConfig
 from tests.webhook.pki import issue, make_ca
 
