@@ -34,6 +34,7 @@ from autobahn.twisted.websocket import WebSocketClientFactory, WebSocketClientPr
 from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
 from twisted.internet import ssl
+from twisted.internet.defer import CancelledError
 from twisted.internet.endpoints import HostnameEndpoint, wrapClientTLS
 from twisted.internet.interfaces import IPushProducer, IStreamClientEndpoint
 from twisted.logger import Logger, LogLevel
@@ -135,6 +136,8 @@ class ChannelStream(WebSocketClientProtocol):
         self._stdin_closed = False
         self._failed: str | None = None
         self._ended = False
+        #: The handshake succeeded with a channel protocol: the stream is handed over.
+        self._opened = False
         self._feed_stdout: Sink | None = None
 
     # -- autobahn
@@ -145,9 +148,9 @@ class ChannelStream(WebSocketClientProtocol):
     def onOpen(self) -> None:
         if self.subprotocol not in SUBPROTOCOLS:
             self._failed = f"the server chose no channel protocol ({self.subprotocol or 'none'})"
-            self._ended = True  # never handed over: nobody is told of its end
             self._transport.abortConnection()
             return
+        self._opened = True
         if self.expect_pid:
             reader = TerminalPidReader if self.tty else PidReader
             self._feed_stdout = reader(self._got_pid, self._after_pid).feed
@@ -176,11 +179,13 @@ class ChannelStream(WebSocketClientProtocol):
 
     def onClose(self, wasClean: bool, code: int | None, reason: str | None) -> None:
         self._input = None
-        if not self.is_open.called:
-            # A refused upgrade (an HTTP error status) leaves autobahn's
-            # is_open waiting forever; the opener is waiting on it.
+        if not self._opened:
+            # Never handed over (refused, cancelled, past its deadline): nobody
+            # is told of its end. A refused upgrade (an HTTP error status)
+            # leaves autobahn's is_open waiting forever; the opener waits on it.
             self._ended = True
-            self.is_open.errback(StreamRefused(reason or "the handshake failed"))
+            if not self.is_open.called:
+                self.is_open.errback(StreamRefused(reason or "the handshake failed"))
             return
         if self._status and self.exit_status is None:
             self.exit_status = parse_status(bytes(self._status))
@@ -399,6 +404,9 @@ async def open_channel_stream(
     except DeadlineExceeded:
         _drop(stream)
         raise _exec_failed(f"no answer within {limit:g} s", path) from None
+    except CancelledError:
+        _drop(stream)
+        raise
     except KubernetesError:
         raise
     except Exception as e:

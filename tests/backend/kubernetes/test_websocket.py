@@ -5,8 +5,9 @@ from __future__ import annotations
 import json
 
 from twisted.internet import reactor, task
-from twisted.internet.defer import Deferred
+from twisted.internet.defer import CancelledError, Deferred
 from twisted.internet.interfaces import IPushProducer
+from twisted.internet.protocol import Factory, Protocol
 from twisted.logger import LogLevel, capturedLogs
 from twisted.trial.unittest import TestCase
 from zope.interface import implementer
@@ -194,6 +195,67 @@ class ChannelStreamTests(TestCase):
         autobahn = [e for e in events if e.get("log_namespace") == "autobahn"]
         self.assertNotEqual(autobahn, [])
         self.assertEqual({e["log_level"] for e in autobahn}, {LogLevel.debug})
+
+    def silent_server(self) -> list[Protocol]:
+        """A server that accepts connections and never answers; its connections."""
+        connections: list[Protocol] = []
+
+        class Silent(Protocol):
+            def connectionMade(self) -> None:
+                self.lost: Deferred[None] = Deferred()
+                connections.append(self)
+
+            def connectionLost(self, reason: object = None) -> None:
+                self.lost.callback(None)
+
+        port = reactor.listenTCP(0, Factory.forProtocol(Silent), interface="127.0.0.1")  # type: ignore[attr-defined]
+        self.addCleanup(port.stopListening)
+        self.base_url = f"http://127.0.0.1:{port.getHost().port}"
+        return connections
+
+    async def test_handshake_deadline(self) -> None:
+        """An upgrade never answered fails the open at its deadline; nothing stays open."""
+        connections = self.silent_server()
+        settings = ClusterSettings(base_url=self.base_url, credentials=Credentials(), timeout=10)
+        recorder = Recorder()
+        with self.assertRaises(KubernetesError) as caught:
+            await open_channel_stream(
+                reactor,
+                settings,
+                exec_path("ns", "p", "c", ["true"], tty=False),
+                stdout=recorder.on_stdout,
+                stderr=recorder.on_stderr,
+                events=recorder,
+                tty=False,
+                timeout=0.1,
+            )
+        self.assertEqual(caught.exception.code, messages.KUBERNETES_EXEC_FAILED)
+        self.assertIn("no answer within 0.1 s", caught.exception.explanation)
+        self.assertEqual(len(connections), 1)
+        await connections[0].lost  # type: ignore[attr-defined]
+
+    async def test_cancelled_open(self) -> None:
+        """Cancelling an open that waits for the handshake drops the connection."""
+        connections = self.silent_server()
+        settings = ClusterSettings(base_url=self.base_url, credentials=Credentials(), timeout=10)
+        recorder = Recorder()
+        opening = Deferred.fromCoroutine(
+            open_channel_stream(
+                reactor,
+                settings,
+                exec_path("ns", "p", "c", ["true"], tty=False),
+                stdout=recorder.on_stdout,
+                stderr=recorder.on_stderr,
+                events=recorder,
+                tty=False,
+            )
+        )
+        while not connections:
+            await task.deferLater(reactor, 0)
+        opening.cancel()
+        self.failureResultOf(opening, CancelledError)
+        await connections[0].lost  # type: ignore[attr-defined]
+        self.assertEqual(recorder.closed, 0)
 
     async def test_demultiplexes_and_reads_success(self) -> None:
         """stdout and stderr reach their sinks; Success is exit code 0; a clean end has no error."""
