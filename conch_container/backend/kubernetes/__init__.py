@@ -13,9 +13,9 @@
   :mod:`.podstatus` reads a pod's status.
 - :mod:`.errors`: :class:`~.errors.KubernetesError`, carrying the message
   code of the situation, and the translation of the client's exceptions.
-- :mod:`.channels` and :mod:`.websocket`: exec and attach streams, a
-  WebSocket in the reactor speaking the ``v5``/``v4.channel.k8s.io``
-  protocol (no thread held per stream).
+- :mod:`.channels`, :mod:`.websocket` and :mod:`.streamopen`: exec and
+  attach streams, a WebSocket in the reactor speaking the
+  ``v5``/``v4.channel.k8s.io`` protocol (no thread held per stream).
 
 Nothing here knows about SSH sessions or the backend's modes.
 """

@@ -33,11 +33,11 @@ from conch_container.backend.kubernetes.errors import KubernetesError
 from conch_container.backend.kubernetes.pods import PodAPI
 from conch_container.backend.kubernetes.ratelimit import TokenBucket
 from conch_container.backend.kubernetes.sources import thd_resolve
+from conch_container.backend.kubernetes.streamopen import open_channel_stream
 from conch_container.backend.kubernetes.websocket import (
     ChannelStream,
     Sink,
     StreamEvents,
-    open_channel_stream,
 )
 from conch_container.config.kubernetes import KubernetesConfig, KubernetesConnectionConfig
 from conch_container.deferreds import Once

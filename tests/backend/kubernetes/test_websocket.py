@@ -27,7 +27,8 @@ from conch_container.backend.kubernetes.channels import (
 from conch_container.backend.kubernetes.connection import ClusterSettings
 from conch_container.backend.kubernetes.credentials import Credentials
 from conch_container.backend.kubernetes.errors import KubernetesError
-from conch_container.backend.kubernetes.websocket import ChannelStream, open_channel_stream
+from conch_container.backend.kubernetes.streamopen import open_channel_stream
+from conch_container.backend.kubernetes.websocket import ChannelStream
 from conch_container.backend.programsession import InputGate, ProgramTransport
 from tests.backend.kubernetes.channelserver import ChannelServer, exit_status
 
