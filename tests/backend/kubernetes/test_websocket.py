@@ -112,28 +112,39 @@ class ChannelStreamTests(TestCase):
         self.addCleanup(server.stop)
         return server
 
-    async def open(
+    def start_open(
         self,
         *,
         tty: bool = False,
         expect_pid: bool = False,
         command: list[str] | None = None,
-    ) -> tuple[ChannelStream, Recorder]:
+        timeout: float | None = None,
+    ) -> tuple[Deferred[ChannelStream], Recorder]:
         recorder = Recorder()
         settings = ClusterSettings(
             base_url=self.base_url, credentials=Credentials(token="s3cret"), timeout=10
         )
         path = exec_path("ns", "pod-1", "shell", command or ["sh", "-c", "echo hi"], tty=tty)
-        stream = await open_channel_stream(
-            reactor,
-            settings,
-            path,
-            stdout=recorder.on_stdout,
-            stderr=recorder.on_stderr,
-            events=recorder,
-            tty=tty,
-            expect_pid=expect_pid,
+        opening = Deferred.fromCoroutine(
+            open_channel_stream(
+                reactor,
+                settings,
+                path,
+                stdout=recorder.on_stdout,
+                stderr=recorder.on_stderr,
+                events=recorder,
+                tty=tty,
+                expect_pid=expect_pid,
+                timeout=timeout,
+            )
         )
+        return opening, recorder
+
+    async def open(
+        self, *, tty: bool = False, expect_pid: bool = False, command: list[str] | None = None
+    ) -> tuple[ChannelStream, Recorder]:
+        opening, recorder = self.start_open(tty=tty, expect_pid=expect_pid, command=command)
+        stream = await opening
         self.addCleanup(stream.abortConnection)
         return stream, recorder
 
@@ -217,46 +228,24 @@ class ChannelStreamTests(TestCase):
     async def test_handshake_deadline(self) -> None:
         """An upgrade never answered fails the open at its deadline; nothing stays open."""
         connections = self.silent_server()
-        settings = ClusterSettings(base_url=self.base_url, credentials=Credentials(), timeout=10)
-        recorder = Recorder()
+        opening, _ = self.start_open(timeout=0.1)
         with self.assertRaises(KubernetesError) as caught:
-            await open_channel_stream(
-                reactor,
-                settings,
-                exec_path("ns", "p", "c", ["true"], tty=False),
-                stdout=recorder.on_stdout,
-                stderr=recorder.on_stderr,
-                events=recorder,
-                tty=False,
-                timeout=0.1,
-            )
+            await opening
         self.assertEqual(caught.exception.code, messages.KUBERNETES_EXEC_FAILED)
         self.assertIn("no answer within 0.1 s", caught.exception.explanation)
         self.assertEqual(len(connections), 1)
         await connections[0].lost  # type: ignore[attr-defined]
 
     async def test_cancelled_open(self) -> None:
-        """Cancelling an open that waits for the handshake drops the connection."""
+        """Cancelling an open that waits for the handshake drops the connection, reports nothing."""
         connections = self.silent_server()
-        settings = ClusterSettings(base_url=self.base_url, credentials=Credentials(), timeout=10)
-        recorder = Recorder()
-        opening = Deferred.fromCoroutine(
-            open_channel_stream(
-                reactor,
-                settings,
-                exec_path("ns", "p", "c", ["true"], tty=False),
-                stdout=recorder.on_stdout,
-                stderr=recorder.on_stderr,
-                events=recorder,
-                tty=False,
-            )
-        )
+        opening, recorder = self.start_open()
         while not connections:
             await task.deferLater(reactor, 0)
         opening.cancel()
         self.failureResultOf(opening, CancelledError)
         await connections[0].lost  # type: ignore[attr-defined]
-        self.assertEqual(recorder.closed, 0)
+        self.assertEqual((recorder.ended, recorder.closed), ([], 0))
 
     async def test_demultiplexes_and_reads_success(self) -> None:
         """stdout and stderr reach their sinks; Success is exit code 0; a clean end has no error."""
