@@ -163,8 +163,8 @@ class ChannelStream(WebSocketClientProtocol):
             self._status += data
             if len(self._status) > MAX_STATUS:
                 self._fail("the status is too large")
-        else:
-            self._fail(f"a message on channel {channel}")
+        # Anything else (stdin's or resize's channel, v5's close) has no
+        # meaning from the server: ignored, as the official clients do.
 
     def onClose(self, wasClean: bool, code: int | None, reason: str | None) -> None:
         self._input = None
@@ -176,7 +176,7 @@ class ChannelStream(WebSocketClientProtocol):
             if not self.is_open.called:
                 self.is_open.errback(StreamRefused(reason or "the handshake failed"))
             return
-        if self._status and self.exit_status is None:
+        if self._status and self.exit_status is None and self._failed is None:
             self.exit_status = parse_status(bytes(self._status))
         error = self._failed
         if error is None and self.exit_status is None:

@@ -16,6 +16,7 @@ from zope.interface.verify import verifyObject
 from conch_container import messages
 from conch_container.backend.kubernetes.channels import (
     CLOSE,
+    MAX_STATUS,
     RESIZE,
     STDERR,
     STDIN,
@@ -255,6 +256,7 @@ class ChannelStreamTests(TestCase):
         for channel in (STDOUT, STDERR, 3):
             server.send(channel, b"")  # the server opens each channel with an empty message
         server.send(STDOUT, b"out1 ")
+        server.send(RESIZE, b"{}")  # no meaning from the server: ignored
         server.send(STDERR, b"err")
         server.send(STDOUT, b"out2")
         server.send_status(exit_status(0))
@@ -315,6 +317,16 @@ class ChannelStreamTests(TestCase):
             stream.resize(80, 24)
         self.assertEqual(caught.exception.code, messages.KUBERNETES_EXEC_RESIZE_FAILED)
         self.assertEqual(server.received, [])
+
+    async def test_status_bounded(self) -> None:
+        """An error channel that never ends is cut off at its bound and the stream dropped."""
+        server = self.start_server()
+        stream, recorder = await self.open()
+        await server.opened()
+        server.send(3, b"x" * (MAX_STATUS + 1))
+        await recorder.closed_d()
+        self.assertEqual(recorder.ended, ["the status is too large"])
+        self.assertIsNone(stream.exit_status)
 
     async def test_abrupt_close(self) -> None:
         """A dropped connection without a status ends the output with an error, no exit status."""
