@@ -1696,6 +1696,30 @@ METRICS_SCRAPE_FAILED = MessageCode(
     own=True,
 )
 
+KUBERNETES_IMAGE_PULL_FAILED = MessageCode(
+    "KUBERNETES_IMAGE_PULL_FAILED",
+    Level.ERROR,
+    "Kubernetes",
+    "The cluster cannot pull the image of the pod's container (ErrImagePull, ImagePullBackOff or InvalidImageName): the wait for the pod ends at once instead of at the podStart timeout; check the image name and the pod's image pull secrets.",
+    own=True,
+)
+
+KUBERNETES_POD_LIST_FAILED = MessageCode(
+    "KUBERNETES_POD_LIST_FAILED",
+    Level.ERROR,
+    "Kubernetes",
+    "Listing the pods that carry a label (the gateway's own pods) failed; the message says why.",
+    own=True,
+)
+
+KUBERNETES_EXEC_FAILED = MessageCode(
+    "KUBERNETES_EXEC_FAILED",
+    Level.ERROR,
+    "Kubernetes",
+    "An exec or attach stream to a pod could not be opened (the API server refused the WebSocket upgrade, offered no v5.channel.k8s.io or v4.channel.k8s.io protocol, or did not answer in time) or failed while open.",
+    own=True,
+)
+
 CATALOGUE: dict[str, MessageCode] = {
     m.code: m for m in globals().values() if isinstance(m, MessageCode)
 }

@@ -57,6 +57,21 @@ class KubernetesConnectionConfig:
     )
     qps: float = setting("qps", Float(at_least(0)), 5.0, doc="Requests per second allowed.")
     burst: int = setting("burst", Int(at_least(0)), 10, doc="Request burst allowed.")
+    kubeconfig: str = setting(
+        "kubeconfig",
+        Str(),
+        "",
+        doc="A kubeconfig file to take the API server and credentials from, instead of "
+        "the keys above (which must then be left unset, except `qps` and `burst`).",
+        extension=True,
+    )
+    context: str = setting(
+        "context",
+        Str(),
+        "",
+        doc="The kubeconfig context to use; empty: the file's `current-context`.",
+        extension=True,
+    )
 
 
 @attrs.frozen
@@ -173,6 +188,10 @@ def _validate_connection(connection: KubernetesConnectionConfig, path: str) -> N
         filename = getattr(connection, attribute)
         if filename and not os.path.isfile(filename):
             fail(join(path, key), f"file {filename} does not exist")
+    if connection.kubeconfig and not os.path.isfile(connection.kubeconfig):
+        fail(join(path, "kubeconfig"), f"file {connection.kubeconfig} does not exist")
+    if connection.context and not connection.kubeconfig:
+        fail(join(path, "context"), "only allowed with kubeconfig")
 
 
 def _validate_pod(pod: KubernetesPodConfig, path: str) -> None:

@@ -169,6 +169,17 @@ class BackendValidationTests(ValidationCase):
         )
         self.assertInvalid(valid(backend="sshproxy"), "sshproxy.server: must not be empty")
 
+    def test_kubernetes_kubeconfig(self) -> None:
+        """A kubeconfig file must exist; a context needs a kubeconfig."""
+        self.assertInvalid(
+            valid(backend="kubernetes", kubernetes={"connection": {"kubeconfig": "/nonexistent"}}),
+            "kubernetes.connection.kubeconfig: file /nonexistent does not exist",
+        )
+        self.assertInvalid(
+            valid(backend="kubernetes", kubernetes={"connection": {"context": "prod"}}),
+            "kubernetes.connection.context: only allowed with kubeconfig",
+        )
+
     def test_sshproxy(self) -> None:
         """The SSH proxy needs a server, a user and fingerprints."""
         proxy = {"server": "10.0.0.1", "username": "u"}

@@ -9,7 +9,6 @@ engine, so :func:`thd_connect` is a blocking call for the backend's thread pool.
 
 from __future__ import annotations
 
-import os
 import shutil
 import ssl
 import tempfile
@@ -20,6 +19,8 @@ import docker
 import requests.adapters
 from docker.constants import MINIMUM_DOCKER_API_VERSION
 from docker.tls import TLSConfig
+
+from conch_container.backend.files import write_private
 
 if TYPE_CHECKING:
     from conch_container.config import DockerConfig
@@ -71,14 +72,6 @@ class _MinimumTLSAdapter(requests.adapters.HTTPAdapter):
         super().init_poolmanager(*args, **kwargs)
 
 
-def _write_private(directory: str, name: str, content: str) -> str:
-    path = os.path.join(directory, name)
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(fd, "w", encoding="utf-8") as f:
-        f.write(content)
-    return path
-
-
 def thd_connect(
     settings: EngineSettings, tls_root: str, max_pool_size: int
 ) -> tuple[docker.APIClient, str | None]:
@@ -94,10 +87,10 @@ def thd_connect(
         tls_dir = tempfile.mkdtemp(prefix="engine-", dir=tls_root)
         tls = TLSConfig(
             client_cert=(
-                _write_private(tls_dir, "cert.pem", settings.cert),
-                _write_private(tls_dir, "key.pem", settings.key),
+                write_private(tls_dir, "cert.pem", settings.cert),
+                write_private(tls_dir, "key.pem", settings.key),
             ),
-            ca_cert=_write_private(tls_dir, "ca.pem", settings.cacert),
+            ca_cert=write_private(tls_dir, "ca.pem", settings.cacert),
             verify=True,
         )
     try:
