@@ -57,6 +57,10 @@ class KubernetesConnectionConfig:
     )
     qps: float = setting("qps", Float(at_least(0)), 5.0, doc="Requests per second allowed.")
     burst: int = setting("burst", Int(at_least(0)), 10, doc="Request burst allowed.")
+    #: Do not verify the API server's certificate. No key sets it: only a
+    #: ``kuberun`` section translated with ``insecure: true`` and the
+    #: operator's explicit ``allowInsecure`` (:mod:`~conch_container.config.kuberun`).
+    insecure_skip_tls_verify: bool = attrs.field(default=False)
 
 
 @attrs.frozen

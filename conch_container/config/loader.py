@@ -2,7 +2,8 @@
 
 The steps are ContainerSSH's: choose the format by extension (``.json`` is
 JSON, anything else YAML), decode strictly (unknown keys are errors), start
-from the defaults, convert the 0.4 ``auth`` shape, and validate.
+from the defaults, convert the 0.4 ``auth`` shape and translate the 0.3
+``kuberun`` section, and validate.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import attrs
 from conch_container.config.app import AppConfig
 from conch_container.config.cleartext import cleartext_webhook_warnings
 from conch_container.config.errors import ConfigError
+from conch_container.config.kuberun import apply_kuberun, refuse_kuberun_backend, split_kuberun
 from conch_container.config.schema import Context, SourceFormat, parse_section
 from conch_container.config.unsupported import check_unsupported
 from conch_container.config.validate import validate_config
@@ -128,8 +130,19 @@ def parse_config(
     if data is not None and not isinstance(data, Mapping):
         raise ConfigError("", "the configuration must be a mapping of sections")
     ctx = Context(source_format=source_format, base_dir=base_dir)
-    config = parse_section(AppConfig, data, ctx, "")
+    document, kuberun = split_kuberun(data, ctx)
+    config = parse_section(AppConfig, document, ctx, "")
+    config = apply_kuberun(config, kuberun, ctx, kubernetes_given=_has_key(data, "kubernetes", ctx))
     return attrs.evolve(config, warnings=tuple(ctx.warnings))
+
+
+def _has_key(data: object, key: str, ctx: Context) -> bool:
+    """Whether the document has the top-level ``key`` (in any letter case in JSON)."""
+    if not isinstance(data, Mapping):
+        return False
+    if ctx.json:
+        return any(isinstance(name, str) and name.lower() == key for name in data)
+    return key in data
 
 
 def merge_config(
@@ -157,6 +170,7 @@ def merge_config(
         raise ConfigError("", "the configuration must be a mapping of sections")
     ctx = Context(source_format=source_format, merge=True, explicit=explicit)
     merged = parse_section(AppConfig, overlay, ctx, "", base)
+    refuse_kuberun_backend(merged)
     return attrs.evolve(merged, warnings=base.warnings + tuple(ctx.warnings))
 
 
