@@ -313,7 +313,8 @@ class RefusalTests(SynchronousTestCase):
     def refused(self, document: dict[str, Any]) -> ConfigError:
         with self.assertRaises(ConfigError) as raised:
             parse_config(document)
-        return raised.exception
+        error: ConfigError = raised.exception
+        return error
 
     def test_unknown_key(self) -> None:
         """kuberun is read as strictly as every other section."""
@@ -322,7 +323,7 @@ class RefusalTests(SynchronousTestCase):
 
     def test_problems_name_kuberun_keys(self) -> None:
         """The kubernetes checks run on the translation, and name the kuberun keys."""
-        cases = [
+        cases: list[tuple[dict[str, Any], str]] = [
             ({"pod": {"podSpec": {"containers": []}}}, "kuberun.pod.podSpec.containers"),
             (
                 {"pod": {"podSpec": {"containers": [{"name": "x"}]}}},
