@@ -19,13 +19,15 @@ The operator is told once, at load, with a ``KUBERUN_DEPRECATED`` warning.
 Whatever the ``kubernetes`` section requires is then checked as if the file
 had said it, but against the ``kuberun`` keys the operator wrote.
 
-Two deliberate differences from ContainerSSH 0.4:
+Three deliberate differences from ContainerSSH 0.4:
 
 - ``connection.insecure: true`` (no certificate verification) is refused
   unless the operator also sets ``connection.allowInsecure: true``, this
   project's own key; then it is accepted with a ``KUBERUN_INSECURE`` warning;
 - ``pod.disableAgent`` keeps the agent off whatever its value: ContainerSSH
-  read the key inverted (``true`` switched the agent on).
+  read the key inverted (``true`` switched the agent on);
+- ``connection.timeout: 0s`` (0.3's default) is the ``kubernetes`` default of
+  15 seconds, not "no limit": every request to the API server has a deadline.
 
 A ``kuberun`` section with any other backend is read (a typo is still an
 error) and ignored with a warning, as ContainerSSH ignored it. A
@@ -160,19 +162,18 @@ class KubeRunPodConfig:
     )
 
 
+def _section(key: str, cls: type, doc: str) -> Any:
+    return setting(key, Section(cls), cls(), doc=doc)
+
+
 @attrs.frozen
 class KubeRunConfig:
     """The ``kuberun`` section of ContainerSSH 0.3."""
 
-    connection: KubeRunConnectionConfig = setting(
-        "connection",
-        Section(KubeRunConnectionConfig),
-        KubeRunConnectionConfig(),
-        doc="API connection.",
+    connection: KubeRunConnectionConfig = _section(
+        "connection", KubeRunConnectionConfig, "API connection."
     )
-    pod: KubeRunPodConfig = setting(
-        "pod", Section(KubeRunPodConfig), KubeRunPodConfig(), doc="Pod settings."
-    )
+    pod: KubeRunPodConfig = _section("pod", KubeRunPodConfig, "Pod settings.")
     timeout: float = setting(
         "timeout", Duration(), 60.0, doc="Every time limit but the HTTP request's."
     )
@@ -274,14 +275,14 @@ def _check_insecure(connection: KubeRunConnectionConfig, ctx: Context) -> None:
     )
 
 
-def apply_kuberun(
-    config: AppConfig, raw: object, ctx: Context, *, kubernetes_given: bool
-) -> AppConfig:
+def apply_kuberun(config: AppConfig, raw: object, ctx: Context) -> AppConfig:
     """``config`` with its ``kuberun`` section (``raw``, ``None`` if absent) translated.
 
-    :param kubernetes_given: whether the file has a ``kubernetes`` section
-        too, which a translation would silently replace.
-    :raises ConfigError: naming the ``kuberun`` key at fault.
+    A ``kubernetes`` section that the translation would replace must leave
+    everything at its default (as the one a 0.4 ``--dump-config`` writes
+    next to ``kuberun`` does): anything it sets would be lost.
+
+    :raises ConfigError: naming the ``kuberun`` key at fault, or ``kubernetes``.
     """
     selected = config.backend == KUBERUN
     if raw is None and not selected:
@@ -295,11 +296,12 @@ def apply_kuberun(
             f"{config.backend}; remove it",
         )
         return config
-    if kubernetes_given:
+    if config.kubernetes != KubernetesConfig():
         raise ConfigError(
             "kubernetes",
-            "cannot be given with backend: kuberun, which is translated into it; "
-            "set backend: kubernetes and remove the kuberun section, or remove this one",
+            "cannot be set with backend: kuberun, which is translated into it and would "
+            "replace it; set backend: kubernetes and remove the kuberun section, or remove "
+            "this one",
         )
     ctx.warn(
         messages.KUBERUN_DEPRECATED,

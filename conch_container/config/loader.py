@@ -132,17 +132,8 @@ def parse_config(
     ctx = Context(source_format=source_format, base_dir=base_dir)
     document, kuberun = split_kuberun(data, ctx)
     config = parse_section(AppConfig, document, ctx, "")
-    config = apply_kuberun(config, kuberun, ctx, kubernetes_given=_has_key(data, "kubernetes", ctx))
+    config = apply_kuberun(config, kuberun, ctx)
     return attrs.evolve(config, warnings=tuple(ctx.warnings))
-
-
-def _has_key(data: object, key: str, ctx: Context) -> bool:
-    """Whether the document has the top-level ``key`` (in any letter case in JSON)."""
-    if not isinstance(data, Mapping):
-        return False
-    if ctx.json:
-        return any(isinstance(name, str) and name.lower() == key for name in data)
-    return key in data
 
 
 def merge_config(

@@ -351,10 +351,17 @@ class RefusalTests(SynchronousTestCase):
             self.assertEqual(self.refused(kuberun(**section)).key_path, key_path, section)
 
     def test_kubernetes_section_too(self) -> None:
-        """backend: kuberun with a kubernetes section as well is refused: one would be lost."""
+        """backend: kuberun with a kubernetes section that sets something is refused."""
         document = kuberun()
         document["kubernetes"] = {"connection": {"host": "k8s.example"}}
         self.assertEqual(self.refused(document).key_path, "kubernetes")
+
+    def test_default_kubernetes_section(self) -> None:
+        """A kubernetes section of defaults only (as a 0.4 dump writes) is replaced quietly."""
+        document = kuberun(pod={"namespace": "users"})
+        document["kubernetes"] = {"connection": {"host": "kubernetes.default.svc"}, "pod": None}
+        config = parse_config(document)
+        self.assertEqual(config.kubernetes.pod.metadata["namespace"], "users")
 
     def test_configuration_server(self) -> None:
         """A configuration server's answer can send neither backend: kuberun nor the section."""

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any, cast
 
+import attrs
 from twisted.internet.task import Clock
 from twisted.logger import ILogObserver
 from twisted.trial.unittest import SynchronousTestCase
@@ -20,6 +21,7 @@ from conch_container.security import SecurityBackend, SecurityConnection
 from conch_container.security.policy import SecurityPolicy
 from conch_container.testing.backend import FakeBackend
 from conch_container.testing.sessionio import RecordingSessionIO
+from tests.ssh.harness import Harness, exec_request, make_config, request_result
 
 DISABLED = {"backend": "kuberun", "kuberun": {"pod": {"disableCommand": True}}}
 
@@ -98,3 +100,26 @@ class FilterTests(SynchronousTestCase):
         self.successResultOf(started)
         self.assertEqual(backend.sessions[-1].program, ProgramRequest("shell"))
         self.assertEqual([e for e in events if e.get("code")], [])
+
+
+class SSHTests(SynchronousTestCase):
+    """Through the whole SSH server, in memory: what the client sees."""
+
+    def test_exec_fails_shell_runs(self) -> None:
+        """The exec request fails with KUBERUN_EXEC_DISABLED; the next channel's shell works."""
+        config = attrs.evolve(make_config(), security=parse_config(DISABLED).security)
+        harness = Harness(config=config)
+        harness.factory.backend = SecurityBackend(harness.backend)
+        client = harness.login()
+        channel = harness.open_session(client)
+        refused = channel.request(b"exec", exec_request("id"))
+        harness.flush()
+        self.assertEqual(request_result(refused), "failed")
+        self.assertIsNone(harness.backend.sessions[-1].program)
+        self.assertEqual((channel.stdout, channel.stderr, channel.exit_status), (b"", b"", None))
+        self.assertIn("KUBERUN_EXEC_DISABLED", harness.codes())
+        self.assertNotIn("SECURITY_EXEC_REJECTED", harness.codes())
+        shell = harness.open_session(client)
+        started = shell.request(b"shell")
+        harness.flush()
+        self.assertEqual(request_result(started), "ok")
