@@ -130,9 +130,13 @@ def parse_config(
     if data is not None and not isinstance(data, Mapping):
         raise ConfigError("", "the configuration must be a mapping of sections")
     ctx = Context(source_format=source_format, base_dir=base_dir)
-    document, kuberun = split_kuberun(data, ctx)
-    config = parse_section(AppConfig, document, ctx, "")
-    config = apply_kuberun(config, kuberun, ctx)
+    try:
+        document, kuberun = split_kuberun(data, ctx)
+        config = parse_section(AppConfig, document, ctx, "")
+        config = apply_kuberun(config, kuberun, ctx)
+    except ConfigError as error:
+        error.warnings = tuple(ctx.warnings)
+        raise
     return attrs.evolve(config, warnings=tuple(ctx.warnings))
 
 
@@ -195,8 +199,12 @@ def checked_config(config: AppConfig) -> AppConfig:
     would supply (a configuration server's backend section, say) are what
     validation would otherwise complain about.
     """
-    unsupported = check_unsupported(config)
-    validate_config(config)
+    try:
+        unsupported = check_unsupported(config)
+        validate_config(config)
+    except ConfigError as error:
+        error.warnings = config.warnings
+        raise
     warnings = list(config.warnings)
     for warning in (*unsupported, *cleartext_webhook_warnings(config)):
         if warning not in warnings:
@@ -236,7 +244,8 @@ def load_config(path: str | os.PathLike[str], *, base_dir: str | None = None) ->
     An empty ``ssh.hostkeys`` is not an error here: the caller generates a
     key (:mod:`conch_container.config.hostkeys`).
 
-    :raises ConfigError: naming the offending key and the problem.
+    :raises ConfigError: naming the offending key and the problem, with the
+        warnings noticed before it in :attr:`ConfigError.warnings`.
     """
     filename = os.fspath(path)
     source_format = source_format_of(filename)

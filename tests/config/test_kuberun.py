@@ -16,13 +16,10 @@ from conch_container.config import (
     ConfigError,
     apply_override,
     dump_config,
-    load_config,
     parse_config,
 )
-from conch_container.config.loader import checked_config
-from conch_container.config.validate import validate_config
 
-from .material import fixture, write
+from .material import write
 
 CERT = "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n"
 KEY = "-----BEGIN PRIVATE KEY-----\nMIIE\n-----END PRIVATE KEY-----\n"
@@ -373,49 +370,3 @@ class RefusalTests(SynchronousTestCase):
             with self.assertRaises(ConfigError) as raised:
                 apply_override(base, overlay)
             self.assertEqual(raised.exception.key_path, key_path, overlay)
-
-
-class LoadTests(SynchronousTestCase):
-    """End to end: a kuberun file reads, then meets the refusal of the kubernetes backend."""
-
-    def test_fixture_translates(self) -> None:
-        """ContainerSSH 0.3's dump of the kuberun section reads, lower-case Go names and all."""
-        with open(fixture("kuberun-0.3.yaml"), encoding="utf-8") as file:
-            config = parse_config(yaml.safe_load(file))
-        self.assertEqual(config.backend, "kubernetes")
-        self.assertIn(messages.KUBERUN_DEPRECATED, [w.code for w in config.warnings])
-        spec = config.kubernetes.pod.spec
-        self.assertEqual(spec["initContainers"], [])
-        self.assertEqual(spec["hostPID"], False)
-        self.assertEqual(spec["serviceAccount"], "")
-        self.assertNotIn("livenessProbe", spec["containers"][0])
-
-    def test_refused_as_kubernetes_today(self) -> None:
-        """load_config refuses the translation as the unsupported kubernetes backend.
-
-        This flips when the Kubernetes backend lands and its row leaves
-        ``config/unsupported.py``: the same file then loads.
-        """
-        with self.assertRaises(ConfigError) as raised:
-            load_config(fixture("kuberun-0.3.yaml"))
-        self.assertEqual(raised.exception.key_path, "backend")
-        self.assertIn(
-            "Kubernetes backend (kubernetes) is not supported yet", raised.exception.problem
-        )
-
-    def test_translation_validates(self) -> None:
-        """Past the unsupported table (as once the backend lands), the translation is valid.
-
-        ``validate_config`` runs the kubernetes checks because the backend is
-        now ``kubernetes``; it raises nothing. ``checked_config`` refuses only
-        because of the unsupported table, naming ``backend``.
-        """
-        document = kuberun(pod={"namespace": "users"})
-        document["auth"] = {
-            "password": {"method": "webhook", "webhook": {"url": "http://127.0.0.1:8080"}}
-        }
-        config = parse_config(document)
-        validate_config(config)
-        with self.assertRaises(ConfigError) as raised:
-            checked_config(config)
-        self.assertEqual(raised.exception.key_path, "backend")
