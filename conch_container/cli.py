@@ -20,7 +20,7 @@ from conch_container import __version__, messages
 from conch_container.audit.decodecli import add_audit_parser
 from conch_container.auth.static import hash_password
 from conch_container.backend.registry import BackendNotAvailable, check_backend_config
-from conch_container.config import AppConfig, ConfigError, dump_config, load_config
+from conch_container.config import ConfigError, ConfigWarning, dump_config, load_config
 from conch_container.endpoints import check_endpoints
 from conch_container.health.check import probe, public_url
 from conch_container.httpserver import TLSConfigError
@@ -37,6 +37,7 @@ def _check(path: str) -> int:
         print(f"{path}: {error}", file=sys.stderr)
         return 1
     except ConfigError as error:
+        _print_warnings(path, error.warnings)
         emit_early(
             messages.CORE_CONFIG_ERROR,
             "Invalid configuration in {file}: {reason}",
@@ -45,13 +46,13 @@ def _check(path: str) -> int:
         )
         print(f"{path}: {error}", file=sys.stderr)
         return 1
-    _print_warnings(path, config)
+    _print_warnings(path, config.warnings)
     return 0
 
 
-def _print_warnings(path: str, config: AppConfig) -> None:
+def _print_warnings(path: str, warnings: Sequence[ConfigWarning]) -> None:
     """One line on stderr per warning: what still works but should change, or runs without."""
-    for warning in config.warnings:
+    for warning in warnings:
         print(f"{path}: warning: {warning} ({warning.code.code})", file=sys.stderr)
 
 
@@ -72,9 +73,11 @@ def dump(args: argparse.Namespace) -> int:
     try:
         config = check_backend_config(load_config(args.config))
     except (ConfigError, BackendNotAvailable) as error:
+        if isinstance(error, ConfigError):
+            _print_warnings(args.config, error.warnings)
         print(f"{args.config}: {error}", file=sys.stderr)
         return 1
-    _print_warnings(args.config, config)
+    _print_warnings(args.config, config.warnings)
     sys.stdout.write(dump_config(config))
     return 0
 

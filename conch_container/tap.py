@@ -113,6 +113,10 @@ class Options(usage.Options):
             )
             raise usage.UsageError(str(error)) from None
         except ConfigError as error:
+            for warning in error.warnings:
+                emit_early(
+                    warning.code, "{key}: {reason}", key=warning.key_path, reason=warning.message
+                )
             emit_early(
                 messages.CORE_CONFIG_ERROR,
                 "Invalid configuration in {file}: {reason}",

@@ -56,7 +56,9 @@ class AppConfig:
     removed_keys: ClassVar[dict[str, str]] = {
         "listen": "moved to ssh.listen in ContainerSSH 0.4",
         "dockerrun": "the dockerrun backend was removed in ContainerSSH 0.5; use docker",
-        "kuberun": "the kuberun backend was removed in ContainerSSH 0.5; use kubernetes",
+        # A file's kuberun section is translated before this table is
+        # consulted (config/kuberun.py); only a configuration server's can get here.
+        "kuberun": "a configuration server cannot send kuberun; send the kubernetes section",
     }
 
     ssh: SSHConfig = setting("ssh", Section(SSHConfig), SSHConfig(), doc="SSH server.")

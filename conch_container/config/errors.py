@@ -17,12 +17,17 @@ class ConfigError(Exception):
         spelling, list items as ``[n]``: ``docker.execution.idleCommand[0]``;
         ``""`` for the whole file.
     :ivar problem: what is wrong with it.
+    :ivar warnings: what loading noticed before it failed, for the caller to
+        report with the error: a ``backend: kuberun`` file is refused as the
+        Kubernetes backend it was translated into, which only its
+        ``KUBERUN_DEPRECATED`` warning explains.
     """
 
     def __init__(self, key_path: str, problem: str) -> None:
         super().__init__(key_path, problem)
         self.key_path = key_path
         self.problem = problem
+        self.warnings: tuple[ConfigWarning, ...] = ()
 
     def __str__(self) -> str:
         if self.key_path:

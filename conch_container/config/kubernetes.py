@@ -72,6 +72,10 @@ class KubernetesConnectionConfig:
         doc="The kubeconfig context to use; empty: the file's `current-context`.",
         extension=True,
     )
+    #: Do not verify the API server's certificate. No key sets it: only a
+    #: ``kuberun`` section translated with ``insecure: true`` and the
+    #: operator's explicit ``allowInsecure`` (:mod:`~conch_container.config.kuberun`).
+    insecure_skip_tls_verify: bool = attrs.field(default=False)
 
 
 @attrs.frozen

@@ -2,7 +2,8 @@
 
 The steps are ContainerSSH's: choose the format by extension (``.json`` is
 JSON, anything else YAML), decode strictly (unknown keys are errors), start
-from the defaults, convert the 0.4 ``auth`` shape, and validate.
+from the defaults, convert the 0.4 ``auth`` shape and translate the 0.3
+``kuberun`` section, and validate.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import attrs
 from conch_container.config.app import AppConfig
 from conch_container.config.cleartext import cleartext_webhook_warnings
 from conch_container.config.errors import ConfigError
+from conch_container.config.kuberun import apply_kuberun, refuse_kuberun_backend, split_kuberun
 from conch_container.config.schema import Context, SourceFormat, parse_section
 from conch_container.config.unsupported import check_unsupported
 from conch_container.config.validate import validate_config
@@ -128,7 +130,13 @@ def parse_config(
     if data is not None and not isinstance(data, Mapping):
         raise ConfigError("", "the configuration must be a mapping of sections")
     ctx = Context(source_format=source_format, base_dir=base_dir)
-    config = parse_section(AppConfig, data, ctx, "")
+    try:
+        document, kuberun = split_kuberun(data, ctx)
+        config = parse_section(AppConfig, document, ctx, "")
+        config = apply_kuberun(config, kuberun, ctx)
+    except ConfigError as error:
+        error.warnings = tuple(ctx.warnings)
+        raise
     return attrs.evolve(config, warnings=tuple(ctx.warnings))
 
 
@@ -157,6 +165,7 @@ def merge_config(
         raise ConfigError("", "the configuration must be a mapping of sections")
     ctx = Context(source_format=source_format, merge=True, explicit=explicit)
     merged = parse_section(AppConfig, overlay, ctx, "", base)
+    refuse_kuberun_backend(merged)
     return attrs.evolve(merged, warnings=base.warnings + tuple(ctx.warnings))
 
 
@@ -190,8 +199,12 @@ def checked_config(config: AppConfig) -> AppConfig:
     would supply (a configuration server's backend section, say) are what
     validation would otherwise complain about.
     """
-    unsupported = check_unsupported(config)
-    validate_config(config)
+    try:
+        unsupported = check_unsupported(config)
+        validate_config(config)
+    except ConfigError as error:
+        error.warnings = config.warnings
+        raise
     warnings = list(config.warnings)
     for warning in (*unsupported, *cleartext_webhook_warnings(config)):
         if warning not in warnings:
@@ -231,7 +244,8 @@ def load_config(path: str | os.PathLike[str], *, base_dir: str | None = None) ->
     An empty ``ssh.hostkeys`` is not an error here: the caller generates a
     key (:mod:`conch_container.config.hostkeys`).
 
-    :raises ConfigError: naming the offending key and the problem.
+    :raises ConfigError: naming the offending key and the problem, with the
+        warnings noticed before it in :attr:`ConfigError.warnings`.
     """
     filename = os.fspath(path)
     source_format = source_format_of(filename)

@@ -150,3 +150,7 @@ class SecurityConfig:
         doc="Session channels open at the same time on one connection; -1: unlimited "
         "(0 means the default). ContainerSSH counts every channel ever opened.",
     )
+    #: ``command.mode: disable`` came from a translated ``kuberun`` section's
+    #: ``disableCommand``, so refusals are logged as ``KUBERUN_EXEC_DISABLED``
+    #: (:mod:`~conch_container.config.kuberun`). No key sets it.
+    kuberun_disable_command: bool = attrs.field(default=False)

@@ -70,6 +70,9 @@ class SecurityPolicy:
 
     :ivar max_sessions: concurrent session channels allowed, ``None`` for no limit.
     :ivar force_command: the command every program request becomes, or ``""``.
+    :ivar command_disabled_by_kuberun: ``command_mode`` is ``disable`` because
+        of a translated ``kuberun.pod.disableCommand``: a refused command is
+        then a ``KUBERUN_EXEC_DISABLED``, as ContainerSSH logged it.
     """
 
     env_mode: str = ENABLE
@@ -87,6 +90,7 @@ class SecurityPolicy:
     signal_deny: frozenset[str] = frozenset()
     force_command: str = ""
     max_sessions: int | None = None
+    command_disabled_by_kuberun: bool = False
 
     @classmethod
     def from_config(cls, config: SecurityConfig) -> SecurityPolicy:
@@ -114,6 +118,7 @@ class SecurityPolicy:
             signal_deny=signals(config.signal.deny),
             force_command=config.force_command,
             max_sessions=None if config.max_sessions < 0 else config.max_sessions,
+            command_disabled_by_kuberun=config.kuberun_disable_command,
         )
 
     # Requests before the program starts
@@ -184,6 +189,14 @@ class SecurityPolicy:
         )
 
     def _check_command(self, command: str) -> RequestRejected | None:
+        if self.command_mode == DISABLE and self.command_disabled_by_kuberun:
+            return RequestRejected(
+                messages.KUBERUN_EXEC_DISABLED,
+                "Command execution is disabled.",
+                "Command execution is rejected because disableCommand is set in the kuberun "
+                "configuration.",
+                command=command,
+            )
         if self.command_mode == DISABLE:
             why = "command execution is disabled in the security settings"
         elif self.command_mode == FILTER and command not in self.command_allow:
