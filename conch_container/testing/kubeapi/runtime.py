@@ -120,7 +120,9 @@ class DockerPods:
             container_id = await self.engine.create_container(request)
             self._containers.setdefault(pod["metadata"]["uid"], {})[name] = container_id
             if pod["metadata"].get("deletionTimestamp"):
-                return False  # deleted meanwhile: its deletion removes what exists
+                # Deleted while this was being created: its deletion may be over already.
+                await self._remove(container_id, 0)
+                return False
             watcher = _EndWatcher()
             stream = await self._streams.open(
                 f"/v{self._version}/containers/{container_id}/attach",
@@ -189,17 +191,7 @@ class DockerPods:
         """Stop the pod's containers (``KILL`` after ``grace`` s), remove them, forget the pod."""
         ids = list(self._containers.get(pod["metadata"]["uid"], {}).values())
         for container_id in ids:
-            try:
-                if grace > 0:
-                    await self.engine.container_stop(container_id, grace)
-                await self.engine.remove_container(container_id)
-            except EngineError as e:
-                self._log.event(
-                    messages.KUBEAPI_ENGINE_FAILED,
-                    "Removing container {container_id} failed: {reason}",
-                    container_id=container_id,
-                    reason=str(e),
-                )
+            await self._remove(container_id, grace)
         self._containers.pop(pod["metadata"]["uid"], None)
         self._store.remove(pod)
         self._log.event(
@@ -218,12 +210,18 @@ class DockerPods:
         for d in list(self._running):
             d.cancel()
         for container_id in await self.engine.list_labelled(LABEL_SERVER, self.instance):
-            try:
-                await self.engine.remove_container(container_id)
-            except EngineError as e:
-                self._log.event(
-                    messages.KUBEAPI_ENGINE_FAILED,
-                    "Removing container {container_id} failed: {reason}",
-                    container_id=container_id,
-                    reason=str(e),
-                )
+            await self._remove(container_id, 0)
+
+    async def _remove(self, container_id: str, grace: int) -> None:
+        """Stop (``KILL`` after ``grace`` s; at once for 0) and remove one container."""
+        try:
+            if grace > 0:
+                await self.engine.container_stop(container_id, grace)
+            await self.engine.remove_container(container_id)
+        except EngineError as e:
+            self._log.event(
+                messages.KUBEAPI_ENGINE_FAILED,
+                "Removing container {container_id} failed: {reason}",
+                container_id=container_id,
+                reason=str(e),
+            )

@@ -177,7 +177,7 @@ class ChannelProtocol(WebSocketServerProtocol):
             self._program.write(data)
         self._pending = []
         if self._stdin_closed or (not target.stdin and target.command is not None):
-            self._program.loseWriteConnection()
+            self._end_program_stdin()
         if self._pending_resize is not None:
             self._resize(*self._pending_resize)
         await program.ended
@@ -246,7 +246,21 @@ class ChannelProtocol(WebSocketServerProtocol):
     def _close_stdin(self) -> None:
         self._stdin_closed = True
         if self._program is not None:
-            self._program.loseWriteConnection()
+            self._end_program_stdin()
+
+    def _end_program_stdin(self) -> None:
+        """Half-close the program's stream once what is buffered for it is written.
+
+        A transport whose streaming producer is paused when its buffer drains
+        resumes the producer instead of making a pending half-close, so the
+        WebSocket stops being its producer (and reads again) first.
+        """
+        try:
+            self._program.unregisterProducer()
+            self.transport.resumeProducing()
+        except (RuntimeError, AttributeError):
+            pass
+        self._program.loseWriteConnection()
 
     def _resize_message(self, data: bytes) -> None:
         try:
