@@ -51,11 +51,14 @@ class Watch:
         self._request = request
         self._namespace = namespace
         self._matches = matches
-        self._visible: set[tuple[str, str]] = set()
+        self._visible: dict[tuple[str, str], bool] = {}
         self._queue: list[bytes] = []
         self._paused = False
         self._done = False
         request.setHeader(b"content-type", b"application/json")
+        # The answer's head goes at once, as from a real server: clients wait
+        # for it before they treat the watch as established.
+        request.write(b"")
         request.registerProducer(self, True)
         for kind, pod in backlog:
             self._event(kind, pod)
@@ -68,13 +71,18 @@ class Watch:
         if self._namespace is not None and metadata["namespace"] != self._namespace:
             return
         key = (metadata["namespace"], metadata["name"])
-        was = key in self._visible
-        now = kind != "DELETED" and self._matches(pod)
+        matches = self._matches(pod)
+        # A pod this watch has not sent yet was seen by the client's list
+        # as it is now (a watch from a resource version follows a list).
+        was = self._visible.get(key, kind != "ADDED" and matches)
+        now = kind != "DELETED" and matches
+        if kind == "DELETED":
+            self._visible.pop(key, None)
+        else:
+            self._visible[key] = now
         if now:
-            self._visible.add(key)
-            self._send("MODIFIED" if was else "ADDED", pod)
+            self._send(kind if was else "ADDED", pod)
         elif was:
-            self._visible.discard(key)
             self._send("DELETED", pod)
 
     def _send(self, kind: str, pod: Pod) -> None:

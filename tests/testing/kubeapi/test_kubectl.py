@@ -113,3 +113,24 @@ class KubectlTests(SynchronousTestCase):
         )
         self.assertEqual(result.returncode, 1)
         self.assertIn(b"You must be logged in to the server", result.stderr)
+
+    def test_attach_then_delete_completed(self) -> None:
+        """attach -i feeds a container running cat; when stdin ends the pod completes, and
+        deleting the completed pod returns once it is gone."""
+        name = unique("attach")
+        path = os.path.join(self.home, "pod.yaml")
+        manifest = pod_manifest(name=name, command=["cat"], stdin=True, stdinOnce=True)
+        with open(path, "w", encoding="utf-8") as f:
+            yaml.safe_dump(manifest, f)
+        self.addCleanup(
+            self.kubectl, "delete", "pod", name, "--now", "--ignore-not-found", check=False
+        )
+        self.kubectl("create", "-f", path)
+        self.kubectl("wait", "--for=condition=Ready", f"pod/{name}", f"--timeout={int(DEADLINE)}s")
+        self.assertEqual(self.kubectl("attach", "-i", name, stdin=b"ping\n").stdout, b"ping\n")
+        self.kubectl("wait", "--for=jsonpath={.status.phase}=Succeeded", f"pod/{name}")
+        self.assertRegex(
+            self.kubectl("get", "pod", name).stdout.decode(), rf"{name}\s+0/1\s+Completed"
+        )
+        self.kubectl("delete", "pod", name)
+        self.assertEqual(pod_containers(name), [])
