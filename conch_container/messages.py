@@ -1640,6 +1640,54 @@ TEST_WEBHOOK_STOPPED = MessageCode(
     own=True,
 )
 
+KUBEAPI_LISTENING = MessageCode(
+    "KUBEAPI_LISTENING",
+    Level.INFO,
+    "Kubernetes",
+    "The test Kubernetes API server (python -m conch_container.testing.kubeapi, a test tool that runs pods as local Docker containers) is listening; the field names its URL.",
+    own=True,
+)
+
+KUBEAPI_REQUEST_REFUSED = MessageCode(
+    "KUBEAPI_REQUEST_REFUSED",
+    Level.DEBUG,
+    "Kubernetes",
+    "The test Kubernetes API server refused a request with an error Status (no or a wrong token, an unknown pod, an invalid pod spec, an unsupported call), as a real API server would.",
+    own=True,
+)
+
+KUBEAPI_POD_CHANGED = MessageCode(
+    "KUBEAPI_POD_CHANGED",
+    Level.DEBUG,
+    "Kubernetes",
+    "A pod of the test Kubernetes API server changed phase (created, running, ended, deleted); the fields name the pod and its phase.",
+    own=True,
+)
+
+KUBEAPI_ENGINE_FAILED = MessageCode(
+    "KUBEAPI_ENGINE_FAILED",
+    Level.WARNING,
+    "Kubernetes",
+    "The test Kubernetes API server could not create, start, inspect, stop or remove a pod's Docker container, or open an exec or attach stream to it; the pod or the stream reports the failure to its client.",
+    own=True,
+)
+
+KUBEAPI_FAILED = MessageCode(
+    "KUBEAPI_FAILED",
+    Level.ERROR,
+    "Kubernetes",
+    "The test Kubernetes API server failed to answer a request because of a bug; it answered with status 500.",
+    own=True,
+)
+
+KUBEAPI_STOPPED = MessageCode(
+    "KUBEAPI_STOPPED",
+    Level.INFO,
+    "Kubernetes",
+    "The test Kubernetes API server stopped listening and removed the Docker containers of its pods.",
+    own=True,
+)
+
 HTTP_LISTEN_FAILED = MessageCode(
     "HTTP_LISTEN_FAILED",
     Level.ERROR,
