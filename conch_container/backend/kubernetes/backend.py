@@ -19,7 +19,7 @@ loaded (:mod:`conch_container.config.unsupported`).
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from twisted.internet.defer import Deferred, DeferredList, succeed
@@ -30,6 +30,7 @@ from conch_container.backend.docker.agent import AgentKind, GuestAgent
 from conch_container.backend.kubernetes.client import ClusterClient, KubernetesClient
 from conch_container.backend.kubernetes.errors import KubernetesError
 from conch_container.backend.kubernetes.execsession import KubernetesExecSession
+from conch_container.backend.kubernetes.files import write_files
 from conch_container.backend.kubernetes.podlifecycle import (
     PodRef,
     launch_pod,
@@ -47,6 +48,7 @@ from conch_container.interfaces import (
     IContainerBackend,
 )
 from conch_container.log.logger import CodeLogger
+from conch_container.metadata import FileValue
 from conch_container.metrics.recorders import NULL_BACKEND_RECORDER, BackendRecorder
 
 if TYPE_CHECKING:
@@ -84,6 +86,19 @@ class KubernetesConnection:
         )
         self._sessions: set[KubernetesExecSession] = set()
         self._closing: Once[None] | None = None
+
+    async def write_files(self, files: Mapping[str, FileValue]) -> None:
+        """Write authentication's ``files`` before any program runs (failures are warnings)."""
+        await write_files(
+            self._reactor,
+            self._cluster,
+            self.pod,
+            self._container,
+            self._agent,
+            files,
+            timeout=self._config.timeouts.command_start,
+            log=self._log,
+        )
 
     def open_session(self, channel_id: object) -> KubernetesExecSession:
         """A new exec session for a session channel."""
@@ -261,6 +276,11 @@ class KubernetesBackend:
             removal_failed=lambda: self._recorder.removal_failed(),
         )
         self._connections.add(connection)
+        try:
+            await connection.write_files(context.metadata.files)
+        except BaseException:
+            await connection.close()
+            raise
         return connection
 
 

@@ -75,6 +75,40 @@ class _Finished:
         self.ended.fire(None)
 
 
+class HelperExec:
+    """A short exec of the guest agent (a signal, a file write) in a pod's container."""
+
+    def __init__(self, cluster: ClusterClient, pod: PodRef, container: str) -> None:
+        self._cluster = cluster
+        self._pod = pod
+        self._container = container
+
+    async def run(self, command: list[str], stdin: bytes, timeout: float) -> str | None:
+        """Run ``command`` with ``stdin`` (then closed); why it failed, or None if it exited 0."""
+        events = _Finished()
+        stream = await self._cluster.open_stream(
+            self._pod.namespace,
+            self._pod.name,
+            self._container,
+            command,
+            tty=False,
+            stdout=lambda data: None,
+            stderr=lambda data: None,
+            events=events,
+            timeout=timeout,
+        )
+        try:
+            stream.write(stdin)
+            stream.loseWriteConnection()
+            error = await events.ended.wait()
+        finally:
+            stream.abortConnection()
+        status = stream.exit_status
+        if status is not None and status.exit_code == 0:
+            return None
+        return error or "the guest agent failed"
+
+
 class KubernetesExecSession(ProgramSession):
     """An :class:`~conch_container.interfaces.IBackendSession` backed by an exec into the pod.
 
@@ -253,26 +287,8 @@ class KubernetesExecSession(ProgramSession):
     async def _run_signal(self, pid: int, name: str) -> str | None:
         """Run the agent's ``signal`` command; why it failed, or None."""
         assert self._agent is not None
-        events = _Finished()
-        stream = await self._cluster.open_stream(
-            self._pod.namespace,
-            self._pod.name,
-            self._container,
-            self._agent.signal(pid, name),
-            tty=False,
-            stdout=lambda data: None,
-            stderr=lambda data: None,
-            events=events,
-            timeout=self._timeouts.signal,
-        )
-        try:
-            error = await events.ended.wait()
-        finally:
-            stream.abortConnection()
-        status = stream.exit_status
-        if status is not None and status.exit_code == 0:
-            return None
-        return error or "the guest agent could not deliver the signal"
+        helper = HelperExec(self._cluster, self._pod, self._container)
+        return await helper.run(self._agent.signal(pid, name), b"", self._timeouts.signal)
 
     # -- the stream's events
 

@@ -16,9 +16,9 @@ from twisted.trial.unittest import TestCase
 from conch_container.backend.kubernetes.backend import KubernetesBackend
 from conch_container.config import parse_config
 from conch_container.config.app import AppConfig
-from conch_container.interfaces import ConnectionContext
+from conch_container.interfaces import ConnectionContext, ExitStatus, ProgramRequest
 from conch_container.log.logger import CodeLogger
-from conch_container.testing.conformance import BackendConformanceMixin
+from conch_container.testing.conformance import BackendConformanceMixin, CollectingIO
 from conch_container.testing.kubeapi import KubeAPIServer
 from tests.backend.helpers import make_context, new_instance_id
 from tests.docker_support import GUEST_IMAGE, docker_client
@@ -46,8 +46,8 @@ def kubernetes_app_config(url: str, **pod: Any) -> AppConfig:
     )
 
 
-class KubernetesConformanceTests(BackendConformanceMixin, TestCase):
-    """The conformance cases against :class:`KubernetesBackend` through the test API server."""
+class KubeAPITestCase(TestCase):
+    """A test API server per test, and a Kubernetes backend talking to it."""
 
     timeout = 120
 
@@ -75,3 +75,37 @@ class KubernetesConformanceTests(BackendConformanceMixin, TestCase):
         )
         # Deletion is asynchronous, as in Kubernetes: a deleted pod may still be listed.
         return [p["metadata"]["name"] for p in pods if "deletionTimestamp" not in p["metadata"]]
+
+
+class KubernetesConformanceTests(KubeAPITestCase, BackendConformanceMixin):
+    """The conformance cases against :class:`KubernetesBackend` through the test API server."""
+
+
+class KubernetesConnectionTests(KubeAPITestCase):
+    """What the Kubernetes backend does beyond the conformance cases."""
+
+    async def test_files_written_before_programs(self) -> None:
+        """Authentication's files are in the pod, mode 0600, when the first program runs."""
+        backend = self.make_backend()
+        context = make_context(
+            kubernetes_app_config(self.url), self.log, files={"/tmp/greeting": b"hello\n"}
+        )
+        connection = await backend.connect(context)
+        self.addCleanup(connection.close)
+        session = connection.open_session(0)
+        io = CollectingIO()
+        await session.start(
+            ProgramRequest("exec", "cat /tmp/greeting; stat -c %a /tmp/greeting"), io
+        )
+        status = await io.wait_exit()
+        self.assertEqual(status, ExitStatus(code=0))
+        self.assertEqual(bytes(io.stdout_data), b"hello\n600\n")
+
+    async def test_pod_deleted_at_close(self) -> None:
+        """Closing the connection deletes its pod."""
+        backend = self.make_backend()
+        context = self.make_context()
+        connection = await backend.connect(context)
+        self.assertEqual(len(await self.leftovers(backend, context)), 1)
+        await connection.close()
+        self.assertEqual(await self.leftovers(backend, context), [])
