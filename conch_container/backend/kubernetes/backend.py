@@ -38,6 +38,7 @@ from conch_container.backend.kubernetes.podlifecycle import (
     remove_pod,
 )
 from conch_container.backend.kubernetes.podmanifest import pod_manifest
+from conch_container.backend.logging import connection_logger
 from conch_container.deferreds import Once
 from conch_container.errors import GENERIC_USER_MESSAGE, ContainerSSHError
 from conch_container.interfaces import (
@@ -246,7 +247,9 @@ class KubernetesBackend:
 
     async def _connect(self, context: ConnectionContext) -> KubernetesConnection:
         config: KubernetesConfig = context.config.kubernetes
-        log = _bind(context.log, backend=self.name)
+        log = connection_logger(
+            context.log, "conch_container.backend.kubernetes", backend=self.name
+        )
         if not self._running:
             raise _logged(log, "the Kubernetes backend is not running")
         if config.pod.mode != "connection":
@@ -282,12 +285,6 @@ class KubernetesBackend:
             await connection.close()
             raise
         return connection
-
-
-def _bind(log: Any, **fields: Any) -> CodeLogger:
-    if isinstance(log, CodeLogger):
-        return log.bind(**fields)
-    return CodeLogger("conch_container.backend.kubernetes", fields)
 
 
 def _logged(log: CodeLogger, explanation: str) -> ContainerSSHError:
