@@ -31,6 +31,7 @@ from conch_container.backend.programsession import (
     START_FAILED_MESSAGE,
     ProgramSession,
     SessionCodes,
+    SignalCodes,
     State,
     program_command,
 )
@@ -53,6 +54,14 @@ KUBERNETES_SESSION_CODES = SessionCodes(
     resize_failed=messages.KUBERNETES_EXEC_RESIZE_FAILED,
     output_failed=messages.KUBERNETES_EXEC_FAILED,
     subsystem_not_supported=messages.KUBERNETES_SUBSYSTEM_NOT_SUPPORTED,
+)
+
+
+#: The codes of a signal the guest agent cannot deliver.
+KUBERNETES_SIGNAL_CODES = SignalCodes(
+    no_agent=messages.KUBERNETES_EXEC_SIGNAL_FAILED_NO_AGENT,
+    unsupported=messages.KUBERNETES_EXEC_SIGNAL_FAILED,
+    no_pid=messages.KUBERNETES_SIGNAL_FAILED_NO_PID,
 )
 
 
@@ -236,39 +245,20 @@ class KubernetesExecSession(ProgramSession):
         return succeed(None)
 
     async def _signal(self, name: str) -> None:
-        self._require_running()
-        if self._agent is None:
-            raise self._error(
-                messages.KUBERNETES_EXEC_SIGNAL_FAILED_NO_AGENT,
-                "Signals are not supported.",
-                "signals need the guest agent, which is disabled",
-                signal=name,
-            )
-        if name not in SIGNALS:
-            raise self._error(
-                messages.KUBERNETES_EXEC_SIGNAL_FAILED,
-                "Unsupported signal.",
-                "the signal is not one the guest agent can deliver",
-                signal=name,
-            )
-        if self._pid is None and not self._handshake.done:
-            try:
-                await with_deadline(self._reactor, self._timeouts.signal, self._handshake.wait())
-            except DeadlineExceeded:
-                pass
-            self._require_running()
-        if self._pid is None:
-            raise self._error(
-                messages.KUBERNETES_SIGNAL_FAILED_NO_PID,
-                "Signals are not supported.",
-                "no process id is known for the program",
-                signal=name,
-            )
+        pid = await self._pid_for_signal(
+            name,
+            agent=self._agent is not None,
+            supported=SIGNALS,
+            handshake=self._handshake,
+            pid=lambda: self._pid,
+            timeout=self._timeouts.signal,
+            codes=KUBERNETES_SIGNAL_CODES,
+        )
         self._log.event(messages.KUBERNETES_EXEC_SIGNAL, "Sending signal {signal}", signal=name)
         self._delivered.add(name)
         try:
             error = await with_deadline(
-                self._reactor, self._timeouts.signal, self._run_signal(self._pid, name)
+                self._reactor, self._timeouts.signal, self._run_signal(pid, name)
             )
         except (KubernetesError, DeadlineExceeded) as e:
             error = e.explanation if isinstance(e, KubernetesError) else str(e)

@@ -109,3 +109,15 @@ class KubernetesConnectionTests(KubeAPITestCase):
         self.assertEqual(len(await self.leftovers(backend, context)), 1)
         await connection.close()
         self.assertEqual(await self.leftovers(backend, context), [])
+
+    async def test_signal_through_the_agent(self) -> None:
+        """A signal reaches the program through the guest agent; it is reported as its end."""
+        backend = self.make_backend()
+        connection = await backend.connect(self.make_context())
+        self.addCleanup(connection.close)
+        session = connection.open_session(0)
+        io = CollectingIO()
+        await session.start(ProgramRequest("exec", "echo ready; exec sleep 60"), io)
+        await io.wait_for(b"ready\n")
+        await session.signal("TERM")
+        self.assertEqual(await io.wait_exit(), ExitStatus(signal="TERM"))
