@@ -6,9 +6,12 @@ as a container of the local Docker engine.
 
 from __future__ import annotations
 
+import os
+import shutil
 from typing import Any
 
 from twisted.internet.defer import Deferred
+from twisted.internet.utils import getProcessOutputAndValue
 
 from conch_container.backend.kubernetes.client import KubernetesClient
 from conch_container.config import parse_config
@@ -81,3 +84,22 @@ class KubernetesGatewayTests(GatewayTestCase):
             "KUBERNETES_POD_REMOVE_SUCCESSFUL",
         ):
             self.assertIn(expected, codes)
+
+    async def test_sftp_subsystem(self) -> None:
+        """The sftp subsystem runs the image's sftp-server in the pod: a file goes up and back."""
+        sftp = shutil.which("sftp")
+        if sftp is None:
+            self.fail("the OpenSSH sftp client is required")
+        local = self.dir.child("up.txt")
+        local.setContent(b"through the pod\n")
+        back = self.dir.child("back.txt")
+        batch = self.dir.child("batch")
+        batch.setContent(f"put {local.path} /tmp/up.txt\nget /tmp/up.txt {back.path}\n".encode())
+        *options, destination = self.ssh_args()
+        port = options.index("-p")
+        options[port : port + 2] = ["-o", f"Port={self.port}"]
+        _, err, code = await getProcessOutputAndValue(
+            sftp, [*options, "-b", batch.path, destination], env=dict(os.environ)
+        )
+        self.assertEqual(code, 0, err)
+        self.assertEqual(back.getContent(), b"through the pod\n")
