@@ -1768,6 +1768,14 @@ KUBERNETES_EXEC_FAILED = MessageCode(
     own=True,
 )
 
+KUBERNETES_USERNAME_TOO_LONG = MessageCode(
+    "KUBERNETES_USERNAME_TOO_LONG",
+    Level.WARNING,
+    "Kubernetes",
+    "The authenticated username, made label-safe, is longer than the 63 characters a Kubernetes label value may have: the pod is created without the containerssh_username label.",
+    own=True,
+)
+
 CATALOGUE: dict[str, MessageCode] = {
     m.code: m for m in globals().values() if isinstance(m, MessageCode)
 }

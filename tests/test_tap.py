@@ -149,9 +149,9 @@ class TapTests(SynchronousTestCase):
     def test_planned_backend_refused_before_start(self) -> None:
         """A ContainerSSH backend this version lacks is a usage error naming it."""
         with self.assertRaises(usage.UsageError) as raised:
-            self.options(backend="kubernetes")
+            self.options(backend="sshproxy")
         self.assertIn(
-            "backend: the Kubernetes backend (kubernetes) is not supported yet",
+            "backend: the SSH proxy backend (sshproxy) is not supported yet",
             str(raised.exception),
         )
 

@@ -62,6 +62,20 @@ class SessionCodes:
     subsystem_not_supported: MessageCode
 
 
+@attrs.frozen
+class SignalCodes:
+    """The codes of a signal the guest agent cannot deliver, one backend's set.
+
+    :ivar no_agent: the agent is disabled.
+    :ivar unsupported: the agent cannot deliver a signal of that name.
+    :ivar no_pid: the program's process id is not known.
+    """
+
+    no_agent: MessageCode
+    unsupported: MessageCode
+    no_pid: MessageCode
+
+
 def logged_error(
     log: CodeLogger,
     code: MessageCode,
@@ -376,6 +390,53 @@ class ProgramSession:
 
     async def _signal(self, name: str) -> None:
         raise NotImplementedError
+
+    async def _pid_for_signal(
+        self,
+        name: str,
+        *,
+        agent: bool,
+        supported: frozenset[str],
+        handshake: Once[None],
+        pid: Callable[[], int | None],
+        timeout: float,
+        codes: SignalCodes,
+    ) -> int:
+        """The process id signal ``name`` goes to through the guest agent, or a logged refusal.
+
+        Right after the start the agent's PID handshake may still be on its
+        way: it is waited for within ``timeout``.
+        """
+        self._require_running()
+        if not agent:
+            raise self._error(
+                codes.no_agent,
+                "Signals are not supported.",
+                "signals need the guest agent, which is disabled",
+                signal=name,
+            )
+        if name not in supported:
+            raise self._error(
+                codes.unsupported,
+                "Unsupported signal.",
+                "the signal is not one the guest agent can deliver",
+                signal=name,
+            )
+        if pid() is None and not handshake.done:
+            try:
+                await with_deadline(self._reactor, timeout, handshake.wait())
+            except DeadlineExceeded:
+                pass
+            self._require_running()
+        known = pid()
+        if known is None:
+            raise self._error(
+                codes.no_pid,
+                "Signals are not supported.",
+                "no process id is known for the program",
+                signal=name,
+            )
+        return known
 
     def _require_running(self) -> None:
         if self._state is not State.RUNNING:

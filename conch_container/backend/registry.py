@@ -10,7 +10,7 @@ from conch_container.config import AppConfig
 from conch_container.interfaces import IBackendFactory
 
 #: Backends ContainerSSH has that this version does not provide yet.
-PLANNED = {"kubernetes": "the Kubernetes backend", "sshproxy": "the SSH proxy backend"}
+PLANNED = {"sshproxy": "the SSH proxy backend"}
 
 
 class BackendNotAvailable(LookupError):

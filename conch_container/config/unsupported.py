@@ -74,10 +74,14 @@ NOT_YET_SUPPORTED: tuple[Unsupported, ...] = (
     _forwarding("socketListenMode", "socket_listen_mode", "Unix socket listening"),
     _forwarding("x11ForwardingMode", "x11_forwarding_mode", "X11 forwarding"),
     Unsupported(
-        "backend",
-        lambda config: config.backend == "kubernetes",
+        "kubernetes.pod.mode",
+        # Only connection mode is built; kuberun translates to session mode.
+        lambda config: (
+            config.backend == "kubernetes" and config.kubernetes.pod.mode != "connection"
+        ),
         REFUSE,
-        "the Kubernetes backend (kubernetes) is not supported yet; use docker",
+        "the Kubernetes backend's session and persistent modes are not supported yet; "
+        'set it to "connection" (one pod per SSH connection) or use docker',
     ),
     Unsupported(
         "backend",

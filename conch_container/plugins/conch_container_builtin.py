@@ -11,6 +11,7 @@ from conch_container.interfaces import IBackendFactory
 
 if TYPE_CHECKING:
     from conch_container.backend.docker.backend import DockerBackend
+    from conch_container.backend.kubernetes.backend import KubernetesBackend
     from conch_container.config import AppConfig, ConfigWarning
     from conch_container.log.logger import CodeLogger
 
@@ -40,4 +41,27 @@ class DockerBackendFactory:
         )
 
 
+@implementer(IPlugin, IBackendFactory)
+class KubernetesBackendFactory:
+    """``backend: kubernetes`` (``connection`` mode; the others are refused at load)."""
+
+    name = "kubernetes"
+
+    def check_config(self, config: AppConfig) -> tuple[ConfigWarning, ...]:
+        # The pod and connection settings are checked by the schema as the file
+        # is loaded, and the modes not built yet by config/unsupported.py.
+        return ()
+
+    def build(
+        self, reactor: Any, log: CodeLogger, instance_id: str, config: AppConfig
+    ) -> KubernetesBackend:
+        # Imported here so that listing plugins does not import the official client.
+        from conch_container.backend.kubernetes.backend import KubernetesBackend
+
+        return KubernetesBackend(
+            reactor, log, instance_id=instance_id, startup_config=config.kubernetes
+        )
+
+
 docker = DockerBackendFactory()
+kubernetes = KubernetesBackendFactory()

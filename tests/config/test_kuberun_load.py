@@ -1,7 +1,8 @@
-"""A kuberun file end to end: read, warned about, then refused as the kubernetes backend.
+"""A kuberun file end to end: read, warned about, then refused for its pod mode.
 
-These tests flip when the Kubernetes backend lands and its row leaves
-``config/unsupported.py``: the same files then load.
+kuberun translates to the Kubernetes backend's ``session`` mode, which is not
+built yet (only ``connection`` mode is): these tests flip when it lands and
+its row leaves ``config/unsupported.py``; the same files then load.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ from .test_kuberun import kuberun
 
 
 class LoadTests(SynchronousTestCase):
-    """End to end: a kuberun file reads, then meets the refusal of the kubernetes backend."""
+    """End to end: a kuberun file reads, then meets the refusal of session mode."""
 
     def test_fixture_translates(self) -> None:
         """ContainerSSH 0.3's dump of the kuberun section reads, lower-case Go names and all."""
@@ -39,17 +40,17 @@ class LoadTests(SynchronousTestCase):
         self.assertEqual(spec["serviceAccount"], "")
         self.assertNotIn("livenessProbe", spec["containers"][0])
 
-    def test_refused_as_kubernetes_today(self) -> None:
-        """load_config refuses the translation as the unsupported kubernetes backend.
+    def test_refused_for_session_mode_today(self) -> None:
+        """load_config refuses the translation for its pod mode, session, not built yet.
 
-        This flips when the Kubernetes backend lands and its row leaves
+        This flips when session mode lands and its row leaves
         ``config/unsupported.py``: the same file then loads.
         """
         with self.assertRaises(ConfigError) as raised:
             load_config(fixture("kuberun-0.3.yaml"))
-        self.assertEqual(raised.exception.key_path, "backend")
+        self.assertEqual(raised.exception.key_path, "kubernetes.pod.mode")
         self.assertIn(
-            "Kubernetes backend (kubernetes) is not supported yet", raised.exception.problem
+            "session and persistent modes are not supported yet", raised.exception.problem
         )
 
     def test_translation_validates(self) -> None:
@@ -57,7 +58,7 @@ class LoadTests(SynchronousTestCase):
 
         ``validate_config`` runs the kubernetes checks because the backend is
         now ``kubernetes``; it raises nothing. ``checked_config`` refuses only
-        because of the unsupported table, naming ``backend``.
+        because of the unsupported table, naming ``kubernetes.pod.mode``.
         """
         document = kuberun(pod={"namespace": "users"})
         document["auth"] = {
@@ -67,7 +68,7 @@ class LoadTests(SynchronousTestCase):
         validate_config(config)
         with self.assertRaises(ConfigError) as raised:
             checked_config(config)
-        self.assertEqual(raised.exception.key_path, "backend")
+        self.assertEqual(raised.exception.key_path, "kubernetes.pod.mode")
 
 
 class CommandTests(SynchronousTestCase):
@@ -79,7 +80,7 @@ class CommandTests(SynchronousTestCase):
 
     def assert_warned_then_refused(self, output: str) -> None:
         deprecated = output.index("KUBERUN_DEPRECATED")
-        refused = output.index("Kubernetes backend (kubernetes) is not supported yet")
+        refused = output.index("session and persistent modes are not supported yet")
         self.assertLess(deprecated, refused)
         self.assertIn("translated into backend: kubernetes", output)
 
@@ -93,7 +94,9 @@ class CommandTests(SynchronousTestCase):
         """twistd logs KUBERUN_DEPRECATED before CORE_CONFIG_ERROR, and does not start."""
         with self.assertRaises(usage.UsageError) as raised:
             Options().parseOptions(["--config", fixture("kuberun-0.3.yaml")])
-        self.assertIn("backend: the Kubernetes backend", str(raised.exception))
+        self.assertIn(
+            "kubernetes.pod.mode: the Kubernetes backend's session", str(raised.exception)
+        )
         lines = [json.loads(line) for line in self.stderr.getvalue().splitlines()]
         codes = [line["code"] for line in lines]
         self.assertLess(codes.index("KUBERUN_DEPRECATED"), codes.index("CORE_CONFIG_ERROR"))

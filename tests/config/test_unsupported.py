@@ -42,7 +42,19 @@ ENABLING: tuple[tuple[str, str, dict[str, Any]], ...] = (
         for key in FORWARDING_KEYS
         for mode in ("enable", "filter")
     ),
-    ("backend", REFUSE, {"backend": "kubernetes"}),
+    (
+        "kubernetes.pod.mode",
+        REFUSE,
+        {"backend": "kubernetes", "kubernetes": {"pod": {"mode": "session"}}},
+    ),
+    (
+        "kubernetes.pod.mode",
+        REFUSE,
+        {
+            "backend": "kubernetes",
+            "kubernetes": {"pod": {"mode": "persistent", "metadata": {"name": "p"}}},
+        },
+    ),
     ("backend", REFUSE, {"backend": "sshproxy"}),
     ("auth.password.method", REFUSE, {"auth": {"password": {"method": "kerberos"}}}),
     (
@@ -103,6 +115,14 @@ class TableTests(SynchronousTestCase):
         """Every row tells the operator the feature is not supported yet."""
         for row in NOT_YET_SUPPORTED:
             self.assertIn("not supported yet", row.message, row.key_path)
+
+    def test_kubernetes_connection_mode_quiet(self) -> None:
+        """The Kubernetes backend in connection mode (its default) switches on nothing."""
+        for overlay in (
+            {"backend": "kubernetes"},
+            {"backend": "kubernetes", "kubernetes": {"pod": {"mode": "connection"}}},
+        ):
+            self.assertEqual(self.rows_for(overlay), (), overlay)
 
     def test_defaults_quiet(self) -> None:
         """The default configuration switches on nothing that is missing."""

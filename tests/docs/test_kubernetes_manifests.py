@@ -269,18 +269,13 @@ class DeploymentTests(SynchronousTestCase):
 class GatewayConfigTests(SynchronousTestCase):
     """The ConfigMap's configuration is one the gateway loads."""
 
-    def test_refused_only_for_the_backend(self) -> None:
-        """Loading it fails today only because the Kubernetes backend is not built yet.
+    def test_loads(self) -> None:
+        """It loads: its pods are in connection mode, the mode the Kubernetes backend has."""
+        config = load_config(materialise(os.path.abspath(self.mktemp())))
+        self.assertEqual(config.backend, "kubernetes")
+        self.assertEqual(config.kubernetes.pod.mode, "connection")
 
-        This flips when the backend lands and its row leaves
-        ``config/unsupported.py``: then ``load_config`` must succeed.
-        """
-        with self.assertRaises(ConfigError) as raised:
-            load_config(materialise(os.path.abspath(self.mktemp())))
-        self.assertEqual(raised.exception.key_path, "backend")
-        self.assertIn("not supported yet", raised.exception.problem)
-
-    def test_valid_apart_from_the_refusal(self) -> None:
+    def test_valid(self) -> None:
         """Every other check passes: the in-cluster connection, the pod, health and metrics."""
         config = gateway_config(self)
         validate_config(config)

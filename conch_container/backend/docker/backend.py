@@ -34,6 +34,7 @@ from conch_container.backend.docker.engine.client import EngineSettings, thd_con
 from conch_container.backend.docker.engine.errors import EngineError
 from conch_container.backend.docker.pull import PullPolicy, registry_auth
 from conch_container.backend.docker.reconcile import Sweep, remove_leftovers
+from conch_container.backend.logging import connection_logger
 from conch_container.codes import Level
 from conch_container.deferreds import DeadlineExceeded, Once, with_deadline
 from conch_container.errors import GENERIC_USER_MESSAGE, ContainerSSHError
@@ -227,7 +228,7 @@ class DockerBackend:
         config = context.config
         docker_config = config.docker
         execution = docker_config.execution
-        log = _bind(context.log, backend=self.name)
+        log = connection_logger(context.log, "conch_container.backend.docker", backend=self.name)
         if not self._running:
             error = ContainerSSHError(
                 messages.DOCKER_CONNECTION_FAILED,
@@ -349,12 +350,6 @@ class DockerBackend:
 
 async def _raise(error: Exception) -> Any:
     raise error
-
-
-def _bind(log: Any, **fields: Any) -> CodeLogger:
-    if isinstance(log, CodeLogger):
-        return log.bind(**fields)
-    return CodeLogger("conch_container.backend.docker", fields)
 
 
 def _config_error(log: CodeLogger, explanation: str) -> ContainerSSHError:

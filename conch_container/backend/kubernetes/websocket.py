@@ -54,6 +54,8 @@ Sink = Callable[[bytes], Any]
 
 #: The most one message may carry (the API server sends at most 32 KiB of output per message).
 MAX_MESSAGE = 1024 * 1024
+#: The most stdin sent in one message (as much as the API server sends of output in one).
+MAX_STDIN_MESSAGE = 32 * 1024
 
 
 class StreamRefused(Exception):
@@ -235,7 +237,10 @@ class ChannelStream(WebSocketClientProtocol):
         """Send stdin; dropped once stdin or the stream is closed (as a closed socket does)."""
         if self._stdin_closed or not data or not self._open:
             return
-        self.sendMessage(frame(STDIN, data), isBinary=True)
+        # Servers bound the size of a message (the test API server at 1 MiB):
+        # bulk stdin goes as several.
+        for start in range(0, len(data), MAX_STDIN_MESSAGE):
+            self.sendMessage(frame(STDIN, data[start : start + MAX_STDIN_MESSAGE]), isBinary=True)
 
     def loseWriteConnection(self) -> None:
         """Close stdin; the output keeps flowing (under v4: only stop sending stdin)."""

@@ -40,7 +40,7 @@ from conch_container.backend.docker.execops import (
     start_signal,
 )
 from conch_container.backend.docker.sessionbase import DockerSessionBase
-from conch_container.backend.programsession import START_FAILED_MESSAGE, State
+from conch_container.backend.programsession import START_FAILED_MESSAGE, SignalCodes, State
 from conch_container.codes import Level, MessageCode
 from conch_container.deferreds import (
     DeadlineExceeded,
@@ -60,6 +60,14 @@ from conch_container.log.logger import CodeLogger
 
 if TYPE_CHECKING:
     from conch_container.config import DockerConfig
+
+
+#: The codes of a signal the guest agent cannot deliver.
+DOCKER_SIGNAL_CODES = SignalCodes(
+    no_agent=messages.DOCKER_EXEC_SIGNAL_FAILED_NO_AGENT,
+    unsupported=messages.DOCKER_EXEC_SIGNAL_FAILED,
+    no_pid=messages.DOCKER_SIGNAL_FAILED_NO_PID,
+)
 
 
 class _Agent(enum.Enum):
@@ -232,35 +240,15 @@ class DockerExecSession(DockerSessionBase):
         return self._engine.exec_resize(self._exec_id, rows, columns)
 
     async def _signal(self, name: str) -> None:
-        self._require_running()
-        if not self._use_agent:
-            raise self._error(
-                messages.DOCKER_EXEC_SIGNAL_FAILED_NO_AGENT,
-                "Signals are not supported.",
-                "signals need the guest agent, which is disabled",
-                signal=name,
-            )
-        if name not in SIGNALS:
-            raise self._error(
-                messages.DOCKER_EXEC_SIGNAL_FAILED,
-                "Unsupported signal.",
-                "the signal is not one the guest agent can deliver",
-                signal=name,
-            )
-        if self._pid is None and not self._handshake.done:
-            # Right after the start the handshake may still be on its way.
-            try:
-                await with_deadline(self._reactor, self._timeouts.signal, self._handshake.wait())
-            except DeadlineExceeded:
-                pass
-            self._require_running()
-        if self._pid is None:
-            raise self._error(
-                messages.DOCKER_SIGNAL_FAILED_NO_PID,
-                "Signals are not supported.",
-                "no process id is known for the program",
-                signal=name,
-            )
+        await self._pid_for_signal(
+            name,
+            agent=self._use_agent,
+            supported=SIGNALS,
+            handshake=self._handshake,
+            pid=lambda: self._pid,
+            timeout=self._timeouts.signal,
+            codes=DOCKER_SIGNAL_CODES,
+        )
         await self._deliver_signal(name)
 
     async def _deliver_signal(self, name: str) -> None:

@@ -1,0 +1,293 @@
+"""The Kubernetes backend (``backend: kubernetes``), ``connection`` mode.
+
+At connect a pod is made for the connection (:mod:`.podmanifest`,
+:mod:`.podlifecycle`) within ``timeouts.podStart``; each session channel is
+an exec into its console container (:mod:`.execsession`); at disconnect
+the pod is deleted within ``timeouts.podStop``. The backend keeps the pods
+it made: :meth:`KubernetesBackend.stop` deletes what is left, and
+:meth:`KubernetesBackend.start` deletes the pods a previous run of the same
+instance left (found by the instance label, so never another replica's).
+
+The programs run through the project's guest agent passed inline to
+``/bin/sh -c`` (:class:`~conch_container.backend.docker.agent.GuestAgent`),
+so an image needs a shell but no agent of its own; ``disableAgent`` runs
+programs directly, without signals.
+
+``session`` and ``persistent`` modes are refused when the configuration is
+loaded (:mod:`conch_container.config.unsupported`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING, Any
+
+from twisted.internet.defer import Deferred, DeferredList, succeed
+from zope.interface import implementer
+
+from conch_container import messages
+from conch_container.backend.docker.agent import AgentKind, GuestAgent
+from conch_container.backend.kubernetes.client import ClusterClient, KubernetesClient
+from conch_container.backend.kubernetes.errors import KubernetesError
+from conch_container.backend.kubernetes.execsession import KubernetesExecSession
+from conch_container.backend.kubernetes.files import write_files
+from conch_container.backend.kubernetes.podlifecycle import (
+    PodRef,
+    launch_pod,
+    remove_leftovers,
+    remove_pod,
+)
+from conch_container.backend.kubernetes.podmanifest import pod_manifest
+from conch_container.backend.logging import connection_logger
+from conch_container.deferreds import Once
+from conch_container.errors import GENERIC_USER_MESSAGE, ContainerSSHError
+from conch_container.interfaces import (
+    ConnectionContext,
+    IBackendConnection,
+    IBackendLifecycle,
+    IBackendMetrics,
+    IContainerBackend,
+)
+from conch_container.log.logger import CodeLogger
+from conch_container.metadata import FileValue
+from conch_container.metrics.recorders import NULL_BACKEND_RECORDER, BackendRecorder
+
+if TYPE_CHECKING:
+    from conch_container.config.kubernetes import KubernetesConfig
+
+
+@implementer(IBackendConnection)
+class KubernetesConnection:
+    """The pod of one SSH connection and the sessions running in it."""
+
+    def __init__(
+        self,
+        *,
+        reactor: Any,
+        cluster: ClusterClient,
+        pod: PodRef,
+        config: KubernetesConfig,
+        log: CodeLogger,
+        on_closed: Callable[[KubernetesConnection], object],
+        removal_failed: Callable[[], object],
+    ) -> None:
+        self._reactor = reactor
+        self._cluster = cluster
+        self.pod = pod
+        self._config = config
+        self._log = log.bind(pod=pod.name)
+        self._on_closed = on_closed
+        self._removal_failed = removal_failed
+        spec = config.pod.spec["containers"][config.pod.console_container_number]
+        self._container = str(spec["name"])
+        self._agent = (
+            None
+            if config.pod.disable_agent
+            else GuestAgent(AgentKind.INLINE, config.pod.agent_path)
+        )
+        self._sessions: set[KubernetesExecSession] = set()
+        self._closing: Once[None] | None = None
+
+    async def write_files(self, files: Mapping[str, FileValue]) -> None:
+        """Write authentication's ``files`` before any program runs (failures are warnings)."""
+        await write_files(
+            self._reactor,
+            self._cluster,
+            self.pod,
+            self._container,
+            self._agent,
+            files,
+            timeout=self._config.timeouts.command_start,
+            log=self._log,
+        )
+
+    def open_session(self, channel_id: object) -> KubernetesExecSession:
+        """A new exec session for a session channel."""
+        if self._closing is not None:
+            error = ContainerSSHError(
+                messages.KUBERNETES_POD_SHUTTING_DOWN,
+                GENERIC_USER_MESSAGE,
+                "the connection's pod is being removed",
+                channelId=channel_id,
+            )
+            error.log(self._log)
+            raise error
+        session = KubernetesExecSession(
+            reactor=self._reactor,
+            cluster=self._cluster,
+            pod=self.pod,
+            container=self._container,
+            config=self._config,
+            agent=self._agent,
+            log=self._log,
+            channel_id=channel_id,
+            on_closed=self._sessions.discard,
+        )
+        self._sessions.add(session)
+        return session
+
+    def close(self) -> Deferred[None]:
+        """End every session and delete the pod (within ``timeouts.podStop``); idempotent."""
+        if self._closing is None:
+            once: Once[None] = Once()
+            self._closing = once
+            Deferred.fromCoroutine(self._close()).addBoth(once.fire)
+        return self._closing.wait()
+
+    async def _close(self) -> None:
+        try:
+            await DeferredList(
+                [s.shutdown(kill=False) for s in list(self._sessions)], consumeErrors=True
+            )
+            removed = await remove_pod(
+                self._reactor,
+                self._cluster.pods,
+                self.pod,
+                timeout=self._config.timeouts.pod_stop,
+                log=self._log,
+            )
+            if not removed:
+                self._removal_failed()
+        finally:
+            self._on_closed(self)
+
+
+@implementer(IContainerBackend, IBackendLifecycle, IBackendMetrics)
+class KubernetesBackend:
+    """Runs each SSH connection in its own Kubernetes pod (``backend: kubernetes``).
+
+    :param reactor: the reactor (threads, time, connections to the API server).
+    :param log: the backend's logger.
+    :param instance_id: this gateway's identity, put on every pod as a label;
+        :meth:`start` deletes the pods that carry it.
+    :param startup_config: the gateway's own ``kubernetes`` section: the API
+        server and namespace :meth:`start` and :meth:`remove_all` look in.
+    """
+
+    name = "kubernetes"
+
+    def __init__(
+        self,
+        reactor: Any,
+        log: CodeLogger,
+        *,
+        instance_id: str,
+        startup_config: KubernetesConfig | None = None,
+        client: KubernetesClient | None = None,
+    ) -> None:
+        self._reactor = reactor
+        self._log = log.bind(backend=self.name)
+        self.instance_id = instance_id
+        self._startup_config = startup_config
+        self._client = client if client is not None else KubernetesClient(reactor)
+        self._connections: set[KubernetesConnection] = set()
+        #: Every API server and namespace a pod was made in, for the clean-up.
+        self._places: dict[tuple[int, str], tuple[KubernetesConfig, str]] = {}
+        self._running = False
+        self._recorder: BackendRecorder = NULL_BACKEND_RECORDER
+
+    def record_with(self, recorder: BackendRecorder) -> None:
+        """Count the pods this backend gives up removing on ``recorder``."""
+        self._recorder = recorder
+
+    # -- lifecycle
+
+    def start(self, *, reconcile: bool = True) -> Deferred[int]:
+        """Start the client; delete the pods a previous run of this instance left."""
+        self._client.start()
+        self._running = True
+        config = self._startup_config
+        if config is None or not reconcile:
+            return succeed(0)
+        self._remember(config)
+        return Deferred.fromCoroutine(self._remove_everywhere())
+
+    def stop(self) -> Deferred[None]:
+        """Close every connection (deleting its pod), then release the client."""
+        return Deferred.fromCoroutine(self._stop())
+
+    async def _stop(self) -> None:
+        if not self._running:
+            return
+        self._running = False
+        await DeferredList([c.close() for c in list(self._connections)], consumeErrors=True)
+        await self._client.stop()
+
+    def remove_all(self) -> Deferred[int]:
+        """Delete every pod labelled with this instance, wherever this backend made pods."""
+        return Deferred.fromCoroutine(self._remove_everywhere())
+
+    async def _remove_everywhere(self) -> int:
+        removed = 0
+        for config, namespace in list(self._places.values()):
+            try:
+                cluster = await self._client.cluster_for(config)
+            except KubernetesError as e:
+                e.log(self._log)
+                continue
+            removed += await remove_leftovers(
+                self._reactor,
+                cluster.pods,
+                [namespace],
+                self.instance_id,
+                timeout=config.timeouts.pod_stop,
+                log=self._log,
+            )
+        return removed
+
+    def _remember(self, config: KubernetesConfig) -> None:
+        namespace = str(config.pod.metadata.get("namespace") or "default")
+        self._places.setdefault((hash(config.connection), namespace), (config, namespace))
+
+    # -- connections
+
+    def connect(self, context: ConnectionContext) -> Deferred[KubernetesConnection]:
+        """Make the connection's pod and wait until it is ready."""
+        return Deferred.fromCoroutine(self._connect(context))
+
+    async def _connect(self, context: ConnectionContext) -> KubernetesConnection:
+        config: KubernetesConfig = context.config.kubernetes
+        log = connection_logger(
+            context.log, "conch_container.backend.kubernetes", backend=self.name
+        )
+        if not self._running:
+            raise _logged(log, "the Kubernetes backend is not running")
+        if config.pod.mode != "connection":
+            raise _logged(log, f"kubernetes.pod.mode {config.pod.mode!r} is not supported yet")
+        manifest = pod_manifest(config.pod, context.metadata, instance_id=self.instance_id, log=log)
+        try:
+            cluster = await self._client.cluster_for(config)
+        except KubernetesError as e:
+            e.log(log)
+            raise
+        self._remember(config)
+        pod = await launch_pod(
+            self._reactor,
+            cluster.pods,
+            manifest,
+            timeout=config.timeouts.pod_start,
+            stop_timeout=config.timeouts.pod_stop,
+            log=log,
+        )
+        connection = KubernetesConnection(
+            reactor=self._reactor,
+            cluster=cluster,
+            pod=pod,
+            config=config,
+            log=log,
+            on_closed=self._connections.discard,
+            removal_failed=lambda: self._recorder.removal_failed(),
+        )
+        self._connections.add(connection)
+        try:
+            await connection.write_files(context.metadata.files)
+        except BaseException:
+            await connection.close()
+            raise
+        return connection
+
+
+def _logged(log: CodeLogger, explanation: str) -> ContainerSSHError:
+    error = ContainerSSHError(messages.KUBERNETES_CONFIG_ERROR, GENERIC_USER_MESSAGE, explanation)
+    error.log(log)
+    return error
