@@ -108,11 +108,19 @@ async def until_accepting(port: int, seconds: float) -> None:
     await until(lambda: accepting(port), seconds, f"a listener on port {port}")
 
 
-def write_static_gateway(directory: Any, user: str, port: int, **sections: Any) -> tuple[str, str]:
+def write_static_gateway(
+    directory: Any,
+    user: str,
+    port: int,
+    *,
+    docker_timeouts: dict[str, str] | None = None,
+    **sections: Any,
+) -> tuple[str, str]:
     """Files for a ``twistd`` gateway with one static user, who logs in with a new key.
 
     The gateway listens on 127.0.0.1:``port`` and runs the guest image
-    without pulling it; ``sections`` are added to its configuration.
+    without pulling it; ``docker_timeouts`` becomes ``docker.timeouts`` and
+    ``sections`` are added to its configuration.
 
     :param directory: a :class:`~twisted.python.filepath.FilePath` to write to.
     :return: the paths of the configuration file and of the user's private key.
@@ -137,7 +145,8 @@ def write_static_gateway(directory: Any, user: str, port: int, **sections: Any) 
                 "imagePullPolicy": "Never",
                 "disableAgent": True,
                 "idleCommand": IDLE_COMMAND,
-            }
+            },
+            **({"timeouts": docker_timeouts} if docker_timeouts else {}),
         },
         **sections,
     }

@@ -24,17 +24,15 @@ import time
 from pathlib import Path
 from typing import Any
 
-import yaml
 from twisted.internet.defer import Deferred
 from twisted.internet.threads import deferToThread
 from twisted.python.filepath import FilePath
 from twisted.trial.unittest import TestCase
 
-from conch_container.auth.static import hash_password
 from conch_container.backend.docker.containerconfig import LABEL_INSTANCE
 from conch_container.tap import SHUTDOWN_DEADLINE
 from tests.docker_support import GUEST_IMAGE, docker_client
-from tests.integration.gateway import IDLE_COMMAND, SSH, GatewayTestCase, public_line, reactor
+from tests.integration.gateway import SSH, GatewayTestCase, reactor
 from tests.integration.processes import (
     TWISTD,
     Output,
@@ -44,8 +42,8 @@ from tests.integration.processes import (
     signal_quietly,
     twistd_args,
     until,
+    write_static_gateway,
 )
-from tests.ssh.harness import new_ed25519_pem
 
 #: ``docker.timeouts.containerStop`` in these tests: the bound on every removal.
 CONTAINER_STOP = 10.0
@@ -261,46 +259,15 @@ class GatewayProcessTests(TestCase):
         self.docker = docker_client()
         self.dir = FilePath(self.mktemp())
         self.dir.makedirs()
-        client_pem = new_ed25519_pem()
-        self.key_file = self.dir.child("id")
-        self.key_file.setContent(client_pem.encode())
-        os.chmod(self.key_file.path, 0o600)
-        users = self.dir.child("users.yaml")
-        users.setContent(
-            yaml.safe_dump(
-                {
-                    "users": {
-                        "leaver": {
-                            "passwordHash": hash_password("unused-password", rounds=4),
-                            "authorizedKeys": [public_line(client_pem)],
-                        }
-                    }
-                }
-            ).encode()
-        )
         port = free_port()
-        config = self.dir.child("config.yaml")
-        config.setContent(
-            yaml.safe_dump(
-                {
-                    "ssh": {"listen": f"127.0.0.1:{port}", "hostkeys": [new_ed25519_pem()]},
-                    "auth": {
-                        "publicKey": {"method": "static", "static": {"usersFile": users.path}}
-                    },
-                    "log": {"level": "info"},
-                    "docker": {
-                        "execution": {
-                            "container": {"image": GUEST_IMAGE},
-                            "imagePullPolicy": "Never",
-                            "disableAgent": True,
-                            "idleCommand": IDLE_COMMAND,
-                        },
-                        "timeouts": {"containerStop": f"{CONTAINER_STOP:g}s"},
-                    },
-                }
-            ).encode()
+        config, key = write_static_gateway(
+            self.dir,
+            "leaver",
+            port,
+            docker_timeouts={"containerStop": f"{CONTAINER_STOP:g}s"},
         )
-        self.gateway = Gateway(config, port)
+        self.key_file = FilePath(key)
+        self.gateway = Gateway(FilePath(config), port)
         self.addCleanup(self.remove_leftovers)
         self.addCleanup(self.gateway.kill)
 

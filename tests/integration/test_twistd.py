@@ -19,10 +19,9 @@ from twisted.internet.utils import getProcessOutputAndValue
 from twisted.python.filepath import FilePath
 from twisted.trial.unittest import TestCase
 
-from conch_container.auth.static import hash_password
 from conch_container.backend.docker.containerconfig import LABEL_USERNAME
 from tests.docker_support import GUEST_IMAGE, docker_client
-from tests.integration.gateway import IDLE_COMMAND, SSH, public_line, reactor
+from tests.integration.gateway import SSH, reactor
 from tests.integration.processes import (
     TWISTD,
     Output,
@@ -32,6 +31,7 @@ from tests.integration.processes import (
     twistd_args,
     until,
     until_accepting,
+    write_static_gateway,
 )
 from tests.ssh.harness import new_ed25519_pem
 
@@ -110,47 +110,10 @@ class GracefulStopTests(TestCase):
         docker = docker_client()
         directory = FilePath(self.mktemp())
         directory.makedirs()
-        client_pem = new_ed25519_pem()
-        key_file = directory.child("id")
-        key_file.setContent(client_pem.encode())
-        os.chmod(key_file.path, 0o600)
         user = "stopper" + str(os.getpid())
-        directory.child("users.yaml").setContent(
-            yaml.safe_dump(
-                {
-                    "users": {
-                        user: {
-                            "passwordHash": hash_password("unused-password", rounds=4),
-                            "authorizedKeys": [public_line(client_pem)],
-                        }
-                    }
-                }
-            ).encode()
-        )
         port = free_port()
-        config = directory.child("config.yaml")
-        config.setContent(
-            yaml.safe_dump(
-                {
-                    "ssh": {"listen": f"127.0.0.1:{port}", "hostkeys": [new_ed25519_pem()]},
-                    "auth": {
-                        "publicKey": {
-                            "method": "static",
-                            "static": {"usersFile": directory.child("users.yaml").path},
-                        }
-                    },
-                    "log": {"level": "info"},
-                    "docker": {
-                        "execution": {
-                            "container": {"image": GUEST_IMAGE},
-                            "imagePullPolicy": "Never",
-                            "disableAgent": True,
-                            "idleCommand": IDLE_COMMAND,
-                        }
-                    },
-                }
-            ).encode()
-        )
+        config_path, key_path = write_static_gateway(directory, user, port)
+        config, key_file = FilePath(config_path), FilePath(key_path)
         gateway = Output()
         process = reactor.spawnProcess(
             gateway,

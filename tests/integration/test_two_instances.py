@@ -24,19 +24,22 @@ import subprocess
 from typing import Any
 
 import docker.errors
-import yaml
 from twisted.internet.defer import Deferred
 from twisted.internet.threads import deferToThread
 from twisted.python.filepath import FilePath
 from twisted.trial.unittest import SkipTest, TestCase
 
-from conch_container.auth.static import hash_password
 from conch_container.backend.docker.containerconfig import LABEL_USERNAME
-from tests.docker_support import GUEST_IMAGE, docker_client
-from tests.integration.gateway import IDLE_COMMAND, SSH, public_line, reactor
-from tests.integration.processes import Output, signal_quietly, twistd_args, until
+from tests.docker_support import docker_client
+from tests.integration.gateway import SSH, reactor
+from tests.integration.processes import (
+    Output,
+    signal_quietly,
+    twistd_args,
+    until,
+    write_static_gateway,
+)
 from tests.integration.test_no_leftovers import CHECKOUT, Gateway, instance_containers
-from tests.ssh.harness import new_ed25519_pem
 
 #: The listen address of every gateway, each in its own network namespace.
 PORT = 2222
@@ -137,46 +140,13 @@ class TwoGatewaysOneEngineTests(TestCase):
         self.docker = docker_client()
         self.dir = FilePath(self.mktemp())
         self.dir.makedirs()
-        client_pem = new_ed25519_pem()
-        self.key_file = self.dir.child("id")
-        self.key_file.setContent(client_pem.encode())
-        os.chmod(self.key_file.path, 0o600)
         # A user name of this test's own finds its containers on a shared engine.
         self.user = f"tenant{secrets.token_hex(4)}"
-        users = self.dir.child("users.yaml")
-        users.setContent(
-            yaml.safe_dump(
-                {
-                    "users": {
-                        self.user: {
-                            "passwordHash": hash_password("unused-password", rounds=4),
-                            "authorizedKeys": [public_line(client_pem)],
-                        }
-                    }
-                }
-            ).encode()
+        config, key = write_static_gateway(
+            self.dir, self.user, PORT, docker_timeouts={"containerStop": "10s"}
         )
-        self.config = self.dir.child("config.yaml")
-        self.config.setContent(
-            yaml.safe_dump(
-                {
-                    "ssh": {"listen": f"127.0.0.1:{PORT}", "hostkeys": [new_ed25519_pem()]},
-                    "auth": {
-                        "publicKey": {"method": "static", "static": {"usersFile": users.path}}
-                    },
-                    "log": {"level": "info"},
-                    "docker": {
-                        "execution": {
-                            "container": {"image": GUEST_IMAGE},
-                            "imagePullPolicy": "Never",
-                            "disableAgent": True,
-                            "idleCommand": IDLE_COMMAND,
-                        },
-                        "timeouts": {"containerStop": "10s"},
-                    },
-                }
-            ).encode()
-        )
+        self.config = FilePath(config)
+        self.key_file = FilePath(key)
         self.addCleanup(self.remove_leftovers)
 
     def gateway(self, *options: str) -> IsolatedGateway:
