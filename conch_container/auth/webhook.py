@@ -4,16 +4,17 @@
 ``POST {url}/pubkey``; :class:`WebhookAuthorizer` asks ``POST {url}/authz``
 after any successful authentication. A call that yields no decision
 (connection failure, timeout, non-200 status, malformed answer) is retried
-every 10 seconds until ``authTimeout`` (60 s by default) is spent; then the
-user is told authentication is unavailable. All waiting runs on the injected
-clock, so the whole schedule is testable with :class:`~twisted.internet.task.Clock`.
+every 10 seconds until ``authTimeout`` (60 s by default) is spent, on the
+schedule the configuration server's calls share
+(:func:`~conch_container.webhook.retry.call_with_retries`); then the user is
+told authentication is unavailable. All waiting runs on the injected clock, so
+the whole schedule is testable with :class:`~twisted.internet.task.Clock`.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from twisted.internet import task
 from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IReactorTime
 from zope.interface import implementer
@@ -26,17 +27,27 @@ from conch_container.metadata import AuthResult, ConnectionMetadata
 from conch_container.metrics.recorders import NULL_METRICS, Metrics
 from conch_container.webhook import protocol
 from conch_container.webhook.client import WebhookClient, WebhookError, WebhookStatusError
+from conch_container.webhook.retry import (
+    RETRY_INTERVAL,
+    GaveUp,
+    RetryPolicy,
+    call_with_retries,
+)
 
 #: ContainerSSH's overall budget for one decision, retries included (``authTimeout``).
 DEFAULT_AUTH_TIMEOUT = 60.0
-#: ContainerSSH's pause between attempts.
-RETRY_INTERVAL = 10.0
-
 _LABELS = {
     "password": "Password authentication",
     "pubkey": "Public key authentication",
     "authorization": "Authorization",
 }
+
+
+def _reason(failure: WebhookError) -> str:
+    """The message code a failed attempt is counted and logged under."""
+    if isinstance(failure, WebhookStatusError):
+        return messages.AUTH_INVALID_STATUS.code
+    return failure.code.code if failure.code is not None else messages.UNKNOWN_ERROR.code
 
 
 class _RetryingCaller:
@@ -72,13 +83,12 @@ class _RetryingCaller:
             log = log.bind(authenticatedUsername=metadata.authenticated_username)
         label = _LABELS[authtype]
         recorder = self._metrics.auth_webhook(authtype)
-        deadline = self._clock.seconds() + self._auth_timeout
         retry = False
-        while True:
+
+        async def attempt(remaining: float) -> AuthResult:
             log.event(messages.AUTH, "{method} request", method=label)
             recorder.request(retry)
             started = self._clock.seconds()
-            remaining = deadline - started
             try:
                 result = await self.client.post(
                     path,
@@ -87,60 +97,60 @@ class _RetryingCaller:
                     timeout=min(self.client.timeout, remaining),
                     log=log,
                 )
-            except WebhookStatusError as e:
-                log.event(
-                    messages.AUTH_INVALID_STATUS,
-                    "The authentication server responded with an invalid status code: {statusCode}",
-                    statusCode=e.status,
-                )
-                failure: WebhookError = e
-                reason = messages.AUTH_INVALID_STATUS.code
             except WebhookError as e:
-                failure = e
-                reason = e.code.code if e.code is not None else messages.UNKNOWN_ERROR.code
-            else:
+                if isinstance(e, WebhookStatusError):
+                    log.event(
+                        messages.AUTH_INVALID_STATUS,
+                        "The authentication server responded with an invalid status code: "
+                        "{statusCode}",
+                        statusCode=e.status,
+                    )
                 recorder.latency(self._clock.seconds() - started)
-                recorder.decision(result.success, retry, metadata.remote_address)
-                self._log_decision(log, label, result)
-                return result
+                # As ContainerSSH counts them: every attempt without an answer
+                # is a soft failure, and the one after which it gives up is a
+                # hard one as well.
+                recorder.failure(False, retry, _reason(e))
+                raise
             recorder.latency(self._clock.seconds() - started)
-            # As ContainerSSH counts them: every attempt without an answer is
-            # a soft failure, and the one after which it gives up is a hard
-            # one as well.
-            recorder.failure(False, retry, reason)
+            recorder.decision(result.success, retry, metadata.remote_address)
+            self._log_decision(log, label, result)
+            return result
 
-            # Another attempt only if one fits before the deadline; otherwise
-            # answer now rather than wait for nothing.
-            if deadline - self._clock.seconds() <= self._retry_interval:
-                recorder.failure(True, retry, reason)
-                break
+        def retrying(failure: WebhookError, delay: float) -> None:
+            nonlocal retry
+            retry = True
             log.event(
                 messages.AUTH_BACKEND_ERROR,
                 "{method} request to backend failed, retrying in {delay:g} seconds: {error}",
                 level=Level.DEBUG,
                 method=label,
-                delay=self._retry_interval,
+                delay=delay,
                 error=failure.reason,
-                reason=reason,
+                reason=_reason(failure),
             )
-            await task.deferLater(self._clock, self._retry_interval)
-            retry = True
 
-        error = ContainerSSHError(
+        policy = RetryPolicy(self._auth_timeout, self._retry_interval)
+        try:
+            return await call_with_retries(
+                attempt, clock=self._clock, policy=policy, on_retry=retrying
+            )
+        except GaveUp as gave_up:
+            failure = gave_up.last
+        recorder.failure(True, retry, _reason(failure))
+        log.event(
+            messages.AUTH_BACKEND_ERROR,
+            "{method} request to backend failed, giving up: {error}",
+            method=label,
+            error=failure.reason,
+            reason=_reason(failure),
+        )
+        raise ContainerSSHError(
             messages.AUTH_BACKEND_ERROR,
             AUTH_UNAVAILABLE_USER_MESSAGE,
             f"Backend request for {label.lower()} failed, giving up: {failure.reason}",
             url=url,
             authtype=authtype,
         )
-        log.event(
-            messages.AUTH_BACKEND_ERROR,
-            "{method} request to backend failed, giving up: {error}",
-            method=label,
-            error=failure.reason,
-            reason=reason,
-        )
-        raise error
 
     @staticmethod
     def _log_decision(log: CodeLogger, label: str, result: AuthResult) -> None:
