@@ -19,6 +19,7 @@ from typing import Any
 import docker
 from twisted.internet.defer import CancelledError, Deferred
 from twisted.internet.protocol import Protocol
+from twisted.internet.task import deferLater
 from twisted.python.failure import Failure
 
 from conch_container import messages
@@ -160,7 +161,8 @@ class DockerPods:
                 )
                 self._changed(pod)
 
-        self._reactor.callLater(PULL_BACKOFF, back_off)
+        # Tracked, so that close() cancels a back-off still pending.
+        self._track(deferLater(self._reactor, PULL_BACKOFF, back_off))
 
     async def _ended(self, pod: Pod, name: str, container_id: str) -> None:
         try:

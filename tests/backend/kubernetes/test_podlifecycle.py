@@ -54,8 +54,6 @@ def kubernetes_config(url: str, image: str = GUEST_IMAGE) -> Any:
 class PodLifecycleTests(TestCase):
     async def setUp(self) -> None:
         docker_client()  # skips without a Docker engine
-        # Registered first so that it runs last, after the server stopped.
-        self.addCleanup(_cancel_pull_back_off)
         self.server = KubeAPIServer(reactor, TOKEN, tls_dir=None)
         self.url = await self.server.start()
         self.addCleanup(lambda: Deferred.fromCoroutine(self.server.stop()))
@@ -131,10 +129,3 @@ class PodLifecycleTests(TestCase):
         assert kept is not None
         self.assertNotIn("deletionTimestamp", kept["metadata"])
         await remove_pod(reactor, self.cluster.pods, other, timeout=30, log=self.log)
-
-
-def _cancel_pull_back_off() -> None:
-    """Cancel the test API server's image pull back-off, which its stop() leaves scheduled."""
-    for call in reactor.getDelayedCalls():
-        if "_image_missing" in getattr(call.func, "__qualname__", ""):
-            call.cancel()
