@@ -217,11 +217,14 @@ def with_defaults(spec: dict[str, Any]) -> dict[str, Any]:
     return spec
 
 
-def docker_body(container: dict[str, Any], labels: dict[str, str]) -> dict[str, Any]:
+def docker_body(
+    container: dict[str, Any], labels: dict[str, str], hostname: str = ""
+) -> dict[str, Any]:
     """The ``POST /containers/create`` body for one pod container.
 
     ``command`` replaces the image's entrypoint and ``args`` its command, as
-    in a cluster; the container has no network but loopback.
+    in a cluster; the container has no network but loopback. ``hostname`` is
+    the pod's (:func:`pod_hostname`).
     """
     stdin = bool(container.get("stdin"))
     body: dict[str, Any] = {
@@ -240,9 +243,18 @@ def docker_body(container: dict[str, Any], labels: dict[str, str]) -> dict[str, 
         body["Entrypoint"] = list(container["command"])
     if container.get("args"):
         body["Cmd"] = list(container["args"])
+    if hostname:
+        body["Hostname"] = hostname
     if container.get("workingDir"):
         body["WorkingDir"] = container["workingDir"]
     user = (container.get("securityContext") or {}).get("runAsUser")
     if user is not None:
         body["User"] = str(user)
     return body
+
+
+def pod_hostname(pod: dict[str, Any]) -> str:
+    """The host name a pod's containers see: ``spec.hostname``, else the pod's name,
+    cut to the 63 characters of a DNS label, as the kubelet does."""
+    name = str(pod["spec"].get("hostname") or pod["metadata"]["name"])
+    return name[:63].rstrip("-.")

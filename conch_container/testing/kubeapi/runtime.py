@@ -29,7 +29,7 @@ from conch_container.backend.docker.engine.errors import EngineError, engine_err
 from conch_container.backend.docker.engine.upgrade import EngineStreams
 from conch_container.log import CodeLogger
 from conch_container.testing.kubeapi import podstatus
-from conch_container.testing.kubeapi.podspec import docker_body
+from conch_container.testing.kubeapi.podspec import docker_body, pod_hostname
 from conch_container.testing.kubeapi.store import Pod, PodStore
 
 #: The label on every container a server makes; its value is the server's id.
@@ -117,7 +117,9 @@ class DockerPods:
                 LABEL_CONTAINER: name,
                 LABEL_UID: pod["metadata"]["uid"],
             }
-            request = CreateRequest(docker_body(container, labels), None, None, container["image"])
+            request = CreateRequest(
+                docker_body(container, labels, pod_hostname(pod)), None, None, container["image"]
+            )
             container_id = await self.engine.create_container(request)
             self._containers.setdefault(pod["metadata"]["uid"], {})[name] = container_id
             if pod["metadata"].get("deletionTimestamp"):

@@ -111,6 +111,13 @@ class PodSpecTests(SynchronousTestCase):
             }
         )
 
+    def test_pod_hostname(self) -> None:
+        """spec.hostname, else the pod's name cut to a DNS label."""
+        named = {"metadata": {"name": "p"}, "spec": {"hostname": "h"}}
+        self.assertEqual(podspec.pod_hostname(named), "h")
+        long = {"metadata": {"name": "a" * 62 + "-b"}, "spec": {}}
+        self.assertEqual(podspec.pod_hostname(long), "a" * 62)
+
     def test_docker_body(self) -> None:
         """command is the entrypoint, args the command; stdin, tty, user, env, labels carry."""
         container = {
@@ -134,7 +141,9 @@ class PodSpecTests(SynchronousTestCase):
             (body["User"], body["WorkingDir"], body["Labels"]), ("7", "/w", {"l": "v"})
         )
         self.assertEqual(body["HostConfig"], {"NetworkMode": "none"})
-        plain = podspec.docker_body({"name": "a", "image": "i"}, {})
+        self.assertNotIn("Hostname", body)
+        plain = podspec.docker_body({"name": "a", "image": "i"}, {}, "pod-1")
+        self.assertEqual(plain["Hostname"], "pod-1")
         self.assertNotIn("Entrypoint", plain)
         self.assertNotIn("Cmd", plain)
 
