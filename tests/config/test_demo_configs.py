@@ -48,3 +48,13 @@ class DemoConfigTests(SynchronousTestCase):
         config = load_config(self.dir.child("webhook-config.yaml").path)
         self.assertEqual(config.configserver.url, "http://127.0.0.1:8080/config")
         self.assertEqual(config.auth.authz.method, "webhook")
+
+    def test_kubernetes(self) -> None:
+        """kubernetes-config.yaml: the Kubernetes backend on the test API server."""
+        # What the test API server writes before the demo checks the config.
+        self.dir.child("kubeapi-tls").makedirs()
+        self.dir.child("kubeapi-tls").child("ca.crt").setContent(b"")
+        self.check_config("kubernetes-config.yaml")
+        config = load_config(self.dir.child("kubernetes-config.yaml").path)
+        self.assertEqual(config.backend, "kubernetes")
+        self.assertEqual(config.kubernetes.pod.mode, "connection")
