@@ -11,9 +11,6 @@ from typing import Any
 
 from twisted.internet.defer import Deferred, gatherResults
 
-from conch_container.backend.kubernetes.client import KubernetesClient
-from conch_container.config import parse_config
-from tests.integration.gateway import reactor
 from tests.integration.test_kubernetes import KubernetesGatewayCase
 from tests.testing.kubeapi.support import unique
 
@@ -38,18 +35,6 @@ class KubernetesPersistentGatewayTests(KubernetesGatewayCase):
             createMissingPods=True,
         )
         return section
-
-    async def with_pods(self, call: Any) -> Any:
-        client = KubernetesClient(reactor)
-        client.start()
-        try:
-            config = parse_config(
-                {"backend": "kubernetes", "kubernetes": self.kubernetes_section()}
-            ).kubernetes
-            cluster = await client.cluster_for(config)
-            return await call(cluster.pods)
-        finally:
-            await client.stop()
 
     async def pod(self) -> dict[str, Any] | None:
         """The persistent pod, None if it is gone or being deleted."""

@@ -219,7 +219,7 @@ class KubernetesBackend:
         return Deferred.fromCoroutine(self._remove_everywhere())
 
     def stop(self) -> Deferred[None]:
-        """Close every connection (deleting its pod), then release the client."""
+        """Close every connection (deleting its pod, unless persistent), then release the client."""
         return Deferred.fromCoroutine(self._stop())
 
     async def _stop(self) -> None:
