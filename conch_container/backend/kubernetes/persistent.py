@@ -49,7 +49,7 @@ LOOKUP_INTERVAL = 2.0
 #: What the SSH user reads when the pod is missing and is not to be created.
 POD_NOT_FOUND_USER_MESSAGE = "The pod your connection runs in does not exist."
 #: What the SSH user reads when the pod has ended.
-POD_ENDED_USER_MESSAGE = "The pod your connection runs in has stopped."
+POD_ENDED_USER_MESSAGE = "The pod your connection runs in has stopped or is stopping."
 
 
 async def persistent_pod(
@@ -64,7 +64,7 @@ async def persistent_pod(
 
     :raises KubernetesError: logged, with a user message, when the pod is
         missing (and not to be created), cannot be read or created, does
-        not get ready within ``timeouts.podStart``, or has ended.
+        not get ready within ``timeouts.podStart``, has ended or is being deleted.
     """
     pod = PodRef(
         str(config.pod.metadata.get("namespace") or "default"), str(config.pod.metadata["name"])
@@ -86,6 +86,16 @@ async def persistent_pod(
         # Not the gateway's pod to clean up: without the label no clean-up can select it.
         manifest["metadata"]["labels"].pop(LABEL_INSTANCE, None)
         found = await _create(reactor, pods, pod, manifest, config.timeouts.pod_start, log=log)
+    if "deletionTimestamp" in (found.get("metadata") or {}):
+        raise _logged(
+            log,
+            KubernetesError(
+                messages.KUBERNETES_POD_WAIT_FAILED,
+                f"pod {pod.name} is being deleted; the gateway does not replace a persistent "
+                "pod that is going",
+                user_message=POD_ENDED_USER_MESSAGE,
+            ),
+        )
     if not is_ready(found):
         found = await _wait_until_ready(pods, pod, config.timeouts.pod_start, log=log)
     if phase(found) in ("Succeeded", "Failed"):

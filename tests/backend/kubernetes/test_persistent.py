@@ -86,8 +86,8 @@ class FakePods:
         self.before_create: Callable[[], None] = lambda: None
         self.created: list[dict[str, Any]] = []
 
-    def add(self, status: dict[str, Any]) -> None:
-        self.pods[NAMESPACE, NAME] = {"metadata": {"name": NAME}, "status": status}
+    def add(self, status: dict[str, Any], **metadata: Any) -> None:
+        self.pods[NAMESPACE, NAME] = {"metadata": {"name": NAME, **metadata}, "status": status}
 
     async def get_pod(self, namespace: str, name: str) -> dict[str, Any] | None:
         self.calls.append("get")
@@ -262,3 +262,13 @@ class PersistentPodTests(SynchronousTestCase):
             self.assertEqual(error.code, messages.KUBERNETES_POD_WAIT_FAILED)
             self.assertEqual(error.user_message, POD_ENDED_USER_MESSAGE)
             self.assertNotIn("create", self.pods.calls)
+
+    def test_pod_being_deleted_refused(self) -> None:
+        """A pod that is being deleted is refused at once: no exec would outlive it."""
+        self.pods.add(READY, deletionTimestamp="2026-01-01T00:00:00Z")
+        error = self.failureResultOf(
+            self.find(persistent_config(createMissingPods=True)), KubernetesError
+        ).value
+        self.assertEqual(error.code, messages.KUBERNETES_POD_WAIT_FAILED)
+        self.assertIn("being deleted", error.explanation)
+        self.assertEqual(self.pods.calls, ["get"])
