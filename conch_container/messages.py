@@ -1776,6 +1776,46 @@ KUBERNETES_USERNAME_TOO_LONG = MessageCode(
     own=True,
 )
 
+KUBERNETES_POD_LOOKUP = MessageCode(
+    "KUBERNETES_POD_LOOKUP",
+    Level.DEBUG,
+    "Kubernetes",
+    "In persistent mode, the gateway is looking up the pod named by kubernetes.pod.metadata.name for a new connection.",
+    own=True,
+)
+
+KUBERNETES_POD_LOOKUP_FAILED = MessageCode(
+    "KUBERNETES_POD_LOOKUP_FAILED",
+    Level.ERROR,
+    "Kubernetes",
+    "In persistent mode, the named pod could not be read (no answer, refused, or a server error); the read is tried 3 times, 2 seconds apart, before the connection is refused.",
+    own=True,
+)
+
+KUBERNETES_POD_NOT_FOUND = MessageCode(
+    "KUBERNETES_POD_NOT_FOUND",
+    Level.ERROR,
+    "Kubernetes",
+    "In persistent mode, the pod named by kubernetes.pod.metadata.name does not exist and createMissingPods is false: the connection is refused. Create the pod, or set createMissingPods.",
+    own=True,
+)
+
+KUBERNETES_POD_CREATE_RACE = MessageCode(
+    "KUBERNETES_POD_CREATE_RACE",
+    Level.INFO,
+    "Kubernetes",
+    "In persistent mode, another connection created the missing pod at the same time (the API server answered AlreadyExists): this connection uses that pod.",
+    own=True,
+)
+
+KUBERNETES_POD_KEPT = MessageCode(
+    "KUBERNETES_POD_KEPT",
+    Level.DEBUG,
+    "Kubernetes",
+    "In persistent mode, a connection has ended: its programs were ended and its pod is left running for the next connection; the gateway never deletes a persistent pod.",
+    own=True,
+)
+
 CATALOGUE: dict[str, MessageCode] = {
     m.code: m for m in globals().values() if isinstance(m, MessageCode)
 }

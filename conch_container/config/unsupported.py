@@ -75,13 +75,11 @@ NOT_YET_SUPPORTED: tuple[Unsupported, ...] = (
     _forwarding("x11ForwardingMode", "x11_forwarding_mode", "X11 forwarding"),
     Unsupported(
         "kubernetes.pod.mode",
-        # Only connection mode is built; kuberun translates to session mode.
-        lambda config: (
-            config.backend == "kubernetes" and config.kubernetes.pod.mode != "connection"
-        ),
+        # Session mode is not built yet; kuberun translates to session mode.
+        lambda config: config.backend == "kubernetes" and config.kubernetes.pod.mode == "session",
         REFUSE,
-        "the Kubernetes backend's session and persistent modes are not supported yet; "
-        'set it to "connection" (one pod per SSH connection) or use docker',
+        "the Kubernetes backend's session mode is not supported yet; set it to "
+        '"connection" (one pod per SSH connection), "persistent" or use docker',
     ),
     Unsupported(
         "backend",

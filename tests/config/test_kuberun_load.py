@@ -49,9 +49,7 @@ class LoadTests(SynchronousTestCase):
         with self.assertRaises(ConfigError) as raised:
             load_config(fixture("kuberun-0.3.yaml"))
         self.assertEqual(raised.exception.key_path, "kubernetes.pod.mode")
-        self.assertIn(
-            "session and persistent modes are not supported yet", raised.exception.problem
-        )
+        self.assertIn("session mode is not supported yet", raised.exception.problem)
 
     def test_translation_validates(self) -> None:
         """Past the unsupported table (as once the backend lands), the translation is valid.
@@ -80,7 +78,7 @@ class CommandTests(SynchronousTestCase):
 
     def assert_warned_then_refused(self, output: str) -> None:
         deprecated = output.index("KUBERUN_DEPRECATED")
-        refused = output.index("session and persistent modes are not supported yet")
+        refused = output.index("session mode is not supported yet")
         self.assertLess(deprecated, refused)
         self.assertIn("translated into backend: kubernetes", output)
 

@@ -47,14 +47,6 @@ ENABLING: tuple[tuple[str, str, dict[str, Any]], ...] = (
         REFUSE,
         {"backend": "kubernetes", "kubernetes": {"pod": {"mode": "session"}}},
     ),
-    (
-        "kubernetes.pod.mode",
-        REFUSE,
-        {
-            "backend": "kubernetes",
-            "kubernetes": {"pod": {"mode": "persistent", "metadata": {"name": "p"}}},
-        },
-    ),
     ("backend", REFUSE, {"backend": "sshproxy"}),
     ("auth.password.method", REFUSE, {"auth": {"password": {"method": "kerberos"}}}),
     (
@@ -116,11 +108,13 @@ class TableTests(SynchronousTestCase):
         for row in NOT_YET_SUPPORTED:
             self.assertIn("not supported yet", row.message, row.key_path)
 
-    def test_kubernetes_connection_mode_quiet(self) -> None:
-        """The Kubernetes backend in connection mode (its default) switches on nothing."""
+    def test_kubernetes_built_modes_quiet(self) -> None:
+        """The Kubernetes backend in connection (the default) or persistent mode enables nothing."""
+        persistent = {"mode": "persistent", "metadata": {"name": "p"}, "createMissingPods": True}
         for overlay in (
             {"backend": "kubernetes"},
             {"backend": "kubernetes", "kubernetes": {"pod": {"mode": "connection"}}},
+            {"backend": "kubernetes", "kubernetes": {"pod": persistent}},
         ):
             self.assertEqual(self.rows_for(overlay), (), overlay)
 

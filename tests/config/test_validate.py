@@ -206,6 +206,15 @@ class BackendValidationTests(ValidationCase):
             valid(backend="kubernetes", kubernetes={"pod": {"createMissingPods": True}}),
             "kubernetes.pod.createMissingPods: only allowed in persistent mode",
         )
+        self.assertInvalid(
+            valid(backend="kubernetes", kubernetes={"pod": {"mode": "persistent"}}),
+            "kubernetes.pod.metadata.name: must name the pod in persistent mode",
+        )
+        named = {"mode": "persistent", "metadata": {"namespace": "users", "name": "alice"}}
+        self.assertValid(valid(backend="kubernetes", kubernetes={"pod": named}))
+        self.assertValid(
+            valid(backend="kubernetes", kubernetes={"pod": {**named, "createMissingPods": True}})
+        )
         self.assertValid(valid(backend="kubernetes"))
 
     def test_backend_checked_despite_configserver(self) -> None:

@@ -8,22 +8,25 @@ from __future__ import annotations
 
 import os
 import shutil
-from typing import Any
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
 
 from twisted.internet.defer import Deferred
 from twisted.internet.utils import getProcessOutputAndValue
 
 from conch_container.backend.kubernetes.client import KubernetesClient
+from conch_container.backend.kubernetes.pods import PodAPI
 from conch_container.config import parse_config
 from conch_container.testing.kubeapi import KubeAPIServer
 from tests.docker_support import GUEST_IMAGE
 from tests.integration.gateway import GatewayTestCase, reactor
 
 TOKEN = "gateway-token"
+T = TypeVar("T")
 
 
-class KubernetesGatewayTests(GatewayTestCase):
-    """A gateway with ``backend: kubernetes`` (connection mode)."""
+class KubernetesGatewayCase(GatewayTestCase):
+    """A test API server, and a gateway with ``backend: kubernetes`` (connection mode) on it."""
 
     async def setUp(self) -> None:  # type: ignore[override]
         self.server = KubeAPIServer(reactor, TOKEN, tls_dir=None)
@@ -51,8 +54,8 @@ class KubernetesGatewayTests(GatewayTestCase):
             "timeouts": {"podStart": "30s", "podStop": "30s"},
         }
 
-    async def own_pods(self) -> list[dict[str, Any]]:
-        """The pods labelled with the gateway's instance id that are not being deleted."""
+    async def with_pods(self, call: Callable[[PodAPI], Awaitable[T]]) -> T:
+        """``call`` with the pods of the gateway's API server, through a client of its own."""
         client = KubernetesClient(reactor)
         client.start()
         try:
@@ -60,12 +63,19 @@ class KubernetesGatewayTests(GatewayTestCase):
                 {"backend": "kubernetes", "kubernetes": self.kubernetes_section()}
             ).kubernetes
             cluster = await client.cluster_for(config)
-            pods = await cluster.pods.list_pods(
-                "default", f"conch_container_instance={self.instance_id}"
-            )
+            return await call(cluster.pods)
         finally:
             await client.stop()
+
+    async def own_pods(self) -> list[dict[str, Any]]:
+        """The pods labelled with the gateway's instance id that are not being deleted."""
+        selector = f"conch_container_instance={self.instance_id}"
+        pods = await self.with_pods(lambda pods: pods.list_pods("default", selector))
         return [p for p in pods if "deletionTimestamp" not in p["metadata"]]
+
+
+class KubernetesGatewayTests(KubernetesGatewayCase):
+    """What a gateway in connection mode does for an OpenSSH client."""
 
     async def test_login_runs_in_a_pod_removed_at_disconnect(self) -> None:
         """ssh runs a command in the user's pod, with its exit code; the pod goes at disconnect."""

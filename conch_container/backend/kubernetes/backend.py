@@ -13,8 +13,12 @@ The programs run through the project's guest agent passed inline to
 so an image needs a shell but no agent of its own; ``disableAgent`` runs
 programs directly, without signals.
 
-``session`` and ``persistent`` modes are refused when the configuration is
-loaded (:mod:`conch_container.config.unsupported`).
+In ``persistent`` mode (:mod:`.persistent`) every connection execs into one
+named pod, found or created at connect; closing the connection ends its
+programs and keeps the pod, which no clean-up here ever deletes.
+
+``session`` mode is refused when the configuration is loaded
+(:mod:`conch_container.config.unsupported`).
 """
 
 from __future__ import annotations
@@ -31,6 +35,7 @@ from conch_container.backend.kubernetes.client import ClusterClient, KubernetesC
 from conch_container.backend.kubernetes.errors import KubernetesError
 from conch_container.backend.kubernetes.execsession import KubernetesExecSession
 from conch_container.backend.kubernetes.files import write_files
+from conch_container.backend.kubernetes.persistent import persistent_pod
 from conch_container.backend.kubernetes.podlifecycle import (
     PodRef,
     launch_pod,
@@ -58,7 +63,11 @@ if TYPE_CHECKING:
 
 @implementer(IBackendConnection)
 class KubernetesConnection:
-    """The pod of one SSH connection and the sessions running in it."""
+    """The pod of one SSH connection and the sessions running in it.
+
+    :param keep_pod: the pod is not the connection's own (persistent mode):
+        closing ends the connection's programs and leaves the pod running.
+    """
 
     def __init__(
         self,
@@ -70,6 +79,7 @@ class KubernetesConnection:
         log: CodeLogger,
         on_closed: Callable[[KubernetesConnection], object],
         removal_failed: Callable[[], object],
+        keep_pod: bool = False,
     ) -> None:
         self._reactor = reactor
         self._cluster = cluster
@@ -78,6 +88,7 @@ class KubernetesConnection:
         self._log = log.bind(pod=pod.name)
         self._on_closed = on_closed
         self._removal_failed = removal_failed
+        self._keep_pod = keep_pod
         spec = config.pod.spec["containers"][config.pod.console_container_number]
         self._container = str(spec["name"])
         self._agent = (
@@ -127,7 +138,7 @@ class KubernetesConnection:
         return session
 
     def close(self) -> Deferred[None]:
-        """End every session and delete the pod (within ``timeouts.podStop``); idempotent."""
+        """End every session; delete the pod (in ``timeouts.podStop``) unless kept; idempotent."""
         if self._closing is None:
             once: Once[None] = Once()
             self._closing = once
@@ -136,9 +147,14 @@ class KubernetesConnection:
 
     async def _close(self) -> None:
         try:
+            # A kept pod goes on running: its programs must be ended one by one.
             await DeferredList(
-                [s.shutdown(kill=False) for s in list(self._sessions)], consumeErrors=True
+                [s.shutdown(kill=self._keep_pod) for s in list(self._sessions)],
+                consumeErrors=True,
             )
+            if self._keep_pod:
+                self._log.event(messages.KUBERNETES_POD_KEPT, "Leaving pod {pod} running")
+                return
             removed = await remove_pod(
                 self._reactor,
                 self._cluster.pods,
@@ -203,7 +219,7 @@ class KubernetesBackend:
         return Deferred.fromCoroutine(self._remove_everywhere())
 
     def stop(self) -> Deferred[None]:
-        """Close every connection (deleting its pod), then release the client."""
+        """Close every connection (deleting its pod, unless persistent), then release the client."""
         return Deferred.fromCoroutine(self._stop())
 
     async def _stop(self) -> None:
@@ -252,23 +268,31 @@ class KubernetesBackend:
         )
         if not self._running:
             raise _logged(log, "the Kubernetes backend is not running")
-        if config.pod.mode != "connection":
+        if config.pod.mode not in ("connection", "persistent"):
             raise _logged(log, f"kubernetes.pod.mode {config.pod.mode!r} is not supported yet")
-        manifest = pod_manifest(config.pod, context.metadata, instance_id=self.instance_id, log=log)
         try:
             cluster = await self._client.cluster_for(config)
         except KubernetesError as e:
             e.log(log)
             raise
         self._remember(config)
-        pod = await launch_pod(
-            self._reactor,
-            cluster.pods,
-            manifest,
-            timeout=config.timeouts.pod_start,
-            stop_timeout=config.timeouts.pod_stop,
-            log=log,
-        )
+        persistent = config.pod.mode == "persistent"
+        if persistent:
+            pod = await persistent_pod(
+                self._reactor, cluster.pods, config, context.metadata, log=log
+            )
+        else:
+            manifest = pod_manifest(
+                config.pod, context.metadata, instance_id=self.instance_id, log=log
+            )
+            pod = await launch_pod(
+                self._reactor,
+                cluster.pods,
+                manifest,
+                timeout=config.timeouts.pod_start,
+                stop_timeout=config.timeouts.pod_stop,
+                log=log,
+            )
         connection = KubernetesConnection(
             reactor=self._reactor,
             cluster=cluster,
@@ -277,6 +301,7 @@ class KubernetesBackend:
             log=log,
             on_closed=self._connections.discard,
             removal_failed=lambda: self._recorder.removal_failed(),
+            keep_pod=persistent,
         )
         self._connections.add(connection)
         try:
