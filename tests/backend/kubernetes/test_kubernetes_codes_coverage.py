@@ -4,7 +4,8 @@
 :mod:`conch_container.messages` (ContainerSSH's and the project's own) to the
 tests (``module.Class.method``) that drive the Kubernetes backend into that
 situation and assert the code; :data:`NOT_PRODUCED` lists, with the reason,
-the codes this version of the backend has no situation for. The checks are
+the codes this version of the backend has no situation for (``session``
+mode's are among them until that mode exists). The checks are
 :mod:`tests.codes_coverage`'s.
 
 When a new ``KUBERNETES_*`` code is added, add its producing test here.
@@ -22,7 +23,11 @@ _STREAM = f"{_K}.test_execsession.StreamFailureTests"
 _FAILURES = f"{_K}.test_backendfailures.BackendFailureTests"
 _LIFECYCLE = f"{_K}.test_podlifecycle.PodLifecycleTests"
 _PODS = f"{_K}.test_pods.PodAPITests"
+_PERSISTENT = f"{_K}.test_persistent.PersistentPodTests"
 _INTEGRATION = "tests.integration.test_kubernetes.KubernetesGatewayTests"
+_PERSISTENT_GATEWAY = (
+    "tests.integration.test_kubernetes_persistent.KubernetesPersistentGatewayTests"
+)
 
 #: Each ``KUBERNETES_*`` code -> the tests that produce it and assert it.
 PRODUCERS: dict[str, tuple[str, ...]] = {
@@ -70,6 +75,26 @@ PRODUCERS: dict[str, tuple[str, ...]] = {
         f"{_PODS}.test_garbage_answer",
     ),
     "KUBERNETES_POD_SHUTTING_DOWN": (f"{_EXEC}.test_requests_in_the_wrong_state",),
+    # -- persistent mode: one named pod that outlives the connections
+    "KUBERNETES_POD_LOOKUP": (
+        f"{_PERSISTENT}.test_missing_pod_refused",
+        f"{_PERSISTENT_GATEWAY}.test_connections_share_the_pod_which_outlives_them",
+    ),
+    "KUBERNETES_POD_LOOKUP_FAILED": (
+        f"{_PERSISTENT}.test_lookup_retried_on_the_clock",
+        f"{_PERSISTENT}.test_lookup_gives_up_after_three_tries",
+    ),
+    "KUBERNETES_POD_NOT_FOUND": (
+        f"{_PERSISTENT}.test_missing_pod_refused",
+        f"{_K}.test_persistent_conformance.MissingPodTests.test_missing_pod_refused",
+    ),
+    "KUBERNETES_POD_CREATE_RACE": (
+        f"{_PERSISTENT}.test_create_race_joins_the_other_pod",
+        f"{_PERSISTENT}.test_two_connections_racing_share_the_pod",
+    ),
+    "KUBERNETES_POD_KEPT": (
+        f"{_PERSISTENT_GATEWAY}.test_connections_share_the_pod_which_outlives_them",
+    ),
     # -- programs (connection mode: execs)
     "KUBERNETES_EXEC": (
         f"{_EXEC}.test_program_and_signals_through_the_agent",
