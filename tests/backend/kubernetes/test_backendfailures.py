@@ -52,6 +52,19 @@ class BackendFailureTests(TestCase):
     def logged(self, code: str) -> list[dict[str, Any]]:
         return [e for e in self.observer if e.get("code") == code]
 
+    async def test_pod_creation_refused(self) -> None:
+        """A pod the API server will not create: KUBERNETES_POD_CREATE_FAILED, the login fails."""
+        backend = self.backend()
+        backend.start()
+        self.api.pods.fail_next = [403]
+        with self.assertRaises(ContainerSSHError) as caught:
+            await backend.connect(make_context(self.config, self.log))
+        self.assertEqual(caught.exception.code, messages.KUBERNETES_POD_CREATE_FAILED)
+        [failed] = self.logged("KUBERNETES_POD_CREATE_FAILED")
+        self.assertIn("try again", failed["reason"])
+        self.assertEqual(self.logged("KUBERNETES_POD_WAIT"), [])
+        self.assertEqual(self.api.pods.pods, {})
+
     async def test_pod_removal_refused(self) -> None:
         """A pod the API server will not delete: KUBERNETES_POD_REMOVE_FAILED, counted."""
         backend = self.backend()

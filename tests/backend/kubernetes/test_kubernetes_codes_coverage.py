@@ -41,7 +41,10 @@ PRODUCERS: dict[str, tuple[str, ...]] = {
         f"{_LIFECYCLE}.test_ready_labelled_then_removed",
         f"{_INTEGRATION}.test_login_runs_in_a_pod_removed_at_disconnect",
     ),
-    "KUBERNETES_POD_CREATE_FAILED": (f"{_PODS}.test_create_conflict",),
+    "KUBERNETES_POD_CREATE_FAILED": (
+        f"{_FAILURES}.test_pod_creation_refused",
+        f"{_PODS}.test_create_conflict",
+    ),
     "KUBERNETES_USERNAME_TOO_LONG": (
         f"{_K}.test_podmanifest.PodManifestTests.test_long_username_left_out",
     ),
