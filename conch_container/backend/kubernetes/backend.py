@@ -96,6 +96,11 @@ class KubernetesConnection:
             if config.pod.disable_agent
             else GuestAgent(AgentKind.INLINE, config.pod.agent_path)
         )
+        if self._agent is None:
+            self._log.event(
+                messages.KUBERNETES_GUEST_AGENT_DISABLED,
+                "The guest agent is disabled: signals and file writes are not available",
+            )
         self._sessions: set[KubernetesExecSession] = set()
         self._closing: Once[None] | None = None
 

@@ -245,6 +245,14 @@ class KubernetesExecSession(ProgramSession):
         return succeed(None)
 
     async def _signal(self, name: str) -> None:
+        if self._state is State.ENDED:
+            # ContainerSSH tells this apart from "no program was started".
+            raise self._error(
+                messages.KUBERNETES_SIGNAL_FAILED_EXITED,
+                "The program already exited.",
+                "the program exited before the signal came",
+                signal=name,
+            )
         pid = await self._pid_for_signal(
             name,
             agent=self._agent is not None,

@@ -48,6 +48,14 @@ class ChannelServerProtocol(WebSocketServerProtocol):
             else:
                 server._message_waiters.append((count, d))
 
+    def onCloseFrame(self, code: int, reasonRaw: bytes) -> bool | None:
+        server = self.factory.server
+        if server.linger and self.state == WebSocketServerProtocol.STATE_CLOSING:
+            # The client's answer to our close: keep the TCP connection open.
+            server._fire(server._close_answered, None)
+            return None
+        return super().onCloseFrame(code, reasonRaw)
+
     def onClose(self, wasClean: bool, code: int | None, reason: str | None) -> None:
         self.factory.server.connection_closed = True
         self.factory.server._fire(self.factory.server._closed, None)
@@ -68,6 +76,9 @@ class ChannelServer:
     :ivar refuse_status: if set, the upgrade is refused with this HTTP status.
     :ivar request: the last upgrade request (autobahn's ``ConnectionRequest``).
     :ivar received: every message received, in order.
+    :ivar linger: after :meth:`finish`, keep the TCP connection open once the
+        client answered the close (a server that ends the WebSocket but not
+        the connection: the client drops it after its own timeout).
     """
 
     def __init__(self, supported: tuple[str, ...] = (V5, V4)) -> None:
@@ -77,6 +88,8 @@ class ChannelServer:
         self.protocol: ChannelServerProtocol | None = None
         self.connection_closed = False
         self.received: list[bytes] = []
+        self.linger = False
+        self._close_answered: list[Deferred[Any]] = []
         self._opened: list[Deferred[Any]] = []
         self._closed: list[Deferred[Any]] = []
         self._message_waiters: list[tuple[int, Deferred[list[bytes]]]] = []
@@ -124,6 +137,12 @@ class ChannelServer:
     def closed(self) -> Deferred[None]:
         d: Deferred[Any] = Deferred()
         self._closed.append(d)
+        return d
+
+    def close_answered(self) -> Deferred[None]:
+        """Fires when the client answered :meth:`finish` (with :attr:`linger` only)."""
+        d: Deferred[Any] = Deferred()
+        self._close_answered.append(d)
         return d
 
     def messages(self, count: int) -> Deferred[list[bytes]]:
