@@ -10,8 +10,11 @@ it, the wait for a token included, is bounded by the HTTP timeout
 a deadline on the reactor's clock frees the caller.
 
 A failed call raises :class:`~.errors.KubernetesError` with the code of what
-was being done. Waiting for a pod polls it (a watch would hold a pool thread
-for the whole wait); image pull errors end the wait at once.
+was being done. Waiting for a pod reads it, then follows its changes with a
+watch read on the reactor (:mod:`.podwatch`: the official client would hold a
+pool thread for the whole wait), so a change is seen when it happens; where
+the watch cannot be opened or ends early, the pod is read again every
+:data:`POLL_INTERVAL`. Image pull errors end the wait at once.
 """
 
 from __future__ import annotations
@@ -42,6 +45,7 @@ from conch_container.backend.kubernetes.podstatus import (
     is_ready,
     is_terminated,
 )
+from conch_container.backend.kubernetes.podwatch import PodWatch, WatchEnded, open_pod_watch
 from conch_container.backend.kubernetes.ratelimit import TokenBucket
 from conch_container.codes import MessageCode
 from conch_container.deferreds import DeadlineExceeded, with_deadline
@@ -50,7 +54,7 @@ T = TypeVar("T")
 
 #: The most of an answer's body that is read (a pod list of the gateway's own pods included).
 MAX_BODY = 16 * 1024 * 1024
-#: Seconds between two looks at a pod being waited for.
+#: Seconds between two reads of a pod being waited for when watching it fails.
 POLL_INTERVAL = 1.0
 
 
@@ -110,7 +114,9 @@ class PodAPI:
     :param pool: the backend's own bounded thread pool; every request runs there.
     :param cluster: the official client and its settings.
     :param limiter: the rate limit (``qps``/``burst``) shared by the backend's calls.
-    :param poll_interval: seconds between two looks at a pod being waited for.
+    :param poll_interval: seconds between two reads of a pod being waited for
+        when it cannot be watched.
+    :param watch: whether waits watch the pod (else they only poll).
     """
 
     def __init__(
@@ -121,6 +127,7 @@ class PodAPI:
         limiter: TokenBucket,
         *,
         poll_interval: float = POLL_INTERVAL,
+        watch: bool = True,
     ) -> None:
         self._reactor = reactor
         self._pool = pool
@@ -128,6 +135,7 @@ class PodAPI:
         self._limiter = limiter
         self._timeout = cluster.settings.timeout
         self._poll_interval = poll_interval
+        self._watch = watch
 
     async def _call(
         self,
@@ -267,6 +275,37 @@ class PodAPI:
         assert code is not None  # is_terminated said so
         return code
 
+    async def _open_watch(
+        self, namespace: str, name: str, version: str, left: float, code: MessageCode
+    ) -> PodWatch:
+        """A watch of the pod after ``version``, lasting at most ``left`` seconds.
+
+        :raises KubernetesError: refused, or no answer within the HTTP timeout.
+        """
+        await self._limiter.acquire()
+        try:
+            return await with_deadline(
+                self._reactor,
+                self._timeout,
+                open_pod_watch(
+                    self._reactor,
+                    self._cluster.settings,
+                    _pod_path(namespace),
+                    name,
+                    version,
+                    timeout_seconds=int(left) + 1,
+                    code=code,
+                ),
+            )
+        except DeadlineExceeded:
+            raise KubernetesError(
+                code, f"watching pod {name}: no answer within {self._timeout:g} s"
+            ) from None
+        except KubernetesError:
+            raise
+        except Exception as e:  # connection refused, TLS, a broken answer
+            raise KubernetesError(code, f"watching pod {name}: {e or type(e).__name__}") from None
+
     async def _wait(
         self,
         namespace: str,
@@ -277,29 +316,61 @@ class PodAPI:
         what: str,
     ) -> dict[str, Any]:
         last_error: KubernetesError | None = None
+        watching = self._watch
+        started = self._reactor.seconds()
+
+        async def read() -> dict[str, Any] | None:
+            nonlocal last_error
+            try:
+                return await self.get_pod(namespace, name)
+            except KubernetesError as e:
+                if not _transient(e):
+                    raise KubernetesError(
+                        code, e.explanation, status=e.status, reason=e.reason
+                    ) from None
+                last_error = e  # the API server may recover within the wait
+                return {}
+
+        async def next_state(
+            pod: dict[str, Any], watch: PodWatch | None
+        ) -> tuple[dict[str, Any] | None, PodWatch | None]:
+            """The pod's next state: from the watch, or read again after a pause."""
+            nonlocal watching, last_error
+            version = str(pod.get("metadata", {}).get("resourceVersion") or "")
+            if watching and version:
+                try:
+                    if watch is None:
+                        left = timeout - (self._reactor.seconds() - started)
+                        watch = await self._open_watch(namespace, name, version, left, code)
+                    return await watch.next(), watch
+                except WatchEnded:
+                    watch = None
+                except KubernetesError as e:
+                    # Refused (no "watch" permission, say): poll for the rest of the wait.
+                    last_error = e
+                    watching = _transient(e)
+                    watch = None
+            await task.deferLater(self._reactor, self._poll_interval)
+            return await read(), None
 
         async def poll() -> dict[str, Any]:
-            nonlocal last_error
-            while True:
-                try:
-                    pod = await self.get_pod(namespace, name)
-                except KubernetesError as e:
-                    if not _transient(e):
+            watch: PodWatch | None = None
+            try:
+                pod = await read()
+                while True:
+                    if pod is None:
                         raise KubernetesError(
-                            code, e.explanation, status=e.status, reason=e.reason
-                        ) from None
-                    last_error = e  # the API server may recover within the wait
-                    pod = {}
-                if pod is None:
-                    raise KubernetesError(
-                        code, f"pod {name} is gone", status=404, reason="NotFound"
-                    )
-                if pod and done(pod):
-                    return pod
-                problem = image_pull_problem(pod)
-                if problem is not None:
-                    raise ImagePullFailed(f"pod {name}: {problem}", pod=name)
-                await task.deferLater(self._reactor, self._poll_interval)
+                            code, f"pod {name} is gone", status=404, reason="NotFound"
+                        )
+                    if pod and done(pod):
+                        return pod
+                    problem = image_pull_problem(pod)
+                    if problem is not None:
+                        raise ImagePullFailed(f"pod {name}: {problem}", pod=name)
+                    pod, watch = await next_state(pod, watch)
+            finally:
+                if watch is not None:
+                    watch.close()
 
         try:
             return await with_deadline(self._reactor, timeout, poll())
