@@ -56,6 +56,8 @@ Sink = Callable[[bytes], Any]
 MAX_MESSAGE = 1024 * 1024
 #: The most stdin sent in one message (as much as the API server sends of output in one).
 MAX_STDIN_MESSAGE = 32 * 1024
+#: The most stderr held while the guest agent's PID has not come on stdout.
+MAX_EARLY_STDERR = 64 * 1024
 
 
 class StreamRefused(Exception):
@@ -130,6 +132,8 @@ class ChannelStream(WebSocketClientProtocol):
         #: The handshake succeeded with a channel protocol: the stream is handed over.
         self._opened = False
         self._feed_stdout: Sink | None = None
+        #: stderr that came before the PID, delivered once it came.
+        self._early_stderr = bytearray()
 
     # -- autobahn
 
@@ -158,7 +162,11 @@ class ChannelStream(WebSocketClientProtocol):
             self._feed_stdout(data)
         elif channel == STDERR:
             if self.expect_pid:
-                self._fail("output on stderr before the PID")
+                # stdout and stderr are copied apart (by the kubelet, by Docker): a
+                # program that fails at once may be heard on stderr before the PID.
+                self._early_stderr += data
+                if len(self._early_stderr) > MAX_EARLY_STDERR:
+                    self._fail("too much output on stderr before the PID")
             else:
                 self.stderr(data)
         elif channel == ERROR:
@@ -187,6 +195,7 @@ class ChannelStream(WebSocketClientProtocol):
             error = self.exit_status.error
         if self.expect_pid and self._failed is None:
             self.expect_pid = False
+            self._flush_early_stderr()
             self.events.pid_failed("the output ended before the PID")
         if not self._ended:
             self._ended = True
@@ -202,6 +211,12 @@ class ChannelStream(WebSocketClientProtocol):
         self.expect_pid = False
         self._feed_stdout = self.stdout
         self.events.pid_received(pid)
+        self._flush_early_stderr()
+
+    def _flush_early_stderr(self) -> None:
+        if self._early_stderr:
+            held, self._early_stderr = bytes(self._early_stderr), bytearray()
+            self.stderr(held)
 
     def _after_pid(self, data: bytes) -> None:
         if self._failed is None:

@@ -29,7 +29,7 @@ from conch_container.backend.kubernetes.connection import ClusterSettings
 from conch_container.backend.kubernetes.credentials import Credentials
 from conch_container.backend.kubernetes.errors import KubernetesError
 from conch_container.backend.kubernetes.streamopen import open_channel_stream
-from conch_container.backend.kubernetes.websocket import ChannelStream
+from conch_container.backend.kubernetes.websocket import MAX_EARLY_STDERR, ChannelStream
 from conch_container.backend.programsession import InputGate, ProgramTransport
 from tests.backend.kubernetes.channelserver import ChannelServer, exit_status
 
@@ -371,14 +371,37 @@ class ChannelStreamTests(TestCase):
         self.assertEqual(bytes(recorder.stdout), b"after")
 
     async def test_stderr_before_pid(self) -> None:
-        """Output on stderr before the PID fails the handshake and drops the stream."""
+        """stderr that overtakes the PID (the two are copied apart) is held, then delivered."""
         server = self.start_server()
         _, recorder = await self.open(expect_pid=True)
         await server.opened()
-        server.send(STDERR, b"agent: not found")
+        server.send(STDERR, b"sh: nothing: not found\n")
+        server.send(STDOUT, (1234).to_bytes(4, "little") + b"!")
+        await recorder.stdout_reaches(1)
+        self.assertEqual(recorder.pids, [1234])
+        self.assertEqual(bytes(recorder.stderr), b"sh: nothing: not found\n")
+        self.assertEqual(recorder.pid_failures, [])
+
+    async def test_too_much_stderr_before_pid(self) -> None:
+        """More stderr before the PID than is held fails the handshake and drops the stream."""
+        server = self.start_server()
+        _, recorder = await self.open(expect_pid=True)
+        await server.opened()
+        server.send(STDERR, b"x" * (MAX_EARLY_STDERR + 1))
         await recorder.closed_d()
-        self.assertEqual(recorder.pid_failures, ["output on stderr before the PID"])
-        self.assertEqual(recorder.pids, [])
+        self.assertEqual(recorder.pid_failures, ["too much output on stderr before the PID"])
+        self.assertEqual((recorder.pids, bytes(recorder.stderr)), ([], b""))
+
+    async def test_stderr_without_pid_is_delivered(self) -> None:
+        """When the stream ends before the PID, what came on stderr says why."""
+        server = self.start_server()
+        _, recorder = await self.open(expect_pid=True)
+        protocol = await server.opened()
+        server.send(STDERR, b"agent: cannot start\n")
+        protocol.sendClose()
+        await recorder.closed_d()
+        self.assertEqual(bytes(recorder.stderr), b"agent: cannot start\n")
+        self.assertEqual(recorder.pid_failures, ["the output ended before the PID"])
 
     async def test_paused_stream_stops_reading(self) -> None:
         """A paused stream stops reading its socket; sent data waits; resuming delivers it."""
