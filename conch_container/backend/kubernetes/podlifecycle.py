@@ -2,7 +2,11 @@
 
 :func:`launch_pod` creates the pod (:mod:`.podmanifest`) and waits until it
 is ready within ``timeouts.podStart``; a pod that does not get there is
-removed before the error goes up, so no pod outlives a failed connect.
+removed before the error goes up, so no pod outlives a failed connect. As
+in ContainerSSH, a create that fails in a way worth trying again (no answer,
+a refused connection, 429 or a server error) is tried again every
+:data:`CREATE_RETRY_INTERVAL` seconds within the same ``podStart``; an answer
+that refuses the pod itself (403, 422, any other 4xx) fails at once.
 :func:`remove_pod` deletes it within ``timeouts.podStop``;
 :func:`remove_leftovers` deletes every pod labelled with this gateway's
 instance id in the given namespaces (never another replica's, which carry
@@ -16,6 +20,7 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 import attrs
+from twisted.internet import task
 from twisted.internet.defer import Deferred, DeferredList
 
 from conch_container import messages
@@ -28,6 +33,8 @@ from conch_container.log.logger import CodeLogger
 
 #: What the SSH user reads when the pod's image cannot be pulled.
 IMAGE_PULL_USER_MESSAGE = "The container image of your session could not be pulled."
+#: Seconds between two attempts to create a pod, ContainerSSH's interval.
+CREATE_RETRY_INTERVAL = 10.0
 
 
 @attrs.frozen
@@ -53,19 +60,12 @@ async def launch_pod(
         be pulled is reported at once (``KUBERNETES_IMAGE_PULL_FAILED``).
     """
     namespace = str(manifest["metadata"].get("namespace") or "default")
-    log.event(
-        messages.KUBERNETES_POD_CREATE, "Creating pod in namespace {namespace}", namespace=namespace
-    )
-    try:
-        created = await with_deadline(reactor, timeout, pods.create_pod(namespace, manifest))
-    except DeadlineExceeded as e:
-        raise _logged(log, KubernetesError(messages.KUBERNETES_POD_CREATE_FAILED, str(e))) from None
-    except KubernetesError as e:
-        raise _logged(log, e) from None
+    deadline = reactor.seconds() + timeout
+    created = await _create_with_retries(reactor, pods, namespace, manifest, deadline, log)
     pod = PodRef(namespace, str(created["metadata"]["name"]))
     log.event(messages.KUBERNETES_POD_WAIT, "Waiting for pod {pod} to be ready", pod=pod.name)
     try:
-        await pods.wait_until_ready(pod.namespace, pod.name, timeout)
+        await pods.wait_until_ready(pod.namespace, pod.name, max(deadline - reactor.seconds(), 0.0))
     except ImagePullFailed as e:
         await remove_pod(reactor, pods, pod, timeout=stop_timeout, log=log)
         raise _logged(
@@ -78,6 +78,49 @@ async def launch_pod(
             raise _logged(log, e) from None
         raise
     return pod
+
+
+async def _create_with_retries(
+    reactor: Any,
+    pods: PodAPI,
+    namespace: str,
+    manifest: Mapping[str, Any],
+    deadline: float,
+    log: CodeLogger,
+) -> dict[str, Any]:
+    """Create the pod, trying again while the failure is worth it and ``deadline`` allows."""
+    while True:
+        log.event(
+            messages.KUBERNETES_POD_CREATE,
+            "Creating pod in namespace {namespace}",
+            namespace=namespace,
+        )
+        left = max(deadline - reactor.seconds(), 0.0)
+        try:
+            return await with_deadline(reactor, left, pods.create_pod(namespace, manifest))
+        except DeadlineExceeded as e:
+            error = KubernetesError(messages.KUBERNETES_POD_CREATE_FAILED, str(e))
+        except KubernetesError as e:
+            error = e
+        if not worth_retrying(error) or deadline - reactor.seconds() <= CREATE_RETRY_INTERVAL:
+            raise _logged(log, error)
+        log.event(
+            messages.KUBERNETES_POD_CREATE_FAILED,
+            "Failed to create a pod, trying again in {interval:g} s: {reason}",
+            interval=CREATE_RETRY_INTERVAL,
+            reason=error.explanation,
+        )
+        await task.deferLater(reactor, CREATE_RETRY_INTERVAL)
+
+
+def worth_retrying(error: KubernetesError) -> bool:
+    """Whether a failed create may succeed when tried again unchanged.
+
+    No answer at all (refused connection, timeout, unreadable answer), 429
+    and server errors are passing troubles; any other 4xx refuses the pod
+    itself (invalid, forbidden, quota) and would be refused again.
+    """
+    return error.status is None or error.status == 429 or error.status >= 500
 
 
 async def remove_pod(
