@@ -6,7 +6,8 @@ removed before the error goes up, so no pod outlives a failed connect. As
 in ContainerSSH, a create that fails in a way worth trying again (no answer,
 a refused connection, 429 or a server error) is tried again every
 :data:`CREATE_RETRY_INTERVAL` seconds within the same ``podStart``; an answer
-that refuses the pod itself (403, 422, any other 4xx) fails at once.
+that refuses the pod itself (403, 422, any other 4xx), or a server
+certificate that fails verification, fails at once.
 :func:`remove_pod` deletes it within ``timeouts.podStop``;
 :func:`remove_leftovers` deletes every pod labelled with this gateway's
 instance id in the given namespaces (never another replica's, which carry
@@ -118,8 +119,11 @@ def worth_retrying(error: KubernetesError) -> bool:
 
     No answer at all (refused connection, timeout, unreadable answer), 429
     and server errors are passing troubles; any other 4xx refuses the pod
-    itself (invalid, forbidden, quota) and would be refused again.
+    itself (invalid, forbidden, quota) and would be refused again, and so
+    would a server certificate that fails verification.
     """
+    if error.certificate_refused:
+        return False
     return error.status is None or error.status == 429 or error.status >= 500
 
 

@@ -14,6 +14,7 @@ from typing import Any
 import attrs
 from twisted.internet import reactor
 from twisted.internet.defer import Deferred
+from twisted.internet.testing import EventLoggingObserver
 from twisted.trial.unittest import TestCase
 
 from conch_container.backend.kubernetes.backend import KubernetesBackend
@@ -46,7 +47,8 @@ class InsecureTLSTests(TestCase):
         self.url = await self.server.start()
         self.assertTrue(self.url.startswith("https://"), self.url)
         self.addCleanup(lambda: Deferred.fromCoroutine(self.server.stop()))
-        self.log = CodeLogger("tests.backend.kubernetes.insecure")
+        self.events = EventLoggingObserver()
+        self.log = CodeLogger("tests.backend.kubernetes.insecure", observer=self.events)
 
     def app_config(self, **connection: Any) -> Any:
         config = kubernetes_app_config(self.url)
@@ -74,9 +76,12 @@ class InsecureTLSTests(TestCase):
         self.assertEqual(bytes(io.stdout_data), b"through-tls\n")
 
     async def test_verified_by_default(self) -> None:
-        """Without insecure the unknown CA is refused: no pod is made."""
+        """Without insecure the unknown CA is refused at once, not retried: no pod is made."""
         config = self.app_config(allowInsecure=True)
         with self.assertRaises(KubernetesError) as raised:
             await self.make_backend().connect(make_context(config, self.log))
         self.assertEqual(raised.exception.code.code, "KUBERNETES_POD_CREATE_FAILED")
         self.assertIn("certificate", raised.exception.explanation.lower())
+        self.assertTrue(raised.exception.certificate_refused)
+        creates = [e for e in self.events if e["code"] == "KUBERNETES_POD_CREATE"]
+        self.assertEqual(len(creates), 1)

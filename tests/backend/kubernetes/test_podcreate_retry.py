@@ -107,6 +107,19 @@ class CreateRetryTests(SynchronousTestCase):
             self.clock.advance(POD_START)
             self.assertEqual(len(pods.creates), 1, status)
 
+    def test_refused_certificate_fails_at_once(self) -> None:
+        """No answer because the server's certificate failed verification: no second attempt."""
+        refused = KubernetesError(
+            messages.KUBERNETES_POD_CREATE_FAILED,
+            "creating the pod: certificate verify failed",
+            certificate_refused=True,
+        )
+        pods = ScriptedPods(self.clock, [refused])
+        d = self.launch(pods)
+        self.assertIs(self.failureResultOf(d, KubernetesError).value, refused)
+        self.clock.advance(POD_START)
+        self.assertEqual(pods.creates, [0.0])
+
     def test_gives_up_within_pod_start(self) -> None:
         """Failing for ever: attempts stop when podStart leaves no room for another."""
         pods = ScriptedPods(self.clock, [failure(500)] * 100)
