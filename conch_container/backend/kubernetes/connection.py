@@ -27,11 +27,13 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
+import warnings
 from collections.abc import Mapping
 from typing import Any
 from urllib.parse import urlsplit
 
 import attrs
+import urllib3
 from kubernetes.client import ApiClient, Configuration
 
 from conch_container.backend.files import write_private
@@ -259,6 +261,10 @@ def thd_api_client(settings: ClusterSettings, tls_root: str | None, pool_size: i
     """
     configuration = Configuration(host=settings.base_url)
     configuration.verify_ssl = not settings.insecure
+    if settings.insecure:
+        # KUBERUN_INSECURE said so once, at load; urllib3 would otherwise
+        # warn, without a message code, on each request.
+        warnings.filterwarnings("ignore", category=urllib3.exceptions.InsecureRequestWarning)
     # urllib3 would retry on its own, outside the call's deadline.
     configuration.retries = 0
     configuration.connection_pool_maxsize = pool_size

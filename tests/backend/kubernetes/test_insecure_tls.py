@@ -16,6 +16,7 @@ from twisted.internet import reactor
 from twisted.internet.defer import Deferred
 from twisted.internet.testing import EventLoggingObserver
 from twisted.trial.unittest import TestCase
+from urllib3.exceptions import InsecureRequestWarning
 
 from conch_container.backend.kubernetes.backend import KubernetesBackend
 from conch_container.backend.kubernetes.errors import KubernetesError
@@ -74,6 +75,9 @@ class InsecureTLSTests(TestCase):
         await session.start(ProgramRequest("exec", "echo through-tls"), io)
         self.assertEqual(await io.wait_exit(), ExitStatus(code=0))
         self.assertEqual(bytes(io.stdout_data), b"through-tls\n")
+        # The risk was logged at load (KUBERUN_INSECURE), not again per request.
+        insecure = [w for w in self.flushWarnings() if w["category"] is InsecureRequestWarning]
+        self.assertEqual(insecure, [])
 
     async def test_verified_by_default(self) -> None:
         """Without insecure the unknown CA is refused at once, not retried: no pod is made."""
