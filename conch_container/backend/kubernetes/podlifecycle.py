@@ -2,7 +2,8 @@
 
 :func:`launch_pod` creates the pod (:mod:`.podmanifest`) and waits until it
 is ready within ``timeouts.podStart``; a pod that does not get there is
-removed before the error goes up, so no pod outlives a failed connect. As
+removed before the error goes up, so no pod outlives a failed connect (nor
+one a create made although its answer never came). As
 in ContainerSSH, a create that fails in a way worth trying again (no answer,
 a refused connection, 429 or a server error) is tried again every
 :data:`CREATE_RETRY_INTERVAL` seconds within the same ``podStart``; an answer
@@ -26,7 +27,11 @@ from twisted.internet.defer import Deferred, DeferredList
 
 from conch_container import messages
 from conch_container.backend.kubernetes.errors import ImagePullFailed, KubernetesError
-from conch_container.backend.kubernetes.podmanifest import instance_selector
+from conch_container.backend.kubernetes.podmanifest import (
+    LABEL_CONNECTION_ID,
+    LABEL_INSTANCE,
+    instance_selector,
+)
 from conch_container.backend.kubernetes.pods import PodAPI
 from conch_container.codes import Level
 from conch_container.deferreds import DeadlineExceeded, with_deadline
@@ -62,7 +67,9 @@ async def launch_pod(
     """
     namespace = str(manifest["metadata"].get("namespace") or "default")
     deadline = reactor.seconds() + timeout
-    created = await _create_with_retries(reactor, pods, namespace, manifest, deadline, log)
+    created = await _create_with_retries(
+        reactor, pods, namespace, manifest, deadline, stop_timeout, log
+    )
     pod = PodRef(namespace, str(created["metadata"]["name"]))
     log.event(messages.KUBERNETES_POD_WAIT, "Waiting for pod {pod} to be ready", pod=pod.name)
     try:
@@ -87,9 +94,14 @@ async def _create_with_retries(
     namespace: str,
     manifest: Mapping[str, Any],
     deadline: float,
+    stop_timeout: float,
     log: CodeLogger,
 ) -> dict[str, Any]:
-    """Create the pod, trying again while the failure is worth it and ``deadline`` allows."""
+    """Create the pod, trying again while the failure is worth it and ``deadline`` allows.
+
+    A create that got no answer may still have made the pod: what carries
+    the connection's labels is removed before the next attempt or the error.
+    """
     while True:
         log.event(
             messages.KUBERNETES_POD_CREATE,
@@ -103,6 +115,8 @@ async def _create_with_retries(
             error = KubernetesError(messages.KUBERNETES_POD_CREATE_FAILED, str(e))
         except KubernetesError as e:
             error = e
+        if error.status is None and not error.certificate_refused:
+            await _remove_unanswered(reactor, pods, namespace, manifest, stop_timeout, log)
         if not worth_retrying(error) or deadline - reactor.seconds() <= CREATE_RETRY_INTERVAL:
             raise _logged(log, error)
         log.event(
@@ -112,6 +126,33 @@ async def _create_with_retries(
             reason=error.explanation,
         )
         await task.deferLater(reactor, CREATE_RETRY_INTERVAL)
+
+
+async def _remove_unanswered(
+    reactor: Any,
+    pods: PodAPI,
+    namespace: str,
+    manifest: Mapping[str, Any],
+    timeout: float,
+    log: CodeLogger,
+) -> None:
+    """Remove the pod an unanswered create may have made, found by the connection's labels."""
+    labels = manifest["metadata"].get("labels") or {}
+    if LABEL_CONNECTION_ID not in labels or LABEL_INSTANCE not in labels:
+        return
+    selector = ",".join(f"{key}={labels[key]}" for key in (LABEL_INSTANCE, LABEL_CONNECTION_ID))
+    try:
+        found = await with_deadline(reactor, timeout, pods.list_pods(namespace, selector))
+    except (KubernetesError, DeadlineExceeded) as e:
+        log.event(
+            messages.KUBERNETES_POD_LIST_FAILED,
+            "Cannot look for a pod the unanswered create made: {reason}",
+            reason=e.explanation if isinstance(e, KubernetesError) else str(e),
+        )
+        return
+    for found_pod in found:
+        pod = PodRef(namespace, str(found_pod["metadata"]["name"]))
+        await remove_pod(reactor, pods, pod, timeout=timeout, log=log)
 
 
 def worth_retrying(error: KubernetesError) -> bool:

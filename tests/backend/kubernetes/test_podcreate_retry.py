@@ -23,7 +23,13 @@ from conch_container.backend.kubernetes.podlifecycle import (
 )
 from conch_container.log.logger import CodeLogger
 
-MANIFEST = {"metadata": {"namespace": "users", "generateName": "retry-"}}
+MANIFEST = {
+    "metadata": {
+        "namespace": "users",
+        "generateName": "retry-",
+        "labels": {"conch_container_instance": "gw-a", "containerssh_connection_id": "c1"},
+    }
+}
 POD_START = 60.0
 
 
@@ -43,12 +49,19 @@ class ScriptedPods:
         self.creates: list[float] = []
         #: A create that never answers (for the deadline case), when True.
         self.hang = False
+        #: Whether a create that fails without an answer still makes its pod.
+        self.made_unanswered = False
+        #: The pods the server holds, and the selectors they were listed with.
+        self.stored: list[str] = []
+        self.selectors: list[str] = []
 
     def create_pod(self, namespace: str, pod: Any) -> Deferred[dict[str, Any]]:
         self.creates.append(self._clock.seconds())
         if self.hang:
             return Deferred()
         error = self._errors.pop(0) if self._errors else None
+        if error is not None and error.status is None and self.made_unanswered:
+            self.stored.append(f"retry-{len(self.creates)}")
         if error is not None:
             d: Deferred[dict[str, Any]] = Deferred()
             d.errback(error)
@@ -57,6 +70,14 @@ class ScriptedPods:
 
     def wait_until_ready(self, namespace: str, name: str, timeout: float) -> Deferred[None]:
         return succeed(None)
+
+    def list_pods(self, namespace: str, selector: str) -> Deferred[list[dict[str, Any]]]:
+        self.selectors.append(selector)
+        return succeed([{"metadata": {"name": name}} for name in self.stored])
+
+    def delete_pod(self, namespace: str, name: str, grace: int = 0) -> Deferred[bool]:
+        self.stored.remove(name)
+        return succeed(True)
 
 
 class CreateRetryTests(SynchronousTestCase):
@@ -96,6 +117,27 @@ class CreateRetryTests(SynchronousTestCase):
         self.assertEqual(self.successResultOf(d), PodRef("users", "retry-1"))
         self.assertEqual(self.codes().count("KUBERNETES_POD_CREATE_FAILED"), 3)
         self.assertEqual(self.codes().count("KUBERNETES_POD_CREATE"), 4)
+
+    def test_pod_of_unanswered_create_removed(self) -> None:
+        """A create whose answer never came but whose pod was made: that pod goes first."""
+        pods = ScriptedPods(self.clock, [failure(None)])
+        pods.made_unanswered = True
+        d = self.launch(pods)
+        self.assertEqual(pods.stored, [])
+        self.assertEqual(
+            pods.selectors, ["conch_container_instance=gw-a,containerssh_connection_id=c1"]
+        )
+        self.clock.advance(CREATE_RETRY_INTERVAL)
+        self.assertEqual(self.successResultOf(d), PodRef("users", "retry-1"))
+        self.assertIn("KUBERNETES_POD_REMOVE_SUCCESSFUL", self.codes())
+
+    def test_answered_refusal_looks_for_no_pod(self) -> None:
+        """A refusal the server answered made nothing: nothing is listed."""
+        pods = ScriptedPods(self.clock, [failure(503)])
+        d = self.launch(pods)
+        self.clock.advance(CREATE_RETRY_INTERVAL)
+        self.successResultOf(d)
+        self.assertEqual(pods.selectors, [])
 
     def test_refusals_fail_at_once(self) -> None:
         """403, 409 and 422 refuse the pod itself: no second attempt."""
