@@ -34,6 +34,22 @@ def twistd_args(config: str) -> list[str]:
     return [*TWISTD, "--nodaemon", "--pidfile=", "containerssh", "-c", config]
 
 
+def ssh_key_args(
+    ssh: str, key_file: str, known_hosts: str, port: int, destination: str
+) -> list[str]:
+    """The OpenSSH client's arguments to log in to 127.0.0.1:``port`` with ``key_file`` only.
+
+    No configuration file, no questions (``BatchMode``), host keys recorded
+    in ``known_hosts``; the command to run follows.
+    """
+    return [
+        ssh, "-F", "/dev/null", "-o", "StrictHostKeyChecking=no",
+        "-o", f"UserKnownHostsFile={known_hosts}",
+        "-o", "IdentitiesOnly=yes", "-o", "BatchMode=yes",
+        "-o", "LogLevel=ERROR", "-i", key_file, "-p", str(port), destination,
+    ]  # fmt: skip
+
+
 def clean_env() -> dict[str, str]:
     """The environment without PYTHONPATH, so only the installed package is importable."""
     return {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}

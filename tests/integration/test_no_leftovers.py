@@ -40,6 +40,7 @@ from tests.integration.processes import (
     free_port,
     log_records,
     signal_quietly,
+    ssh_key_args,
     twistd_args,
     until,
     write_static_gateway,
@@ -290,14 +291,17 @@ class GatewayProcessTests(TestCase):
                 client,
                 SSH,
                 [
-                    SSH, "-F", "/dev/null", "-o", "StrictHostKeyChecking=no",
-                    "-o", f"UserKnownHostsFile={self.dir.child('known').path}",
-                    "-o", "IdentitiesOnly=yes", "-o", "BatchMode=yes",
-                    "-o", "LogLevel=ERROR", "-i", self.key_file.path,
-                    "-p", str(self.gateway.port), "leaver@127.0.0.1", LONG_COMMAND,
+                    *ssh_key_args(
+                        SSH,
+                        self.key_file.path,
+                        self.dir.child("known").path,
+                        self.gateway.port,
+                        "leaver@127.0.0.1",
+                    ),
+                    LONG_COMMAND,
                 ],
                 env=dict(os.environ),
-            )  # fmt: skip
+            )
             self.addCleanup(_ended, client)
             self.addCleanup(signal_quietly, process, signal.SIGKILL)
             clients.append(client)

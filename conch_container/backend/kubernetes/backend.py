@@ -26,7 +26,8 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
-from twisted.internet.defer import Deferred, DeferredList, succeed
+from twisted.internet.defer import CancelledError, Deferred, DeferredList, succeed
+from twisted.python.failure import Failure
 from zope.interface import implementer
 
 from conch_container import messages
@@ -58,7 +59,7 @@ from conch_container.metadata import FileValue
 from conch_container.metrics.recorders import NULL_BACKEND_RECORDER, BackendRecorder
 
 if TYPE_CHECKING:
-    from conch_container.config.kubernetes import KubernetesConfig
+    from conch_container.config.kubernetes import KubernetesConfig, KubernetesConnectionConfig
 
 
 @implementer(IBackendConnection)
@@ -203,8 +204,10 @@ class KubernetesBackend:
         self._client = client if client is not None else KubernetesClient(reactor)
         self._connections: set[KubernetesConnection] = set()
         #: Every API server and namespace a pod was made in, for the clean-up.
-        self._places: dict[tuple[int, str], tuple[KubernetesConfig, str]] = {}
+        self._places: dict[tuple[KubernetesConnectionConfig, str], KubernetesConfig] = {}
         self._running = False
+        #: The start-up clean-up while it runs; :meth:`stop` cancels it.
+        self._reconciling: Deferred[int] | None = None
         self._recorder: BackendRecorder = NULL_BACKEND_RECORDER
 
     def record_with(self, recorder: BackendRecorder) -> None:
@@ -214,14 +217,29 @@ class KubernetesBackend:
     # -- lifecycle
 
     def start(self, *, reconcile: bool = True) -> Deferred[int]:
-        """Start the client; delete the pods a previous run of this instance left."""
+        """Start the client; delete the pods a previous run of this instance left.
+
+        :return: fires with how many were deleted (0 when :meth:`stop` came
+            first and cancelled the clean-up: a slow API server never holds
+            up the gateway's shutdown).
+        """
         self._client.start()
         self._running = True
         config = self._startup_config
         if config is None or not reconcile:
             return succeed(0)
         self._remember(config)
-        return Deferred.fromCoroutine(self._remove_everywhere())
+        d = Deferred.fromCoroutine(self._remove_everywhere())
+        self._reconciling = d
+
+        def done(result: int | Failure) -> int | Failure:
+            self._reconciling = None
+            if isinstance(result, Failure):
+                result.trap(CancelledError)  # stop() during start-up
+                return 0
+            return result
+
+        return d.addBoth(done)
 
     def stop(self) -> Deferred[None]:
         """Close every connection (deleting its pod, unless persistent), then release the client."""
@@ -231,6 +249,8 @@ class KubernetesBackend:
         if not self._running:
             return
         self._running = False
+        if self._reconciling is not None:
+            self._reconciling.cancel()
         await DeferredList([c.close() for c in list(self._connections)], consumeErrors=True)
         await self._client.stop()
 
@@ -240,7 +260,7 @@ class KubernetesBackend:
 
     async def _remove_everywhere(self) -> int:
         removed = 0
-        for config, namespace in list(self._places.values()):
+        for (_, namespace), config in list(self._places.items()):
             try:
                 cluster = await self._client.cluster_for(config)
             except KubernetesError as e:
@@ -258,7 +278,7 @@ class KubernetesBackend:
 
     def _remember(self, config: KubernetesConfig) -> None:
         namespace = str(config.pod.metadata.get("namespace") or "default")
-        self._places.setdefault((hash(config.connection), namespace), (config, namespace))
+        self._places.setdefault((config.connection, namespace), config)
 
     # -- connections
 

@@ -27,11 +27,13 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
+import warnings
 from collections.abc import Mapping
 from typing import Any
 from urllib.parse import urlsplit
 
 import attrs
+import urllib3
 from kubernetes.client import ApiClient, Configuration
 
 from conch_container.backend.files import write_private
@@ -74,6 +76,8 @@ class ClusterSettings:
     :ivar base_url: ``scheme://host[:port][prefix]``; request paths such as
         ``/api/v1/...`` are appended to it.
     :ivar namespace: the namespace the source suggests (in-cluster, kubeconfig), if any.
+    :ivar insecure: do not verify the API server's certificate (only a
+        translated ``kuberun`` section with ``allowInsecure`` sets it).
     """
 
     base_url: str
@@ -84,6 +88,7 @@ class ClusterSettings:
     qps: float = DEFAULT_QPS
     burst: int = DEFAULT_BURST
     timeout: float = 15.0
+    insecure: bool = False
 
     @property
     def tls(self) -> bool:
@@ -219,6 +224,7 @@ def thd_explicit(
         server_name=connection.server_name,
         pem=PemMaterial(ca_pem, cert_pem, key_pem, ca_file, cert_file, key_file),
         timeout=timeout,
+        insecure=connection.insecure_skip_tls_verify,
         **rate_of(connection),
     )
 
@@ -254,7 +260,11 @@ def thd_api_client(settings: ClusterSettings, tls_root: str | None, pool_size: i
     :param pool_size: connections kept to the API server (the pool's thread count).
     """
     configuration = Configuration(host=settings.base_url)
-    configuration.verify_ssl = True
+    configuration.verify_ssl = not settings.insecure
+    if settings.insecure:
+        # KUBERUN_INSECURE said so once, at load; urllib3 would otherwise
+        # warn, without a message code, on each request.
+        warnings.filterwarnings("ignore", category=urllib3.exceptions.InsecureRequestWarning)
     # urllib3 would retry on its own, outside the call's deadline.
     configuration.retries = 0
     configuration.connection_pool_maxsize = pool_size

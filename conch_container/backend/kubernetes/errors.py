@@ -26,6 +26,8 @@ class KubernetesError(ContainerSSHError):
     :ivar status: the HTTP status of the API server's answer, None if there was none.
     :ivar reason: the ``reason`` of the server's ``Status`` object (``NotFound``,
         ``AlreadyExists``, ``Forbidden``...), or ``""``.
+    :ivar certificate_refused: no answer because the API server's certificate
+        failed verification (a setting to fix, not a passing trouble).
     """
 
     def __init__(
@@ -36,6 +38,7 @@ class KubernetesError(ContainerSSHError):
         status: int | None = None,
         reason: str = "",
         user_message: str = GENERIC_USER_MESSAGE,
+        certificate_refused: bool = False,
         **details: Any,
     ) -> None:
         if status is not None:
@@ -43,6 +46,7 @@ class KubernetesError(ContainerSSHError):
         super().__init__(code, user_message, explanation, **details)
         self.status = status
         self.reason = reason
+        self.certificate_refused = certificate_refused
 
     @property
     def not_found(self) -> bool:

@@ -9,8 +9,8 @@ file, as kubectl reads them.
 
 Refused, naming the entry: ``exec`` and ``auth-provider`` users (they run
 programs or talk to identity providers the gateway knows nothing of) and
-``insecure-skip-tls-verify`` (the new Kubernetes backend never skips
-certificate verification).
+``insecure-skip-tls-verify`` (the Kubernetes backend skips certificate
+verification only for a translated ``kuberun`` section with ``allowInsecure``).
 """
 
 from __future__ import annotations

@@ -2,7 +2,13 @@
 
 :func:`launch_pod` creates the pod (:mod:`.podmanifest`) and waits until it
 is ready within ``timeouts.podStart``; a pod that does not get there is
-removed before the error goes up, so no pod outlives a failed connect.
+removed before the error goes up, so no pod outlives a failed connect (nor
+one a create made although its answer never came). As
+in ContainerSSH, a create that fails in a way worth trying again (no answer,
+a refused connection, 429 or a server error) is tried again every
+:data:`CREATE_RETRY_INTERVAL` seconds within the same ``podStart``; an answer
+that refuses the pod itself (403, 422, any other 4xx), or a server
+certificate that fails verification, fails at once.
 :func:`remove_pod` deletes it within ``timeouts.podStop``;
 :func:`remove_leftovers` deletes every pod labelled with this gateway's
 instance id in the given namespaces (never another replica's, which carry
@@ -16,11 +22,16 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 import attrs
+from twisted.internet import task
 from twisted.internet.defer import Deferred, DeferredList
 
 from conch_container import messages
 from conch_container.backend.kubernetes.errors import ImagePullFailed, KubernetesError
-from conch_container.backend.kubernetes.podmanifest import instance_selector
+from conch_container.backend.kubernetes.podmanifest import (
+    LABEL_CONNECTION_ID,
+    LABEL_INSTANCE,
+    instance_selector,
+)
 from conch_container.backend.kubernetes.pods import PodAPI
 from conch_container.codes import Level
 from conch_container.deferreds import DeadlineExceeded, with_deadline
@@ -28,6 +39,8 @@ from conch_container.log.logger import CodeLogger
 
 #: What the SSH user reads when the pod's image cannot be pulled.
 IMAGE_PULL_USER_MESSAGE = "The container image of your session could not be pulled."
+#: Seconds between two attempts to create a pod, ContainerSSH's interval.
+CREATE_RETRY_INTERVAL = 10.0
 
 
 @attrs.frozen
@@ -53,19 +66,14 @@ async def launch_pod(
         be pulled is reported at once (``KUBERNETES_IMAGE_PULL_FAILED``).
     """
     namespace = str(manifest["metadata"].get("namespace") or "default")
-    log.event(
-        messages.KUBERNETES_POD_CREATE, "Creating pod in namespace {namespace}", namespace=namespace
+    deadline = reactor.seconds() + timeout
+    created = await _create_with_retries(
+        reactor, pods, namespace, manifest, deadline, stop_timeout, log
     )
-    try:
-        created = await with_deadline(reactor, timeout, pods.create_pod(namespace, manifest))
-    except DeadlineExceeded as e:
-        raise _logged(log, KubernetesError(messages.KUBERNETES_POD_CREATE_FAILED, str(e))) from None
-    except KubernetesError as e:
-        raise _logged(log, e) from None
     pod = PodRef(namespace, str(created["metadata"]["name"]))
     log.event(messages.KUBERNETES_POD_WAIT, "Waiting for pod {pod} to be ready", pod=pod.name)
     try:
-        await pods.wait_until_ready(pod.namespace, pod.name, timeout)
+        await pods.wait_until_ready(pod.namespace, pod.name, max(deadline - reactor.seconds(), 0.0))
     except ImagePullFailed as e:
         await remove_pod(reactor, pods, pod, timeout=stop_timeout, log=log)
         raise _logged(
@@ -78,6 +86,86 @@ async def launch_pod(
             raise _logged(log, e) from None
         raise
     return pod
+
+
+async def _create_with_retries(
+    reactor: Any,
+    pods: PodAPI,
+    namespace: str,
+    manifest: Mapping[str, Any],
+    deadline: float,
+    stop_timeout: float,
+    log: CodeLogger,
+) -> dict[str, Any]:
+    """Create the pod, trying again while the failure is worth it and ``deadline`` allows.
+
+    A create that got no answer may still have made the pod: what carries
+    the connection's labels is removed before the next attempt or the error.
+    """
+    while True:
+        log.event(
+            messages.KUBERNETES_POD_CREATE,
+            "Creating pod in namespace {namespace}",
+            namespace=namespace,
+        )
+        left = max(deadline - reactor.seconds(), 0.0)
+        try:
+            return await with_deadline(reactor, left, pods.create_pod(namespace, manifest))
+        except DeadlineExceeded as e:
+            error = KubernetesError(messages.KUBERNETES_POD_CREATE_FAILED, str(e))
+        except KubernetesError as e:
+            error = e
+        if error.status is None and not error.certificate_refused:
+            await _remove_unanswered(reactor, pods, namespace, manifest, stop_timeout, log)
+        if not worth_retrying(error) or deadline - reactor.seconds() <= CREATE_RETRY_INTERVAL:
+            raise _logged(log, error)
+        log.event(
+            messages.KUBERNETES_POD_CREATE_FAILED,
+            "Failed to create a pod, trying again in {interval:g} s: {reason}",
+            interval=CREATE_RETRY_INTERVAL,
+            reason=error.explanation,
+        )
+        await task.deferLater(reactor, CREATE_RETRY_INTERVAL)
+
+
+async def _remove_unanswered(
+    reactor: Any,
+    pods: PodAPI,
+    namespace: str,
+    manifest: Mapping[str, Any],
+    timeout: float,
+    log: CodeLogger,
+) -> None:
+    """Remove the pod an unanswered create may have made, found by the connection's labels."""
+    labels = manifest["metadata"].get("labels") or {}
+    if LABEL_CONNECTION_ID not in labels or LABEL_INSTANCE not in labels:
+        return
+    selector = ",".join(f"{key}={labels[key]}" for key in (LABEL_INSTANCE, LABEL_CONNECTION_ID))
+    try:
+        found = await with_deadline(reactor, timeout, pods.list_pods(namespace, selector))
+    except (KubernetesError, DeadlineExceeded) as e:
+        log.event(
+            messages.KUBERNETES_POD_LIST_FAILED,
+            "Cannot look for a pod the unanswered create made: {reason}",
+            reason=e.explanation if isinstance(e, KubernetesError) else str(e),
+        )
+        return
+    for found_pod in found:
+        pod = PodRef(namespace, str(found_pod["metadata"]["name"]))
+        await remove_pod(reactor, pods, pod, timeout=timeout, log=log)
+
+
+def worth_retrying(error: KubernetesError) -> bool:
+    """Whether a failed create may succeed when tried again unchanged.
+
+    No answer at all (refused connection, timeout, unreadable answer), 429
+    and server errors are passing troubles; any other 4xx refuses the pod
+    itself (invalid, forbidden, quota) and would be refused again, and so
+    would a server certificate that fails verification.
+    """
+    if error.certificate_refused:
+        return False
+    return error.status is None or error.status == 429 or error.status >= 500
 
 
 async def remove_pod(

@@ -20,6 +20,7 @@ the watch cannot be opened or ends early, the pod is read again every
 from __future__ import annotations
 
 import json
+import ssl
 from collections.abc import Callable, Mapping
 from typing import Any, TypeVar
 from urllib.parse import quote
@@ -59,7 +60,36 @@ POLL_INTERVAL = 1.0
 
 
 class CallFailed(Exception):
-    """A request got no usable answer (connection, TLS, timeout, unreadable body)."""
+    """A request got no usable answer (connection, TLS, timeout, unreadable body).
+
+    :ivar certificate_refused: the API server's certificate failed
+        verification: trying again unchanged would fail again.
+    """
+
+    def __init__(self, message: str, *, certificate_refused: bool = False) -> None:
+        super().__init__(message)
+        self.certificate_refused = certificate_refused
+
+
+def certificate_refused(error: BaseException) -> bool:
+    """Whether ``error`` comes from a server certificate that failed verification.
+
+    urllib3 and the official client wrap the :mod:`ssl` module's error
+    (``SSLError``, ``MaxRetryError``, ``ApiException``); it is looked for
+    along the causes, contexts, reasons and arguments.
+    """
+    seen: set[int] = set()
+    pending = [error]
+    while pending:
+        current = pending.pop()
+        if id(current) in seen:
+            continue
+        seen.add(id(current))
+        if isinstance(current, ssl.SSLCertVerificationError):
+            return True
+        linked = (current.__cause__, current.__context__, getattr(current, "reason", None))
+        pending.extend(e for e in (*linked, *current.args) if isinstance(e, BaseException))
+    return False
 
 
 def thd_request(
@@ -94,9 +124,11 @@ def thd_request(
         else:
             raw.release_conn()
     except ApiException as e:  # the client's way of reporting TLS failures
-        raise CallFailed(str(e.reason or e)) from e
+        raise CallFailed(str(e.reason or e), certificate_refused=certificate_refused(e)) from e
     except (urllib3.exceptions.HTTPError, OSError) as e:
-        raise CallFailed(str(e) or type(e).__name__) from e
+        raise CallFailed(
+            str(e) or type(e).__name__, certificate_refused=certificate_refused(e)
+        ) from e
     if len(data) > MAX_BODY:
         raise CallFailed(f"the answer is larger than {MAX_BODY} bytes")
     return int(response.status), bytes(data)
@@ -176,7 +208,9 @@ class PodAPI:
         except DeadlineExceeded:
             raise KubernetesError(code, f"{what}: no answer within {timeout:g} s") from None
         except CallFailed as e:
-            raise KubernetesError(code, f"{what}: {e}") from None
+            raise KubernetesError(
+                code, f"{what}: {e}", certificate_refused=e.certificate_refused
+            ) from None
         if not 200 <= status < 300 and not accept(status):
             raise status_error(code, status, data, what)
         try:

@@ -37,7 +37,8 @@ _TLS_MINIMUM = ssl.TLSVersion.TLSv1_2
 
 def tls_options(settings: ClusterSettings, hostname: str) -> Any:
     """Client TLS options as the control calls use them: the cluster's CA (or the
-    system's trust), the client certificate, ``serverName``, TLS 1.2 at least.
+    system's trust), the client certificate, ``serverName``, TLS 1.2 at least;
+    with ``insecure``, the same but the server's certificate is not verified.
 
     :raises KubernetesError: when the PEM material cannot be used.
     """
@@ -54,6 +55,8 @@ def tls_options(settings: ClusterSettings, hostname: str) -> Any:
         client = None
         if pem.cert:
             client = ssl.PrivateCertificate.loadPEM(f"{pem.cert}\n{pem.key}")
+        if settings.insecure:
+            return _unverified(client)
         return ssl.optionsForClientTLS(
             settings.server_name or hostname,
             trustRoot=trust,
@@ -64,6 +67,16 @@ def tls_options(settings: ClusterSettings, hostname: str) -> Any:
         raise KubernetesError(
             messages.KUBERNETES_CONFIG_ERROR, f"unusable TLS settings for the API server: {e}"
         ) from None
+
+
+def _unverified(client: Any) -> Any:
+    """Options that accept any server certificate (``insecure``), still offering ``client``."""
+    return ssl.CertificateOptions(
+        privateKey=client.privateKey.original if client is not None else None,
+        certificate=client.original if client is not None else None,
+        verify=False,
+        raiseMinimumTo=_TLS_MINIMUM,
+    )
 
 
 def _endpoint(reactor: Any, settings: ClusterSettings) -> tuple[IStreamClientEndpoint, str]:

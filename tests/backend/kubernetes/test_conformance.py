@@ -3,10 +3,19 @@
 Against the test API server, whose pods are containers of the local Docker
 engine (the guest image, which has a shell and no agent of its own: the
 backend passes its agent inline).
+
+With ``CONCH_CONTAINER_TEST_KUBECONFIG`` naming a kubeconfig file, the same
+tests run against that cluster instead (see "Running the test suite against
+a real cluster" in ``docs/kubernetes.md``): ``CONCH_CONTAINER_TEST_KUBE_CONTEXT``
+picks the context (the file's current one by default),
+``CONCH_CONTAINER_TEST_NAMESPACE`` the namespace (``default``) and
+``CONCH_CONTAINER_TEST_IMAGE`` an image the cluster can pull with what the
+guest image has (a shell, coreutils).
 """
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 from twisted.internet import reactor
@@ -24,38 +33,59 @@ from tests.backend.helpers import make_context, new_instance_id
 from tests.docker_support import GUEST_IMAGE, docker_client
 
 TOKEN = "conformance-token"
+#: A kubeconfig file: run against its cluster instead of the test API server.
+REAL_KUBECONFIG = os.environ.get("CONCH_CONTAINER_TEST_KUBECONFIG", "")
+REAL_CONTEXT = os.environ.get("CONCH_CONTAINER_TEST_KUBE_CONTEXT", "")
+NAMESPACE = os.environ.get("CONCH_CONTAINER_TEST_NAMESPACE", "") or "default"
+IMAGE = os.environ.get("CONCH_CONTAINER_TEST_IMAGE", "") or GUEST_IMAGE
 
 
-def kubernetes_app_config(url: str, **pod: Any) -> AppConfig:
-    """A configuration with ``backend: kubernetes`` in connection mode against ``url``."""
+def kubernetes_app_config(url: str | None, **pod: Any) -> AppConfig:
+    """A configuration with ``backend: kubernetes`` in connection mode against ``url``.
+
+    ``url`` None is the cluster ``CONCH_CONTAINER_TEST_KUBECONFIG`` names,
+    which may pull images and schedule pods slower than the test API server.
+    """
+    if url is None:
+        connection: dict[str, Any] = {"kubeconfig": REAL_KUBECONFIG, "context": REAL_CONTEXT}
+        namespace, image, pod_start = NAMESPACE, IMAGE, "180s"
+    else:
+        connection = {"host": url, "bearerToken": TOKEN}
+        namespace, image, pod_start = "default", GUEST_IMAGE, "30s"
     return parse_config(
         {
             "backend": "kubernetes",
             "kubernetes": {
-                "connection": {"host": url, "bearerToken": TOKEN},
+                "connection": connection,
                 "pod": {
-                    "metadata": {"namespace": "default", "generateName": "conformance-"},
-                    "spec": {"containers": [{"name": "shell", "image": GUEST_IMAGE}]},
+                    "metadata": {"namespace": namespace, "generateName": "conformance-"},
+                    "spec": {"containers": [{"name": "shell", "image": image}]},
                     "idleCommand": ["/bin/sh", "-c", "sleep 3600"],
                     "shellCommand": ["/bin/sh"],
                     **pod,
                 },
-                "timeouts": {"podStart": "30s", "podStop": "30s", "commandStart": "20s"},
+                "timeouts": {"podStart": pod_start, "podStop": "30s", "commandStart": "20s"},
             },
         }
     )
 
 
 class KubeAPITestCase(TestCase):
-    """A test API server per test, and a Kubernetes backend talking to it."""
+    """A test API server per test, and a Kubernetes backend talking to it.
 
-    timeout = 120
+    With ``CONCH_CONTAINER_TEST_KUBECONFIG`` set, the cluster it names
+    instead: ``url`` is then None (see :func:`kubernetes_app_config`).
+    """
+
+    timeout = 300 if REAL_KUBECONFIG else 120
 
     async def setUp(self) -> None:
-        docker_client()  # skips without a Docker engine
-        self.server = KubeAPIServer(reactor, TOKEN, tls_dir=None)
-        self.url = await self.server.start()
-        self.addCleanup(lambda: Deferred.fromCoroutine(self.server.stop()))
+        self.url: str | None = None
+        if not REAL_KUBECONFIG:
+            docker_client()  # skips without a Docker engine
+            self.server = KubeAPIServer(reactor, TOKEN, tls_dir=None)
+            self.url = await self.server.start()
+            self.addCleanup(lambda: Deferred.fromCoroutine(self.server.stop()))
         self.instance_id = new_instance_id()
         self.log = CodeLogger("tests.backend.kubernetes.conformance")
 
@@ -71,7 +101,8 @@ class KubeAPITestCase(TestCase):
     async def leftovers(self, backend: Any, context: Any) -> list[str]:
         cluster = await backend._client.cluster_for(context.config.kubernetes)
         pods = await cluster.pods.list_pods(
-            "default", f"conch_container_instance={self.instance_id}"
+            context.config.kubernetes.pod.metadata["namespace"],
+            f"conch_container_instance={self.instance_id}",
         )
         # Deletion is asynchronous, as in Kubernetes: a deleted pod may still be listed.
         return [p["metadata"]["name"] for p in pods if "deletionTimestamp" not in p["metadata"]]

@@ -10,11 +10,10 @@ from __future__ import annotations
 from typing import Any
 
 from twisted.internet import reactor
-from twisted.internet.defer import Deferred
 from twisted.internet.testing import EventLoggingObserver
 from twisted.trial.unittest import TestCase
 
-from conch_container.backend.kubernetes.client import ClusterClient, KubernetesClient
+from conch_container.backend.kubernetes.client import ClusterClient
 from conch_container.backend.kubernetes.errors import KubernetesError
 from conch_container.backend.kubernetes.podlifecycle import (
     IMAGE_PULL_USER_MESSAGE,
@@ -27,8 +26,8 @@ from conch_container.backend.kubernetes.podmanifest import pod_manifest
 from conch_container.config import parse_config
 from conch_container.log.logger import CodeLogger
 from conch_container.metadata import ConnectionMetadata
-from conch_container.testing.kubeapi import KubeAPIServer
 from tests.docker_support import GUEST_IMAGE, docker_client
+from tests.testing.kubeapi.support import serve_in_process, started_client
 
 TOKEN = "pod-lifecycle-token"
 IDLE = ["/bin/sh", "-c", "sleep 3600"]
@@ -54,12 +53,8 @@ def kubernetes_config(url: str, image: str = GUEST_IMAGE) -> Any:
 class PodLifecycleTests(TestCase):
     async def setUp(self) -> None:
         docker_client()  # skips without a Docker engine
-        self.server = KubeAPIServer(reactor, TOKEN, tls_dir=None)
-        self.url = await self.server.start()
-        self.addCleanup(lambda: Deferred.fromCoroutine(self.server.stop()))
-        self.client = KubernetesClient(reactor)
-        self.client.start()
-        self.addCleanup(lambda: Deferred.fromCoroutine(self.client.stop()))
+        self.server, self.url = await serve_in_process(self, TOKEN)
+        self.client = started_client(self)
         self.events = EventLoggingObserver()
         self.log = CodeLogger("tests", observer=self.events)
 

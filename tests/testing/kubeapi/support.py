@@ -6,6 +6,10 @@ blocking official client and ``kubectl`` then talk to it from the test
 process as they would to a cluster. One server per TLS mode is shared by the
 whole test process (started on first use, stopped at exit, which removes its
 containers), so the suite pays its start-up once.
+
+Tests of the backend run a server in their own process instead, one per test
+(:func:`serve_in_process`), and the backend's client to look at it
+(:func:`started_client`).
 """
 
 from __future__ import annotations
@@ -23,7 +27,12 @@ from collections.abc import Callable
 from typing import Any, TypeVar
 
 import attrs
+from twisted.internet import reactor
+from twisted.internet.defer import Deferred
+from twisted.trial.unittest import TestCase
 
+from conch_container.backend.kubernetes.client import KubernetesClient
+from conch_container.testing.kubeapi import KubeAPIServer
 from tests.docker_support import GUEST_IMAGE, docker_client
 
 TOKEN = "test-token-" + uuid.uuid4().hex
@@ -77,6 +86,28 @@ def start_server(tls: bool = False) -> ServerProcess:
         server.stop()
         raise AssertionError(f"the server did not start: {server.log()}") from None
     return server
+
+
+async def serve_in_process(
+    test: TestCase, token: str, tls_dir: str | None = None
+) -> tuple[KubeAPIServer, str]:
+    """A server in this process for ``test``, stopped (its pods removed) at the end; its URL.
+
+    Call it before anything that uses the server registers its own clean-up,
+    so that the server stops last.
+    """
+    server = KubeAPIServer(reactor, token, tls_dir=tls_dir)
+    url = await server.start()
+    test.addCleanup(lambda: Deferred.fromCoroutine(server.stop()))
+    return server, url
+
+
+def started_client(test: TestCase) -> KubernetesClient:
+    """The backend's own client, started, stopped at the end of ``test``."""
+    client = KubernetesClient(reactor)
+    client.start()
+    test.addCleanup(lambda: Deferred.fromCoroutine(client.stop()))
+    return client
 
 
 def _url(server: ServerProcess) -> str | None:
