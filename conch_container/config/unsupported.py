@@ -75,13 +75,13 @@ NOT_YET_SUPPORTED: tuple[Unsupported, ...] = (
     _forwarding("x11ForwardingMode", "x11_forwarding_mode", "X11 forwarding"),
     Unsupported(
         "kubernetes.pod.mode",
-        # Only connection mode is built; kuberun translates to session mode.
+        # Connection and session modes are built (kuberun translates to session mode).
         lambda config: (
-            config.backend == "kubernetes" and config.kubernetes.pod.mode != "connection"
+            config.backend == "kubernetes" and config.kubernetes.pod.mode == "persistent"
         ),
         REFUSE,
-        "the Kubernetes backend's session and persistent modes are not supported yet; "
-        'set it to "connection" (one pod per SSH connection) or use docker',
+        "the Kubernetes backend's persistent mode is not supported yet; "
+        'set it to "connection" (one pod per SSH connection) or "session" (one per channel)',
     ),
     Unsupported(
         "backend",

@@ -45,11 +45,6 @@ ENABLING: tuple[tuple[str, str, dict[str, Any]], ...] = (
     (
         "kubernetes.pod.mode",
         REFUSE,
-        {"backend": "kubernetes", "kubernetes": {"pod": {"mode": "session"}}},
-    ),
-    (
-        "kubernetes.pod.mode",
-        REFUSE,
         {
             "backend": "kubernetes",
             "kubernetes": {"pod": {"mode": "persistent", "metadata": {"name": "p"}}},
@@ -116,11 +111,12 @@ class TableTests(SynchronousTestCase):
         for row in NOT_YET_SUPPORTED:
             self.assertIn("not supported yet", row.message, row.key_path)
 
-    def test_kubernetes_connection_mode_quiet(self) -> None:
-        """The Kubernetes backend in connection mode (its default) switches on nothing."""
+    def test_kubernetes_connection_and_session_modes_quiet(self) -> None:
+        """The Kubernetes backend in connection mode (its default) or session mode is quiet."""
         for overlay in (
             {"backend": "kubernetes"},
             {"backend": "kubernetes", "kubernetes": {"pod": {"mode": "connection"}}},
+            {"backend": "kubernetes", "kubernetes": {"pod": {"mode": "session"}}},
         ):
             self.assertEqual(self.rows_for(overlay), (), overlay)
 

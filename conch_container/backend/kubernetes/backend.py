@@ -13,8 +13,9 @@ The programs run through the project's guest agent passed inline to
 so an image needs a shell but no agent of its own; ``disableAgent`` runs
 programs directly, without signals.
 
-``session`` and ``persistent`` modes are refused when the configuration is
-loaded (:mod:`conch_container.config.unsupported`).
+In ``session`` mode nothing is made at connect: each session channel gets a
+pod of its own (:mod:`.sessionmode`). ``persistent`` mode is refused when
+the configuration is loaded (:mod:`conch_container.config.unsupported`).
 """
 
 from __future__ import annotations
@@ -38,6 +39,7 @@ from conch_container.backend.kubernetes.podlifecycle import (
     remove_pod,
 )
 from conch_container.backend.kubernetes.podmanifest import pod_manifest
+from conch_container.backend.kubernetes.sessionmode.connection import KubernetesSessionConnection
 from conch_container.backend.logging import connection_logger
 from conch_container.deferreds import Once
 from conch_container.errors import GENERIC_USER_MESSAGE, ContainerSSHError
@@ -180,7 +182,7 @@ class KubernetesBackend:
         self.instance_id = instance_id
         self._startup_config = startup_config
         self._client = client if client is not None else KubernetesClient(reactor)
-        self._connections: set[KubernetesConnection] = set()
+        self._connections: set[KubernetesConnection | KubernetesSessionConnection] = set()
         #: Every API server and namespace a pod was made in, for the clean-up.
         self._places: dict[tuple[int, str], tuple[KubernetesConfig, str]] = {}
         self._running = False
@@ -241,18 +243,22 @@ class KubernetesBackend:
 
     # -- connections
 
-    def connect(self, context: ConnectionContext) -> Deferred[KubernetesConnection]:
+    def connect(
+        self, context: ConnectionContext
+    ) -> Deferred[KubernetesConnection | KubernetesSessionConnection]:
         """Make the connection's pod and wait until it is ready."""
         return Deferred.fromCoroutine(self._connect(context))
 
-    async def _connect(self, context: ConnectionContext) -> KubernetesConnection:
+    async def _connect(
+        self, context: ConnectionContext
+    ) -> KubernetesConnection | KubernetesSessionConnection:
         config: KubernetesConfig = context.config.kubernetes
         log = connection_logger(
             context.log, "conch_container.backend.kubernetes", backend=self.name
         )
         if not self._running:
             raise _logged(log, "the Kubernetes backend is not running")
-        if config.pod.mode != "connection":
+        if config.pod.mode not in ("connection", "session"):
             raise _logged(log, f"kubernetes.pod.mode {config.pod.mode!r} is not supported yet")
         manifest = pod_manifest(config.pod, context.metadata, instance_id=self.instance_id, log=log)
         try:
@@ -261,6 +267,8 @@ class KubernetesBackend:
             e.log(log)
             raise
         self._remember(config)
+        if config.pod.mode == "session":
+            return self._session_connection(context, cluster, config, log)
         pod = await launch_pod(
             self._reactor,
             cluster.pods,
@@ -284,6 +292,27 @@ class KubernetesBackend:
         except BaseException:
             await connection.close()
             raise
+        return connection
+
+    def _session_connection(
+        self,
+        context: ConnectionContext,
+        cluster: ClusterClient,
+        config: KubernetesConfig,
+        log: CodeLogger,
+    ) -> KubernetesSessionConnection:
+        """A connection in session mode: its pods are made per session channel."""
+        connection = KubernetesSessionConnection(
+            reactor=self._reactor,
+            cluster=cluster,
+            config=config,
+            metadata=context.metadata,
+            instance_id=self.instance_id,
+            log=log,
+            on_closed=self._connections.discard,
+            removal_failed=lambda: self._recorder.removal_failed(),
+        )
+        self._connections.add(connection)
         return connection
 
 
