@@ -22,8 +22,8 @@ from tests.integration.gateway import GatewayTestCase, reactor
 TOKEN = "gateway-token"
 
 
-class KubernetesGatewayTests(GatewayTestCase):
-    """A gateway with ``backend: kubernetes`` (connection mode)."""
+class KubernetesGatewayTestCase(GatewayTestCase):
+    """A gateway with ``backend: kubernetes`` (connection mode) and its test API server."""
 
     async def setUp(self) -> None:  # type: ignore[override]
         self.server = KubeAPIServer(reactor, TOKEN, tls_dir=None)
@@ -66,6 +66,10 @@ class KubernetesGatewayTests(GatewayTestCase):
         finally:
             await client.stop()
         return [p for p in pods if "deletionTimestamp" not in p["metadata"]]
+
+
+class KubernetesGatewayTests(KubernetesGatewayTestCase):
+    """The Kubernetes backend in connection mode, through the OpenSSH client."""
 
     async def test_login_runs_in_a_pod_removed_at_disconnect(self) -> None:
         """ssh runs a command in the user's pod, with its exit code; the pod goes at disconnect."""
