@@ -67,6 +67,25 @@ class KubernetesGatewayTestCase(GatewayTestCase):
             await client.stop()
         return [p for p in pods if "deletionTimestamp" not in p["metadata"]]
 
+    async def sftp_round_trip(self, content: bytes) -> bytes:
+        """Put a file with ``content`` through the OpenSSH sftp client and get it back."""
+        sftp = shutil.which("sftp")
+        if sftp is None:
+            self.fail("the OpenSSH sftp client is required")
+        local = self.dir.child("up.txt")
+        local.setContent(content)
+        back = self.dir.child("back.txt")
+        batch = self.dir.child("batch")
+        batch.setContent(f"put {local.path} /tmp/up.txt\nget /tmp/up.txt {back.path}\n".encode())
+        *options, destination = self.ssh_args()
+        port = options.index("-p")
+        options[port : port + 2] = ["-o", f"Port={self.port}"]
+        _, err, code = await getProcessOutputAndValue(
+            sftp, [*options, "-b", batch.path, destination], env=dict(os.environ)
+        )
+        self.assertEqual(code, 0, err)
+        return back.getContent()
+
 
 class KubernetesGatewayTests(KubernetesGatewayTestCase):
     """The Kubernetes backend in connection mode, through the OpenSSH client."""
@@ -91,19 +110,4 @@ class KubernetesGatewayTests(KubernetesGatewayTestCase):
 
     async def test_sftp_subsystem(self) -> None:
         """The sftp subsystem runs the image's sftp-server in the pod: a file goes up and back."""
-        sftp = shutil.which("sftp")
-        if sftp is None:
-            self.fail("the OpenSSH sftp client is required")
-        local = self.dir.child("up.txt")
-        local.setContent(b"through the pod\n")
-        back = self.dir.child("back.txt")
-        batch = self.dir.child("batch")
-        batch.setContent(f"put {local.path} /tmp/up.txt\nget /tmp/up.txt {back.path}\n".encode())
-        *options, destination = self.ssh_args()
-        port = options.index("-p")
-        options[port : port + 2] = ["-o", f"Port={self.port}"]
-        _, err, code = await getProcessOutputAndValue(
-            sftp, [*options, "-b", batch.path, destination], env=dict(os.environ)
-        )
-        self.assertEqual(code, 0, err)
-        self.assertEqual(back.getContent(), b"through the pod\n")
+        self.assertEqual(await self.sftp_round_trip(b"through the pod\n"), b"through the pod\n")

@@ -6,8 +6,6 @@ container of the local Docker engine). After each case no pod is left.
 
 from __future__ import annotations
 
-import os
-import shutil
 from typing import Any
 
 from twisted.internet.defer import Deferred
@@ -51,7 +49,7 @@ class KubernetesSessionModeGatewayTests(KubernetesGatewayTestCase):
             "KUBERNETES_POD_CREATE",
             "KUBERNETES_POD_WAIT",
             "KUBERNETES_POD_ATTACH",
-            "KUBERNETES_POD_REMOVE_SUCCESSFUL",
+            "KUBERNETES_POD_REMOVE",  # begun once the program ended; done before the cleanup
         ):
             self.assertIn(expected, codes)
 
@@ -74,19 +72,5 @@ class KubernetesSessionModeGatewayTests(KubernetesGatewayTestCase):
 
     async def test_sftp_subsystem(self) -> None:
         """The sftp subsystem runs sftp-server as its pod's program: a file goes up and back."""
-        sftp = shutil.which("sftp")
-        if sftp is None:
-            self.fail("the OpenSSH sftp client is required")
-        local = self.dir.child("up.txt")
-        local.setContent(b"through the session pod\n")
-        back = self.dir.child("back.txt")
-        batch = self.dir.child("batch")
-        batch.setContent(f"put {local.path} /tmp/up.txt\nget /tmp/up.txt {back.path}\n".encode())
-        *options, destination = self.ssh_args()
-        port = options.index("-p")
-        options[port : port + 2] = ["-o", f"Port={self.port}"]
-        _, err, code = await getProcessOutputAndValue(
-            sftp, [*options, "-b", batch.path, destination], env=dict(os.environ)
-        )
-        self.assertEqual(code, 0, err)
-        self.assertEqual(back.getContent(), b"through the session pod\n")
+        content = b"through the session pod\n"
+        self.assertEqual(await self.sftp_round_trip(content), content)

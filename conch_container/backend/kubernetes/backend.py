@@ -40,8 +40,8 @@ from conch_container.backend.kubernetes.podlifecycle import (
 )
 from conch_container.backend.kubernetes.podmanifest import pod_manifest
 from conch_container.backend.kubernetes.sessionmode.connection import KubernetesSessionConnection
+from conch_container.backend.kubernetes.sessionowner import SessionOwner
 from conch_container.backend.logging import connection_logger
-from conch_container.deferreds import Once
 from conch_container.errors import GENERIC_USER_MESSAGE, ContainerSSHError
 from conch_container.interfaces import (
     ConnectionContext,
@@ -59,8 +59,10 @@ if TYPE_CHECKING:
 
 
 @implementer(IBackendConnection)
-class KubernetesConnection:
+class KubernetesConnection(SessionOwner[KubernetesExecSession]):
     """The pod of one SSH connection and the sessions running in it."""
+
+    _closing_explanation = "the connection's pod is being removed"
 
     def __init__(
         self,
@@ -73,12 +75,11 @@ class KubernetesConnection:
         on_closed: Callable[[KubernetesConnection], object],
         removal_failed: Callable[[], object],
     ) -> None:
+        super().__init__(log.bind(pod=pod.name), on_closed)
         self._reactor = reactor
         self._cluster = cluster
         self.pod = pod
         self._config = config
-        self._log = log.bind(pod=pod.name)
-        self._on_closed = on_closed
         self._removal_failed = removal_failed
         spec = config.pod.spec["containers"][config.pod.console_container_number]
         self._container = str(spec["name"])
@@ -87,8 +88,6 @@ class KubernetesConnection:
             if config.pod.disable_agent
             else GuestAgent(AgentKind.INLINE, config.pod.agent_path)
         )
-        self._sessions: set[KubernetesExecSession] = set()
-        self._closing: Once[None] | None = None
 
     async def write_files(self, files: Mapping[str, FileValue]) -> None:
         """Write authentication's ``files`` before any program runs (failures are warnings)."""
@@ -105,15 +104,7 @@ class KubernetesConnection:
 
     def open_session(self, channel_id: object) -> KubernetesExecSession:
         """A new exec session for a session channel."""
-        if self._closing is not None:
-            error = ContainerSSHError(
-                messages.KUBERNETES_POD_SHUTTING_DOWN,
-                GENERIC_USER_MESSAGE,
-                "the connection's pod is being removed",
-                channelId=channel_id,
-            )
-            error.log(self._log)
-            raise error
+        self._refuse_if_closing(channel_id)
         session = KubernetesExecSession(
             reactor=self._reactor,
             cluster=self._cluster,
@@ -125,33 +116,19 @@ class KubernetesConnection:
             channel_id=channel_id,
             on_closed=self._sessions.discard,
         )
-        self._sessions.add(session)
-        return session
+        return self._track(session)
 
-    def close(self) -> Deferred[None]:
-        """End every session and delete the pod (within ``timeouts.podStop``); idempotent."""
-        if self._closing is None:
-            once: Once[None] = Once()
-            self._closing = once
-            Deferred.fromCoroutine(self._close()).addBoth(once.fire)
-        return self._closing.wait()
-
-    async def _close(self) -> None:
-        try:
-            await DeferredList(
-                [s.shutdown(kill=False) for s in list(self._sessions)], consumeErrors=True
-            )
-            removed = await remove_pod(
-                self._reactor,
-                self._cluster.pods,
-                self.pod,
-                timeout=self._config.timeouts.pod_stop,
-                log=self._log,
-            )
-            if not removed:
-                self._removal_failed()
-        finally:
-            self._on_closed(self)
+    async def _after_sessions(self) -> None:
+        """Delete the pod (within ``timeouts.podStop``)."""
+        removed = await remove_pod(
+            self._reactor,
+            self._cluster.pods,
+            self.pod,
+            timeout=self._config.timeouts.pod_stop,
+            log=self._log,
+        )
+        if not removed:
+            self._removal_failed()
 
 
 @implementer(IContainerBackend, IBackendLifecycle, IBackendMetrics)

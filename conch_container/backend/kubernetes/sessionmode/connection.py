@@ -2,9 +2,11 @@
 
 As in ContainerSSH nothing is created at connect. Authentication's
 ``files`` are kept and written into each session's pod before its program
-starts. Closing the connection closes every session, which deletes its
-pod (within ``timeouts.podStop``); the pods carry the gateway's instance
-label like connection-mode pods, so the backend's clean-up finds them too.
+starts. Closing the connection
+(:class:`~conch_container.backend.kubernetes.sessionowner.SessionOwner`)
+closes every session, which deletes its pod (within ``timeouts.podStop``);
+the pods carry the gateway's instance label like connection-mode pods, so
+the backend's clean-up finds them too.
 """
 
 from __future__ import annotations
@@ -12,14 +14,11 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
-from twisted.internet.defer import Deferred, DeferredList
 from zope.interface import implementer
 
-from conch_container import messages
 from conch_container.backend.docker.agent import AgentKind, GuestAgent
 from conch_container.backend.kubernetes.sessionmode.session import KubernetesPodSession
-from conch_container.deferreds import Once
-from conch_container.errors import GENERIC_USER_MESSAGE, ContainerSSHError
+from conch_container.backend.kubernetes.sessionowner import SessionOwner
 from conch_container.interfaces import IBackendConnection
 from conch_container.log.logger import CodeLogger
 from conch_container.metadata import ConnectionMetadata, FileValue
@@ -30,7 +29,7 @@ if TYPE_CHECKING:
 
 
 @implementer(IBackendConnection)
-class KubernetesSessionConnection:
+class KubernetesSessionConnection(SessionOwner[KubernetesPodSession]):
     """The session pods of one SSH connection."""
 
     def __init__(
@@ -45,13 +44,12 @@ class KubernetesSessionConnection:
         on_closed: Callable[[KubernetesSessionConnection], object],
         removal_failed: Callable[[], object],
     ) -> None:
+        super().__init__(log, on_closed)
         self._reactor = reactor
         self._cluster = cluster
         self._config = config
         self._metadata = metadata
         self._instance_id = instance_id
-        self._log = log
-        self._on_closed = on_closed
         self._removal_failed = removal_failed
         self._agent = (
             None
@@ -59,8 +57,6 @@ class KubernetesSessionConnection:
             else GuestAgent(AgentKind.INLINE, config.pod.agent_path)
         )
         self._files: dict[str, FileValue] = {}
-        self._sessions: set[KubernetesPodSession] = set()
-        self._closing: Once[None] | None = None
 
     async def write_files(self, files: Mapping[str, FileValue]) -> None:
         """Keep ``files``: each session's pod gets them before its program starts."""
@@ -68,15 +64,7 @@ class KubernetesSessionConnection:
 
     def open_session(self, channel_id: object) -> KubernetesPodSession:
         """A new session channel, whose program will run in a pod of its own."""
-        if self._closing is not None:
-            error = ContainerSSHError(
-                messages.KUBERNETES_POD_SHUTTING_DOWN,
-                GENERIC_USER_MESSAGE,
-                "the connection is being closed",
-                channelId=channel_id,
-            )
-            error.log(self._log)
-            raise error
+        self._refuse_if_closing(channel_id)
         session = KubernetesPodSession(
             reactor=self._reactor,
             cluster=self._cluster,
@@ -90,21 +78,4 @@ class KubernetesSessionConnection:
             on_closed=self._sessions.discard,
             removal_failed=self._removal_failed,
         )
-        self._sessions.add(session)
-        return session
-
-    def close(self) -> Deferred[None]:
-        """Close every session, deleting its pod; idempotent."""
-        if self._closing is None:
-            once: Once[None] = Once()
-            self._closing = once
-            Deferred.fromCoroutine(self._close()).addBoth(once.fire)
-        return self._closing.wait()
-
-    async def _close(self) -> None:
-        try:
-            await DeferredList(
-                [s.shutdown(kill=False) for s in list(self._sessions)], consumeErrors=True
-            )
-        finally:
-            self._on_closed(self)
+        return self._track(session)

@@ -26,18 +26,17 @@ and deleted too, so that none outlives its channel.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any
 
-from twisted.internet.defer import CancelledError, Deferred, succeed
+from twisted.internet.defer import CancelledError, Deferred
 
 from conch_container import messages
 from conch_container.backend.docker.agent import GuestAgent
 from conch_container.backend.docker.execops import SIGNALS, UNKNOWN_EXIT_CODE, exit_status
 from conch_container.backend.kubernetes.errors import KubernetesError
 from conch_container.backend.kubernetes.execsession import (
-    KUBERNETES_SESSION_CODES,
     KUBERNETES_SIGNAL_CODES,
-    HelperExec,
+    KubernetesProgramSession,
 )
 from conch_container.backend.kubernetes.files import write_files
 from conch_container.backend.kubernetes.podlifecycle import PodRef, launch_pod, remove_pod
@@ -47,14 +46,11 @@ from conch_container.backend.kubernetes.sessionmode.manifest import (
 )
 from conch_container.backend.kubernetes.websocket import ChannelStream
 from conch_container.backend.programsession import (
-    START_FAILED_MESSAGE,
-    ProgramSession,
     State,
     program_command,
 )
-from conch_container.codes import Level
-from conch_container.deferreds import DeadlineExceeded, Once, with_deadline
-from conch_container.interfaces import ISessionIO, ProgramRequest, PtyRequest
+from conch_container.deferreds import Once
+from conch_container.interfaces import ISessionIO, ProgramRequest
 from conch_container.log.logger import CodeLogger
 from conch_container.metadata import ConnectionMetadata, FileValue
 
@@ -70,7 +66,7 @@ RELEASE = b"\n"
 POD_GONE_EXIT_CODE = 137
 
 
-class KubernetesPodSession(ProgramSession):
+class KubernetesPodSession(KubernetesProgramSession):
     """An :class:`~conch_container.interfaces.IBackendSession` that is one pod.
 
     :param cluster: the API server the pod goes to.
@@ -81,8 +77,6 @@ class KubernetesPodSession(ProgramSession):
     :param instance_id: this gateway's identity, a label of the pod.
     :param removal_failed: called when the pod could not be deleted.
     """
-
-    _call_errors: ClassVar[tuple[type[Exception], ...]] = (KubernetesError,)
 
     def __init__(
         self,
@@ -101,22 +95,19 @@ class KubernetesPodSession(ProgramSession):
     ) -> None:
         super().__init__(
             reactor=reactor,
-            codes=KUBERNETES_SESSION_CODES,
-            resize_timeout=config.timeouts.window,
+            cluster=cluster,
+            config=config,
+            agent=agent,
+            log=log,
+            channel_id=channel_id,
             on_closed=on_closed,
         )
-        self._cluster = cluster
-        self._config = config
-        self._timeouts = config.timeouts
         self._metadata = metadata
         self._files = files
-        self._agent = agent
         self._instance_id = instance_id
         self._removal_failed = removal_failed
         spec = config.pod.spec["containers"][config.pod.console_container_number]
         self._container = str(spec["name"])
-        self._channel_log = log.bind(channelId=channel_id)
-        self._stream: ChannelStream | None = None
         #: The pod once it was created and ran; None until then, or if it never did.
         self.pod: PodRef | None = None
         #: The pod's launch: the pod, or None if it failed.
@@ -125,67 +116,27 @@ class KubernetesPodSession(ProgramSession):
         #: The output's end when it came before the start returned the stream: (error,).
         self._early_end: tuple[str | None] | None = None
 
-    @property
-    def _log(self) -> CodeLogger:
-        return self._channel_log
-
-    def set_pty(self, pty: PtyRequest) -> None:
-        super().set_pty(pty)
-        self._env["TERM"] = pty.term
-
     # -- start
 
     async def _start(self, program: ProgramRequest, io: ISessionIO) -> None:
         self._refuse_if_started()
         self._state = State.STARTING
         self._io = io
-        tty = self._pty is not None
         try:
-            argv = program_command(
-                program,
-                self._config.pod.shell_command,
-                self._config.pod.subsystems,
-                self._log,
-                self._codes.subsystem_not_supported,
+            await self._take_stream(
+                self._open_pod(program, io), hold_input=self._agent is not None, failed=State.ENDED
             )
-            pod = await self._launch(console_command(self._agent, argv), tty)
-            await write_files(
-                self._reactor,
-                self._cluster,
-                pod,
-                self._container,
-                self._agent,
-                self._files,
-                timeout=self._timeouts.command_start,
-                log=self._log,
-            )
-            stream = await self._attach(pod, tty, io)
-            self._stream = stream
-            if self._agent is not None:
-                self._hold_input_until_pid()
-            self._adopt_stream(stream, stream)
-        except CancelledError:
-            if self._state is not State.CLOSED:
-                raise
-            raise self._error(
-                messages.KUBERNETES_EXEC_FAILED,
-                START_FAILED_MESSAGE,
-                "the channel was closed while the program was starting",
-                level=Level.DEBUG,
-            ) from None
         except BaseException:
-            if self._state is State.STARTING:
-                self._state = State.ENDED
-                self._remove()
+            self._remove()
             raise
         self._state = State.RUNNING
         if self._early_end is not None:
             self.output_ended(self._early_end[0])
             return
         await self._resize_to_pty()
-        if self._agent is not None and self._state is State.RUNNING:
+        if self._agent is not None and self._stream is not None and self._state is State.RUNNING:
             # The terminal has its size: the agent may start the program now.
-            stream.write(RELEASE)
+            self._stream.write(RELEASE)
             self._release_held_input(deliver=True)
 
     async def _launch(self, command: list[str], tty: bool) -> PodRef:
@@ -195,7 +146,7 @@ class KubernetesPodSession(ProgramSession):
         known, so that :meth:`_remove` deletes it.
         """
         manifest = session_pod_manifest(
-            self._config.pod,
+            self._pod_config,
             self._metadata,
             command=command,
             env=self._env,
@@ -229,33 +180,30 @@ class KubernetesPodSession(ProgramSession):
             raise failures[0]
         return pod
 
-    async def _attach(self, pod: PodRef, tty: bool, io: ISessionIO) -> ChannelStream:
-        self._log.event(
-            messages.KUBERNETES_POD_ATTACH,
-            "Attaching to pod {pod}",
-            pod=pod.name,
+    async def _open_pod(self, program: ProgramRequest, io: ISessionIO) -> ChannelStream:
+        """Make the pod, write the files, attach: the program's stream (the program waits)."""
+        argv = program_command(
+            program,
+            self._pod_config.shell_command,
+            self._pod_config.subsystems,
+            self._log,
+            self._codes.subsystem_not_supported,
         )
-        try:
-            return await self._cluster.open_stream(
-                pod.namespace,
-                pod.name,
-                self._container,
-                None,
-                tty=tty,
-                stdout=io.stdout,
-                stderr=io.stderr,
-                events=self,
-                timeout=self._timeouts.command_start,
-            )
-        except KubernetesError as e:
-            raise self._error(e.code, START_FAILED_MESSAGE, e.explanation) from None
+        pod = await self._launch(console_command(self._agent, argv), self._pty is not None)
+        await write_files(
+            self._reactor,
+            self._cluster,
+            pod,
+            self._container,
+            self._agent,
+            self._files,
+            timeout=self._timeouts.command_start,
+            log=self._log,
+        )
+        self._log.event(messages.KUBERNETES_POD_ATTACH, "Attaching to pod {pod}", pod=pod.name)
+        return await self._open_stream(pod, self._container, None, io, expect_pid=False)
 
     # -- while running
-
-    def _request_resize(self, columns: int, rows: int) -> Deferred[None]:
-        assert self._stream is not None
-        self._stream.resize(columns, rows)
-        return succeed(None)
 
     async def _signal(self, name: str) -> None:
         handshake: Once[None] = Once()
@@ -269,31 +217,8 @@ class KubernetesPodSession(ProgramSession):
             timeout=self._timeouts.signal,
             codes=KUBERNETES_SIGNAL_CODES,
         )
-        pod = self.pod
-        assert pod is not None and self._agent is not None
-        self._log.event(messages.KUBERNETES_EXEC_SIGNAL, "Sending signal {signal}", signal=name)
-        self._delivered.add(name)
-        helper = HelperExec(self._cluster, pod, self._container)
-        command = self._agent.signal(PROGRAM_PID, name)
-        try:
-            error = await with_deadline(
-                self._reactor,
-                self._timeouts.signal,
-                helper.run(command, b"", self._timeouts.signal),
-            )
-        except (KubernetesError, DeadlineExceeded) as e:
-            error = e.explanation if isinstance(e, KubernetesError) else str(e)
-        if error is not None:
-            self._delivered.discard(name)
-            raise self._error(
-                messages.KUBERNETES_EXEC_SIGNAL_FAILED,
-                "Failed to deliver the signal.",
-                error,
-                signal=name,
-            )
-        self._log.event(
-            messages.KUBERNETES_EXEC_SIGNAL_SUCCESSFUL, "Delivered signal {signal}", signal=name
-        )
+        assert self.pod is not None
+        await self._deliver_signal(self.pod, self._container, PROGRAM_PID, name)
 
     # -- the stream's events
 
