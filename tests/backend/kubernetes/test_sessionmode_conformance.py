@@ -136,6 +136,35 @@ class KubernetesSessionModeTests(KubeAPITestCase):
         await session.close()
         self.assertEqual(await self.leftovers(backend, context), [])
 
+    async def test_pod_gone_means_137(self) -> None:
+        """A session pod deleted under a running program ends the session with 137."""
+        backend = self.make_backend()
+        context = self.make_context()
+        connection = await backend.connect(context)
+        self.addCleanup(connection.close)
+        session = connection.open_session(0)
+        assert isinstance(session, KubernetesPodSession)
+        io = CollectingIO()
+        await session.start(ProgramRequest("exec", "echo ready; exec sleep 600"), io)
+        await io.wait_for(b"ready\n")
+        assert session.pod is not None
+        cluster = await backend._client.cluster_for(context.config.kubernetes)
+        await cluster.pods.delete_pod(session.pod.namespace, session.pod.name, 0)
+        self.assertEqual(await io.wait_exit(), ExitStatus(code=137))
+
+    async def test_remove_all_finds_session_pods(self) -> None:
+        """The backend's clean-up finds session pods by the instance label."""
+        backend = self.make_backend()
+        context = self.make_context()
+        connection = await backend.connect(context)
+        self.addCleanup(connection.close)
+        session = connection.open_session(0)
+        io = CollectingIO()
+        await session.start(ProgramRequest("exec", "echo ready; exec cat"), io)
+        await io.wait_for(b"ready\n")
+        self.assertEqual(await backend.remove_all(), 1)
+        self.assertEqual(await self.leftovers(backend, context), [])
+
     async def run_program(self, command: str) -> tuple[CollectingIO, ExitStatus]:
         backend = self.make_backend()
         connection = await backend.connect(self.make_context())
