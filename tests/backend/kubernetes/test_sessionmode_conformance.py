@@ -9,6 +9,9 @@ from __future__ import annotations
 
 from typing import Any
 
+from twisted.internet import reactor
+from twisted.internet.task import deferLater
+
 from conch_container import messages
 from conch_container.backend.kubernetes.sessionmode.session import KubernetesPodSession
 from conch_container.errors import ContainerSSHError
@@ -163,6 +166,20 @@ class KubernetesSessionModeTests(KubeAPITestCase):
         await session.start(ProgramRequest("exec", "echo ready; exec cat"), io)
         await io.wait_for(b"ready\n")
         self.assertEqual(await backend.remove_all(), 1)
+        self.assertEqual(await self.leftovers(backend, context), [])
+
+    async def test_close_while_starting(self) -> None:
+        """A channel closed while its pod is being made: the start fails, the pod is deleted."""
+        backend = self.make_backend()
+        context = self.make_context()
+        connection = await backend.connect(context)
+        self.addCleanup(connection.close)
+        session = connection.open_session(0)
+        starting = session.start(ProgramRequest("exec", "echo never"), CollectingIO())
+        await deferLater(reactor, 0.2)  # the create call is on its way
+        await session.close()
+        with self.assertRaises(ContainerSSHError):
+            await starting
         self.assertEqual(await self.leftovers(backend, context), [])
 
     async def run_program(self, command: str) -> tuple[CollectingIO, ExitStatus]:
