@@ -11,7 +11,9 @@ of a signal the gateway delivered is reported as that signal.
 
 The state machine (stdin, EOF, resizing, closing once) is the backend-neutral
 :class:`~conch_container.backend.programsession.ProgramSession`, with the
-``KUBERNETES_*`` codes of :data:`KUBERNETES_SESSION_CODES`.
+``KUBERNETES_*`` codes of :data:`KUBERNETES_SESSION_CODES`; what an exec
+session shares with a session-mode pod (opening and taking the stream,
+resizing, signals through the agent) is :class:`KubernetesProgramSession`.
 """
 
 from __future__ import annotations

@@ -131,6 +131,7 @@ class KubernetesPodSession(KubernetesProgramSession):
             raise
         self._state = State.RUNNING
         if self._early_end is not None:
+            # Without the agent the program may end before the stream is handed over.
             self.output_ended(self._early_end[0])
             return
         await self._resize_to_pty()
