@@ -74,14 +74,6 @@ NOT_YET_SUPPORTED: tuple[Unsupported, ...] = (
     _forwarding("socketListenMode", "socket_listen_mode", "Unix socket listening"),
     _forwarding("x11ForwardingMode", "x11_forwarding_mode", "X11 forwarding"),
     Unsupported(
-        "kubernetes.pod.mode",
-        # Session mode is not built yet; kuberun translates to session mode.
-        lambda config: config.backend == "kubernetes" and config.kubernetes.pod.mode == "session",
-        REFUSE,
-        "the Kubernetes backend's session mode is not supported yet; set it to "
-        '"connection" (one pod per SSH connection), "persistent" or use docker',
-    ),
-    Unsupported(
         "backend",
         lambda config: config.backend == "sshproxy",
         REFUSE,

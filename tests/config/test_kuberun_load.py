@@ -1,32 +1,28 @@
-"""A kuberun file end to end: read, warned about, then refused for its pod mode.
+"""A kuberun file end to end: read, warned about, and loaded in the Kubernetes ``session`` mode.
 
-kuberun translates to the Kubernetes backend's ``session`` mode, which is not
-built yet (only ``connection`` mode is): these tests flip when it lands and
-its row leaves ``config/unsupported.py``; the same files then load.
+kuberun translates to the Kubernetes backend's ``session`` mode, which the
+backend has: the translation loads (with the deprecation warning).
 """
 
 from __future__ import annotations
 
 import io
-import json
 import sys
 
 import yaml
-from twisted.python import usage
 from twisted.trial.unittest import SynchronousTestCase
 
 from conch_container import cli, messages
 from conch_container.config import ConfigError, load_config, parse_config
 from conch_container.config.loader import checked_config
 from conch_container.config.validate import validate_config
-from conch_container.tap import Options
 
 from .material import fixture
 from .test_kuberun import kuberun
 
 
 class LoadTests(SynchronousTestCase):
-    """End to end: a kuberun file reads, then meets the refusal of session mode."""
+    """End to end: a kuberun file reads and loads in session mode."""
 
     def test_fixture_translates(self) -> None:
         """ContainerSSH 0.3's dump of the kuberun section reads, lower-case Go names and all."""
@@ -40,23 +36,18 @@ class LoadTests(SynchronousTestCase):
         self.assertEqual(spec["serviceAccount"], "")
         self.assertNotIn("livenessProbe", spec["containers"][0])
 
-    def test_refused_for_session_mode_today(self) -> None:
-        """load_config refuses the translation for its pod mode, session, not built yet.
-
-        This flips when session mode lands and its row leaves
-        ``config/unsupported.py``: the same file then loads.
-        """
-        with self.assertRaises(ConfigError) as raised:
-            load_config(fixture("kuberun-0.3.yaml"))
-        self.assertEqual(raised.exception.key_path, "kubernetes.pod.mode")
-        self.assertIn("session mode is not supported yet", raised.exception.problem)
+    def test_loads_in_session_mode(self) -> None:
+        """load_config accepts the translation: its pod mode, session, is built."""
+        config = load_config(fixture("kuberun-0.3.yaml"))
+        self.assertEqual(config.backend, "kubernetes")
+        self.assertEqual(config.kubernetes.pod.mode, "session")
+        self.assertIn(messages.KUBERUN_DEPRECATED, [w.code for w in config.warnings])
 
     def test_translation_validates(self) -> None:
-        """Past the unsupported table (as once the backend lands), the translation is valid.
+        """The translation is valid and passes the unsupported table.
 
         ``validate_config`` runs the kubernetes checks because the backend is
-        now ``kubernetes``; it raises nothing. ``checked_config`` refuses only
-        because of the unsupported table, naming ``kubernetes.pod.mode``.
+        now ``kubernetes``; neither it nor ``checked_config`` raises.
         """
         document = kuberun(pod={"namespace": "users"})
         document["auth"] = {
@@ -64,42 +55,24 @@ class LoadTests(SynchronousTestCase):
         }
         config = parse_config(document)
         validate_config(config)
-        with self.assertRaises(ConfigError) as raised:
-            checked_config(config)
-        self.assertEqual(raised.exception.key_path, "kubernetes.pod.mode")
+        checked = checked_config(config)
+        self.assertEqual(checked.kubernetes.pod.mode, "session")
 
 
 class CommandTests(SynchronousTestCase):
-    """What the operator sees: the deprecation, then why the translation is refused today."""
+    """What the operator sees: the deprecation warning, then the file is accepted."""
 
     def setUp(self) -> None:
         self.stderr = io.StringIO()
         self.patch(sys, "stderr", self.stderr)
 
-    def assert_warned_then_refused(self, output: str) -> None:
-        deprecated = output.index("KUBERUN_DEPRECATED")
-        refused = output.index("session mode is not supported yet")
-        self.assertLess(deprecated, refused)
-        self.assertIn("translated into backend: kubernetes", output)
-
     def test_check_config(self) -> None:
-        """check-config prints the KUBERUN_DEPRECATED warning before the refusal, and exits 1."""
-        self.assertEqual(cli.main(["check-config", "-c", fixture("kuberun-0.3.yaml")]), 1)
-        self.assert_warned_then_refused(self.stderr.getvalue())
-        self.assertIn("warning: kuberun: ", self.stderr.getvalue())
-
-    def test_twistd(self) -> None:
-        """twistd logs KUBERUN_DEPRECATED before CORE_CONFIG_ERROR, and does not start."""
-        with self.assertRaises(usage.UsageError) as raised:
-            Options().parseOptions(["--config", fixture("kuberun-0.3.yaml")])
-        self.assertIn(
-            "kubernetes.pod.mode: the Kubernetes backend's session", str(raised.exception)
-        )
-        lines = [json.loads(line) for line in self.stderr.getvalue().splitlines()]
-        codes = [line["code"] for line in lines]
-        self.assertLess(codes.index("KUBERUN_DEPRECATED"), codes.index("CORE_CONFIG_ERROR"))
-        [warning] = [line for line in lines if line["code"] == "KUBERUN_DEPRECATED"]
-        self.assertEqual(warning["level"], "warning")
+        """check-config prints the KUBERUN_DEPRECATED warning and exits 0."""
+        self.assertEqual(cli.main(["check-config", "-c", fixture("kuberun-0.3.yaml")]), 0)
+        output = self.stderr.getvalue()
+        self.assertIn("KUBERUN_DEPRECATED", output)
+        self.assertIn("translated into backend: kubernetes", output)
+        self.assertIn("warning: kuberun: ", output)
 
     def test_warnings_before_a_parse_error(self) -> None:
         """A refusal while reading (insecure without the opt-in) keeps the warnings before it."""

@@ -42,11 +42,6 @@ ENABLING: tuple[tuple[str, str, dict[str, Any]], ...] = (
         for key in FORWARDING_KEYS
         for mode in ("enable", "filter")
     ),
-    (
-        "kubernetes.pod.mode",
-        REFUSE,
-        {"backend": "kubernetes", "kubernetes": {"pod": {"mode": "session"}}},
-    ),
     ("backend", REFUSE, {"backend": "sshproxy"}),
     ("auth.password.method", REFUSE, {"auth": {"password": {"method": "kerberos"}}}),
     (
@@ -108,12 +103,13 @@ class TableTests(SynchronousTestCase):
         for row in NOT_YET_SUPPORTED:
             self.assertIn("not supported yet", row.message, row.key_path)
 
-    def test_kubernetes_built_modes_quiet(self) -> None:
-        """The Kubernetes backend in connection (the default) or persistent mode enables nothing."""
+    def test_kubernetes_modes_quiet(self) -> None:
+        """The Kubernetes backend in any of its modes enables nothing not yet supported."""
         persistent = {"mode": "persistent", "metadata": {"name": "p"}, "createMissingPods": True}
         for overlay in (
             {"backend": "kubernetes"},
             {"backend": "kubernetes", "kubernetes": {"pod": {"mode": "connection"}}},
+            {"backend": "kubernetes", "kubernetes": {"pod": {"mode": "session"}}},
             {"backend": "kubernetes", "kubernetes": {"pod": persistent}},
         ):
             self.assertEqual(self.rows_for(overlay), (), overlay)

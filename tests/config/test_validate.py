@@ -217,6 +217,20 @@ class BackendValidationTests(ValidationCase):
         )
         self.assertValid(valid(backend="kubernetes"))
 
+    def test_kubernetes_session_restart_policy(self) -> None:
+        """In session mode a pod's program runs once: restartPolicy is empty or Never."""
+        containers = [{"name": "shell", "image": "guest"}]
+        for policy in ("", "Never"):
+            spec = {"containers": containers, "restartPolicy": policy}
+            self.assertValid(
+                valid(backend="kubernetes", kubernetes={"pod": {"mode": "session", "spec": spec}})
+            )
+        spec = {"containers": containers, "restartPolicy": "OnFailure"}
+        self.assertInvalid(
+            valid(backend="kubernetes", kubernetes={"pod": {"mode": "session", "spec": spec}}),
+            'kubernetes.pod.spec.restartPolicy: must be empty or "Never" in session mode',
+        )
+
     def test_backend_checked_despite_configserver(self) -> None:
         """A configuration server URL does not exempt the backend section from the checks."""
         data = valid(

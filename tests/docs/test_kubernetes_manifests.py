@@ -270,7 +270,7 @@ class GatewayConfigTests(SynchronousTestCase):
     """The ConfigMap's configuration is one the gateway loads."""
 
     def test_loads(self) -> None:
-        """It loads: its pods are in connection mode, the mode the Kubernetes backend has."""
+        """It loads: its pods are in connection mode."""
         config = load_config(materialise(os.path.abspath(self.mktemp())))
         self.assertEqual(config.backend, "kubernetes")
         self.assertEqual(config.kubernetes.pod.mode, "connection")

@@ -73,9 +73,28 @@ class KubernetesGatewayCase(GatewayTestCase):
         pods = await self.with_pods(lambda pods: pods.list_pods("default", selector))
         return [p for p in pods if "deletionTimestamp" not in p["metadata"]]
 
+    async def sftp_round_trip(self, content: bytes) -> bytes:
+        """Put a file with ``content`` through the OpenSSH sftp client and get it back."""
+        sftp = shutil.which("sftp")
+        if sftp is None:
+            self.fail("the OpenSSH sftp client is required")
+        local = self.dir.child("up.txt")
+        local.setContent(content)
+        back = self.dir.child("back.txt")
+        batch = self.dir.child("batch")
+        batch.setContent(f"put {local.path} /tmp/up.txt\nget /tmp/up.txt {back.path}\n".encode())
+        *options, destination = self.ssh_args()
+        port = options.index("-p")
+        options[port : port + 2] = ["-o", f"Port={self.port}"]
+        _, err, code = await getProcessOutputAndValue(
+            sftp, [*options, "-b", batch.path, destination], env=dict(os.environ)
+        )
+        self.assertEqual(code, 0, err)
+        return back.getContent()
+
 
 class KubernetesGatewayTests(KubernetesGatewayCase):
-    """What a gateway in connection mode does for an OpenSSH client."""
+    """The Kubernetes backend in connection mode, through the OpenSSH client."""
 
     async def test_login_runs_in_a_pod_removed_at_disconnect(self) -> None:
         """ssh runs a command in the user's pod, with its exit code; the pod goes at disconnect."""
@@ -97,19 +116,4 @@ class KubernetesGatewayTests(KubernetesGatewayCase):
 
     async def test_sftp_subsystem(self) -> None:
         """The sftp subsystem runs the image's sftp-server in the pod: a file goes up and back."""
-        sftp = shutil.which("sftp")
-        if sftp is None:
-            self.fail("the OpenSSH sftp client is required")
-        local = self.dir.child("up.txt")
-        local.setContent(b"through the pod\n")
-        back = self.dir.child("back.txt")
-        batch = self.dir.child("batch")
-        batch.setContent(f"put {local.path} /tmp/up.txt\nget /tmp/up.txt {back.path}\n".encode())
-        *options, destination = self.ssh_args()
-        port = options.index("-p")
-        options[port : port + 2] = ["-o", f"Port={self.port}"]
-        _, err, code = await getProcessOutputAndValue(
-            sftp, [*options, "-b", batch.path, destination], env=dict(os.environ)
-        )
-        self.assertEqual(code, 0, err)
-        self.assertEqual(back.getContent(), b"through the pod\n")
+        self.assertEqual(await self.sftp_round_trip(b"through the pod\n"), b"through the pod\n")

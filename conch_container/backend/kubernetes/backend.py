@@ -15,10 +15,9 @@ programs directly, without signals.
 
 In ``persistent`` mode (:mod:`.persistent`) every connection execs into one
 named pod, found or created at connect; closing the connection ends its
-programs and keeps the pod, which no clean-up here ever deletes.
-
-``session`` mode is refused when the configuration is loaded
-(:mod:`conch_container.config.unsupported`).
+programs and keeps the pod, which no clean-up here ever deletes. In
+``session`` mode nothing is made at connect: each session channel gets a pod
+of its own (:mod:`.sessionmode`).
 """
 
 from __future__ import annotations
@@ -44,8 +43,9 @@ from conch_container.backend.kubernetes.podlifecycle import (
     remove_pod,
 )
 from conch_container.backend.kubernetes.podmanifest import pod_manifest
+from conch_container.backend.kubernetes.sessionmode.connection import KubernetesSessionConnection
+from conch_container.backend.kubernetes.sessionowner import SessionOwner
 from conch_container.backend.logging import connection_logger
-from conch_container.deferreds import Once
 from conch_container.errors import GENERIC_USER_MESSAGE, ContainerSSHError
 from conch_container.interfaces import (
     ConnectionContext,
@@ -63,12 +63,14 @@ if TYPE_CHECKING:
 
 
 @implementer(IBackendConnection)
-class KubernetesConnection:
+class KubernetesConnection(SessionOwner[KubernetesExecSession]):
     """The pod of one SSH connection and the sessions running in it.
 
     :param keep_pod: the pod is not the connection's own (persistent mode):
         closing ends the connection's programs and leaves the pod running.
     """
+
+    _closing_explanation = "the connection's pod is being removed"
 
     def __init__(
         self,
@@ -82,14 +84,14 @@ class KubernetesConnection:
         removal_failed: Callable[[], object],
         keep_pod: bool = False,
     ) -> None:
+        super().__init__(log.bind(pod=pod.name), on_closed)
         self._reactor = reactor
         self._cluster = cluster
         self.pod = pod
         self._config = config
-        self._log = log.bind(pod=pod.name)
-        self._on_closed = on_closed
         self._removal_failed = removal_failed
         self._keep_pod = keep_pod
+        self._kill_on_close = keep_pod
         spec = config.pod.spec["containers"][config.pod.console_container_number]
         self._container = str(spec["name"])
         self._agent = (
@@ -102,8 +104,6 @@ class KubernetesConnection:
                 messages.KUBERNETES_GUEST_AGENT_DISABLED,
                 "The guest agent is disabled: signals and file writes are not available",
             )
-        self._sessions: set[KubernetesExecSession] = set()
-        self._closing: Once[None] | None = None
 
     async def write_files(self, files: Mapping[str, FileValue]) -> None:
         """Write authentication's ``files`` before any program runs (failures are warnings)."""
@@ -120,15 +120,7 @@ class KubernetesConnection:
 
     def open_session(self, channel_id: object) -> KubernetesExecSession:
         """A new exec session for a session channel."""
-        if self._closing is not None:
-            error = ContainerSSHError(
-                messages.KUBERNETES_POD_SHUTTING_DOWN,
-                GENERIC_USER_MESSAGE,
-                "the connection's pod is being removed",
-                channelId=channel_id,
-            )
-            error.log(self._log)
-            raise error
+        self._refuse_if_closing(channel_id)
         session = KubernetesExecSession(
             reactor=self._reactor,
             cluster=self._cluster,
@@ -140,38 +132,22 @@ class KubernetesConnection:
             channel_id=channel_id,
             on_closed=self._sessions.discard,
         )
-        self._sessions.add(session)
-        return session
+        return self._track(session)
 
-    def close(self) -> Deferred[None]:
-        """End every session; delete the pod (in ``timeouts.podStop``) unless kept; idempotent."""
-        if self._closing is None:
-            once: Once[None] = Once()
-            self._closing = once
-            Deferred.fromCoroutine(self._close()).addBoth(once.fire)
-        return self._closing.wait()
-
-    async def _close(self) -> None:
-        try:
-            # A kept pod goes on running: its programs must be ended one by one.
-            await DeferredList(
-                [s.shutdown(kill=self._keep_pod) for s in list(self._sessions)],
-                consumeErrors=True,
-            )
-            if self._keep_pod:
-                self._log.event(messages.KUBERNETES_POD_KEPT, "Leaving pod {pod} running")
-                return
-            removed = await remove_pod(
-                self._reactor,
-                self._cluster.pods,
-                self.pod,
-                timeout=self._config.timeouts.pod_stop,
-                log=self._log,
-            )
-            if not removed:
-                self._removal_failed()
-        finally:
-            self._on_closed(self)
+    async def _after_sessions(self) -> None:
+        """Delete the pod (within ``timeouts.podStop``), unless it is kept."""
+        if self._keep_pod:
+            self._log.event(messages.KUBERNETES_POD_KEPT, "Leaving pod {pod} running")
+            return
+        removed = await remove_pod(
+            self._reactor,
+            self._cluster.pods,
+            self.pod,
+            timeout=self._config.timeouts.pod_stop,
+            log=self._log,
+        )
+        if not removed:
+            self._removal_failed()
 
 
 @implementer(IContainerBackend, IBackendLifecycle, IBackendMetrics)
@@ -202,7 +178,7 @@ class KubernetesBackend:
         self.instance_id = instance_id
         self._startup_config = startup_config
         self._client = client if client is not None else KubernetesClient(reactor)
-        self._connections: set[KubernetesConnection] = set()
+        self._connections: set[KubernetesConnection | KubernetesSessionConnection] = set()
         #: Every API server and namespace a pod was made in, for the clean-up.
         self._places: dict[tuple[KubernetesConnectionConfig, str], KubernetesConfig] = {}
         self._running = False
@@ -282,18 +258,22 @@ class KubernetesBackend:
 
     # -- connections
 
-    def connect(self, context: ConnectionContext) -> Deferred[KubernetesConnection]:
+    def connect(
+        self, context: ConnectionContext
+    ) -> Deferred[KubernetesConnection | KubernetesSessionConnection]:
         """Make the connection's pod and wait until it is ready."""
         return Deferred.fromCoroutine(self._connect(context))
 
-    async def _connect(self, context: ConnectionContext) -> KubernetesConnection:
+    async def _connect(
+        self, context: ConnectionContext
+    ) -> KubernetesConnection | KubernetesSessionConnection:
         config: KubernetesConfig = context.config.kubernetes
         log = connection_logger(
             context.log, "conch_container.backend.kubernetes", backend=self.name
         )
         if not self._running:
             raise _logged(log, "the Kubernetes backend is not running")
-        if config.pod.mode not in ("connection", "persistent"):
+        if config.pod.mode not in ("connection", "session", "persistent"):
             raise _logged(log, f"kubernetes.pod.mode {config.pod.mode!r} is not supported yet")
         try:
             cluster = await self._client.cluster_for(config)
@@ -301,6 +281,8 @@ class KubernetesBackend:
             e.log(log)
             raise
         self._remember(config)
+        if config.pod.mode == "session":
+            return self._session_connection(context, cluster, config, log)
         persistent = config.pod.mode == "persistent"
         if persistent:
             pod = await persistent_pod(
@@ -334,6 +316,27 @@ class KubernetesBackend:
         except BaseException:
             await connection.close()
             raise
+        return connection
+
+    def _session_connection(
+        self,
+        context: ConnectionContext,
+        cluster: ClusterClient,
+        config: KubernetesConfig,
+        log: CodeLogger,
+    ) -> KubernetesSessionConnection:
+        """A connection in session mode: its pods are made per session channel."""
+        connection = KubernetesSessionConnection(
+            reactor=self._reactor,
+            cluster=cluster,
+            config=config,
+            metadata=context.metadata,
+            instance_id=self.instance_id,
+            log=log,
+            on_closed=self._connections.discard,
+            removal_failed=lambda: self._recorder.removal_failed(),
+        )
+        self._connections.add(connection)
         return connection
 
 

@@ -11,12 +11,14 @@ of a signal the gateway delivered is reported as that signal.
 
 The state machine (stdin, EOF, resizing, closing once) is the backend-neutral
 :class:`~conch_container.backend.programsession.ProgramSession`, with the
-``KUBERNETES_*`` codes of :data:`KUBERNETES_SESSION_CODES`.
+``KUBERNETES_*`` codes of :data:`KUBERNETES_SESSION_CODES`; what an exec
+session shares with a session-mode pod (opening and taking the stream,
+resizing, signals through the agent) is :class:`KubernetesProgramSession`.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from twisted.internet.defer import CancelledError, Deferred, succeed
@@ -118,7 +120,150 @@ class HelperExec:
         return error or "the guest agent failed"
 
 
-class KubernetesExecSession(ProgramSession):
+class KubernetesProgramSession(ProgramSession):
+    """What a Kubernetes session does alike in every mode: codes, terminal, signals.
+
+    A subclass sets :attr:`_stream` once its program's stream is open.
+
+    :param config: the connection's ``kubernetes`` config section.
+    :param agent: the guest agent programs run through (None if disabled).
+    """
+
+    _call_errors: ClassVar[tuple[type[Exception], ...]] = (KubernetesError,)
+
+    def __init__(
+        self,
+        *,
+        reactor: Any,
+        cluster: ClusterClient,
+        config: KubernetesConfig,
+        agent: GuestAgent | None,
+        log: CodeLogger,
+        channel_id: object,
+        on_closed: Callable[[Any], object] | None = None,
+    ) -> None:
+        super().__init__(
+            reactor=reactor,
+            codes=KUBERNETES_SESSION_CODES,
+            resize_timeout=config.timeouts.window,
+            on_closed=on_closed,
+        )
+        self._cluster = cluster
+        self._pod_config = config.pod
+        self._timeouts = config.timeouts
+        self._agent = agent
+        self._channel_log = log.bind(channelId=channel_id)
+        self._stream: ChannelStream | None = None
+
+    @property
+    def _log(self) -> CodeLogger:
+        return self._channel_log
+
+    def set_pty(self, pty: PtyRequest) -> None:
+        super().set_pty(pty)
+        self._env["TERM"] = pty.term
+
+    async def _take_stream(
+        self, opening: Awaitable[ChannelStream], *, hold_input: bool, failed: State
+    ) -> None:
+        """Take the program's stream once ``opening`` opened it.
+
+        :param hold_input: keep stdin back until :meth:`_release_held_input`.
+        :param failed: the state a start that fails is left in.
+        :raises ContainerSSHError: at debug level if the channel closed meanwhile.
+        """
+        try:
+            stream = await opening
+            self._stream = stream
+            if hold_input:
+                self._hold_input_until_pid()
+            self._adopt_stream(stream, stream)
+        except CancelledError:
+            if self._state is not State.CLOSED:
+                raise
+            raise self._error(
+                messages.KUBERNETES_EXEC_FAILED,
+                START_FAILED_MESSAGE,
+                "the channel was closed while the program was starting",
+                level=Level.DEBUG,
+            ) from None
+        except BaseException:
+            if self._state is State.STARTING:
+                self._state = failed
+            raise
+
+    # The stream's events, besides stream_closed (ProgramSession's).
+
+    def pid_received(self, pid: int) -> None:
+        raise NotImplementedError
+
+    def pid_failed(self, reason: str) -> None:
+        raise NotImplementedError
+
+    def output_ended(self, error: str | None) -> None:
+        raise NotImplementedError
+
+    async def _open_stream(
+        self,
+        pod: PodRef,
+        container: str,
+        command: list[str] | None,
+        io: ISessionIO,
+        *,
+        expect_pid: bool,
+    ) -> ChannelStream:
+        """An exec of ``command`` (None: an attach) with the channel's terminal and streams."""
+        try:
+            return await self._cluster.open_stream(
+                pod.namespace,
+                pod.name,
+                container,
+                command,
+                tty=self._pty is not None,
+                stdout=io.stdout,
+                stderr=io.stderr,
+                events=self,
+                expect_pid=expect_pid,
+                timeout=self._timeouts.command_start,
+            )
+        except KubernetesError as e:
+            raise self._error(e.code, START_FAILED_MESSAGE, e.explanation) from None
+
+    def _request_resize(self, columns: int, rows: int) -> Deferred[None]:
+        assert self._stream is not None
+        self._stream.resize(columns, rows)
+        return succeed(None)
+
+    async def _deliver_signal(self, pod: PodRef, container: str, pid: int, name: str) -> None:
+        """Send signal ``name`` to process ``pid`` through the agent (``timeouts.signal``)."""
+        self._log.event(messages.KUBERNETES_EXEC_SIGNAL, "Sending signal {signal}", signal=name)
+        self._delivered.add(name)
+        try:
+            error = await with_deadline(
+                self._reactor, self._timeouts.signal, self._run_signal(pod, container, pid, name)
+            )
+        except (KubernetesError, DeadlineExceeded) as e:
+            error = e.explanation if isinstance(e, KubernetesError) else str(e)
+        if error is not None:
+            self._delivered.discard(name)
+            raise self._error(
+                messages.KUBERNETES_EXEC_SIGNAL_FAILED,
+                "Failed to deliver the signal.",
+                error,
+                signal=name,
+            )
+        self._log.event(
+            messages.KUBERNETES_EXEC_SIGNAL_SUCCESSFUL, "Delivered signal {signal}", signal=name
+        )
+
+    async def _run_signal(self, pod: PodRef, container: str, pid: int, name: str) -> str | None:
+        """Run the agent's ``signal`` command; why it failed, or None."""
+        assert self._agent is not None
+        helper = HelperExec(self._cluster, pod, container)
+        return await helper.run(self._agent.signal(pid, name), b"", self._timeouts.signal)
+
+
+class KubernetesExecSession(KubernetesProgramSession):
     """An :class:`~conch_container.interfaces.IBackendSession` backed by an exec into the pod.
 
     :param cluster: the API server the pod is on.
@@ -127,8 +272,6 @@ class KubernetesExecSession(ProgramSession):
     :param config: the connection's ``kubernetes`` config section.
     :param agent: the guest agent programs run through (None if disabled).
     """
-
-    _call_errors: ClassVar[tuple[type[Exception], ...]] = (KubernetesError,)
 
     def __init__(
         self,
@@ -145,30 +288,19 @@ class KubernetesExecSession(ProgramSession):
     ) -> None:
         super().__init__(
             reactor=reactor,
-            codes=KUBERNETES_SESSION_CODES,
-            resize_timeout=config.timeouts.window,
+            cluster=cluster,
+            config=config,
+            agent=agent,
+            log=log,
+            channel_id=channel_id,
             on_closed=on_closed,
         )
-        self._cluster = cluster
         self._pod = pod
         self._container = container
-        self._pod_config = config.pod
-        self._timeouts = config.timeouts
-        self._agent = agent
-        self._channel_log = log.bind(channelId=channel_id)
-        self._stream: ChannelStream | None = None
         self._pid: int | None = None
         self._handshake: Once[None] = Once()
         #: The output's end when it came before the start returned the stream: (error,).
         self._early_end: tuple[str | None] | None = None
-
-    @property
-    def _log(self) -> CodeLogger:
-        return self._channel_log
-
-    def set_pty(self, pty: PtyRequest) -> None:
-        super().set_pty(pty)
-        self._env["TERM"] = pty.term
 
     # -- start
 
@@ -189,47 +321,11 @@ class KubernetesExecSession(ProgramSession):
         self._refuse_if_started()
         self._state = State.STARTING
         self._io = io
-        tty = self._pty is not None
-        try:
-            command = self._command(program)
-            self._log.event(
-                messages.KUBERNETES_EXEC,
-                "Starting {program} program in pod {pod}",
-                program=program.kind,
-                pod=self._pod.name,
-            )
-            try:
-                stream = await self._cluster.open_stream(
-                    self._pod.namespace,
-                    self._pod.name,
-                    self._container,
-                    command,
-                    tty=tty,
-                    stdout=io.stdout,
-                    stderr=io.stderr,
-                    events=self,
-                    expect_pid=self._agent is not None,
-                    timeout=self._timeouts.command_start,
-                )
-            except KubernetesError as e:
-                raise self._error(e.code, START_FAILED_MESSAGE, e.explanation) from None
-            self._stream = stream
-            if tty and self._agent is not None:
-                self._hold_input_until_pid()
-            self._adopt_stream(stream, stream)
-        except CancelledError:
-            if self._state is not State.CLOSED:
-                raise
-            raise self._error(
-                messages.KUBERNETES_EXEC_FAILED,
-                START_FAILED_MESSAGE,
-                "the channel was closed while the program was starting",
-                level=Level.DEBUG,
-            ) from None
-        except BaseException:
-            if self._state is State.STARTING:
-                self._state = State.NEW
-            raise
+        await self._take_stream(
+            self._open_exec(program, io),
+            hold_input=self._pty is not None and self._agent is not None,
+            failed=State.NEW,
+        )
         self._state = State.RUNNING
         if self._early_end is not None:
             # A program that ended at once may end before the stream is handed over.
@@ -237,12 +333,19 @@ class KubernetesExecSession(ProgramSession):
             return
         await self._resize_to_pty()
 
-    # -- while running
+    async def _open_exec(self, program: ProgramRequest, io: ISessionIO) -> ChannelStream:
+        command = self._command(program)
+        self._log.event(
+            messages.KUBERNETES_EXEC,
+            "Starting {program} program in pod {pod}",
+            program=program.kind,
+            pod=self._pod.name,
+        )
+        return await self._open_stream(
+            self._pod, self._container, command, io, expect_pid=self._agent is not None
+        )
 
-    def _request_resize(self, columns: int, rows: int) -> Deferred[None]:
-        assert self._stream is not None
-        self._stream.resize(columns, rows)
-        return succeed(None)
+    # -- while running
 
     async def _signal(self, name: str) -> None:
         if self._state is State.ENDED:
@@ -262,31 +365,7 @@ class KubernetesExecSession(ProgramSession):
             timeout=self._timeouts.signal,
             codes=KUBERNETES_SIGNAL_CODES,
         )
-        self._log.event(messages.KUBERNETES_EXEC_SIGNAL, "Sending signal {signal}", signal=name)
-        self._delivered.add(name)
-        try:
-            error = await with_deadline(
-                self._reactor, self._timeouts.signal, self._run_signal(pid, name)
-            )
-        except (KubernetesError, DeadlineExceeded) as e:
-            error = e.explanation if isinstance(e, KubernetesError) else str(e)
-        if error is not None:
-            self._delivered.discard(name)
-            raise self._error(
-                messages.KUBERNETES_EXEC_SIGNAL_FAILED,
-                "Failed to deliver the signal.",
-                error,
-                signal=name,
-            )
-        self._log.event(
-            messages.KUBERNETES_EXEC_SIGNAL_SUCCESSFUL, "Delivered signal {signal}", signal=name
-        )
-
-    async def _run_signal(self, pid: int, name: str) -> str | None:
-        """Run the agent's ``signal`` command; why it failed, or None."""
-        assert self._agent is not None
-        helper = HelperExec(self._cluster, self._pod, self._container)
-        return await helper.run(self._agent.signal(pid, name), b"", self._timeouts.signal)
+        await self._deliver_signal(self._pod, self._container, pid, name)
 
     # -- the stream's events
 
@@ -334,7 +413,9 @@ class KubernetesExecSession(ProgramSession):
             # The stream's end does not end the program: the agent kills it.
             d = Deferred.fromCoroutine(
                 with_deadline(
-                    self._reactor, self._timeouts.signal, self._run_signal(self._pid, "KILL")
+                    self._reactor,
+                    self._timeouts.signal,
+                    self._run_signal(self._pod, self._container, self._pid, "KILL"),
                 )
             )
             d.addErrback(lambda _: None)

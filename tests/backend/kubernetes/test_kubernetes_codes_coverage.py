@@ -4,8 +4,7 @@
 :mod:`conch_container.messages` (ContainerSSH's and the project's own) to the
 tests (``module.Class.method``) that drive the Kubernetes backend into that
 situation and assert the code; :data:`NOT_PRODUCED` lists, with the reason,
-the codes this version of the backend has no situation for (``session``
-mode's are among them until that mode exists). The checks are
+the codes this version of the backend has no situation for. The checks are
 :mod:`tests.codes_coverage`'s.
 
 When a new ``KUBERNETES_*`` code is added, add its producing test here.
@@ -31,6 +30,11 @@ _PERSISTENT_GATEWAY = (
 
 #: Each ``KUBERNETES_*`` code -> the tests that produce it and assert it.
 PRODUCERS: dict[str, tuple[str, ...]] = {
+    # -- session mode
+    "KUBERNETES_POD_ATTACH": (
+        "tests.integration.test_kubernetes_sessionmode.KubernetesSessionModeGatewayTests"
+        ".test_exec_exit_code_program_is_pid_1",
+    ),
     # -- configuration and the API server
     "KUBERNETES_CONFIG_ERROR": (
         f"{_FAILURES}.test_connection_settings_unusable",
@@ -134,7 +138,6 @@ NOT_PRODUCED: dict[str, str] = {
         "ends when the API server ends the stream (a failure there is "
         "KUBERNETES_EXEC_FAILED)"
     ),
-    "KUBERNETES_POD_ATTACH": "session mode: built separately",
 }
 
 

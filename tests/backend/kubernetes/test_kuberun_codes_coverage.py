@@ -20,7 +20,7 @@ _EXEC = "tests.security.test_kuberun_exec"
 PRODUCERS: dict[str, tuple[str, ...]] = {
     "KUBERUN_DEPRECATED": (
         f"{_KUBERUN}.test_deprecated_once",
-        "tests.config.test_kuberun_load.CommandTests.test_twistd",
+        "tests.config.test_kuberun_load.CommandTests.test_check_config",
     ),
     "KUBERUN_INSECURE": (f"{_KUBERUN}.test_insecure_accepted_with_opt_in",),
     "KUBERUN_EXEC_DISABLED": (
