@@ -29,7 +29,6 @@ import urllib3
 from kubernetes.client import ApiClient
 from kubernetes.client.exceptions import ApiException
 from twisted.internet import task
-from twisted.internet.defer import Deferred
 from twisted.internet.threads import deferToThreadPool
 from twisted.python.threadpool import ThreadPool
 
@@ -55,6 +54,8 @@ T = TypeVar("T")
 
 #: The most of an answer's body that is read (a pod list of the gateway's own pods included).
 MAX_BODY = 16 * 1024 * 1024
+#: How many HTTP timeouts a call may wait for its turn under the rate limit.
+TURN_TIMEOUT_FACTOR = 4
 #: Seconds between two reads of a pod being waited for when watching it fails.
 POLL_INTERVAL = 1.0
 
@@ -182,35 +183,50 @@ class PodAPI:
     ) -> tuple[int, Any]:
         """One control call within the HTTP timeout; the status and the decoded JSON.
 
+        The call first waits for its turn under the rate limit (as client-go's
+        limiter waits within the request's context, not its timeout), within
+        :data:`TURN_TIMEOUT_FACTOR` times the HTTP timeout; the request itself,
+        its wait for a pool thread included, then has the HTTP timeout. A
+        request still queued for a thread when its caller gives up is never
+        sent: a pod created after the gateway stopped waiting would be nobody's.
         A status outside 2xx is an error unless ``accept`` takes it.
         """
         timeout = self._timeout
+        turn = timeout * TURN_TIMEOUT_FACTOR
+        try:
+            await with_deadline(self._reactor, turn, self._limiter.acquire())
+        except DeadlineExceeded:
+            raise KubernetesError(
+                code, f"{what}: no turn within {turn:g} s under the rate limit (qps, burst)"
+            ) from None
+        given_up = False
 
-        async def call() -> tuple[int, bytes]:
-            await self._limiter.acquire()
-            authorization = self._cluster.settings.credentials.authorization()
-            d: Deferred[tuple[int, bytes]] = deferToThreadPool(
-                self._reactor,
-                self._pool,
-                thd_request,
+        def thd_call() -> tuple[int, bytes]:
+            if given_up:
+                raise CallFailed("given up before it was sent")
+            return thd_request(
                 self._cluster.api_client,
-                authorization,
+                self._cluster.settings.credentials.authorization(),
                 method,
                 path,
                 list((query or {}).items()),
                 body,
                 timeout,
             )
-            return await d
 
         try:
-            status, data = await with_deadline(self._reactor, timeout, call())
+            status, data = await with_deadline(
+                self._reactor, timeout, deferToThreadPool(self._reactor, self._pool, thd_call)
+            )
         except DeadlineExceeded:
             raise KubernetesError(code, f"{what}: no answer within {timeout:g} s") from None
         except CallFailed as e:
             raise KubernetesError(
                 code, f"{what}: {e}", certificate_refused=e.certificate_refused
             ) from None
+        finally:
+            # Read by the pool thread; a plain assignment is atomic.
+            given_up = True
         if not 200 <= status < 300 and not accept(status):
             raise status_error(code, status, data, what)
         try:

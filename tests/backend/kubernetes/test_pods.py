@@ -19,7 +19,7 @@ from conch_container.backend.kubernetes.connection import (
 )
 from conch_container.backend.kubernetes.credentials import Credentials
 from conch_container.backend.kubernetes.errors import ImagePullFailed, KubernetesError
-from conch_container.backend.kubernetes.pods import PodAPI
+from conch_container.backend.kubernetes.pods import CallFailed, PodAPI
 from conch_container.backend.kubernetes.ratelimit import TokenBucket
 from tests.backend.kubernetes.fakeapi import FakeAPIServer
 
@@ -177,11 +177,13 @@ class HeldPool:
 
     def __init__(self) -> None:
         self.held: list[Callable[..., Any]] = []
+        self.held_calls: list[tuple[Callable[..., Any], tuple[Any, ...], dict[str, Any]]] = []
 
     def callInThreadWithCallback(
         self, on_result: Any, f: Callable[..., Any], *a: Any, **k: Any
     ) -> None:
         self.held.append(f)
+        self.held_calls.append((f, a, k))
 
 
 class DeadlineTests(SynchronousTestCase):
@@ -201,8 +203,9 @@ class DeadlineTests(SynchronousTestCase):
         self.assertEqual(error.code, messages.KUBERNETES_POD_WAIT_FAILED)
         self.assertIn("no answer within 15 s", error.explanation)
 
-    def test_rate_limit_counts_against_deadline(self) -> None:
-        """A call still waiting for a rate-limit token at its deadline fails without being sent."""
+    def test_rate_limit_wait_has_its_own_deadline(self) -> None:
+        """A call waits for its rate-limit turn within four HTTP timeouts, not one (as
+        client-go's limiter waits within the request's context); then fails unsent."""
         clock = Clock()
         settings = ClusterSettings(
             base_url="http://127.0.0.1:1", credentials=Credentials(), timeout=1
@@ -215,7 +218,31 @@ class DeadlineTests(SynchronousTestCase):
         self.assertEqual(len(pool.held), 1)
         self.assertEqual(limiter.waiting, 1)
         clock.advance(1)
-        self.failureResultOf(first, KubernetesError)
-        self.failureResultOf(second, KubernetesError)
+        self.assertIn("no answer within 1 s", self.failureResultOf(first).value.explanation)
+        self.assertNoResult(second)
+        clock.advance(3)
+        error = self.failureResultOf(second, KubernetesError).value
+        self.assertIn("no turn within 4 s under the rate limit", error.explanation)
         self.assertEqual(len(pool.held), 1)
         self.assertEqual(limiter.waiting, 0)
+
+    def test_call_given_up_while_queued_is_never_sent(self) -> None:
+        """A request still waiting for a pool thread when its deadline passes is dropped
+        when a thread takes it: a pod created after the caller gave up would be nobody's."""
+        clock = Clock()
+        settings = ClusterSettings(
+            base_url="http://127.0.0.1:1", credentials=Credentials(), timeout=1
+        )
+        pool = HeldPool()
+        api = PodAPI(
+            clock,
+            pool,
+            Cluster(settings, None),
+            TokenBucket(clock, 100, 100),  # type: ignore[arg-type]
+        )
+        created = Deferred.fromCoroutine(api.create_pod("ns", {"metadata": {}}))
+        clock.advance(1)
+        self.failureResultOf(created, KubernetesError)
+        [(work, args, kwargs)] = pool.held_calls
+        with self.assertRaises(CallFailed):
+            work(*args, **kwargs)
