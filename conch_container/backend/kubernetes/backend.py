@@ -46,6 +46,7 @@ from conch_container.backend.kubernetes.podmanifest import pod_manifest
 from conch_container.backend.kubernetes.sessionmode.connection import KubernetesSessionConnection
 from conch_container.backend.kubernetes.sessionowner import SessionOwner
 from conch_container.backend.logging import connection_logger
+from conch_container.deferreds import DeadlineExceeded, with_deadline
 from conch_container.errors import GENERIC_USER_MESSAGE, ContainerSSHError
 from conch_container.interfaces import (
     ConnectionContext,
@@ -182,6 +183,8 @@ class KubernetesBackend:
         #: Every API server and namespace a pod was made in, for the clean-up.
         self._places: dict[tuple[KubernetesConnectionConfig, str], KubernetesConfig] = {}
         self._running = False
+        #: Whether this run asked for pods: then stopping looks for strays.
+        self._made_pods = False
         #: The start-up clean-up while it runs; :meth:`stop` cancels it.
         self._reconciling: Deferred[int] | None = None
         self._recorder: BackendRecorder = NULL_BACKEND_RECORDER
@@ -218,7 +221,8 @@ class KubernetesBackend:
         return d.addBoth(done)
 
     def stop(self) -> Deferred[None]:
-        """Close every connection (deleting its pod, unless persistent), then release the client."""
+        """Close every connection (deleting its pod, unless persistent), delete whatever
+        else carries this instance's label where it made pods, then release the client."""
         return Deferred.fromCoroutine(self._stop())
 
     async def _stop(self) -> None:
@@ -228,6 +232,22 @@ class KubernetesBackend:
         if self._reconciling is not None:
             self._reconciling.cancel()
         await DeferredList([c.close() for c in list(self._connections)], consumeErrors=True)
+        if self._made_pods:
+            # A create whose answer came too late (the login gave up or was
+            # retried) may have made a pod no connection holds: it carries the
+            # label. Bounded: a slow API server must not hold up the shutdown
+            # (the next start of this instance looks again).
+            limit = max(config.timeouts.pod_stop for config in self._places.values())
+            try:
+                await with_deadline(
+                    self._reactor, limit, Deferred.fromCoroutine(self._remove_everywhere())
+                )
+            except DeadlineExceeded:
+                self._log.event(
+                    messages.KUBERNETES_POD_LIST_FAILED,
+                    "Gave up looking for this gateway's pods after {seconds} s",
+                    seconds=limit,
+                )
         await self._client.stop()
 
     def remove_all(self) -> Deferred[int]:
@@ -281,6 +301,7 @@ class KubernetesBackend:
             e.log(log)
             raise
         self._remember(config)
+        self._made_pods = True
         if config.pod.mode == "session":
             return self._session_connection(context, cluster, config, log)
         persistent = config.pod.mode == "persistent"

@@ -21,7 +21,7 @@ from conch_container.log.logger import CodeLogger
 from conch_container.testing.kubeapi import KubeAPIServer
 from tests.backend.helpers import make_context, new_instance_id
 from tests.backend.kubernetes.test_conformance import TOKEN, kubernetes_app_config
-from tests.docker_support import docker_client
+from tests.docker_support import GUEST_IMAGE, docker_client
 
 
 class UnansweredClient:
@@ -143,3 +143,26 @@ class PerConnectionPlacesTests(TestCase):
         await checker.start(reconcile=False)
         for config in configs:
             self.assertEqual(await self.own_pods(checker, config), [])
+
+    async def test_stop_deletes_a_pod_no_connection_holds(self) -> None:
+        """A pod with this instance's label that no connection holds (a create whose
+        answer came after the login gave up) is deleted by stop() too."""
+        backend = self.make_backend()
+        await backend.start()
+        config = config_in(self.home, "strays")
+        connection = await backend.connect(make_context(config, self.log))
+        cluster = await backend._client.cluster_for(config.kubernetes)
+        stray = {
+            "metadata": {
+                "generateName": "stray-",
+                "labels": {"conch_container_instance": self.instance_id},
+            },
+            "spec": {"containers": [{"name": "shell", "image": GUEST_IMAGE}]},
+        }
+        await cluster.pods.create_pod("strays", stray)
+        await connection.close()
+        self.assertEqual(len(await self.own_pods(backend, config)), 1)
+        await backend.stop()
+        checker = self.make_backend()
+        await checker.start(reconcile=False)
+        self.assertEqual(await self.own_pods(checker, config), [])
