@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
 
-from bench import audit, concurrency, configserver, engine, longrun, metrics, servers
+from bench import audit, concurrency, configserver, engine, kubernetes, longrun, metrics, servers
 from bench.measure import MIB, download, time_to_first_byte
 from bench.procs import BenchError, exit_status
 from bench.report import GATEWAY_LABEL, Report, Series, machine_facts, render
@@ -212,6 +212,8 @@ def main(argv: list[str] | None = None) -> int:
         return configserver.main(sys.argv[1:] if argv is None else argv)
     if metrics.requested(sys.argv[1:] if argv is None else argv):
         return metrics.main(sys.argv[1:] if argv is None else argv)
+    if kubernetes.requested(sys.argv[1:] if argv is None else argv):
+        return kubernetes.main(sys.argv[1:] if argv is None else argv)
     settings = parse_args(sys.argv[1:] if argv is None else argv)
     signal.signal(signal.SIGTERM, _terminate)
     signal.signal(signal.SIGHUP, _terminate)
