@@ -166,6 +166,9 @@ class DispatchingBackend:
         name = context.config.backend
         if self._stopped:
             raise _refusal(name, f"the {name} backend was requested during shutdown")
+        if name == self.name:
+            # Started with the gateway, before the first connection.
+            return self._built[name]
         ready = self._ready.get(name)
         if ready is not None:
             return ready
