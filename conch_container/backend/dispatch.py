@@ -169,13 +169,14 @@ class DispatchingBackend:
         if name == self.name:
             # Started with the gateway, before the first connection.
             return self._built[name]
+        # The plugin's own checks ran at start-up for the static configuration
+        # only; each connection's own settings for another backend are checked here.
+        factory = self._checked_factory(name, context.config)
         ready = self._ready.get(name)
         if ready is not None:
             return ready
         once = self._starting.get(name)
         if once is None:
-            # The plugin's own checks ran at start-up for the static backend only.
-            factory = self._checked_factory(name, context.config)
             once = self._starting[name] = Once()
             Deferred.fromCoroutine(self._start_for(name, factory, context)).addBoth(
                 self._started, name, once

@@ -205,6 +205,13 @@ class DispatchTests(SynchronousTestCase):
         error = self.failureResultOf(self.connect("kubernetes"), ContainerSSHError).value
         self.assertIn("kubernetes.pod: only connection mode", error.explanation)
         self.assertEqual(self.kubernetes.built, [])
+        # Checked for each connection, also once the backend runs.
+        self.kubernetes.refuse = None
+        self.kubernetes.backend_options = {"hold_start": False}
+        self.successResultOf(self.connect("kubernetes"))
+        self.kubernetes.refuse = "not this pod"
+        self.failureResultOf(self.connect("kubernetes"), ContainerSSHError)
+        self.assertEqual(len(self.kubernetes.built[0].connected), 1)
 
     def test_stop_stops_every_started_backend(self) -> None:
         """Stop reaches the static backend and every backend started since, not the others."""
