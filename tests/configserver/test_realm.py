@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from twisted.internet.defer import Deferred, succeed
 
 from conch_container import messages
@@ -76,16 +78,24 @@ class ConfigRealmTests(RealmTestCase):
                 )
             }
         )
+        self.realm = self.make_realm()
+
+    def make_realm(self, **options: Any) -> ConnectionRealm:
+        """A realm asking the test configuration server, with ``options`` added."""
         source = ConfigServerSource.from_config(
-            self.config, reactor=self.clock, log=log, agent=memory_agent(self.server)
+            self.config,
+            reactor=self.clock,
+            log=collecting_log(self.events),
+            agent=memory_agent(self.server),
         )
         assert source is not None
-        self.realm = ConnectionRealm(
+        return ConnectionRealm(
             self.transport,
             backend=self.backend,
             config=self.config,
             registry=self.registry,
             config_source=source,
+            **options,
         )
 
     def rejections(self) -> list[str]:
@@ -155,22 +165,8 @@ class ConfigRealmTests(RealmTestCase):
         """A connection the server sends to another backend counts under that backend's label."""
         metrics = GatewayMetrics()
         self.server.users["user"] = WebhookUser(config={"backend": "kubernetes"})
-        source = ConfigServerSource.from_config(
-            self.config,
-            reactor=self.clock,
-            log=collecting_log(self.events),
-            agent=memory_agent(self.server),
-        )
-        assert source is not None
-        self.realm = ConnectionRealm(
-            self.transport,
-            backend=self.backend,
-            config=self.config,
-            registry=self.registry,
-            config_source=source,
-            clock=self.clock,
-            metrics=metrics,
-            backend_metrics=metrics.backend("docker"),
+        self.realm = self.make_realm(
+            clock=self.clock, metrics=metrics, backend_metrics=metrics.backend("docker")
         )
         self.successResultOf(self.login())
         [connection] = self.backend.connections
