@@ -1816,6 +1816,22 @@ KUBERNETES_POD_KEPT = MessageCode(
     own=True,
 )
 
+BACKEND_STARTING = MessageCode(
+    "BACKEND_STARTING",
+    Level.INFO,
+    "Backend",
+    "The configuration server chose a backend other than the static configuration's for a connection, and it is the first connection to use it: the backend is started now (with its clean-up of what a killed run of this gateway left behind), once, for this and later connections.",
+    own=True,
+)
+
+BACKEND_STOP_FAILED = MessageCode(
+    "BACKEND_STOP_FAILED",
+    Level.WARNING,
+    "Backend",
+    "Stopping one of the backends at shutdown failed; the other backends are still stopped. See the error message for details.",
+    own=True,
+)
+
 CATALOGUE: dict[str, MessageCode] = {
     m.code: m for m in globals().values() if isinstance(m, MessageCode)
 }

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import os
 import sys
+from collections.abc import Callable
 from typing import Any
 
 from prometheus_client import disable_created_metrics
@@ -28,6 +29,7 @@ from conch_container.audit.service import AuditLog
 from conch_container.audit.storage import check_directories
 from conch_container.auth.factory import AuthConfigError, build_authenticators
 from conch_container.auth.static import StaticUsersError
+from conch_container.backend.dispatch import DispatchingBackend
 from conch_container.backend.registry import (
     BackendNotAvailable,
     check_backend_config,
@@ -44,7 +46,7 @@ from conch_container.endpoints import check_endpoints, endpoint_services
 from conch_container.errors import ContainerSSHError
 from conch_container.httpserver import TLSConfigError
 from conch_container.instance import InstanceClaim, claim_instance_id
-from conch_container.interfaces import IBackendLifecycle, IBackendMetrics
+from conch_container.interfaces import IBackendFactory, IBackendLifecycle
 from conch_container.listener import ListenerService
 from conch_container.log import CodeLogger
 from conch_container.log.setup import LogOutput, LogSetupError, emit_early, start_logging
@@ -250,10 +252,15 @@ def makeService(options: Options, reactor: Any = None) -> IService:
     # started afterwards with the same state takes it over.
     ComponentService("instance", None, claim.release).setServiceParent(root)
 
-    backend = options.backend_factory.build(reactor, log, instance_id, config)
-    metered = IBackendMetrics(backend, None)
-    if metered is not None:
-        metered.record_with(options.metrics.backend(config.backend))
+    # The static backend now; another one when a configuration server first chooses it.
+    backend = DispatchingBackend(
+        reactor,
+        log,
+        instance_id,
+        config,
+        metrics=options.metrics,
+        factory_for=_static_first(options.backend_factory),
+    )
     authenticators = options.authenticators
     registry = SessionRegistry(reactor, log, deadline=SHUTDOWN_DEADLINE)
     audit = build_audit_log(reactor, log, config.audit, deadline=SHUTDOWN_DEADLINE)
@@ -300,6 +307,15 @@ def makeService(options: Options, reactor: Any = None) -> IService:
     ):
         endpoint.setServiceParent(root)
     return root
+
+
+def _static_first(static: IBackendFactory) -> Callable[[str], IBackendFactory]:
+    """Finds factories by name, with the one the options found for the static backend."""
+
+    def factory_for(name: str) -> IBackendFactory:
+        return static if name == static.name else find_backend_factory(name)
+
+    return factory_for
 
 
 def _reactor() -> Any:

@@ -12,6 +12,7 @@ from twisted.trial.unittest import SynchronousTestCase
 from zope.interface import implementer
 from zope.interface.verify import verifyClass
 
+from conch_container.backend.dispatch import DispatchingBackend
 from conch_container.backend.docker.backend import DockerBackend
 from conch_container.health import HealthResource
 from conch_container.httpserver import HTTPServerService
@@ -73,7 +74,9 @@ class TapTests(SynchronousTestCase):
         self.assertIsInstance(listener, ListenerService)
         factory = listener._factory
         self.assertIsInstance(factory.backend, SecurityBackend)
-        self.assertIsInstance(factory.backend._backend, DockerBackend)
+        dispatcher = factory.backend._backend
+        self.assertIsInstance(dispatcher, DispatchingBackend)
+        self.assertIsInstance(dispatcher.backend("docker"), DockerBackend)
 
     def test_docker_backend_lifecycle(self) -> None:
         """The Docker backend declares the lifecycle the gateway drives."""
@@ -112,19 +115,21 @@ class TapTests(SynchronousTestCase):
                 calls.append("stop")
 
             def remove_all(self) -> int:
-                return 0
+                calls.append("remove_all")
+                return 3
 
         backend = Backend()
         root = self.service_with(backend)
         children = {c.name: c for c in root}  # type: ignore[attr-defined]
         self.assertIn("backend", children)
-        self.assertEqual(children["sessions"]._last_resort, [backend.remove_all])
+        [last_resort] = children["sessions"]._last_resort
         children["backend"].startService()
+        self.assertEqual(self.successResultOf(last_resort()), 3)
         children["backend"].stopService()
-        self.assertEqual(calls, ["start", "stop"])
+        self.assertEqual(calls, ["start", "remove_all", "stop"])
 
     def test_no_lifecycle(self) -> None:
-        """A backend without IBackendLifecycle gets no backend service and no last resort.
+        """A backend without IBackendLifecycle is neither started nor stopped, nor swept.
 
         Methods that merely share the names are not called: the interface is
         the contract, not the spelling.
@@ -141,10 +146,11 @@ class TapTests(SynchronousTestCase):
                 raise AssertionError("not part of any declared interface")
 
         root = self.service_with(Backend())
-        names = [c.name for c in root]  # type: ignore[attr-defined]
-        self.assertEqual(names, ["instance", "auth", "sessions", "ssh"])
-        sessions = next(c for c in root if c.name == "sessions")  # type: ignore[attr-defined]
-        self.assertEqual(sessions._last_resort, [])
+        children = {c.name: c for c in root}  # type: ignore[attr-defined]
+        children["backend"].startService()
+        [last_resort] = children["sessions"]._last_resort
+        self.assertEqual(self.successResultOf(last_resort()), 0)
+        children["backend"].stopService()
 
     def test_planned_backend_refused_before_start(self) -> None:
         """A ContainerSSH backend this version lacks is a usage error naming it."""
@@ -299,7 +305,7 @@ class InstanceIdTests(SynchronousTestCase):
         """The ids the SSH factory and the backend of a new service tree were given."""
         root: Any = makeService(options, MemoryReactorClock())
         factory = root.getServiceNamed("ssh")._factory
-        return factory.instance_id, factory.backend._backend.instance_id
+        return factory.instance_id, factory.backend._backend.backend("docker").instance_id
 
     def codes(self, options: Options) -> list[str]:
         assert options.log_output is not None and options.log_output.memory is not None

@@ -11,7 +11,9 @@ configuration: :data:`VARIABLE_SECTIONS` and ``log.level``. The SSH listener,
 host keys, authentication, audit storage, metrics and the rest are fixed for
 the whole process, so an answer that changes one of them is refused naming
 the key (quietly ignoring it would leave the server's author believing it took
-effect). So is a change of ``backend``: the gateway runs one backend. An answer
+effect). ``backend`` may change: the gateway routes the connection to that
+backend (:mod:`conch_container.backend.dispatch`), which refuses it if the
+backend is not available. An answer
 that repeats a fixed value unchanged (a server that sends a whole
 configuration) is fine.
 """
@@ -39,12 +41,6 @@ def connection_config(base: AppConfig, override: object) -> AppConfig:
         does not validate.
     """
     merged = merge_config(base, override, source_format="json", explicit=True)
-    if merged.backend != base.backend:
-        raise ConfigError(
-            "backend",
-            f"this gateway runs the {base.backend} backend; a connection cannot switch "
-            f"to {merged.backend!r}",
-        )
     changed = fixed_key_changed(base, merged)
     if changed is not None:
         raise ConfigError(changed, "cannot be changed per connection by a configuration server")

@@ -182,12 +182,19 @@ class ConnectionRealm:
         registry.track(settled, f"backend setup for connection {transport.connection_id}")
         clock = self._clock
         started = clock.seconds() if clock is not None else 0.0
-        self._backend_metrics.request()
+        # Counted under the backend this connection uses (a configuration
+        # server may choose another than the static one).
+        backend_metrics = (
+            self._backend_metrics
+            if config.backend == self._config.backend
+            else self._metrics.backend(config.backend)
+        )
+        backend_metrics.request()
         try:
             try:
                 connection = await maybeDeferred(self._backend.connect, context)
             except Exception:
-                self._backend_metrics.error()
+                backend_metrics.error()
                 raise self._reject_failure(log, "backend") from None
             if transport.lost or not registry.accepting:
                 # Nobody will ever log this avatar out: release what the
@@ -200,7 +207,7 @@ class ConnectionRealm:
                 )
                 raise self._reject(log, reason, GENERIC_USER_MESSAGE)
             if clock is not None:
-                self._backend_metrics.setup_latency(clock.seconds() - started)
+                backend_metrics.setup_latency(clock.seconds() - started)
             avatar = ContainerAvatar(connection, metadata, log, registry, self._metrics)
             return (IConchUser, avatar, avatar.logout)
         finally:

@@ -145,10 +145,15 @@ class RefusalTests(SynchronousTestCase):
         merged = connection_config(base, {"log": {"format": base.log.format}, "backend": "docker"})
         self.assertEqual(merged.log, base.log)
 
-    def test_backend_switch_refused(self) -> None:
-        """The gateway runs one backend: a connection cannot switch to another."""
-        error = self.assertRefused({"backend": "kubernetes"}, "backend")
-        self.assertIn("cannot switch", error.problem)
+    def test_backend_switch_allowed(self) -> None:
+        """A connection may use another backend than the file's (the gateway routes it)."""
+        merged = connection_config(_base(), {"backend": "kubernetes"})
+        self.assertEqual(merged.backend, "kubernetes")
+        self.assertEqual(_base().backend, "docker")
+
+    def test_backend_switch_to_unsupported_refused(self) -> None:
+        """A backend this version cannot run is refused, naming the key."""
+        self.assertRefused({"backend": "sshproxy"}, "backend")
 
     def test_invalid_value_names_its_key(self) -> None:
         """A value of the wrong type is refused with its key path."""

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from twisted.internet.defer import Deferred, succeed
 
 from conch_container import messages
@@ -10,6 +12,7 @@ from conch_container.config import parse_config
 from conch_container.errors import GENERIC_USER_MESSAGE
 from conch_container.log.logger import THRESHOLD_KEY, CodeLogger
 from conch_container.metadata import MetadataValue
+from conch_container.metrics import GatewayMetrics
 from conch_container.ssh.realm import ConnectionRealm, ConnectionRejected
 from conch_container.testing.webhook import (
     DOWN,
@@ -20,6 +23,7 @@ from conch_container.testing.webhook import (
 )
 from conch_container.webhook.configserver import CONFIG_UNAVAILABLE_USER_MESSAGE
 from conch_container.webhook.connectionconfig import ConfigServerSource
+from tests.metrics.support import sample
 from tests.ssh.harness import collecting_log
 from tests.ssh.test_realm import FakeLoginTransport, RealmTestCase
 from tests.webhook.support import codes, with_code
@@ -74,16 +78,24 @@ class ConfigRealmTests(RealmTestCase):
                 )
             }
         )
+        self.realm = self.make_realm()
+
+    def make_realm(self, **options: Any) -> ConnectionRealm:
+        """A realm asking the test configuration server, with ``options`` added."""
         source = ConfigServerSource.from_config(
-            self.config, reactor=self.clock, log=log, agent=memory_agent(self.server)
+            self.config,
+            reactor=self.clock,
+            log=collecting_log(self.events),
+            agent=memory_agent(self.server),
         )
         assert source is not None
-        self.realm = ConnectionRealm(
+        return ConnectionRealm(
             self.transport,
             backend=self.backend,
             config=self.config,
             registry=self.registry,
             config_source=source,
+            **options,
         )
 
     def rejections(self) -> list[str]:
@@ -148,3 +160,17 @@ class ConfigRealmTests(RealmTestCase):
         self.assertEqual(self.registry.pending, 0)
         self.transport.lose()
         self.failureResultOf(login, ConnectionRejected)
+
+    def test_backend_counted_under_the_connections_backend(self) -> None:
+        """A connection the server sends to another backend counts under that backend's label."""
+        metrics = GatewayMetrics()
+        self.server.users["user"] = WebhookUser(config={"backend": "kubernetes"})
+        self.realm = self.make_realm(
+            clock=self.clock, metrics=metrics, backend_metrics=metrics.backend("docker")
+        )
+        self.successResultOf(self.login())
+        [connection] = self.backend.connections
+        self.assertEqual(connection.context.config.backend, "kubernetes")
+        requests = "containerssh_backend_requests_total"
+        self.assertEqual(sample(metrics, requests, backend="kubernetes"), 1)
+        self.assertEqual(sample(metrics, requests, backend="docker"), 0)

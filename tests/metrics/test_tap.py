@@ -52,7 +52,7 @@ class MetricsWiringTests(SynchronousTestCase):
         self.assertIsInstance(metrics, GatewayMetrics)
         factory = self.factory(options)
         self.assertIs(factory.metrics, metrics)
-        docker = factory.backend._backend
+        docker = factory.backend._backend.backend("docker")
         docker._recorder.removal_failed()
         assert isinstance(metrics, GatewayMetrics)
         self.assertEqual(
