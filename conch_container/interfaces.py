@@ -289,7 +289,10 @@ class IBackendLifecycle(Interface):
     def stop():  # type: ignore[no-untyped-def]
         """Release everything, once, after every connection has closed.
 
-        Called only after a successful :meth:`start`.
+        Called after :meth:`start`: at shutdown when it succeeded, and right
+        away when a backend started for a connection (chosen by a
+        configuration server) failed or overran its start, to release what
+        half-started; it must then not hang either.
         """
 
     def remove_all():  # type: ignore[no-untyped-def]

@@ -29,7 +29,7 @@ from zope.interface import implementer
 from conch_container import messages
 from conch_container.backend.registry import BackendNotAvailable, find_backend_factory
 from conch_container.config import AppConfig, ConfigError
-from conch_container.deferreds import DeadlineExceeded, Once, with_deadline
+from conch_container.deferreds import DeadlineExceeded, Once, settled_within, with_deadline
 from conch_container.errors import GENERIC_USER_MESSAGE, ContainerSSHError
 from conch_container.interfaces import (
     ConnectionContext,
@@ -218,11 +218,9 @@ class DispatchingBackend:
                 if isinstance(error, DeadlineExceeded)
                 else str(error) or type(error).__name__
             )
-            # Whatever half-started is released: nothing of it is left running.
-            try:
-                await maybeDeferred(lifecycle.stop)
-            except Exception:
-                pass
+            # Whatever half-started is released (bounded: a stop that hangs must
+            # not hold the connections waiting for this start, nor the shutdown).
+            await settled_within(self._reactor, self._start_deadline, maybeDeferred(lifecycle.stop))
             del self._built[name]
             raise _refusal(name, f"the {name} backend cannot start: {reason}") from None
         return backend
