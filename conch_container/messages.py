@@ -1816,6 +1816,14 @@ KUBERNETES_POD_KEPT = MessageCode(
     own=True,
 )
 
+KUBERNETES_GUEST_AGENT_SELECTED = MessageCode(
+    "KUBERNETES_GUEST_AGENT_SELECTED",
+    Level.DEBUG,
+    "Kubernetes",
+    "The guest agent for this pod was chosen: the image's own agent at agentPath when the gateway started the pod with an idle command that runs it (so it is there, as on ContainerSSH's guest image), or else conch-container's POSIX shell agent passed to /bin/sh with each command.",
+    own=True,
+)
+
 BACKEND_STARTING = MessageCode(
     "BACKEND_STARTING",
     Level.INFO,

@@ -69,6 +69,8 @@ class KubernetesConnection(SessionOwner[KubernetesExecSession]):
 
     :param keep_pod: the pod is not the connection's own (persistent mode):
         closing ends the connection's programs and leaves the pod running.
+    :param pod_runs_agent: the gateway started the pod with an idle command
+        that runs ``agentPath``, so the image has that agent (see :func:`pod_agent`).
     """
 
     _closing_explanation = "the connection's pod is being removed"
@@ -84,6 +86,7 @@ class KubernetesConnection(SessionOwner[KubernetesExecSession]):
         on_closed: Callable[[KubernetesConnection], object],
         removal_failed: Callable[[], object],
         keep_pod: bool = False,
+        pod_runs_agent: bool = False,
     ) -> None:
         super().__init__(log.bind(pod=pod.name), on_closed)
         self._reactor = reactor
@@ -95,15 +98,18 @@ class KubernetesConnection(SessionOwner[KubernetesExecSession]):
         self._kill_on_close = keep_pod
         spec = config.pod.spec["containers"][config.pod.console_container_number]
         self._container = str(spec["name"])
-        self._agent = (
-            None
-            if config.pod.disable_agent
-            else GuestAgent(AgentKind.INLINE, config.pod.agent_path)
-        )
+        self._agent = pod_agent(config, pod_runs_agent=pod_runs_agent)
         if self._agent is None:
             self._log.event(
                 messages.KUBERNETES_GUEST_AGENT_DISABLED,
                 "The guest agent is disabled: signals and file writes are not available",
+            )
+        else:
+            self._log.event(
+                messages.KUBERNETES_GUEST_AGENT_SELECTED,
+                "Using the {agent} guest agent ({agentPath})",
+                agent=self._agent.kind.value,
+                agentPath=self._agent.path,
             )
 
     async def write_files(self, files: Mapping[str, FileValue]) -> None:
@@ -330,6 +336,8 @@ class KubernetesBackend:
             on_closed=self._connections.discard,
             removal_failed=lambda: self._recorder.removal_failed(),
             keep_pod=persistent,
+            # A persistent pod may have been made by anyone, from anything.
+            pod_runs_agent=not persistent and runs_agent(config),
         )
         self._connections.add(connection)
         try:
@@ -359,6 +367,28 @@ class KubernetesBackend:
         )
         self._connections.add(connection)
         return connection
+
+
+def pod_agent(config: KubernetesConfig, *, pod_runs_agent: bool) -> GuestAgent | None:
+    """The guest agent programs run through in a pod (None with ``disableAgent``).
+
+    ContainerSSH runs the image's agent at ``agentPath``. Where the pod is
+    known to have it (the gateway started the pod running it: ContainerSSH's
+    default idle command, ``agentPath wait-signal ...``, on its guest image),
+    so does the gateway; otherwise it passes its own agent to ``/bin/sh``
+    with each command, which any image with a shell can run.
+    """
+    if config.pod.disable_agent:
+        return None
+    if pod_runs_agent:
+        return GuestAgent(AgentKind.IMAGE, config.pod.agent_path)
+    return GuestAgent(AgentKind.INLINE, config.pod.agent_path)
+
+
+def runs_agent(config: KubernetesConfig) -> bool:
+    """Whether pods the gateway starts from ``config`` run ``agentPath`` (as their idle command)."""
+    idle = config.pod.idle_command
+    return bool(idle) and idle[0] == config.pod.agent_path
 
 
 def _logged(log: CodeLogger, explanation: str) -> ContainerSSHError:

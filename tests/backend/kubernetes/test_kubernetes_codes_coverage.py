@@ -30,6 +30,9 @@ _PERSISTENT_GATEWAY = (
 
 #: Each ``KUBERNETES_*`` code -> the tests that produce it and assert it.
 PRODUCERS: dict[str, tuple[str, ...]] = {
+    "KUBERNETES_GUEST_AGENT_SELECTED": (
+        f"{_K}.test_image_agent.ImageAgentConformanceTests.test_the_image_agent_is_chosen",
+    ),
     # -- session mode
     "KUBERNETES_POD_ATTACH": (
         "tests.integration.test_kubernetes_sessionmode.KubernetesSessionModeGatewayTests"
