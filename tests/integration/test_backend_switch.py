@@ -73,7 +73,7 @@ class BackendSwitchTests(KubernetesGatewayCase):
         self.assertEqual(self.codes_count("KUBERNETES_POD_CREATE"), 1)
         self.assertEqual(self.codes_count("DOCKER_CONTAINER_CREATE"), 0)
         self.assertEqual(self.codes_count("BACKEND_STARTING"), 1)
-        self.assertEqual(await self.own_pods(), [])
+        self.assertEqual(await self.own_pods_once_deleted(), [])
 
         out, err, code = await self.ssh("echo docker", user="carol")
         self.assertEqual((out, code), (b"docker\n", 0), err)
@@ -84,7 +84,7 @@ class BackendSwitchTests(KubernetesGatewayCase):
         self.assertEqual((out, code), (b"again\n", 0), err)
         self.assertEqual(self.codes_count("KUBERNETES_POD_CREATE"), 2)
         self.assertEqual(self.codes_count("BACKEND_STARTING"), 1)
-        self.assertEqual(await self.own_pods(), [])
+        self.assertEqual(await self.own_pods_once_deleted(), [])
 
     async def test_unavailable_backend_refused(self) -> None:
         """dave's configuration names sshproxy: his login is refused with the code; alice's runs."""

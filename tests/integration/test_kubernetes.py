@@ -12,6 +12,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
 from twisted.internet.defer import Deferred
+from twisted.internet.task import deferLater
 from twisted.internet.utils import getProcessOutputAndValue
 
 from conch_container.backend.kubernetes.client import KubernetesClient
@@ -22,6 +23,8 @@ from tests.docker_support import GUEST_IMAGE
 from tests.integration.gateway import GatewayTestCase, reactor
 
 TOKEN = "gateway-token"
+#: Seconds the gateway has to delete a pod (``timeouts.podStop``).
+POD_STOP = 30
 T = TypeVar("T")
 
 
@@ -51,7 +54,7 @@ class KubernetesGatewayCase(GatewayTestCase):
                 "idleCommand": ["/bin/sh", "-c", "sleep 3600"],
                 "shellCommand": ["/bin/bash"],
             },
-            "timeouts": {"podStart": "30s", "podStop": "30s"},
+            "timeouts": {"podStart": "30s", "podStop": f"{POD_STOP}s"},
         }
 
     async def with_pods(self, call: Callable[[PodAPI], Awaitable[T]]) -> T:
@@ -72,6 +75,17 @@ class KubernetesGatewayCase(GatewayTestCase):
         selector = f"conch_container_instance={self.instance_id}"
         pods = await self.with_pods(lambda pods: pods.list_pods("default", selector))
         return [p for p in pods if "deletionTimestamp" not in p["metadata"]]
+
+    async def own_pods_once_deleted(self) -> list[str]:
+        """The names of the gateway's pods still there after it had ``podStop`` to delete them.
+
+        ssh returns when the connection closes; the gateway deletes the pod
+        after that, so the test waits for it (up to the configured podStop).
+        """
+        deadline = reactor.seconds() + POD_STOP
+        while (pods := await self.own_pods()) and reactor.seconds() < deadline:
+            await deferLater(reactor, 0.2)
+        return [p["metadata"]["name"] for p in pods]
 
     async def sftp_round_trip(self, content: bytes) -> bytes:
         """Put a file with ``content`` through the OpenSSH sftp client and get it back."""
@@ -103,7 +117,7 @@ class KubernetesGatewayTests(KubernetesGatewayCase):
         )
         self.assertEqual(code, 3, err)
         self.assertEqual(out, b"42 sleep 3600\n")  # the idle command is PID 1
-        self.assertEqual(await self.own_pods(), [])
+        self.assertEqual(await self.own_pods_once_deleted(), [])
         codes = self.logged_codes()
         for expected in (
             "KUBERNETES_POD_CREATE",

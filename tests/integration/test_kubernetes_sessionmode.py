@@ -9,14 +9,9 @@ from __future__ import annotations
 from typing import Any
 
 from twisted.internet.defer import Deferred
-from twisted.internet.task import deferLater
 from twisted.internet.utils import getProcessOutputAndValue
 
-from tests.integration.gateway import reactor
 from tests.integration.test_kubernetes import KubernetesGatewayCase
-
-#: The configured ``timeouts.podStop`` (seconds).
-POD_STOP = 30
 
 
 class KubernetesSessionModeGatewayTests(KubernetesGatewayCase):
@@ -34,10 +29,7 @@ class KubernetesSessionModeGatewayTests(KubernetesGatewayCase):
 
     async def assert_no_pod_left(self) -> None:
         """Every session's pod is deleted once its session ended (within podStop)."""
-        deadline = reactor.seconds() + POD_STOP
-        while (pods := await self.own_pods()) and reactor.seconds() < deadline:
-            await deferLater(reactor, 0.5)
-        self.assertEqual([p["metadata"]["name"] for p in pods], [])
+        self.assertEqual(await self.own_pods_once_deleted(), [])
 
     async def test_exec_exit_code_program_is_pid_1(self) -> None:
         """The command runs as its pod's main process; its exit code comes back."""
