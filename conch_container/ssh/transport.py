@@ -17,6 +17,8 @@ from conch_container.audit.recorder import DISABLED, ConnectionAudit
 from conch_container.codes import Level
 from conch_container.log.logger import CodeLogger
 from conch_container.metadata import ConnectionMetadata, new_connection_id
+from conch_container.ssh.crypto.errors import PacketError
+from conch_container.ssh.packettransport import PacketServerTransport
 from conch_container.ssh.penalties import Offence
 
 if TYPE_CHECKING:
@@ -55,11 +57,12 @@ def format_address(address: IAddress) -> str:
     return str(address)
 
 
-class ServerTransport(conch_transport.SSHServerTransport):
+class ServerTransport(PacketServerTransport):
     """Conch's server transport, plus what the gateway needs per connection.
 
     The factory sets the algorithm offer and version string on each instance
-    (never on the class). On top of Conch this class
+    (never on the class). On top of Conch and the project's packet path
+    (:class:`PacketServerTransport`) this class
 
     - gives every TCP connection its ContainerSSH connection id and remote
       address and logs ``SSH_CONNECTED``/``SSH_DISCONNECTED`` (and
@@ -239,6 +242,15 @@ class ServerTransport(conch_transport.SSHServerTransport):
         if self.closing:
             return
         super().dispatchMessage(messageNum, payload)
+
+    def packet_refused(self, error: PacketError) -> None:
+        """Log why the client's packet ends the connection (never its content)."""
+        self.log.event(
+            messages.SSH_PACKET_REFUSED,
+            "Refused a packet from the client: {reason}",
+            reason=error.description,
+            disconnectReason=error.reason,
+        )
 
     def ssh_SERVICE_REQUEST(self, packet: bytes) -> None:
         """Start ``ssh-userauth`` once; refuse every other service request.

@@ -1,0 +1,151 @@
+"""Conch's server transport with this project's packet path.
+
+Conch's ``getPacket``/``sendPacket`` frame every packet as RFC 4253 does
+(encrypt all, MAC the plaintext) with its own ``SSHCiphers``; this class
+replaces both, and the cipher state behind ``currentEncryptions`` and
+``nextEncryptions``, with :mod:`conch_container.ssh.crypto`, which adds the
+encrypt-then-MAC and AEAD framings OpenSSH's modern algorithms use. The rest
+of Conch (version exchange, key exchange, key derivation, message dispatch)
+is unchanged: it still negotiates the names, derives the keys and calls
+``setKeys``; it just gets a :class:`~conch_container.ssh.crypto.suite.PacketProtection`
+where it expects an ``SSHCiphers``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from twisted.conch.ssh import transport as conch_transport
+
+from conch_container.ssh.crypto.base import SEQUENCE_MASK
+from conch_container.ssh.crypto.codec import PacketReader, frame
+from conch_container.ssh.crypto.errors import PacketError
+from conch_container.ssh.crypto.suite import PacketProtection, unprotected
+
+
+def _protection(value: Any) -> PacketProtection:
+    """Conch's ``SSHCiphers`` (names only, not keyed yet) as a :class:`PacketProtection`."""
+    if isinstance(value, PacketProtection):
+        return value
+    return PacketProtection(value.outCipType, value.inCipType, value.outMACType, value.inMACType)
+
+
+class PacketServerTransport(conch_transport.SSHServerTransport):
+    """An ``SSHServerTransport`` whose packets are framed and protected by this project.
+
+    :ivar packet_error: why the last incoming packet was refused, if one was;
+        from then on nothing more is read.
+    """
+
+    packet_error: PacketError | None = None
+    _reader: PacketReader | None = None
+    _current: PacketProtection | None = None
+    _next: PacketProtection | None = None
+
+    # Conch assigns SSHCiphers objects to these two: they become
+    # PacketProtection on the way in. ``nextEncryptions`` is assigned during
+    # KEXINIT, before Conch checks the negotiation (a None name); the
+    # conversion keeps the names, so that check works as before.
+    @property  # type: ignore[override]
+    def currentEncryptions(self) -> PacketProtection:
+        if self._current is None:
+            self._current = unprotected()
+        return self._current
+
+    @currentEncryptions.setter
+    def currentEncryptions(self, value: Any) -> None:
+        self._current = _protection(value)
+
+    @property  # type: ignore[override]
+    def nextEncryptions(self) -> PacketProtection:
+        assert self._next is not None, "no key exchange in progress"
+        return self._next
+
+    @nextEncryptions.setter
+    def nextEncryptions(self, value: Any) -> None:
+        self._next = _protection(value)
+
+    def dataReceived(self, data: bytes) -> None:
+        """Buffer ``data`` and dispatch every whole packet in it.
+
+        Until the peer's version line arrived, Conch's own parsing runs
+        (it calls :meth:`getPacket`, which takes over what follows the line).
+        """
+        if self.packet_error is not None:
+            return
+        if not self.gotVersion:
+            super().dataReceived(data)
+            return
+        self._packet_reader().feed(data)
+        packet = self.getPacket()
+        while packet is not None:
+            self.dispatchMessage(packet[0], packet[1:])
+            if self.transport is None or self.packet_error is not None:
+                return
+            packet = self.getPacket()
+
+    def _packet_reader(self) -> PacketReader:
+        if self._reader is None:
+            self._reader = PacketReader()
+        return self._reader
+
+    def getPacket(self) -> bytes | None:
+        """The next whole, verified, decrypted payload, or None until one is here.
+
+        A packet that fails the checks (length, padding, MAC or tag) ends the
+        connection with the matching disconnect reason.
+        """
+        reader = self._packet_reader()
+        if self.buf:
+            # What followed the version line, left by Conch's parsing.
+            reader.feed(self.buf)
+            self.buf = b""
+        if self.packet_error is not None:
+            return None
+        try:
+            payload = reader.next_payload(
+                self.currentEncryptions.opener, self.incomingPacketSequence
+            )
+        except PacketError as error:
+            self.packet_error = error
+            self.packet_refused(error)
+            self.sendDisconnect(error.reason, error.description.encode("ascii", "replace"))
+            return None
+        if payload is None:
+            return None
+        if self.incomingCompression:
+            try:
+                payload = self.incomingCompression.decompress(payload)
+            except Exception:
+                self._log.failure("Error decompressing payload")
+                self.sendDisconnect(
+                    conch_transport.DISCONNECT_COMPRESSION_ERROR, b"compression error"
+                )
+                return None
+        self.incomingPacketSequence = (self.incomingPacketSequence + 1) & SEQUENCE_MASK
+        return payload
+
+    def packet_refused(self, error: PacketError) -> None:
+        """Called when an incoming packet is refused, before the disconnect is sent."""
+
+    def sendPacket(self, messageType: int, payload: bytes) -> None:
+        """Frame, protect and send one message.
+
+        During a key exchange, messages that do not belong to it wait, as in
+        Conch, until the new keys are in use.
+        """
+        if self._keyExchangeState != self._KEY_EXCHANGE_NONE:
+            if not self._allowedKeyExchangeMessageType(messageType):
+                self._blockedByKeyExchange.append((messageType, payload))
+                return
+        message = bytes((messageType,))
+        if self.outgoingCompression:
+            payload = self.outgoingCompression.compress(
+                message + payload
+            ) + self.outgoingCompression.flush(2)
+            message = b""
+        sealer = self.currentEncryptions.sealer
+        sequence = self.outgoingPacketSequence
+        assert self.transport is not None
+        self.transport.writeSequence(sealer.seal(sequence, frame(message, payload, sealer)))
+        self.outgoingPacketSequence = (sequence + 1) & SEQUENCE_MASK

@@ -1,0 +1,135 @@
+"""Every cipher and MAC the gateway claims, with the real OpenSSH client.
+
+Each test forces one cipher (``ssh -c``) and, for the ciphers that need one,
+one MAC (``ssh -m``): the connection only comes up if the gateway speaks that
+exact combination. Through it runs one exec whose stdin is 10 MB of random
+bytes, sent back by ``cat``, with an exit code of its own: login, output,
+exit status and a long stream each way, through every framing (AEAD,
+encrypt-then-MAC and classic).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from typing import Any
+
+from twisted.internet.utils import getProcessOutputAndValue
+
+from conch_container.config.ssh import DEFAULT_CIPHERS
+from tests.integration.gateway import GatewayTestCase
+
+STREAM_SIZE = 10 * 1024 * 1024
+CLAIMED_MACS = (
+    "hmac-sha2-256-etm@openssh.com",
+    "hmac-sha2-512-etm@openssh.com",
+    "hmac-sha2-256",
+    "hmac-sha2-512",
+)
+
+
+class OpenSSHAlgorithmTests(GatewayTestCase):
+    """Login, exec and 10 MB each way, per cipher and MAC."""
+
+    timeout = 300
+    config_overrides: dict[str, Any] = {
+        "ssh": {"ciphers": list(DEFAULT_CIPHERS), "macs": list(CLAIMED_MACS)},
+    }
+
+    async def round_trip(self, *options: str) -> None:
+        """``cat; exit 3`` with 10 MB in: the same 10 MB out, and exit status 3."""
+        blob = self.dir.child("blob")
+        if not blob.exists():
+            blob.setContent(os.urandom(STREAM_SIZE))
+        received = self.dir.child("received")
+        argv = " ".join(self.ssh_args(*options))
+        _out, err, code = await getProcessOutputAndValue(
+            "/bin/sh",
+            ["-c", f"ssh {argv} 'cat; exit 3' < {blob.path} > {received.path}"],
+            env=dict(os.environ),
+        )
+        self.assertEqual(code, 3, err)
+        self.assertEqual(
+            hashlib.sha256(received.getContent()).hexdigest(),
+            hashlib.sha256(blob.getContent()).hexdigest(),
+        )
+
+    async def test_chacha20_poly1305(self) -> None:
+        """``chacha20-poly1305@openssh.com`` (its MAC is implicit)."""
+        await self.round_trip("-c", "chacha20-poly1305@openssh.com")
+
+    async def test_aes128_gcm(self) -> None:
+        """``aes128-gcm@openssh.com`` (its MAC is implicit)."""
+        await self.round_trip("-c", "aes128-gcm@openssh.com")
+
+    async def test_aes256_gcm(self) -> None:
+        """``aes256-gcm@openssh.com`` (its MAC is implicit)."""
+        await self.round_trip("-c", "aes256-gcm@openssh.com")
+
+    async def test_aes128_ctr_sha256_etm(self) -> None:
+        """``aes128-ctr`` with ``hmac-sha2-256-etm@openssh.com``."""
+        await self.round_trip("-c", "aes128-ctr", "-m", "hmac-sha2-256-etm@openssh.com")
+
+    async def test_aes128_ctr_sha512_etm(self) -> None:
+        """``aes128-ctr`` with ``hmac-sha2-512-etm@openssh.com``."""
+        await self.round_trip("-c", "aes128-ctr", "-m", "hmac-sha2-512-etm@openssh.com")
+
+    async def test_aes128_ctr_sha256(self) -> None:
+        """``aes128-ctr`` with ``hmac-sha2-256``."""
+        await self.round_trip("-c", "aes128-ctr", "-m", "hmac-sha2-256")
+
+    async def test_aes128_ctr_sha512(self) -> None:
+        """``aes128-ctr`` with ``hmac-sha2-512``."""
+        await self.round_trip("-c", "aes128-ctr", "-m", "hmac-sha2-512")
+
+    async def test_aes192_ctr_sha256_etm(self) -> None:
+        """``aes192-ctr`` with ``hmac-sha2-256-etm@openssh.com``."""
+        await self.round_trip("-c", "aes192-ctr", "-m", "hmac-sha2-256-etm@openssh.com")
+
+    async def test_aes192_ctr_sha512_etm(self) -> None:
+        """``aes192-ctr`` with ``hmac-sha2-512-etm@openssh.com``."""
+        await self.round_trip("-c", "aes192-ctr", "-m", "hmac-sha2-512-etm@openssh.com")
+
+    async def test_aes192_ctr_sha256(self) -> None:
+        """``aes192-ctr`` with ``hmac-sha2-256``."""
+        await self.round_trip("-c", "aes192-ctr", "-m", "hmac-sha2-256")
+
+    async def test_aes192_ctr_sha512(self) -> None:
+        """``aes192-ctr`` with ``hmac-sha2-512``."""
+        await self.round_trip("-c", "aes192-ctr", "-m", "hmac-sha2-512")
+
+    async def test_aes256_ctr_sha256_etm(self) -> None:
+        """``aes256-ctr`` with ``hmac-sha2-256-etm@openssh.com``."""
+        await self.round_trip("-c", "aes256-ctr", "-m", "hmac-sha2-256-etm@openssh.com")
+
+    async def test_aes256_ctr_sha512_etm(self) -> None:
+        """``aes256-ctr`` with ``hmac-sha2-512-etm@openssh.com``."""
+        await self.round_trip("-c", "aes256-ctr", "-m", "hmac-sha2-512-etm@openssh.com")
+
+    async def test_aes256_ctr_sha256(self) -> None:
+        """``aes256-ctr`` with ``hmac-sha2-256``."""
+        await self.round_trip("-c", "aes256-ctr", "-m", "hmac-sha2-256")
+
+    async def test_aes256_ctr_sha512(self) -> None:
+        """``aes256-ctr`` with ``hmac-sha2-512``."""
+        await self.round_trip("-c", "aes256-ctr", "-m", "hmac-sha2-512")
+
+
+class OpenSSHKeyExchangeTests(GatewayTestCase):
+    """The key exchanges ContainerSSH configurations name, with the default ciphers and MACs."""
+
+    config_overrides: dict[str, Any] = {
+        "ssh": {"kex": ["curve25519-sha256", "curve25519-sha256@libssh.org"]},
+    }
+
+    async def test_curve25519_sha256(self) -> None:
+        """``curve25519-sha256`` with the default (AEAD-first) cipher."""
+        out, err, code = await self.ssh("echo ok", "-o", "KexAlgorithms=curve25519-sha256")
+        self.assertEqual((out, code), (b"ok\n", 0), err)
+
+    async def test_curve25519_sha256_libssh_alias(self) -> None:
+        """The ``curve25519-sha256@libssh.org`` name ContainerSSH's defaults use."""
+        out, err, code = await self.ssh(
+            "echo ok", "-o", "KexAlgorithms=curve25519-sha256@libssh.org"
+        )
+        self.assertEqual((out, code), (b"ok\n", 0), err)
