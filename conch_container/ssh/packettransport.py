@@ -13,7 +13,7 @@ where it expects an ``SSHCiphers``.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from twisted.conch.ssh import transport as conch_transport
 
@@ -30,8 +30,17 @@ def _protection(value: Any) -> PacketProtection:
     return PacketProtection(value.outCipType, value.inCipType, value.outMACType, value.inMACType)
 
 
-class PacketServerTransport(conch_transport.SSHServerTransport):
-    """An ``SSHServerTransport`` whose packets are framed and protected by this project.
+if TYPE_CHECKING:
+    _TransportBase = conch_transport.SSHTransportBase
+else:
+    _TransportBase = object
+
+
+class PacketPath(_TransportBase):
+    """The packet path, for a subclass of one of Conch's transports (it comes first in the bases).
+
+    The server is what the gateway runs; a client transport with this path
+    lets tests run both ends with the new algorithms in memory.
 
     :ivar packet_error: why the last incoming packet was refused, if one was;
         from then on nothing more is read.
@@ -149,3 +158,7 @@ class PacketServerTransport(conch_transport.SSHServerTransport):
         assert self.transport is not None
         self.transport.writeSequence(sealer.seal(sequence, frame(message, payload, sealer)))
         self.outgoingPacketSequence = (sequence + 1) & SEQUENCE_MASK
+
+
+class PacketServerTransport(PacketPath, conch_transport.SSHServerTransport):
+    """An ``SSHServerTransport`` whose packets are framed and protected by this project."""

@@ -77,6 +77,12 @@ class PacketProtection:
         self.inMACType = inCipType if inCipType in AEAD_CIPHERS else inMACType
         self.sealer: PacketSealer = BlockSealer(b"none", b"", b"", None)
         self.opener: PacketOpener = BlockOpener(b"none", b"", b"", None)
+        self.keyed = False
+
+    @property
+    def encBlockSize(self) -> int:
+        """0 until keyed: Conch's client transport reads it to tell whether its keys are set."""
+        return self.sealer.block_size if self.keyed else 0
 
     def setKeys(
         self,
@@ -92,6 +98,7 @@ class PacketProtection:
         assert self.outMACType is not None and self.inMACType is not None
         self.sealer = _keyed(_SEALERS, self.outCipType, self.outMACType, outKey, outIV, outInteg)
         self.opener = _keyed(_OPENERS, self.inCipType, self.inMACType, inKey, inIV, inInteg)
+        self.keyed = True
 
 
 def unprotected() -> PacketProtection:
