@@ -11,6 +11,8 @@ from __future__ import annotations
 
 from typing import Protocol
 
+from conch_container.ssh.crypto.errors import bad_length
+
 #: Sequence numbers are uint32 and wrap (RFC 4253 section 6.4).
 SEQUENCE_MASK = 0xFFFFFFFF
 
@@ -70,8 +72,6 @@ def checked_length(length: int, block_size: int, length_outside: bool) -> int:
 
     :raises PacketError: otherwise (too short, too long, not block-aligned).
     """
-    from conch_container.ssh.crypto.errors import bad_length
-
     if length < MIN_PACKET_LENGTH or length > MAX_PACKET_LENGTH:
         raise bad_length(f"bad packet length {length}")
     aligned = length if length_outside else length + 4
