@@ -26,6 +26,15 @@ from tests.ssh.harness import Client, ClientTransport, Harness, exec_request, ma
 class _ModernClientTransport(PacketPath, ClientTransport):
     """Conch's client transport with the project's packet path."""
 
+    _secure = False
+
+    def connectionSecure(self) -> None:
+        # Conch's client calls this after every key exchange; asking for
+        # ssh-userauth again after a rekey would be refused.
+        if not self._secure:
+            self._secure = True
+            super().connectionSecure()
+
 
 def client_class(
     cipher: bytes, mac: bytes, kex: bytes = b"curve25519-sha256"
@@ -75,6 +84,30 @@ class PacketTransportTests(SynchronousTestCase):
                 channel.conn.sendEOF(channel)
                 self.harness.flush()
                 self.assertEqual(channel.stdout, data)
+                self.assertEqual(channel.exit_status, 0)
+
+    def test_client_rekey(self) -> None:
+        """After a key exchange the client starts mid-session, data flows under the new keys."""
+        for cipher, mac in (
+            (b"chacha20-poly1305@openssh.com", b"hmac-sha2-256"),
+            (b"aes128-ctr", b"hmac-sha2-256-etm@openssh.com"),
+        ):
+            with self.subTest(cipher=cipher):
+                client = self.login(cipher, mac)
+                channel = self.harness.open_session(client)
+                channel.request(b"exec", exec_request("cat"))
+                channel.write(b"before ")
+                self.harness.flush()
+                first_keys = client.server.currentEncryptions
+                client.transport.sendKexInit()
+                channel.write(b"during ")
+                self.harness.flush()
+                self.assertIsNot(client.server.currentEncryptions, first_keys)
+                channel.write(b"after")
+                assert channel.conn is not None
+                channel.conn.sendEOF(channel)
+                self.harness.flush()
+                self.assertEqual(channel.stdout, b"before during after")
                 self.assertEqual(channel.exit_status, 0)
 
     def test_key_exchanges(self) -> None:
