@@ -20,7 +20,14 @@ from conch_container.ssh.crypto.codec import frame
 from conch_container.ssh.crypto.suite import AEAD_CIPHERS, PacketProtection
 from conch_container.ssh.packettransport import PacketPath
 from tests.ssh.crypto.support import BLOCK_CIPHERS, COMBINATIONS, MACS
-from tests.ssh.harness import Client, ClientTransport, Harness, exec_request, make_config
+from tests.ssh.harness import (
+    Client,
+    ClientChannel,
+    ClientTransport,
+    Harness,
+    exec_request,
+    make_config,
+)
 
 
 class _ModernClientTransport(PacketPath, ClientTransport):
@@ -67,6 +74,21 @@ class PacketTransportTests(SynchronousTestCase):
         self.assertTrue(client.authenticated.called, (cipher, mac, client.disconnect_reason))
         return client
 
+    def cat(self, client: Client) -> ClientChannel:
+        """A session running ``cat``."""
+        channel = self.harness.open_session(client)
+        channel.request(b"exec", exec_request("cat"))
+        self.harness.flush()
+        return channel
+
+    def assert_echoed(self, channel: ClientChannel, expected: bytes) -> None:
+        """After EOF, ``cat`` has sent back ``expected`` and exited 0."""
+        assert channel.conn is not None
+        channel.conn.sendEOF(channel)
+        self.harness.flush()
+        self.assertEqual(channel.stdout, expected)
+        self.assertEqual(channel.exit_status, 0)
+
     def test_every_combination(self) -> None:
         """Each cipher and MAC is negotiated, and 300 KB goes through ``cat`` and back."""
         data = os.urandom(300_000)
@@ -74,17 +96,11 @@ class PacketTransportTests(SynchronousTestCase):
             with self.subTest(cipher=cipher, mac=mac):
                 client = self.login(cipher, mac)
                 self.assertEqual(client.server.currentEncryptions.inCipType, cipher)
-                channel = self.harness.open_session(client)
-                channel.request(b"exec", exec_request("cat"))
-                self.harness.flush()
+                channel = self.cat(client)
                 for start in range(0, len(data), 30000):
                     channel.write(data[start : start + 30000])
                     self.harness.flush()
-                assert channel.conn is not None
-                channel.conn.sendEOF(channel)
-                self.harness.flush()
-                self.assertEqual(channel.stdout, data)
-                self.assertEqual(channel.exit_status, 0)
+                self.assert_echoed(channel, data)
 
     def test_client_rekey(self) -> None:
         """After a key exchange the client starts mid-session, data flows under the new keys."""
@@ -93,9 +109,8 @@ class PacketTransportTests(SynchronousTestCase):
             (b"aes128-ctr", b"hmac-sha2-256-etm@openssh.com"),
         ):
             with self.subTest(cipher=cipher):
-                client = self.login(cipher, mac)
-                channel = self.harness.open_session(client)
-                channel.request(b"exec", exec_request("cat"))
+                channel = self.cat(self.login(cipher, mac))
+                client = self.harness.clients[-1]
                 channel.write(b"before ")
                 self.harness.flush()
                 first_keys = client.server.currentEncryptions
@@ -104,11 +119,7 @@ class PacketTransportTests(SynchronousTestCase):
                 self.harness.flush()
                 self.assertIsNot(client.server.currentEncryptions, first_keys)
                 channel.write(b"after")
-                assert channel.conn is not None
-                channel.conn.sendEOF(channel)
-                self.harness.flush()
-                self.assertEqual(channel.stdout, b"before during after")
-                self.assertEqual(channel.exit_status, 0)
+                self.assert_echoed(channel, b"before during after")
 
     def test_key_exchanges(self) -> None:
         """Both curve25519 names work with an AEAD cipher.
