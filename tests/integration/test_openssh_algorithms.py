@@ -5,7 +5,8 @@ one MAC (``ssh -m``): the connection only comes up if the gateway speaks that
 exact combination. Through it runs one exec whose stdin is 10 MB of random
 bytes, sent back by ``cat``, with an exit code of its own: login, output,
 exit status and a long stream each way, through every framing (AEAD,
-encrypt-then-MAC and classic).
+encrypt-then-MAC and classic). Then the same with the client starting a new
+key exchange every megabyte.
 """
 
 from __future__ import annotations
@@ -28,16 +29,16 @@ CLAIMED_MACS = (
 )
 
 
-class OpenSSHAlgorithmTests(GatewayTestCase):
-    """Login, exec and 10 MB each way, per cipher and MAC."""
+class _RoundTrips(GatewayTestCase):
+    """A gateway offering every claimed cipher and MAC, and the round trip through it."""
 
     timeout = 300
     config_overrides: dict[str, Any] = {
         "ssh": {"ciphers": list(DEFAULT_CIPHERS), "macs": list(CLAIMED_MACS)},
     }
 
-    async def round_trip(self, *options: str) -> None:
-        """``cat; exit 3`` with 10 MB in: the same 10 MB out, and exit status 3."""
+    async def round_trip(self, *options: str) -> bytes:
+        """``cat; exit 3`` with 10 MB in: the same 10 MB out, exit status 3; returns stderr."""
         blob = self.dir.child("blob")
         if not blob.exists():
             blob.setContent(os.urandom(STREAM_SIZE))
@@ -53,6 +54,11 @@ class OpenSSHAlgorithmTests(GatewayTestCase):
             hashlib.sha256(received.getContent()).hexdigest(),
             hashlib.sha256(blob.getContent()).hexdigest(),
         )
+        return err
+
+
+class OpenSSHAlgorithmTests(_RoundTrips):
+    """Login, exec and 10 MB each way, per cipher and MAC."""
 
     async def test_chacha20_poly1305(self) -> None:
         """``chacha20-poly1305@openssh.com`` (its MAC is implicit)."""
@@ -113,6 +119,31 @@ class OpenSSHAlgorithmTests(GatewayTestCase):
     async def test_aes256_ctr_sha512(self) -> None:
         """``aes256-ctr`` with ``hmac-sha2-512``."""
         await self.round_trip("-c", "aes256-ctr", "-m", "hmac-sha2-512")
+
+
+class OpenSSHRekeyTests(_RoundTrips):
+    """The client starts a new key exchange every megabyte (``RekeyLimit=1M``), mid-stream."""
+
+    async def rekeying_round_trip(self, *options: str) -> None:
+        """The round trip, with at least five key exchanges after the first one."""
+        err = await self.round_trip("-o", "RekeyLimit=1M", "-o", "LogLevel=DEBUG1", *options)
+        self.assertGreater(err.count(b"SSH2_MSG_NEWKEYS received"), 5, err[-2000:])
+
+    async def test_chacha20_poly1305(self) -> None:
+        """``chacha20-poly1305@openssh.com``."""
+        await self.rekeying_round_trip("-c", "chacha20-poly1305@openssh.com")
+
+    async def test_aes256_gcm(self) -> None:
+        """``aes256-gcm@openssh.com``."""
+        await self.rekeying_round_trip("-c", "aes256-gcm@openssh.com")
+
+    async def test_aes128_ctr_sha256_etm(self) -> None:
+        """``aes128-ctr`` with ``hmac-sha2-256-etm@openssh.com``."""
+        await self.rekeying_round_trip("-c", "aes128-ctr", "-m", "hmac-sha2-256-etm@openssh.com")
+
+    async def test_aes256_ctr_sha512(self) -> None:
+        """``aes256-ctr`` with ``hmac-sha2-512``."""
+        await self.rekeying_round_trip("-c", "aes256-ctr", "-m", "hmac-sha2-512")
 
 
 class OpenSSHKeyExchangeTests(GatewayTestCase):
