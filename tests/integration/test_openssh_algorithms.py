@@ -5,8 +5,9 @@ one MAC (``ssh -m``): the connection only comes up if the gateway speaks that
 exact combination. Through it runs one exec whose stdin is 10 MB of random
 bytes, sent back by ``cat``, with an exit code of its own: login, output,
 exit status and a long stream each way, through every framing (AEAD,
-encrypt-then-MAC and classic). Then the same with the client starting a new
-key exchange every megabyte.
+encrypt-then-MAC and classic), each under strict key exchange (the client
+offers it and says at debug level 3 that it is in use). Then the same with
+the client starting a new key exchange every megabyte.
 """
 
 from __future__ import annotations
@@ -21,6 +22,8 @@ from conch_container.config.ssh import DEFAULT_CIPHERS
 from tests.integration.gateway import GatewayTestCase
 
 STREAM_SIZE = 10 * 1024 * 1024
+#: What OpenSSH's client logs at debug level 3 once both ends announced strict key exchange.
+STRICT_KEX = b"will use strict KEX ordering"
 CLAIMED_MACS = (
     "hmac-sha2-256-etm@openssh.com",
     "hmac-sha2-512-etm@openssh.com",
@@ -38,12 +41,16 @@ class _RoundTrips(GatewayTestCase):
     }
 
     async def round_trip(self, *options: str) -> bytes:
-        """``cat; exit 3`` with 10 MB in: the same 10 MB out, exit status 3; returns stderr."""
+        """``cat; exit 3`` with 10 MB in: the same 10 MB out, exit status 3; returns stderr.
+
+        The client logs at debug level 3, where it says whether strict key
+        exchange is in use: it must be.
+        """
         blob = self.dir.child("blob")
         if not blob.exists():
             blob.setContent(os.urandom(STREAM_SIZE))
         received = self.dir.child("received")
-        argv = " ".join(self.ssh_args(*options))
+        argv = " ".join(self.ssh_args("-o", "LogLevel=DEBUG3", *options))
         _out, err, code = await getProcessOutputAndValue(
             "/bin/sh",
             ["-c", f"ssh {argv} 'cat; exit 3' < {blob.path} > {received.path}"],
@@ -54,6 +61,7 @@ class _RoundTrips(GatewayTestCase):
             hashlib.sha256(received.getContent()).hexdigest(),
             hashlib.sha256(blob.getContent()).hexdigest(),
         )
+        self.assertIn(STRICT_KEX, err)
         return err
 
 
@@ -126,7 +134,7 @@ class OpenSSHRekeyTests(_RoundTrips):
 
     async def rekeying_round_trip(self, *options: str) -> None:
         """The round trip, with at least five key exchanges after the first one."""
-        err = await self.round_trip("-o", "RekeyLimit=1M", "-o", "LogLevel=DEBUG1", *options)
+        err = await self.round_trip("-o", "RekeyLimit=1M", *options)
         self.assertGreater(err.count(b"SSH2_MSG_NEWKEYS received"), 5, err[-2000:])
 
     async def test_chacha20_poly1305(self) -> None:
@@ -155,12 +163,16 @@ class OpenSSHKeyExchangeTests(GatewayTestCase):
 
     async def test_curve25519_sha256(self) -> None:
         """``curve25519-sha256`` with the default (AEAD-first) cipher."""
-        out, err, code = await self.ssh("echo ok", "-o", "KexAlgorithms=curve25519-sha256")
+        out, err, code = await self.ssh(
+            "echo ok", "-o", "KexAlgorithms=curve25519-sha256", "-o", "LogLevel=DEBUG3"
+        )
         self.assertEqual((out, code), (b"ok\n", 0), err)
+        self.assertIn(STRICT_KEX, err)
 
     async def test_curve25519_sha256_libssh_alias(self) -> None:
         """The ``curve25519-sha256@libssh.org`` name ContainerSSH's defaults use."""
         out, err, code = await self.ssh(
-            "echo ok", "-o", "KexAlgorithms=curve25519-sha256@libssh.org"
+            "echo ok", "-o", "KexAlgorithms=curve25519-sha256@libssh.org", "-o", "LogLevel=DEBUG3"
         )
         self.assertEqual((out, code), (b"ok\n", 0), err)
+        self.assertIn(STRICT_KEX, err)
