@@ -70,9 +70,15 @@ class PacketPath(_TransportBase):
         and each direction's sequence number restarts at 0 after every NEWKEYS
         in it, so a packet inserted or deleted by a man in the middle during
         the handshake can no longer go unnoticed.
+
+    :ivar rekey_after_bytes: once this many bytes went one way under the same
+        keys, this side starts a new key exchange; 0: never.
     """
 
     packet_error: PacketError | None = None
+    rekey_after_bytes = 0
+    _bytes_in = 0
+    _bytes_out = 0
     strict_kex = False
     #: True until the peer's first NEWKEYS arrived.
     _initial_kex = True
@@ -214,6 +220,8 @@ class PacketPath(_TransportBase):
                 )
                 return None
         self.incomingPacketSequence = (self.incomingPacketSequence + 1) & SEQUENCE_MASK
+        self._bytes_in += len(payload)
+        self._rekey_if_due()
         return payload
 
     def packet_refused(self, error: PacketError) -> None:
@@ -242,6 +250,33 @@ class PacketPath(_TransportBase):
         self.outgoingPacketSequence = (sequence + 1) & SEQUENCE_MASK
         if self.strict_kex and messageType == conch_transport.MSG_NEWKEYS:
             self.outgoingPacketSequence = 0
+        self._bytes_out += len(payload)
+        self._rekey_if_due()
+
+    def _rekey_if_due(self) -> None:
+        """Start a key exchange once :attr:`rekey_after_bytes` went one way under the same keys."""
+        limit = self.rekey_after_bytes
+        if limit <= 0 or max(self._bytes_in, self._bytes_out) < limit:
+            return
+        self.rekey()
+
+    def rekey(self) -> None:
+        """Start a new key exchange now, unless one is under way or the first is not done."""
+        if (
+            self._keyExchangeState != self._KEY_EXCHANGE_NONE
+            or self.sessionID is None
+            or self.transport is None
+            or self.packet_error is not None
+        ):
+            return
+        # Before sending: KEXINIT goes through sendPacket, which checks again.
+        self._bytes_in = self._bytes_out = 0
+        self.sendKexInit()
+
+    def _newKeys(self) -> None:
+        """The new keys are in use: count the volume under them from zero."""
+        self._bytes_in = self._bytes_out = 0
+        super()._newKeys()
 
 
 def _kex_names(packet: bytes) -> list[bytes]:

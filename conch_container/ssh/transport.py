@@ -57,6 +57,12 @@ def format_address(address: IAddress) -> str:
     return str(address)
 
 
+def _cancel(call: IDelayedCall | None) -> None:
+    """Cancel a timer unless it is gone or already ran."""
+    if call is not None and call.active():
+        call.cancel()
+
+
 class ServerTransport(PacketServerTransport):
     """Conch's server transport, plus what the gateway needs per connection.
 
@@ -103,6 +109,7 @@ class ServerTransport(PacketServerTransport):
     #: The connection's country label in the metrics.
     country = ""
     _grace_call: IDelayedCall | None = None
+    _rekey_call: IDelayedCall | None = None
     _lost_waiters: list[Deferred[None]] | None = None
 
     @property
@@ -148,11 +155,31 @@ class ServerTransport(PacketServerTransport):
         )
         self.disconnect(DISCONNECT_NO_MORE_AUTH_METHODS_AVAILABLE, "login grace time exceeded")
 
+    def _newKeys(self) -> None:
+        """New keys are in use: the server starts the next key exchange ``rekeyAfterSeconds`` on."""
+        super()._newKeys()
+        self._cancel_rekey_timer()
+        seconds = self.factory.rekey_after_seconds
+        if seconds > 0 and not self.lost:
+            self._rekey_call = self.clock.callLater(seconds, self._rekey_timer_expired)
+
+    def _rekey_timer_expired(self) -> None:
+        self._rekey_call = None
+        self.rekey()
+
+    def _cancel_rekey_timer(self) -> None:
+        _cancel(self._rekey_call)
+        self._rekey_call = None
+
+    def rekey(self) -> None:
+        """Start a new key exchange, unless the connection is closing."""
+        if self.closing or self.lost:
+            return
+        super().rekey()
+
     def _cancel_grace(self) -> None:
-        if self._grace_call is not None:
-            if self._grace_call.active():
-                self._grace_call.cancel()
-            self._grace_call = None
+        _cancel(self._grace_call)
+        self._grace_call = None
 
     def login_grace_expired(self) -> None:
         """The userauth service's own login timer ran out (the grace time covers it)."""
@@ -305,6 +332,7 @@ class ServerTransport(PacketServerTransport):
         """Stop services, log the avatar out, and log how the connection ended."""
         self.lost = True
         self._cancel_grace()
+        self._cancel_rekey_timer()
         try:
             super().connectionLost(reason)
         finally:

@@ -40,7 +40,7 @@ class _RoundTrips(GatewayTestCase):
         "ssh": {"ciphers": list(DEFAULT_CIPHERS), "macs": list(CLAIMED_MACS)},
     }
 
-    async def round_trip(self, *options: str) -> bytes:
+    async def round_trip(self, *options: str, size: int = STREAM_SIZE) -> bytes:
         """``cat; exit 3`` with 10 MB in: the same 10 MB out, exit status 3; returns stderr.
 
         The client logs at debug level 3, where it says whether strict key
@@ -48,7 +48,7 @@ class _RoundTrips(GatewayTestCase):
         """
         blob = self.dir.child("blob")
         if not blob.exists():
-            blob.setContent(os.urandom(STREAM_SIZE))
+            blob.setContent(os.urandom(size))
         received = self.dir.child("received")
         argv = " ".join(self.ssh_args("-o", "LogLevel=DEBUG3", *options))
         _out, err, code = await getProcessOutputAndValue(
@@ -152,6 +152,25 @@ class OpenSSHRekeyTests(_RoundTrips):
     async def test_aes256_ctr_sha512(self) -> None:
         """``aes256-ctr`` with ``hmac-sha2-512``."""
         await self.rekeying_round_trip("-c", "aes256-ctr", "-m", "hmac-sha2-512")
+
+
+class OpenSSHServerRekeyTests(_RoundTrips):
+    """The server starts a new key exchange every megabyte (``ssh.rekeyAfterBytes``), mid-stream."""
+
+    config_overrides: dict[str, Any] = {
+        "ssh": {
+            "ciphers": list(DEFAULT_CIPHERS),
+            "macs": list(CLAIMED_MACS),
+            "rekeyAfterBytes": 1024 * 1024,
+        },
+    }
+
+    async def test_50_mb_through_cat(self) -> None:
+        """50 MB each way under chacha20-poly1305: dozens of key exchanges, every byte back."""
+        err = await self.round_trip("-c", "chacha20-poly1305@openssh.com", size=50 * 1024 * 1024)
+        # OpenSSH's own limit for this cipher is far above 50 MB: every
+        # KEXINIT after the first is the server's.
+        self.assertGreater(err.count(b"SSH2_MSG_KEXINIT received"), 20, err[-2000:])
 
 
 class OpenSSHKeyExchangeTests(GatewayTestCase):

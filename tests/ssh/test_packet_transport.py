@@ -54,17 +54,10 @@ def client_class(
     )
 
 
-class PacketTransportTests(SynchronousTestCase):
-    """Login and a session through every framing."""
+class CatSessions(SynchronousTestCase):
+    """Login through :attr:`harness` with one cipher and MAC, and a ``cat`` session."""
 
-    def setUp(self) -> None:
-        self.harness = Harness(
-            config=make_config(
-                ciphers=tuple(c.decode() for c in (*AEAD_CIPHERS, *BLOCK_CIPHERS)),
-                macs=tuple(m.decode() for m in MACS),
-                kex=("curve25519-sha256", "curve25519-sha256@libssh.org"),
-            )
-        )
+    harness: Harness
 
     def login(self, cipher: bytes, mac: bytes, kex: bytes = b"curve25519-sha256") -> Client:
         client = self.harness.connect(
@@ -88,6 +81,19 @@ class PacketTransportTests(SynchronousTestCase):
         self.harness.flush()
         self.assertEqual(channel.stdout, expected)
         self.assertEqual(channel.exit_status, 0)
+
+
+class PacketTransportTests(CatSessions):
+    """Login and a session through every framing."""
+
+    def setUp(self) -> None:
+        self.harness = Harness(
+            config=make_config(
+                ciphers=tuple(c.decode() for c in (*AEAD_CIPHERS, *BLOCK_CIPHERS)),
+                macs=tuple(m.decode() for m in MACS),
+                kex=("curve25519-sha256", "curve25519-sha256@libssh.org"),
+            )
+        )
 
     def test_every_combination(self) -> None:
         """Each cipher and MAC is negotiated, and 300 KB goes through ``cat`` and back."""

@@ -20,7 +20,7 @@ from conch_container import messages
 from conch_container.ssh.packettransport import STRICT_KEX_CLIENT, STRICT_KEX_SERVER
 from conch_container.ssh.transport import ServerTransport
 from tests.ssh.harness import Client, ClientTransport, Harness, exec_request, make_config
-from tests.ssh.test_packet_transport import client_class
+from tests.ssh.test_packet_transport import CatSessions, client_class
 
 _CHACHA = b"chacha20-poly1305@openssh.com"
 _ETM = b"hmac-sha2-256-etm@openssh.com"
@@ -176,3 +176,53 @@ class StrictKexTests(SynchronousTestCase):
         self.assertTrue(client.authenticated.called, client.disconnect_reason)
         self.assertEqual(self.refusals(), [])
         self.assertEqual(self.at_new_keys, [(4, 3)])
+
+
+class ServerRekeyTests(CatSessions):
+    """The server starts a key exchange by volume and by time; the session carries on."""
+
+    def setUp(self) -> None:
+        self.harness = Harness(
+            config=make_config(
+                ciphers=(_CHACHA.decode(),),
+                macs=(_ETM.decode(),),
+                kex=("curve25519-sha256",),
+                rekey_after_bytes=100_000,
+                rekey_after_seconds=600.0,
+            )
+        )
+        self.kexinits = 0
+        send_kexinit = ServerTransport.sendKexInit
+
+        def counting(transport: Any) -> None:
+            self.kexinits += 1
+            send_kexinit(transport)
+
+        self.patch(ServerTransport, "sendKexInit", counting)
+
+    def test_by_volume(self) -> None:
+        """1 MB through ``cat`` with a 100 kB limit: several key exchanges, every byte back."""
+        channel = self.cat(self.login(_CHACHA, _ETM))
+        self.assertEqual(self.kexinits, 1)
+        data = bytes(range(256)) * 4096
+        for start in range(0, len(data), 16384):
+            channel.write(data[start : start + 16384])
+            self.harness.flush()
+        self.assert_echoed(channel, data)
+        self.assertGreater(self.kexinits, 5)
+
+    def test_by_time(self) -> None:
+        """After ``rekeyAfterSeconds`` the server starts one, and again after as long."""
+        channel = self.cat(self.login(_CHACHA, _ETM))
+        self.harness.reactor.advance(599)
+        self.harness.flush()
+        self.assertEqual(self.kexinits, 1)
+        self.harness.reactor.advance(1)
+        self.harness.flush()
+        self.assertEqual(self.kexinits, 2)
+        channel.write(b"still here")
+        self.harness.flush()
+        self.harness.reactor.advance(600)
+        self.harness.flush()
+        self.assertEqual(self.kexinits, 3)
+        self.assert_echoed(channel, b"still here")
