@@ -1333,6 +1333,14 @@ SSH_ALGORITHM_UNSUPPORTED = MessageCode(
     own=True,
 )
 
+SSH_PACKET_REFUSED = MessageCode(
+    "SSH_PACKET_REFUSED",
+    Level.WARNING,
+    "SSH",
+    "A packet from the client failed the transport's checks (a MAC or authentication tag that does not verify, a length over 256 KiB or not aligned to the cipher's block size, bad padding) and the connection was closed; a corrupting network path or a broken or hostile client.",
+    own=True,
+)
+
 SSH_SHUTDOWN = MessageCode(
     "SSH_SHUTDOWN",
     Level.NOTICE,

@@ -116,6 +116,22 @@ class SSHConfig:
         doc="Time a client has to authenticate after connecting.",
         extension=True,
     )
+    rekey_after_bytes: int = setting(
+        "rekeyAfterBytes",
+        Int(at_least(0)),
+        1 << 30,
+        doc="The server starts a new key exchange once this many bytes went one way under "
+        "the same keys; 0: never for volume (the client may still start one).",
+        extension=True,
+    )
+    rekey_after_seconds: float = setting(
+        "rekeyAfterSeconds",
+        Duration(_keepalive_interval),
+        3600.0,
+        doc="The server starts a new key exchange once the keys are this old; 0: never "
+        "for time (the client may still start one).",
+        extension=True,
+    )
     max_auth_tries: int = setting(
         "maxAuthTries",
         Int(at_least(1)),

@@ -1,12 +1,15 @@
 """Which ciphers, key exchanges and MACs the server offers.
 
 The configuration lists algorithms by their SSH names in order of preference,
-as ContainerSSH's ``ssh.ciphers``/``ssh.kex``/``ssh.macs`` do. Conch does not
-implement all of them (no AES-GCM, no ChaCha20-Poly1305, no ``-etm`` MACs), so
-the offer is the configured list with the names Conch cannot speak left out, in
-the configured order. What was left out is reported once, when the server is
-built; a list with nothing usable left is a start-up error, because a server
-that offers no cipher can accept no client.
+as ContainerSSH's ``ssh.ciphers``/``ssh.kex``/``ssh.macs`` do. The ciphers and
+MACs are the project's packet path's (:mod:`conch_container.ssh.crypto`):
+Conch's own plus ``chacha20-poly1305@openssh.com``, the two AES-GCM ciphers
+and the ``-etm@openssh.com`` MACs, so ContainerSSH's default lists are offered
+as written. The key exchanges are Conch's, less those that need a moduli file.
+A configured name the server does not implement is left out of the offer,
+which keeps the configured order; what was left out is reported once, when
+the server is built; a list with nothing usable left is a start-up error,
+because a server that offers no cipher can accept no client.
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ from conch_container import messages
 from conch_container.config.ssh import DEFAULT_CIPHERS, DEFAULT_KEX, DEFAULT_MACS
 from conch_container.errors import GENERIC_USER_MESSAGE, ContainerSSHError
 from conch_container.log.logger import CodeLogger
+from conch_container.ssh.crypto import suite
 
 #: Key exchanges that need a moduli file (Diffie-Hellman group exchange). The
 #: server does not load one, so they are never offered.
@@ -29,8 +33,12 @@ _NEEDS_MODULI = frozenset(
 
 
 def implemented_ciphers() -> tuple[bytes, ...]:
-    """The ciphers this Conch build can run (it depends on the crypto backend)."""
-    return tuple(conch_transport.SSHServerTransport.supportedCiphers)
+    """The ciphers the transport can run: the AEAD ones and Conch's block ciphers."""
+    return tuple(
+        c
+        for c in suite.implemented_ciphers()
+        if c in suite.AEAD_CIPHERS or c in conch_transport.SSHServerTransport.supportedCiphers
+    )
 
 
 def implemented_key_exchanges() -> tuple[bytes, ...]:
@@ -43,8 +51,8 @@ def implemented_key_exchanges() -> tuple[bytes, ...]:
 
 
 def implemented_macs() -> tuple[bytes, ...]:
-    """The MACs this Conch build can run."""
-    return tuple(conch_transport.SSHServerTransport.supportedMACs)
+    """The MACs the transport can run: the encrypt-then-MAC ones and Conch's."""
+    return suite.implemented_macs()
 
 
 @attrs.frozen

@@ -151,6 +151,8 @@ class ContainerSSHFactory(SSHFactory):
         self.banner: str = ssh.banner or ""
         self.login_grace_time = float(ssh.login_grace_time)
         self.max_auth_tries = max(1, int(ssh.max_auth_tries))
+        self.rekey_after_bytes = int(ssh.rekey_after_bytes)
+        self.rekey_after_seconds = float(ssh.rekey_after_seconds)
         # Our own services, on the instance: the class attribute of
         # SSHFactory is shared by every Conch server in the process. Conch
         # builds a service by calling what is here without arguments, so a
@@ -196,6 +198,7 @@ class ContainerSSHFactory(SSHFactory):
         t.supportedPublicKeys = list(self._public_key_algorithms)
         # Go's SSH library (ContainerSSH) offers no compression either.
         t.supportedCompressions = [b"none"]
+        t.rekey_after_bytes = self.rekey_after_bytes
         return t
 
     def getService(self, transport: Any, service: bytes) -> Any:

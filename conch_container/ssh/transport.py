@@ -17,6 +17,8 @@ from conch_container.audit.recorder import DISABLED, ConnectionAudit
 from conch_container.codes import Level
 from conch_container.log.logger import CodeLogger
 from conch_container.metadata import ConnectionMetadata, new_connection_id
+from conch_container.ssh.crypto.errors import PacketError
+from conch_container.ssh.packettransport import PacketServerTransport
 from conch_container.ssh.penalties import Offence
 
 if TYPE_CHECKING:
@@ -55,11 +57,18 @@ def format_address(address: IAddress) -> str:
     return str(address)
 
 
-class ServerTransport(conch_transport.SSHServerTransport):
+def _cancel(call: IDelayedCall | None) -> None:
+    """Cancel a timer unless it is gone or already ran."""
+    if call is not None and call.active():
+        call.cancel()
+
+
+class ServerTransport(PacketServerTransport):
     """Conch's server transport, plus what the gateway needs per connection.
 
     The factory sets the algorithm offer and version string on each instance
-    (never on the class). On top of Conch this class
+    (never on the class). On top of Conch and the project's packet path
+    (:class:`PacketServerTransport`) this class
 
     - gives every TCP connection its ContainerSSH connection id and remote
       address and logs ``SSH_CONNECTED``/``SSH_DISCONNECTED`` (and
@@ -100,6 +109,7 @@ class ServerTransport(conch_transport.SSHServerTransport):
     #: The connection's country label in the metrics.
     country = ""
     _grace_call: IDelayedCall | None = None
+    _rekey_call: IDelayedCall | None = None
     _lost_waiters: list[Deferred[None]] | None = None
 
     @property
@@ -145,11 +155,31 @@ class ServerTransport(conch_transport.SSHServerTransport):
         )
         self.disconnect(DISCONNECT_NO_MORE_AUTH_METHODS_AVAILABLE, "login grace time exceeded")
 
+    def _newKeys(self) -> None:
+        """New keys are in use: the server starts the next key exchange ``rekeyAfterSeconds`` on."""
+        super()._newKeys()
+        self._cancel_rekey_timer()
+        seconds = self.factory.rekey_after_seconds
+        if seconds > 0 and not self.lost:
+            self._rekey_call = self.clock.callLater(seconds, self._rekey_timer_expired)
+
+    def _rekey_timer_expired(self) -> None:
+        self._rekey_call = None
+        self.rekey()
+
+    def _cancel_rekey_timer(self) -> None:
+        _cancel(self._rekey_call)
+        self._rekey_call = None
+
+    def rekey(self) -> None:
+        """Start a new key exchange, unless the connection is closing."""
+        if self.closing or self.lost:
+            return
+        super().rekey()
+
     def _cancel_grace(self) -> None:
-        if self._grace_call is not None:
-            if self._grace_call.active():
-                self._grace_call.cancel()
-            self._grace_call = None
+        _cancel(self._grace_call)
+        self._grace_call = None
 
     def login_grace_expired(self) -> None:
         """The userauth service's own login timer ran out (the grace time covers it)."""
@@ -240,6 +270,15 @@ class ServerTransport(conch_transport.SSHServerTransport):
             return
         super().dispatchMessage(messageNum, payload)
 
+    def packet_refused(self, error: PacketError) -> None:
+        """Log why the client's packet ends the connection (never its content)."""
+        self.log.event(
+            messages.SSH_PACKET_REFUSED,
+            "Refused a packet from the client: {reason}",
+            reason=error.description,
+            disconnectReason=error.reason,
+        )
+
     def ssh_SERVICE_REQUEST(self, packet: bytes) -> None:
         """Start ``ssh-userauth`` once; refuse every other service request.
 
@@ -293,6 +332,7 @@ class ServerTransport(conch_transport.SSHServerTransport):
         """Stop services, log the avatar out, and log how the connection ended."""
         self.lost = True
         self._cancel_grace()
+        self._cancel_rekey_timer()
         try:
             super().connectionLost(reason)
         finally:

@@ -296,7 +296,12 @@ class Client:
     """One client connection to the harness's server."""
 
     def __init__(
-        self, user: str, passwords: list[str], keys_: list[keys.Key], manual: bool = False
+        self,
+        user: str,
+        passwords: list[str],
+        keys_: list[keys.Key],
+        manual: bool = False,
+        transport_class: type[ClientTransport] = ClientTransport,
     ) -> None:
         self.user = user
         self.manual = manual
@@ -309,7 +314,7 @@ class Client:
         self.authenticated: Deferred[ClientConnection] = Deferred()
         self.lost: Deferred[None] = Deferred()
         self.userauth: ClientUserAuth | None = None
-        self.transport = ClientTransport(self)
+        self.transport = transport_class(self)
         self.server: Any = None
         self.pump: IOPump | None = None
 
@@ -358,13 +363,15 @@ class Harness:
         passwords: list[str] | None = None,
         keys_: list[keys.Key] | None = None,
         manual: bool = False,
+        transport_class: type[ClientTransport] = ClientTransport,
     ) -> Client:
         """Connect a client and run the handshake as far as it goes without time passing.
 
         A ``manual`` client sends only the initial ``none`` request by itself;
         the test sends the rest through ``client.userauth.askForAuth``.
+        ``transport_class`` replaces Conch's client transport (other algorithms).
         """
-        client = Client(user, passwords or [], keys_ or [], manual)
+        client = Client(user, passwords or [], keys_ or [], manual, transport_class)
         server = self.factory.buildProtocol(IPv4Address("TCP", "192.0.2.1", 2222))
         client.server = server
         client.pump = connect(

@@ -24,9 +24,19 @@ class SelectAlgorithmsTests(SynchronousTestCase):
         self.log = collecting_log(self.events)
 
     def test_containerssh_defaults(self) -> None:
-        """ContainerSSH's defaults give the CTR ciphers, its key exchanges and HMAC-SHA2-256."""
+        """ContainerSSH's default lists are offered as written, with no warning."""
         offer = select_algorithms((), (), (), self.log)
-        self.assertEqual(offer.ciphers, (b"aes256-ctr", b"aes192-ctr", b"aes128-ctr"))
+        self.assertEqual(
+            offer.ciphers,
+            (
+                b"chacha20-poly1305@openssh.com",
+                b"aes256-gcm@openssh.com",
+                b"aes128-gcm@openssh.com",
+                b"aes256-ctr",
+                b"aes192-ctr",
+                b"aes128-ctr",
+            ),
+        )
         self.assertEqual(
             offer.key_exchanges,
             (
@@ -36,18 +46,29 @@ class SelectAlgorithmsTests(SynchronousTestCase):
                 b"ecdh-sha2-nistp256",
             ),
         )
-        self.assertEqual(offer.macs, (b"hmac-sha2-256",))
-        self.assertEqual(
-            offer.unsupported,
-            {
-                "ciphers": (
-                    "chacha20-poly1305@openssh.com",
-                    "aes256-gcm@openssh.com",
-                    "aes128-gcm@openssh.com",
-                ),
-                "macs": ("hmac-sha2-256-etm@openssh.com",),
-            },
+        self.assertEqual(offer.macs, (b"hmac-sha2-256-etm@openssh.com", b"hmac-sha2-256"))
+        self.assertEqual(offer.unsupported, {})
+        self.assertEqual(self.events, [])
+
+    def test_modern_names_are_implemented(self) -> None:
+        """The AEAD ciphers, the -etm MACs and the modern key exchanges are offered."""
+        offer = select_algorithms(
+            ("aes128-gcm@openssh.com", "chacha20-poly1305@openssh.com"),
+            ("mlkem768x25519-sha256", "curve25519-sha256", "curve25519-sha256@libssh.org"),
+            ("hmac-sha2-512-etm@openssh.com", "hmac-sha2-256-etm@openssh.com"),
+            self.log,
         )
+        self.assertEqual(
+            offer.ciphers, (b"aes128-gcm@openssh.com", b"chacha20-poly1305@openssh.com")
+        )
+        self.assertEqual(
+            offer.key_exchanges,
+            (b"mlkem768x25519-sha256", b"curve25519-sha256", b"curve25519-sha256@libssh.org"),
+        )
+        self.assertEqual(
+            offer.macs, (b"hmac-sha2-512-etm@openssh.com", b"hmac-sha2-256-etm@openssh.com")
+        )
+        self.assertEqual(self.events, [])
 
     def test_configured_order_is_kept(self) -> None:
         """The offer keeps the configured order, not Conch's."""
@@ -74,7 +95,7 @@ class SelectAlgorithmsTests(SynchronousTestCase):
     def test_nothing_usable_is_a_start_error(self) -> None:
         """A list with nothing this server implements cannot start a server."""
         with self.assertRaises(ContainerSSHError) as caught:
-            select_algorithms(("chacha20-poly1305@openssh.com",), (), ())
+            select_algorithms(("arcfour256",), (), ())
         self.assertEqual(caught.exception.code.code, "SSH_START_FAILED")
         self.assertIn("ssh.ciphers", caught.exception.explanation)
 
@@ -90,7 +111,11 @@ class NegotiationTests(SynchronousTestCase):
     """The offer reaches the wire."""
 
     def test_client_negotiates_the_configured_algorithms(self) -> None:
-        """What is negotiated comes from the offer (the client's preference picks among it)."""
+        """What is negotiated comes from the offer (the client's preference picks among it).
+
+        Conch's client speaks neither AES-GCM nor the -etm MACs, so it picks
+        the CTR cipher and classic MAC the offer has too.
+        """
         harness = Harness(
             config=make_config(
                 ciphers=("aes128-gcm@openssh.com", "aes192-ctr", "aes128-ctr"),
@@ -100,7 +125,9 @@ class NegotiationTests(SynchronousTestCase):
         )
         client = harness.login()
         server = client.server
-        self.assertEqual(server.supportedCiphers, [b"aes192-ctr", b"aes128-ctr"])
+        self.assertEqual(
+            server.supportedCiphers, [b"aes128-gcm@openssh.com", b"aes192-ctr", b"aes128-ctr"]
+        )
         self.assertEqual(server.supportedCompressions, [b"none"])
         self.assertEqual(server.kexAlg, b"ecdh-sha2-nistp384")
         self.assertEqual(server.currentEncryptions.outCipType, b"aes192-ctr")
