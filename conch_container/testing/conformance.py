@@ -28,6 +28,7 @@ The expected output assumes a POSIX shell in the backend (``sh``, ``tput``,
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from twisted.internet.defer import Deferred, maybeDeferred, succeed
@@ -36,6 +37,11 @@ from zope.interface import implementer
 from conch_container.deferreds import as_deferred
 from conch_container.errors import ContainerSSHError
 from conch_container.interfaces import ExitStatus, ISessionIO, ProgramRequest, PtyRequest
+
+#: How many times the shell test asks for the terminal's size before it gives up.
+SIZE_ATTEMPTS = 50
+#: The shell test's answer to its size question: columns, lines.
+SIZE_ANSWER = re.compile(rb"size-begin\r\n(\d+)\r\n(\d+)\r\nsize-end\r\n")
 
 
 @implementer(ISessionIO)
@@ -209,7 +215,12 @@ class BackendConformanceMixin:
         self.assertEqual(status, ExitStatus(code=0))  # type: ignore[attr-defined]
 
     async def test_interactive_shell_with_terminal(self) -> None:
-        """A shell on an 80x25 xterm sees its size, follows a resize, runs commands, exits 0."""
+        """A shell on an 80x25 xterm sees its size, follows a resize, runs commands, exits 0.
+
+        A terminal's size travels apart from its input (SSH's window-change,
+        Kubernetes' resize channel), so a resize may land a moment after the
+        next line typed: the size is asked again until it shows (bounded).
+        """
         _, _, connection = await self._cf_connect()
         session = connection.open_session(0)
         session.set_env("foo", "bar")
@@ -222,10 +233,23 @@ class BackendConformanceMixin:
             session.write(line)
             await self._cf_wait(io.wait_for(expect, since))
 
-        await run(b"tput cols\n", b"80\r\n")
-        await run(b"tput lines\n", b"25\r\n")
+        async def size_becomes(columns: int, lines: int) -> None:
+            # Quoted in the line typed, so that its echo never matches the output.
+            ask = b'echo size-"begin"; tput cols; tput lines; echo size-"end"\n'
+            answer: tuple[bytes, ...] = ()
+            for _ in range(SIZE_ATTEMPTS):
+                since = io.mark()
+                session.write(ask)
+                await self._cf_wait(io.wait_for(b"size-end\r\n", since))
+                found = SIZE_ANSWER.findall(bytes(io.stdout_data[since:]))
+                answer = found[-1] if found else ()
+                if answer == (b"%d" % columns, b"%d" % lines):
+                    return
+            self.fail(f"the terminal is {answer!r}, not {columns}x{lines}")  # type: ignore[attr-defined]
+
+        await size_becomes(80, 25)
         await self._cf_wait(session.resize(120, 25, 0, 0))
-        await run(b"tput cols\n", b"120\r\n")
+        await size_becomes(120, 25)
         await run(b'echo "Hello world!"\n', b"Hello world!\r\n")
         session.write(b"exit\n")
         status = await self._cf_wait(io.wait_exit())
