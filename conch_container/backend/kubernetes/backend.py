@@ -30,7 +30,7 @@ from twisted.python.failure import Failure
 from zope.interface import implementer
 
 from conch_container import messages
-from conch_container.backend.docker.agent import AgentKind, GuestAgent
+from conch_container.backend.kubernetes.agents import pod_agent, runs_agent
 from conch_container.backend.kubernetes.client import ClusterClient, KubernetesClient
 from conch_container.backend.kubernetes.errors import KubernetesError
 from conch_container.backend.kubernetes.execsession import KubernetesExecSession
@@ -42,7 +42,7 @@ from conch_container.backend.kubernetes.podlifecycle import (
     remove_leftovers,
     remove_pod,
 )
-from conch_container.backend.kubernetes.podmanifest import pod_manifest
+from conch_container.backend.kubernetes.podmanifest import console_container_name, pod_manifest
 from conch_container.backend.kubernetes.sessionmode.connection import KubernetesSessionConnection
 from conch_container.backend.kubernetes.sessionowner import SessionOwner
 from conch_container.backend.logging import connection_logger
@@ -70,7 +70,7 @@ class KubernetesConnection(SessionOwner[KubernetesExecSession]):
     :param keep_pod: the pod is not the connection's own (persistent mode):
         closing ends the connection's programs and leaves the pod running.
     :param pod_runs_agent: the gateway started the pod with an idle command
-        that runs ``agentPath``, so the image has that agent (see :func:`pod_agent`).
+        that runs ``agentPath``, so the image has that agent (see :func:`~.agents.pod_agent`).
     """
 
     _closing_explanation = "the connection's pod is being removed"
@@ -96,8 +96,7 @@ class KubernetesConnection(SessionOwner[KubernetesExecSession]):
         self._removal_failed = removal_failed
         self._keep_pod = keep_pod
         self._kill_on_close = keep_pod
-        spec = config.pod.spec["containers"][config.pod.console_container_number]
-        self._container = str(spec["name"])
+        self._container = console_container_name(config.pod)
         self._agent = pod_agent(config, pod_runs_agent=pod_runs_agent)
         if self._agent is None:
             self._log.event(
@@ -367,28 +366,6 @@ class KubernetesBackend:
         )
         self._connections.add(connection)
         return connection
-
-
-def pod_agent(config: KubernetesConfig, *, pod_runs_agent: bool) -> GuestAgent | None:
-    """The guest agent programs run through in a pod (None with ``disableAgent``).
-
-    ContainerSSH runs the image's agent at ``agentPath``. Where the pod is
-    known to have it (the gateway started the pod running it: ContainerSSH's
-    default idle command, ``agentPath wait-signal ...``, on its guest image),
-    so does the gateway; otherwise it passes its own agent to ``/bin/sh``
-    with each command, which any image with a shell can run.
-    """
-    if config.pod.disable_agent:
-        return None
-    if pod_runs_agent:
-        return GuestAgent(AgentKind.IMAGE, config.pod.agent_path)
-    return GuestAgent(AgentKind.INLINE, config.pod.agent_path)
-
-
-def runs_agent(config: KubernetesConfig) -> bool:
-    """Whether pods the gateway starts from ``config`` run ``agentPath`` (as their idle command)."""
-    idle = config.pod.idle_command
-    return bool(idle) and idle[0] == config.pod.agent_path
 
 
 def _logged(log: CodeLogger, explanation: str) -> ContainerSSHError:

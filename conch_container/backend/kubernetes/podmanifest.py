@@ -111,6 +111,11 @@ def pod_manifest(
     return {"apiVersion": "v1", "kind": "Pod", "metadata": meta, "spec": spec}
 
 
+def console_container_name(pod: KubernetesPodConfig) -> str:
+    """The name of the container programs run in (``consoleContainerNumber``)."""
+    return str(pod.spec["containers"][pod.console_container_number]["name"])
+
+
 def _exposed(metadata: Mapping[str, MetadataValue], names: Mapping[str, str]) -> dict[str, str]:
     """The metadata entries ``names`` maps (metadata key to name), under their new names."""
     return {name: metadata[key].value for key, name in names.items() if key in metadata}

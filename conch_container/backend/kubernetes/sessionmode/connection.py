@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from zope.interface import implementer
 
-from conch_container.backend.docker.agent import AgentKind, GuestAgent
+from conch_container.backend.kubernetes.agents import pod_agent
 from conch_container.backend.kubernetes.sessionmode.session import KubernetesPodSession
 from conch_container.backend.kubernetes.sessionowner import SessionOwner
 from conch_container.interfaces import IBackendConnection
@@ -51,11 +51,8 @@ class KubernetesSessionConnection(SessionOwner[KubernetesPodSession]):
         self._metadata = metadata
         self._instance_id = instance_id
         self._removal_failed = removal_failed
-        self._agent = (
-            None
-            if config.pod.disable_agent
-            else GuestAgent(AgentKind.INLINE, config.pod.agent_path)
-        )
+        # Session pods run the program, not an idle command that proves an agent.
+        self._agent = pod_agent(config, pod_runs_agent=False)
         self._files: dict[str, FileValue] = {}
 
     async def write_files(self, files: Mapping[str, FileValue]) -> None:

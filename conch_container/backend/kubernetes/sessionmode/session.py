@@ -40,6 +40,7 @@ from conch_container.backend.kubernetes.execsession import (
 )
 from conch_container.backend.kubernetes.files import write_files
 from conch_container.backend.kubernetes.podlifecycle import PodRef, launch_pod, remove_pod
+from conch_container.backend.kubernetes.podmanifest import console_container_name
 from conch_container.backend.kubernetes.sessionmode.manifest import (
     console_command,
     session_pod_manifest,
@@ -106,8 +107,7 @@ class KubernetesPodSession(KubernetesProgramSession):
         self._files = files
         self._instance_id = instance_id
         self._removal_failed = removal_failed
-        spec = config.pod.spec["containers"][config.pod.console_container_number]
-        self._container = str(spec["name"])
+        self._container = console_container_name(config.pod)
         #: The pod once it was created and ran; None until then, or if it never did.
         self.pod: PodRef | None = None
         #: The pod's launch: the pod, or None if it failed.
