@@ -91,7 +91,10 @@ class KilledGatewayTestCase(TestCase):
             ],
             env=clean_env(),
         )  # fmt: skip
-        await until(lambda: b"line-100\n" in client.output, 60, "the session printing")
+        # The client has line 300 about two seconds after line 100: the recorder
+        # writes a batch within milliseconds, so line 100 is on disk by then,
+        # while what came in the last few milliseconds may not be (SIGKILL).
+        await until(lambda: b"line-300\n" in client.output, 60, "the session printing")
         process.signalProcess(signal.SIGKILL)
         await gateway.ended
         await client.ended
@@ -115,7 +118,8 @@ class KilledGatewayTestCase(TestCase):
         )
 
     def check_log(self, data_path: str, received: bytes) -> None:
-        """The log decodes, with a warning, to the session's output so far (at least line 100)."""
+        """The log decodes, with a warning, to the session's output so far: at least line
+        100, which the client had seconds before the gateway was killed."""
         with open(data_path, "rb") as f:
             reader = BinaryLogReader(f)
             messages = list(reader)

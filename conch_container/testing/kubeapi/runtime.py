@@ -14,7 +14,7 @@ inspected. Every Docker control call runs on the engine's bounded pool.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
 import docker
 from twisted.internet.defer import CancelledError, Deferred
@@ -78,6 +78,9 @@ class DockerPods:
         #: Docker container ids by pod uid and container name.
         self._containers: dict[str, dict[str, str]] = {}
         self._running: set[Deferred[None]] = set()
+        #: The attach streams that tell a container's end, until each ends.
+        self._watchers: set[_EndWatcher] = set()
+        self._closing = False
 
     def container_id(self, pod: Pod, container: str) -> str | None:
         return self._containers.get(pod["metadata"]["uid"], {}).get(container)
@@ -132,6 +135,7 @@ class DockerPods:
                 params={"stream": "1", "stdout": "1", "stderr": "1"},
             )
             stream.attach(watcher)
+            self._watch(watcher)
             await self.engine.start_container(container_id)
         except EngineError as e:
             self._log.event(
@@ -146,10 +150,16 @@ class DockerPods:
             self._changed(pod)
             return False
         podstatus.set_running(pod, name, container_id, container["image"], self._reactor.seconds())
-        watcher.ended.addCallback(
-            lambda _: self._track(Deferred.fromCoroutine(self._ended(pod, name, container_id)))
-        )
+        watcher.ended.addCallback(lambda _: self._container_ended(pod, name, container_id))
         return True
+
+    def _watch(self, watcher: _EndWatcher) -> None:
+        self._watchers.add(watcher)
+        watcher.ended.addCallback(lambda _: self._watchers.discard(watcher))
+
+    def _container_ended(self, pod: Pod, name: str, container_id: str) -> None:
+        if not self._closing:
+            self._track(Deferred.fromCoroutine(self._ended(pod, name, container_id)))
 
     def _image_missing(self, pod: Pod, name: str, image: str) -> None:
         message = f'Failed to pull image "{image}": not present in the local Docker engine'
@@ -210,11 +220,22 @@ class DockerPods:
         self._track(Deferred.fromCoroutine(self.delete(pod, grace)))
 
     async def close(self) -> None:
-        """Remove every container this server made, running or not."""
+        """Remove every container this server made, running or not, and drop
+        the streams that watched them: nothing of the server's stays open."""
+        self._closing = True
         for d in list(self._running):
             d.cancel()
         for container_id in await self.engine.list_labelled(LABEL_SERVER, self.instance):
             await self._remove(container_id, 0)
+        # The engine ends these streams itself once their containers are gone,
+        # but on its own time; a stream cancelled mid-start may never end.
+        watchers = list(self._watchers)
+        for watcher in watchers:
+            if watcher.transport is not None:
+                # A Unix or TCP connection to the engine: both can abort.
+                cast(Any, watcher.transport).abortConnection()
+        for watcher in watchers:
+            await watcher.ended
 
     async def _remove(self, container_id: str, grace: int) -> None:
         """Stop (``KILL`` after ``grace`` s; at once for 0) and remove one container."""
