@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+
 from bench.procs import BenchError, run_quietly
 
 #: Label on every container this benchmark runs itself, so that an interrupted
@@ -55,3 +58,20 @@ def remove_labelled(*labels: str) -> None:
         except BenchError:
             pass
     remove_containers(ids)
+
+
+@contextmanager
+def idle_container(image: str, run_id: str) -> Iterator[str]:
+    """A labelled container of ``image`` that sleeps until removed; its ID."""
+    argv = ["docker", "run", "--detach", "--rm", "--label", f"{BENCH_LABEL}={run_id}",
+            image, "sleep", "86400"]  # fmt: skip
+    container_id = run_quietly(argv).strip()
+    try:
+        yield container_id
+    finally:
+        remove_containers([container_id])
+
+
+def docker_exec_argv(container_id: str, command: str, stdin: bool = False) -> list[str]:
+    """``docker exec [-i] CONTAINER sh -c COMMAND``: the engine's own stream, no SSH."""
+    return ["docker", "exec", *(["-i"] if stdin else []), container_id, "sh", "-c", command]

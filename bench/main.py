@@ -21,8 +21,18 @@ from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
 
-from bench import audit, concurrency, configserver, engine, kubernetes, longrun, metrics, servers
-from bench.measure import MIB, download, time_to_first_byte
+from bench import (
+    audit,
+    concurrency,
+    configserver,
+    cpuuse,
+    engine,
+    kubernetes,
+    longrun,
+    metrics,
+    servers,
+)
+from bench.measure import MIB, download, time_to_first_byte, upload
 from bench.procs import BenchError, exit_status
 from bench.report import GATEWAY_LABEL, Report, Series, machine_facts, render
 from bench.sshclient import Client, generate_key
@@ -67,9 +77,11 @@ def parse_args(argv: list[str]) -> Settings:
                         help="one benchmark; concurrency (session set-up per execution mode "
                         "and 50 sessions at once), soak and churn (see --only soak --help) "
                         "run only when asked for")  # fmt: skip
-    parser.add_argument("--size-mb", type=int, help="download size in MB of 2**20 (default 200)")
+    parser.add_argument(
+        "--size-mb", type=int, help="size of each transfer in MB of 2**20 (default 1000)"
+    )
     parser.add_argument("--rounds", type=int, help="latency rounds (default 20)")
-    parser.add_argument("--throughput-rounds", type=int, help="throughput rounds (default 3)")
+    parser.add_argument("--throughput-rounds", type=int, help="rounds of each transfer (default 3)")
     parser.add_argument("--json", type=Path, help="also write the results to this JSON file")
     parser.add_argument("--python", default=sys.executable,
                         help="interpreter for the gateway and the bare Conch server")  # fmt: skip
@@ -79,7 +91,7 @@ def parse_args(argv: list[str]) -> Settings:
         benchmarks=(args.only,) if args.only else ("latency", "throughput"),
         latency_rounds=args.rounds or (5 if quick else 20),
         throughput_rounds=args.throughput_rounds or (1 if quick else 3),
-        size_mb=args.size_mb or (50 if quick else 200),
+        size_mb=args.size_mb or (50 if quick else 1000),
         python=args.python,
         image=os.environ.get("CONCH_CONTAINER_GUEST_IMAGE", "conch-container/guest:latest"),
         json_path=args.json,
@@ -123,6 +135,15 @@ def run_rounds(
     commands: dict[str, list[str] | str], rounds: int, measure: Callable[[list[str]], float]
 ) -> dict[str, Series]:
     """``rounds`` interleaved rounds (after a warm-up) of each command; a string is an error."""
+    return run_keyed_rounds(commands, rounds, lambda _key, argv: measure(argv))
+
+
+def run_keyed_rounds(
+    commands: dict[str, list[str] | str],
+    rounds: int,
+    measure: Callable[[str, list[str]], float],
+) -> dict[str, Series]:
+    """:func:`run_rounds`, telling ``measure`` which command it runs."""
     series = {key: Series(error=cmd if isinstance(cmd, str) else None)
               for key, cmd in commands.items()}  # fmt: skip
     for n in range(WARMUP_ROUNDS + rounds):
@@ -132,7 +153,7 @@ def run_rounds(
             if s.error is not None or isinstance(cmd, str):
                 continue
             try:
-                value = measure(cmd)
+                value = measure(key, cmd)
             except BenchError as e:
                 s.error = str(e)
                 continue
@@ -162,18 +183,65 @@ def bench_latency(
     )
 
 
-def bench_throughput(settings: Settings, targets: dict[str, Client | str]) -> dict[str, Series]:
+#: The servers whose data path the throughput benchmark compares, by key.
+THROUGHPUT_SERVERS = ("gateway", "sshd", "bare")
+
+
+def bench_throughput(
+    settings: Settings, targets: dict[str, Client | str], run_id: str, report: Report
+) -> None:
+    """Download and upload through each server and ``docker exec``: rates and CPU per MiB.
+
+    The same programs run everywhere (``dd`` in 1 MiB blocks out, ``cat`` in),
+    so the source and sink are never what limits a rate. ``docker exec`` into
+    an idle container is the engine's own stream without SSH: the most any
+    gateway in front of that engine could carry on this machine.
+    """
     size = settings.size_mb * MIB
     progress(f"==> throughput: {settings.throughput_rounds} rounds of {settings.size_mb} MB")
-    command = f"head -c {size} /dev/zero"
-    commands = {key: _over_ssh(targets[key], command, True) for key in ("gateway", "sshd", "bare")}
-    # At least 5 MB/s, or the round is an error rather than a hang.
-    timeout = 60.0 + settings.size_mb / 5
+    source = f"dd if=/dev/zero bs=1048576 count={settings.size_mb} 2>/dev/null"
+    sink = "cat > /dev/null"
+    with ExitStack() as stack:
+        try:
+            container: str | None = stack.enter_context(
+                engine.idle_container(settings.image, run_id)
+            )
+        except BenchError as e:
+            container, why = None, str(e)
+        commands: dict[str, list[str] | str] = {}
+        pids: dict[str, int | None] = {}
+        for key in THROUGHPUT_SERVERS:
+            target = targets[key]
+            commands[key] = _over_ssh(target, source, True)
+            commands[f"{key}-up"] = _over_ssh(target, sink, True)
+            pid = target.server_pid if isinstance(target, Client) else None
+            pids[key] = pids[f"{key}-up"] = pid
+        # The bare server's own data, made and eaten in its process: the transport alone.
+        bare = targets["bare"]
+        commands["transport"] = _over_ssh(bare, f"transport-zeros {settings.size_mb}", True)
+        commands["transport-up"] = _over_ssh(bare, "transport-discard", True)
+        pids["transport"] = pids["transport-up"] = pids["bare"]
+        commands["docker"] = engine.docker_exec_argv(container, source) if container else why
+        commands["docker-up"] = (
+            engine.docker_exec_argv(container, sink, stdin=True) if container else why
+        )
+        # At least 5 MB/s, or the round is an error rather than a hang.
+        timeout = 60.0 + settings.size_mb / 5
 
-    def rate(argv: list[str]) -> float:
-        return download(argv, size, timeout).rate_mib_s
+        def rate(key: str, argv: list[str]) -> float:
+            transfer = upload if key.endswith("-up") else download
+            before = cpuuse.snapshot(pids.get(key))
+            result = transfer(argv, size, timeout)
+            server_cpu, engine_cpu = cpuuse.used(before, cpuuse.snapshot(pids.get(key)))
+            mib = result.total / MIB
+            if server_cpu is not None:
+                report.server_cpu.setdefault(key, Series()).samples.append(server_cpu * 1e3 / mib)
+            report.engine_cpu.setdefault(key, Series()).samples.append(engine_cpu * 1e3 / mib)
+            return result.rate_mib_s
 
-    return run_rounds(commands, settings.throughput_rounds, rate)
+        report.throughput = run_keyed_rounds(commands, settings.throughput_rounds, rate)
+        for series in (*report.server_cpu.values(), *report.engine_cpu.values()):
+            del series.samples[:WARMUP_ROUNDS]
 
 
 @contextmanager
@@ -195,7 +263,7 @@ def run(settings: Settings, report: Report) -> None:
             if "latency" in settings.benchmarks:
                 report.latency = bench_latency(settings, targets, run_id)
             if "throughput" in settings.benchmarks:
-                report.throughput = bench_throughput(settings, targets)
+                bench_throughput(settings, targets, run_id, report)
             progress("==> stopping the servers")
         # The gateway has stopped by now: none of its containers may remain.
         report.leftover_containers = engine.containers_labelled(GATEWAY_LABEL)

@@ -1,4 +1,4 @@
-"""Timing one client process: time to first output byte, and download rate.
+"""Timing one client process: time to first output byte, download and upload rate.
 
 The child's stdout is a pipe read unbuffered, so the first byte is seen the
 moment the client writes it; a download is spliced into /dev/null, so the
@@ -48,11 +48,11 @@ class Transfer:
         return (self.total - self.first_chunk) / MIB / elapsed
 
 
-def _spawn(argv: Sequence[str]) -> subprocess.Popen[bytes]:
+def _spawn(argv: Sequence[str], stdin: int = subprocess.DEVNULL) -> subprocess.Popen[bytes]:
     try:
         process = subprocess.Popen(
             list(argv),
-            stdin=subprocess.DEVNULL,
+            stdin=stdin,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             bufsize=0,
@@ -155,8 +155,8 @@ class _Reader:
         if self.process.poll() is None:
             self.process.kill()
             self.process.wait(5.0)
-        for stream in (self.process.stdout, self.process.stderr):
-            if stream is not None:
+        for stream in (self.process.stdin, self.process.stdout, self.process.stderr):
+            if stream is not None and not stream.closed:
                 stream.close()
 
 
@@ -204,6 +204,48 @@ def download(argv: Sequence[str], expected_size: int, timeout: float) -> Transfe
         return Transfer(total, first, started, first_at, finished)
     finally:
         os.close(sink)
+        reader.close()
+
+
+def upload(argv: Sequence[str], size: int, timeout: float) -> Transfer:
+    """Run ``argv`` with ``size`` zero bytes on its stdin, and time the transfer.
+
+    The clock starts once the first MiB was taken from the pipe (the client
+    is connected and reading) and stops when the client exits, which it does
+    once the program at the other end read everything and ended. The program
+    must print nothing and exit with 0.
+    """
+    started = time.perf_counter()
+    process = _spawn(argv, stdin=subprocess.PIPE)
+    reader = _Reader(argv[0], process, started + timeout)
+    assert process.stdin is not None
+    stdin = process.stdin.fileno()
+    os.set_blocking(stdin, False)
+    chunk = memoryview(bytes(_CHUNK))
+    sent = 0
+    first_at: float | None = None
+    try:
+        while sent < size:
+            remaining = reader.deadline - time.perf_counter()
+            if remaining <= 0:
+                raise BenchError(reader.describe(f"timed out after {sent} of {size} bytes"))
+            _, writable, _ = select.select([], [stdin], [], remaining)
+            if not writable:
+                continue
+            try:
+                sent += os.write(stdin, chunk[: min(_CHUNK, size - sent)])
+            except BrokenPipeError:
+                raise BenchError(reader.describe(f"stopped reading after {sent} bytes")) from None
+            if first_at is None and sent >= _CHUNK:
+                first_at = time.perf_counter()
+        process.stdin.close()
+        status = reader.finish()
+        finished = time.perf_counter()
+        if status != 0:
+            raise BenchError(reader.describe(f"exited with {status} after {sent} bytes"))
+        first = first_at if first_at is not None else started
+        return Transfer(sent, min(_CHUNK, sent), started, first, finished)
+    finally:
         reader.close()
 
 

@@ -15,7 +15,7 @@ from pathlib import Path
 from bench import engine
 from bench.measure import median, p95
 from bench.procs import BenchError
-from bench.sshclient import CIPHER, MAC
+from bench.sshclient import CIPHER
 
 LATENCY_ROWS = {
     "gateway": "gateway (ssh -> container echo)",
@@ -23,9 +23,11 @@ LATENCY_ROWS = {
     "sshd": "sshd (ssh -> local echo)",
 }
 THROUGHPUT_ROWS = {
-    "gateway": "gateway",
-    "sshd": "OpenSSH sshd",
-    "bare": "bare Conch",
+    "gateway": "gateway (ssh -> container)",
+    "sshd": "OpenSSH sshd (ssh -> local)",
+    "bare": "bare Conch (same transport)",
+    "transport": "transport alone (no program)",
+    "docker": "docker exec (engine, no SSH)",
 }
 GATEWAY_LABEL = "containerssh_username=bench"
 _WIDTH = 38
@@ -57,7 +59,11 @@ class Report:
     machine: dict[str, str]
     settings: dict[str, object]
     latency: dict[str, Series] = field(default_factory=dict)
+    #: Rates by key: a server's download, and ``KEY-up`` its upload.
     throughput: dict[str, Series] = field(default_factory=dict)
+    #: CPU milliseconds per MiB moved, of the server's process and of the engine's.
+    server_cpu: dict[str, Series] = field(default_factory=dict)
+    engine_cpu: dict[str, Series] = field(default_factory=dict)
     leftover_containers: list[str] | None = None
     date: str = field(default_factory=lambda: datetime.date.today().isoformat())
 
@@ -74,7 +80,16 @@ class Report:
             "latency_s": {k: s.as_json() for k, s in self.latency.items()},
             "latency_ratios": _ratios(self.latency, "gateway", ["docker", "sshd"]),
             "throughput_mib_s": {k: s.as_json() for k, s in self.throughput.items()},
-            "throughput_ratios": _ratios(self.throughput, "gateway", ["sshd", "bare"]),
+            "throughput_ratios": {
+                **_ratios(self.throughput, "gateway", ["sshd", "bare", "transport", "docker"]),
+                **_ratios(
+                    self.throughput,
+                    "gateway-up",
+                    ["sshd-up", "bare-up", "transport-up", "docker-up"],
+                ),
+            },
+            "server_cpu_ms_per_mib": {k: s.as_json() for k, s in self.server_cpu.items()},
+            "engine_cpu_ms_per_mib": {k: s.as_json() for k, s in self.engine_cpu.items()},
             "leftover_containers": self.leftover_containers,
         }
 
@@ -129,22 +144,43 @@ def latency_table(report: Report) -> list[str]:
 
 
 def throughput_table(report: Report) -> list[str]:
+    """Download and upload rates side by side, each as a ratio of the gateway's to it,
+    and the CPU the server and the engine spent per MiB."""
     size, rounds = report.settings["size_mb"], report.settings["throughput_rounds"]
     rounds = _count(rounds, "round")
-    lines = [f"throughput, {size} MB, {CIPHER} + {MAC} ({rounds}, median)"]
+    lines = [
+        f"throughput, {size} MB each way, {CIPHER} ({rounds}, median)",
+        _row("", "down MB/s", "gw/this", "up MB/s", "gw/this", "srv ms/MiB", "eng ms/MiB"),
+    ]
     for key, label in THROUGHPUT_ROWS.items():
-        s = report.throughput.get(key)
-        if s is None:
+        down, up = report.throughput.get(key), report.throughput.get(f"{key}-up")
+        if down is None and up is None:
             continue
-        if not s.ok():
-            lines.append(_failed_row(label))
-            continue
-        row = _row(label, f"{median(s.samples):.1f} MB/s")
-        if key != "gateway":
-            ratio = _ratio(report.throughput, "gateway", key)
-            row += f"     ratio gateway/{key} {_fmt_ratio(ratio)}"
-        lines.append(row)
+        cells: list[str] = []
+        for k, s in ((key, down), (f"{key}-up", up)):
+            if s is None or not s.ok():
+                cells += ["failed", ""]
+                continue
+            top = "gateway-up" if k.endswith("-up") else "gateway"
+            ratio = _ratio(report.throughput, top, k) if k != top else None
+            cells += [f"{median(s.samples):.1f}", "" if k == top else _fmt_ratio(ratio)]
+        cells.append(_cpu_cell(report.server_cpu, key))
+        cells.append(_cpu_cell(report.engine_cpu, key))
+        lines.append(_row(label, *cells))
+    lines.append(
+        "  (ms/MiB: CPU per MiB moved, download/upload; srv: the server process with the "
+        "programs it ran; eng: dockerd and the containerd shims, with the programs run in "
+        "containers)"
+    )
     return lines
+
+
+def _cpu_cell(table: dict[str, Series], key: str) -> str:
+    values = []
+    for k in (key, f"{key}-up"):
+        s = table.get(k)
+        values.append(f"{median(s.samples):.2f}" if s is not None and s.samples else "-")
+    return "/".join(values)
 
 
 def _error_lines(report: Report) -> list[str]:

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from bench.procs import LOOPBACK, BenchError, Server, free_port, run_quietly
-from bench.sshclient import Client, KeyPair, generate_key
+from bench.sshclient import CIPHER, MAC, Client, KeyPair, generate_key
 
 SSHD = "/usr/sbin/sshd"
 GATEWAY_USER = "bench"
@@ -34,9 +34,10 @@ class Workspace:
     client_key: KeyPair
     known_hosts: Path
 
-    def client(self, label: str, port: int, user: str) -> Client:
-        """An OpenSSH client for a server on ``port``."""
-        return Client(label, port, user, self.client_key, self.known_hosts)
+    def client(self, label: str, port: int, user: str, server: Server | None = None) -> Client:
+        """An OpenSSH client for a server on ``port`` (run as ``server``, if the benchmark did)."""
+        pid = server.process.pid if server is not None else None
+        return Client(label, port, user, self.client_key, self.known_hosts, pid)
 
 
 def _yaml(value: object, indent: int = 0) -> str:
@@ -131,8 +132,8 @@ def gateway(work: Workspace, python: str, project_root: Path, image: str) -> Ite
     port = free_port()
     config = gateway_config(work, image, port)
     with running_gateway("gateway (twistd containerssh)", python, config, port,
-                         work.root / "gateway.log", project_root):  # fmt: skip
-        yield work.client("gateway", port, GATEWAY_USER)
+                         work.root / "gateway.log", project_root) as server:  # fmt: skip
+        yield work.client("gateway", port, GATEWAY_USER, server)
 
 
 def _sshd_config(work: Workspace, port: int) -> Path:
@@ -179,7 +180,7 @@ def sshd(work: Workspace) -> Iterator[Client]:
                           work.root / "sshd.log")  # fmt: skip
     try:
         server.wait_for_port(port, timeout=15.0)
-        yield work.client("sshd", port, getpass.getuser())
+        yield work.client("sshd", port, getpass.getuser(), server)
     finally:
         server.stop()
 
@@ -193,10 +194,11 @@ def bare_conch(work: Workspace, python: str) -> Iterator[Client]:
     public.write_text(work.client_key.public_line + "\n")
     script = Path(__file__).with_name("bare_conch.py")
     argv = [python, str(script), "--port", str(port),
-            "--host-key", str(host_key.private_path), "--authorized-key", str(public)]  # fmt: skip
+            "--host-key", str(host_key.private_path), "--authorized-key", str(public),
+            "--cipher", CIPHER, "--mac", MAC]  # fmt: skip
     server = Server.start("bare Conch server", argv, work.root / "bare_conch.log")
     try:
         server.wait_for_port(port, timeout=15.0)
-        yield work.client("bare Conch", port, GATEWAY_USER)
+        yield work.client("bare Conch", port, GATEWAY_USER, server)
     finally:
         server.stop()

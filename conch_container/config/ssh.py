@@ -211,6 +211,16 @@ class SSHConfig:
         "when it opens a channel (OpenSSH sends at most 256 KiB).",
         extension=True,
     )
+    receive_window_size: int = setting(
+        "receiveWindowSize",
+        Int(at_least(32768, "32768 (32 KiB)")),
+        2097152,
+        doc="Bytes a client may send on a channel before the gateway grants it more (OpenSSH's "
+        "server grants 2 MiB). Larger windows let uploads run at full speed over longer round "
+        "trips; it is also the most a channel's input can hold in the gateway while the "
+        "container does not read.",
+        extension=True,
+    )
     max_window_size: int = setting(
         "maxWindowSize",
         Int(at_least(32768, "32768 (32 KiB)")),

@@ -208,6 +208,9 @@ class ServerConnection(connection.SSHConnection):
             self._refuse(sender_channel, reason, str(description), name)
             return
         channel = cast(Any, self._looked_up)  # set by the lookup just above
+        # Conch's 128 KiB default makes the client wait for a window adjust
+        # every 64 KiB: the window the open confirmation announces is ours.
+        channel.localWindowSize = channel.localWindowLeft = self.limits.receive_window_size
         super().ssh_CHANNEL_OPEN(packet)
         local = channel.id  # None when Conch refused the channel after all
         if local is not None and self.channels.get(local) is channel:

@@ -63,6 +63,11 @@ def _cancel(call: IDelayedCall | None) -> None:
         call.cancel()
 
 
+#: Bytes read from the client's socket at once, and the output that may wait
+#: in its send buffer before every session of the connection is paused.
+SOCKET_BUFFER_SIZE = 256 * 1024
+
+
 class ServerTransport(PacketServerTransport):
     """Conch's server transport, plus what the gateway needs per connection.
 
@@ -129,6 +134,10 @@ class ServerTransport(PacketServerTransport):
     def connectionMade(self) -> None:
         """Identify and log the connection, start the grace timer, greet the client."""
         assert self.transport is not None
+        # Read the client's packets in large pieces, and let up to this much
+        # output wait in the socket's buffer before the sessions are held back
+        # (Twisted's 64 KiB default stops and restarts them every few packets).
+        self.transport.bufferSize = SOCKET_BUFFER_SIZE  # type: ignore[attr-defined]
         self.connection_id = new_connection_id()
         self.remote_address = format_address(self.transport.getPeer())
         self.log = self.factory.log.bind(

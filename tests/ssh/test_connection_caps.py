@@ -38,6 +38,8 @@ from tests.ssh.harness import (
 
 #: The smallest window cap the settings allow; also the packet size cap used here.
 CAP = 32768
+#: The window the gateway grants the client in these tests: four packets.
+RECEIVE_WINDOW = 4 * CAP
 
 
 class OtherChannel(ClientChannel):
@@ -279,7 +281,11 @@ class TerminalLimitTests(CapsTestCase):
 class WindowTests(CapsTestCase):
     """``ssh.maxWindowSize`` and ``ssh.maxPacketSize``: what the gateway honours of the client's."""
 
-    settings = {"max_window_size": 2 * CAP, "max_packet_size": CAP}
+    settings = {
+        "max_window_size": 2 * CAP,
+        "max_packet_size": CAP,
+        "receive_window_size": RECEIVE_WINDOW,
+    }
 
     def open(self, window: int, max_packet: int = CAP) -> tuple[ClientChannel, Any]:
         """A session announcing ``window`` and ``max_packet``; the server's side of it."""
@@ -317,6 +323,20 @@ class WindowTests(CapsTestCase):
         [event] = self.harness.events_with("SSH_WINDOW_CLAMPED")
         self.assertEqual((event["window"], event["maxPacket"]), (MAX_WINDOW, 1 << 20))
         self.assertEqual((event["honouredWindow"], event["honouredPacket"]), (2 * CAP, CAP))
+
+    def test_window_granted_to_the_client(self) -> None:
+        """The open confirmation grants the client ``ssh.receiveWindowSize`` bytes, and
+        the gateway tops it up to that again once half of it was used."""
+        channel, server = self.open(2 * CAP)
+        self.assertEqual(channel.remoteWindowLeft, RECEIVE_WINDOW)
+        self.assertEqual(server.localWindowSize, RECEIVE_WINDOW)
+        channel.request(b"exec", exec_request("cat"))
+        self.harness.flush()
+        chunk = b"x" * CAP
+        for _ in range(RECEIVE_WINDOW // CAP // 2 + 1):
+            channel.write(chunk)
+        self.harness.flush()
+        self.assertEqual(channel.remoteWindowLeft, RECEIVE_WINDOW)
 
     def test_zero_packet_size(self) -> None:
         """A packet size of 0 is honoured as 1 byte rather than breaking the output path.
@@ -428,6 +448,7 @@ class SettingTests(SynchronousTestCase):
         "max_env_size": 65536,
         "max_packet_size": 262144,
         "max_window_size": 16 * 1024 * 1024,
+        "receive_window_size": 2 * 1024 * 1024,
     }
 
     def test_defaults(self) -> None:
@@ -448,9 +469,12 @@ class SettingTests(SynchronousTestCase):
             "maxEnvSize": 8,
             "maxPacketSize": 40000,
             "maxWindowSize": 50000,
+            "receiveWindowSize": 60000,
         }
         config = parse_config({"ssh": raw}).ssh
-        self.assertEqual([getattr(config, k) for k in self.DEFAULTS], [5, 6, 7, 8, 40000, 50000])
+        self.assertEqual(
+            [getattr(config, k) for k in self.DEFAULTS], [5, 6, 7, 8, 40000, 50000, 60000]
+        )
 
     def test_invalid_values(self) -> None:
         """Out of range or of the wrong type: an error naming the key."""
@@ -461,6 +485,7 @@ class SettingTests(SynchronousTestCase):
             ("maxEnvSize", -1, "ssh.maxEnvSize: must be at least 1"),
             ("maxPacketSize", 1024, "ssh.maxPacketSize: must be at least 32768 (32 KiB)"),
             ("maxWindowSize", 100, "ssh.maxWindowSize: must be at least 32768 (32 KiB)"),
+            ("receiveWindowSize", 100, "ssh.receiveWindowSize: must be at least 32768 (32 KiB)"),
             ("maxChannels", "many", "ssh.maxChannels: must be an integer, not a string"),
         ]
         for key, value, message in cases:
