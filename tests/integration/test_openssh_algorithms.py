@@ -10,8 +10,10 @@ offers it and says at debug level 3 that it is in use). Every combination
 runs twice: with the client starting a key exchange every 16 MiB
 (``RekeyLimit``), and with the gateway doing so (``ssh.rekeyAfterBytes``).
 The client's debug log tells who started each key exchange (who sent the
-first KEXINIT) and how much went each way under the keys it replaced, which
-shows that it happened in the middle of the stream.
+first KEXINIT) and how much had gone each way by then, which shows that it
+happened in the middle of the stream. A session also outlives the
+gateway's ``ssh.rekeyAfterSeconds`` twice, and both ends rekeying every
+megabyte makes dozens of key exchanges in one stream.
 
 The combinations are every claimed cipher with every claimed MAC that the
 installed client offers (an AEAD cipher once: its MAC is implicit);
@@ -216,6 +218,21 @@ class OpenSSHFrequentRekeyTests(_RoundTrips):
         """More than 40 key exchanges under chacha20-poly1305, every byte back."""
         err = await self.round_trip("-o", "RekeyLimit=1M", "-c", "chacha20-poly1305@openssh.com")
         self.assertGreater(len(key_exchanges(err)), 40, err[-2000:])
+
+
+class OpenSSHServerTimeRekeyTests(GatewayTestCase):
+    """The gateway starts a key exchange every second (``ssh.rekeyAfterSeconds``)."""
+
+    config_overrides: dict[str, Any] = {"ssh": {"rekeyAfterSeconds": "1s"}}
+
+    async def test_session_carries_on(self) -> None:
+        """A session that outlives the keys twice: the server rekeys, the output arrives whole."""
+        out, err, code = await self.ssh(
+            "echo before; sleep 2.5; echo after; exit 3", "-o", "LogLevel=DEBUG3"
+        )
+        self.assertEqual((out, code), (b"before\nafter\n", 3), err[-2000:])
+        by_server = [kex for kex in key_exchanges(err)[1:] if kex.by == "server"]
+        self.assertTrue(by_server, err[-2000:])
 
 
 class OpenSSHDebugLogTests(SynchronousTestCase):
