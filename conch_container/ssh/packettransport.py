@@ -251,7 +251,10 @@ class PacketPath(_TransportBase):
         if self.strict_kex and messageType == conch_transport.MSG_NEWKEYS:
             self.outgoingPacketSequence = 0
         self._bytes_out += len(payload)
-        self._rekey_if_due()
+        if messageType != conch_transport.MSG_KEXINIT:
+            # Conch marks a key exchange as under way only after sending
+            # its KEXINIT: a check now would send a second one.
+            self._rekey_if_due()
 
     def _rekey_if_due(self) -> None:
         """Start a key exchange once :attr:`rekey_after_bytes` went one way under the same keys."""

@@ -10,7 +10,7 @@ from a client and check the server's side of each rule.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from twisted.conch.ssh import transport as conch_transport
 from twisted.conch.ssh.common import NS
@@ -21,6 +21,9 @@ from conch_container.ssh.packettransport import STRICT_KEX_CLIENT, STRICT_KEX_SE
 from conch_container.ssh.transport import ServerTransport
 from tests.ssh.harness import Client, ClientTransport, Harness, exec_request, make_config
 from tests.ssh.test_packet_transport import CatSessions, client_class
+
+if TYPE_CHECKING:
+    from tests.ssh.harness import ClientChannel
 
 _CHACHA = b"chacha20-poly1305@openssh.com"
 _ETM = b"hmac-sha2-256-etm@openssh.com"
@@ -226,3 +229,61 @@ class ServerRekeyTests(CatSessions):
         self.harness.flush()
         self.assertEqual(self.kexinits, 3)
         self.assert_echoed(channel, b"still here")
+
+    def cat_under_way(self) -> tuple[Client, ClientChannel]:
+        """A client logged in, and its ``cat`` session with ``before `` echoed."""
+        client = self.login(_CHACHA, _ETM)
+        channel = self.cat(client)
+        channel.write(b"before ")
+        self.harness.flush()
+        return client, channel
+
+    def assert_one_exchange(self, client: Client, channel: ClientChannel, first_keys: Any) -> None:
+        """The server sent one more KEXINIT, took new keys, and the session goes on."""
+        self.assertEqual(self.kexinits, 2)
+        self.assertIsNot(client.server.currentEncryptions, first_keys)
+        channel.write(b"after")
+        self.assert_echoed(channel, b"before during after")
+        self.assertFalse(client.lost.called)
+
+    def test_crossed_kexinits(self) -> None:
+        """The client's KEXINIT arrives while the server's is in flight: one exchange, data kept.
+
+        Both ends sent KEXINIT before reading the other's (RFC 4253 7.1: each
+        then takes the other's as the answer), with channel data queued
+        behind them in both directions.
+        """
+        client, channel = self.cat_under_way()
+        first_keys = client.server.currentEncryptions
+        client.server.rekey()
+        client.transport.sendKexInit()
+        channel.write(b"during ")
+        self.harness.flush()
+        self.assert_one_exchange(client, channel, first_keys)
+
+    def test_limit_reached_by_the_clients_kexinit(self) -> None:
+        """The server's volume limit runs out on the client's own KEXINIT: still one exchange.
+
+        The server starts its key exchange as it reads the packet, before it
+        dispatches it; the client's KEXINIT then answers the server's.
+        """
+        client, channel = self.cat_under_way()
+        first_keys = client.server.currentEncryptions
+        # Every packet is over so small a limit, the server's own KEXINIT too.
+        client.server.rekey_after_bytes = 1
+        client.transport.sendKexInit()
+        self.harness.flush()
+        client.server.rekey_after_bytes = 0
+        channel.write(b"during ")
+        self.assert_one_exchange(client, channel, first_keys)
+
+    def test_limit_reached_by_the_servers_answer(self) -> None:
+        """The KEXINIT answering the client's crosses the limit: no second KEXINIT follows it."""
+        client, channel = self.cat_under_way()
+        first_keys = client.server.currentEncryptions
+        # What went out under the current keys is 10 bytes short of the limit.
+        client.server.rekey_after_bytes = client.server._bytes_out + 10
+        client.transport.sendKexInit()
+        channel.write(b"during ")
+        self.harness.flush()
+        self.assert_one_exchange(client, channel, first_keys)
