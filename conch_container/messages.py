@@ -1333,6 +1333,14 @@ SSH_ALGORITHM_UNSUPPORTED = MessageCode(
     own=True,
 )
 
+SSH_REKEY = MessageCode(
+    "SSH_REKEY",
+    Level.DEBUG,
+    "SSH",
+    "A new key exchange started on an established connection: by the server after ssh.rekeyAfterBytes bytes went one way or ssh.rekeyAfterSeconds passed under the same keys (reason volume or time), or by the client. Sessions continue across it.",
+    own=True,
+)
+
 SSH_PACKET_REFUSED = MessageCode(
     "SSH_PACKET_REFUSED",
     Level.WARNING,

@@ -261,10 +261,14 @@ class PacketPath(_TransportBase):
         limit = self.rekey_after_bytes
         if limit <= 0 or max(self._bytes_in, self._bytes_out) < limit:
             return
-        self.rekey()
+        self.rekey("volume")
 
-    def rekey(self) -> None:
-        """Start a new key exchange now, unless one is under way or the first is not done."""
+    def rekey(self, reason: str = "requested") -> None:
+        """Start a new key exchange now, unless one is under way or the first is not done.
+
+        :param reason: why, for :meth:`rekey_started`: ``"volume"`` when
+            :attr:`rekey_after_bytes` went one way, or what the caller says.
+        """
         if (
             self._keyExchangeState != self._KEY_EXCHANGE_NONE
             or self.sessionID is None
@@ -272,9 +276,15 @@ class PacketPath(_TransportBase):
             or self.packet_error is not None
         ):
             return
+        sent, received = self._bytes_out, self._bytes_in
         # Before sending: KEXINIT goes through sendPacket, which checks again.
         self._bytes_in = self._bytes_out = 0
         self.sendKexInit()
+        self.rekey_started(reason, sent, received)
+
+    def rekey_started(self, reason: str, sent: int, received: int) -> None:
+        """Called when this side started a new key exchange, with the payload bytes
+        sent and received under the keys it replaces."""
 
     def _newKeys(self) -> None:
         """The new keys are in use: count the volume under them from zero."""

@@ -174,17 +174,39 @@ class ServerTransport(PacketServerTransport):
 
     def _rekey_timer_expired(self) -> None:
         self._rekey_call = None
-        self.rekey()
+        self.rekey("time")
 
     def _cancel_rekey_timer(self) -> None:
         _cancel(self._rekey_call)
         self._rekey_call = None
 
-    def rekey(self) -> None:
+    def rekey(self, reason: str = "requested") -> None:
         """Start a new key exchange, unless the connection is closing."""
         if self.closing or self.lost:
             return
-        super().rekey()
+        super().rekey(reason)
+
+    def rekey_started(self, reason: str, sent: int, received: int) -> None:
+        self.log.event(
+            messages.SSH_REKEY,
+            "Starting a new key exchange ({reason}) after {bytesSent} bytes sent and "
+            "{bytesReceived} received",
+            initiator="server",
+            reason=reason,
+            bytesSent=sent,
+            bytesReceived=received,
+        )
+
+    def ssh_KEXINIT(self, packet: bytes) -> None:
+        """A client's KEXINIT after the first key exchange starts a new one: logged."""
+        if self.sessionID is not None and self._keyExchangeState == self._KEY_EXCHANGE_NONE:
+            self.log.event(
+                messages.SSH_REKEY,
+                "The client started a new key exchange",
+                initiator="client",
+                reason="client",
+            )
+        super().ssh_KEXINIT(packet)
 
     def _cancel_grace(self) -> None:
         _cancel(self._grace_call)

@@ -213,6 +213,11 @@ class ServerRekeyTests(CatSessions):
             self.harness.flush()
         self.assert_echoed(channel, data)
         self.assertGreater(self.kexinits, 5)
+        events = self.harness.events_with("SSH_REKEY")
+        self.assertEqual(len(events), self.kexinits - 1)
+        for event in events:
+            self.assertEqual((event["initiator"], event["reason"]), ("server", "volume"))
+            self.assertGreaterEqual(max(event["bytesSent"], event["bytesReceived"]), 100_000)
 
     def test_by_time(self) -> None:
         """After ``rekeyAfterSeconds`` the server starts one, and again after as long."""
@@ -223,6 +228,8 @@ class ServerRekeyTests(CatSessions):
         self.harness.reactor.advance(1)
         self.harness.flush()
         self.assertEqual(self.kexinits, 2)
+        [event] = self.harness.events_with("SSH_REKEY")
+        self.assertEqual((event["initiator"], event["reason"]), ("server", "time"))
         channel.write(b"still here")
         self.harness.flush()
         self.harness.reactor.advance(600)
@@ -245,6 +252,17 @@ class ServerRekeyTests(CatSessions):
         channel.write(b"after")
         self.assert_echoed(channel, b"before during after")
         self.assertFalse(client.lost.called)
+
+    def test_client_started(self) -> None:
+        """A key exchange the client starts is logged as the client's."""
+        client, channel = self.cat_under_way()
+        first_keys = client.server.currentEncryptions
+        client.transport.sendKexInit()
+        channel.write(b"during ")
+        self.harness.flush()
+        self.assert_one_exchange(client, channel, first_keys)
+        [event] = self.harness.events_with("SSH_REKEY")
+        self.assertEqual((event["initiator"], event["reason"]), ("client", "client"))
 
     def test_crossed_kexinits(self) -> None:
         """The client's KEXINIT arrives while the server's is in flight: one exchange, data kept.
@@ -273,6 +291,8 @@ class ServerRekeyTests(CatSessions):
         client.server.rekey_after_bytes = 1
         client.transport.sendKexInit()
         self.harness.flush()
+        [event] = self.harness.events_with("SSH_REKEY")
+        self.assertEqual(event["initiator"], "server")
         client.server.rekey_after_bytes = 0
         channel.write(b"during ")
         self.assert_one_exchange(client, channel, first_keys)
@@ -287,3 +307,6 @@ class ServerRekeyTests(CatSessions):
         channel.write(b"during ")
         self.harness.flush()
         self.assert_one_exchange(client, channel, first_keys)
+        # Reading the client's KEXINIT crossed the limit before it was
+        # dispatched: the server started (and logged) the one exchange.
+        self.assertEqual(len(self.harness.events_with("SSH_REKEY")), 1)
