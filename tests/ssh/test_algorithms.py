@@ -56,6 +56,18 @@ class SelectAlgorithmsTests(SynchronousTestCase):
             for name in defaults:
                 self.assertIn(name.encode(), implemented)
 
+    def test_defaults_follow_ssh_audit_guidance(self) -> None:
+        """No SHA-1, no CBC, no NIST curve, no MAC over the plaintext, no group exchange.
+
+        The quick form of what tests.integration.test_ssh_audit checks with ssh-audit.
+        """
+        ssh = SSHConfig()
+        names = (*ssh.ciphers, *ssh.kex, *ssh.macs, *ssh.host_key_algorithms)
+        self.assertFalse([n for n in names if "sha1" in n or n in ("ssh-rsa", "ssh-dss")])
+        self.assertFalse([c for c in ssh.ciphers if "cbc" in c])
+        self.assertFalse([k for k in ssh.kex if "nistp" in k or "group-exchange" in k])
+        self.assertFalse([m for m in ssh.macs if not m.endswith("-etm@openssh.com")])
+
     def test_containerssh_defaults(self) -> None:
         """ContainerSSH's default lists, as its 0.4 dump writes them, are offered as written.
 
