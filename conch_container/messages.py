@@ -1329,7 +1329,7 @@ SSH_ALGORITHM_UNSUPPORTED = MessageCode(
     "SSH_ALGORITHM_UNSUPPORTED",
     Level.WARNING,
     "SSH",
-    "A configured cipher, key exchange or MAC algorithm is not implemented by this server and was left out of the offer.",
+    "A configured cipher, key exchange, MAC or host key algorithm is not implemented by this server and was left out of the offer.",
     own=True,
 )
 

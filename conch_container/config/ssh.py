@@ -23,7 +23,9 @@ from conch_container.config.preauth import (
 )
 from conch_container.config.schema import setting
 
-DEFAULT_CIPHERS = (
+#: ContainerSSH 0.4's default lists (its ``config/ssh.go``), kept for the
+#: documentation and for tests that prove they are still offered as written.
+CONTAINERSSH_CIPHERS = (
     "chacha20-poly1305@openssh.com",
     "aes256-gcm@openssh.com",
     "aes128-gcm@openssh.com",
@@ -31,13 +33,35 @@ DEFAULT_CIPHERS = (
     "aes192-ctr",
     "aes128-ctr",
 )
-DEFAULT_KEX = (
+CONTAINERSSH_KEX = (
     "curve25519-sha256@libssh.org",
     "ecdh-sha2-nistp521",
     "ecdh-sha2-nistp384",
     "ecdh-sha2-nistp256",
 )
-DEFAULT_MACS = ("hmac-sha2-256-etm@openssh.com", "hmac-sha2-256")
+CONTAINERSSH_MACS = ("hmac-sha2-256-etm@openssh.com", "hmac-sha2-256")
+
+# The gateway's own defaults follow ssh-audit's guidance: no SHA-1, no CBC, no
+# NIST curves, and only encrypt-then-MAC MACs (the AEAD ciphers need none).
+# docs/algorithms.md gives the reasons, name by name.
+DEFAULT_CIPHERS = CONTAINERSSH_CIPHERS
+DEFAULT_KEX = (
+    "mlkem768x25519-sha256",
+    "curve25519-sha256",
+    "curve25519-sha256@libssh.org",
+)
+DEFAULT_MACS = ("hmac-sha2-256-etm@openssh.com", "hmac-sha2-512-etm@openssh.com")
+#: Host key signature algorithms, in order of preference; each is offered
+#: only when a host key of its type is configured. ``ssh-rsa`` and
+#: ``ssh-dss`` (SHA-1 signatures) are left out.
+DEFAULT_HOST_KEY_ALGORITHMS = (
+    "ssh-ed25519",
+    "rsa-sha2-512",
+    "rsa-sha2-256",
+    "ecdsa-sha2-nistp521",
+    "ecdsa-sha2-nistp384",
+    "ecdsa-sha2-nistp256",
+)
 
 
 def _keepalive_interval(value: float) -> str | None:
@@ -76,13 +100,25 @@ class SSHConfig:
         "kex",
         algorithms(),
         DEFAULT_KEX,
-        doc="Key-exchange algorithms offered, in order of preference.",
+        doc="Key-exchange algorithms offered, in order of preference. ContainerSSH's default "
+        "is `curve25519-sha256@libssh.org` and the three `ecdh-sha2-nistp*`, which "
+        "ssh-audit fails; see [algorithms.md](algorithms.md).",
     )
     macs: tuple[str, ...] = setting(
         "macs",
         algorithms(),
         DEFAULT_MACS,
-        doc="MAC algorithms offered, in order of preference.",
+        doc="MAC algorithms offered, in order of preference (unused with an AEAD cipher). "
+        "ContainerSSH's default is `hmac-sha2-256-etm@openssh.com`, `hmac-sha2-256`.",
+    )
+    host_key_algorithms: tuple[str, ...] = setting(
+        "hostKeyAlgorithms",
+        algorithms(),
+        DEFAULT_HOST_KEY_ALGORITHMS,
+        doc="Host key signature algorithms offered, in order of preference; each only when "
+        "a host key of its type is in `ssh.hostkeys`. Add `ssh-rsa` (or `ssh-dss`) for "
+        "clients that only know SHA-1 signatures.",
+        extension=True,
     )
     banner: str = setting(
         "banner",

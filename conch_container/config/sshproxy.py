@@ -14,7 +14,12 @@ from conch_container.config.kinds import (
     Str,
 )
 from conch_container.config.schema import fail, join, setting
-from conch_container.config.ssh import DEFAULT_CIPHERS, DEFAULT_KEX, DEFAULT_MACS, algorithms
+from conch_container.config.ssh import (
+    CONTAINERSSH_CIPHERS,
+    CONTAINERSSH_KEX,
+    CONTAINERSSH_MACS,
+    algorithms,
+)
 
 DEFAULT_HOST_KEY_ALGORITHMS = (
     "ssh-rsa-cert-v01@openssh.com",
@@ -55,14 +60,16 @@ class SSHProxyConfig:
         (),
         doc="Accepted backend host key fingerprints (`SHA256:...`), required.",
     )
+    # Towards the backend the lists stay ContainerSSH's: the server at the
+    # other end may be older than the gateway's own defaults allow.
     ciphers: tuple[str, ...] = setting(
-        "ciphers", algorithms(), DEFAULT_CIPHERS, doc="Ciphers offered to the backend."
+        "ciphers", algorithms(), CONTAINERSSH_CIPHERS, doc="Ciphers offered to the backend."
     )
     kex: tuple[str, ...] = setting(
-        "kex", algorithms(), DEFAULT_KEX, doc="Key exchanges offered to the backend."
+        "kex", algorithms(), CONTAINERSSH_KEX, doc="Key exchanges offered to the backend."
     )
     macs: tuple[str, ...] = setting(
-        "macs", algorithms(), DEFAULT_MACS, doc="MACs offered to the backend."
+        "macs", algorithms(), CONTAINERSSH_MACS, doc="MACs offered to the backend."
     )
     host_key_algos: tuple[str, ...] = setting(
         "hostKeyAlgos",

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from functools import partial
-from itertools import chain
 from typing import TYPE_CHECKING, Any
 
 from twisted.conch.ssh.factory import SSHFactory
@@ -146,7 +145,9 @@ class ContainerSSHFactory(SSHFactory):
             )
         self.privateKeys = load_host_keys(ssh.hostkeys)
         self.publicKeys = {kind: key.public() for kind, key in self.privateKeys.items()}
-        self.offer: AlgorithmOffer = select_algorithms(ssh.ciphers, ssh.kex, ssh.macs, log)
+        self.offer: AlgorithmOffer = select_algorithms(
+            ssh.ciphers, ssh.kex, ssh.macs, log, ssh.host_key_algorithms, self.privateKeys
+        )
         self.server_version = self._version_string(ssh.server_version)
         self.banner: str = ssh.banner or ""
         self.login_grace_time = float(ssh.login_grace_time)
@@ -162,9 +163,6 @@ class ContainerSSHFactory(SSHFactory):
             b"ssh-userauth": UserAuthServer,
             b"ssh-connection": partial(ServerConnection, ssh),
         }
-        self._public_key_algorithms = list(
-            chain.from_iterable(k.supportedSignatureAlgorithms() for k in self.privateKeys.values())
-        )
         self._transports: set[ServerTransport] = set()
         self._closed_waiters: list[Deferred[None]] = []
         self.admission = Admission.from_config(ssh, reactor, log, random)
@@ -195,7 +193,7 @@ class ContainerSSHFactory(SSHFactory):
         t.supportedCiphers = list(self.offer.ciphers)
         t.supportedKeyExchanges = list(self.offer.key_exchanges)
         t.supportedMACs = list(self.offer.macs)
-        t.supportedPublicKeys = list(self._public_key_algorithms)
+        t.supportedPublicKeys = list(self.offer.host_key_algorithms)
         # Go's SSH library (ContainerSSH) offers no compression either.
         t.supportedCompressions = [b"none"]
         t.rekey_after_bytes = self.rekey_after_bytes

@@ -57,6 +57,22 @@ def format_address(address: IAddress) -> str:
     return str(address)
 
 
+#: What ``server-sig-algs`` (RFC 8308) announces: the signatures a client may
+#: log in with, strongest first. Conch announces its host key algorithms
+#: there instead, so with only an Ed25519 host key an OpenSSH client holding
+#: an RSA key finds "no mutual signature algorithm" and never offers it. As
+#: in OpenSSH's default, SHA-1 (``ssh-rsa``, ``ssh-dss``) is not announced; a
+#: client that signs with it without asking is still verified, as before.
+USER_SIGNATURE_ALGORITHMS = (
+    b"ssh-ed25519",
+    b"ecdsa-sha2-nistp256",
+    b"ecdsa-sha2-nistp384",
+    b"ecdsa-sha2-nistp521",
+    b"rsa-sha2-512",
+    b"rsa-sha2-256",
+)
+
+
 def _cancel(call: IDelayedCall | None) -> None:
     """Cancel a timer unless it is gone or already ran."""
     if call is not None and call.active():
@@ -129,6 +145,13 @@ class ServerTransport(PacketServerTransport):
             connection_id=self.connection_id,
             remote_address=self.remote_address,
             client_version=version.decode("utf-8", "replace"),
+        )
+
+    def sendExtInfo(self, extensions: list[tuple[bytes, bytes]]) -> None:
+        """Conch's extensions, with :data:`USER_SIGNATURE_ALGORITHMS` as ``server-sig-algs``."""
+        accepted = b",".join(USER_SIGNATURE_ALGORITHMS)
+        super().sendExtInfo(
+            [(name, accepted if name == b"server-sig-algs" else v) for name, v in extensions]
         )
 
     def connectionMade(self) -> None:

@@ -35,9 +35,9 @@ def ecdsa_pem() -> str:
     ).decode()
 
 
-def rsa_pem() -> str:
-    """A new RSA 2048 private key, PKCS#1 PEM ("RSA PRIVATE KEY"), as ContainerSSH writes."""
-    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+def rsa_pem(bits: int = 2048) -> str:
+    """A new RSA private key, PKCS#1 PEM ("RSA PRIVATE KEY"), as ContainerSSH writes."""
+    key = rsa.generate_private_key(public_exponent=65537, key_size=bits)
     return key.private_bytes(
         Encoding.PEM, PrivateFormat.TraditionalOpenSSL, NoEncryption()
     ).decode()

@@ -8,6 +8,7 @@ from twisted.trial.unittest import SynchronousTestCase
 
 from conch_container.codes import Level
 from conch_container.config import AppConfig, parse_config
+from conch_container.config.ssh import DEFAULT_HOST_KEY_ALGORITHMS
 
 TLS_CURVES = ("x25519", "secp256r1", "secp384r1", "secp521r1")
 TLS_CIPHERS = (
@@ -45,6 +46,10 @@ SSH_KEX = (
     "ecdh-sha2-nistp256",
 )
 SSH_MACS = ("hmac-sha2-256-etm@openssh.com", "hmac-sha2-256")
+# The gateway's own SSH server departs from ContainerSSH's lists (ssh-audit's
+# guidance; docs/algorithms.md); the sshproxy client keeps them.
+GATEWAY_KEX = ("mlkem768x25519-sha256", "curve25519-sha256", "curve25519-sha256@libssh.org")
+GATEWAY_MACS = ("hmac-sha2-256-etm@openssh.com", "hmac-sha2-512-etm@openssh.com")
 
 
 def prefixed(prefix: str, values: dict[str, Any]) -> dict[str, Any]:
@@ -74,8 +79,10 @@ EXPECTED: dict[str, Any] = {
     "ssh.listen": "0.0.0.0:2222",
     "ssh.server_version": "SSH-2.0-ContainerSSH",
     "ssh.ciphers": SSH_CIPHERS,
-    "ssh.kex": SSH_KEX,
-    "ssh.macs": SSH_MACS,
+    "ssh.kex": GATEWAY_KEX,
+    "ssh.macs": GATEWAY_MACS,
+    # Its meaning (no SHA-1 signature by default) is tested in tests.ssh.test_algorithms.
+    "ssh.host_key_algorithms": DEFAULT_HOST_KEY_ALGORITHMS,
     "ssh.banner": "",
     "ssh.hostkeys": (),
     "ssh.client_alive_interval": 0.0,

@@ -8,12 +8,15 @@ webhook that is down. After every test no container of the gateway is left.
 
 from __future__ import annotations
 
+import os
+
 from twisted.internet.defer import Deferred, gatherResults
 from twisted.internet.utils import getProcessOutputAndValue
 
 from conch_container.errors import AUTH_UNAVAILABLE_USER_MESSAGE
-from conch_container.testing.webhook import DOWN
-from tests.integration.gateway import ControlMasterMixin, GatewayTestCase, public_line
+from conch_container.testing.webhook import DOWN, WebhookUser
+from tests.config.material import rsa_pem
+from tests.integration.gateway import SSH, ControlMasterMixin, GatewayTestCase, public_line
 
 ONE_PROMPT = ("-o", "NumberOfPasswordPrompts=1")
 
@@ -74,6 +77,24 @@ class LoginTests(GatewayTestCase):
         self.assertRegex(body["connectionId"], "^[0-9a-f]{32}$")
         self.assertRegex(body["remoteAddress"], r"^127\.0\.0\.1:\d+$")
         self.assertTrue(body["clientVersion"].startswith("SSH-2.0-OpenSSH"))
+
+    async def test_rsa_key_login_with_ed25519_host_key(self) -> None:
+        """An RSA user key logs in though the host key is Ed25519: OpenSSH finds
+        ``rsa-sha2-*`` in ``server-sig-algs`` and signs with SHA-2 (not SHA-1)."""
+        pem = rsa_pem()
+        key_file = self.dir.child("id_rsa")
+        key_file.setContent(pem.encode())
+        os.chmod(key_file.path, 0o600)
+        self.webhook.users["bob"] = WebhookUser(authorized_keys=[public_line(pem)])
+        argv = self.ssh_args(
+            "-o", "LogLevel=DEBUG3", "-o", "IdentitiesOnly=yes", "-o", "BatchMode=yes",
+            "-i", key_file.path, user="bob", key=False,
+        )  # fmt: skip
+        out, err, code = await getProcessOutputAndValue(
+            SSH or "ssh", [*argv, "echo ok"], env=dict(os.environ)
+        )
+        self.assertEqual((out, code), (b"ok\n", 0), err[-3000:])
+        self.assertIn(b"signing using rsa-sha2-", err)
 
     async def test_password_login(self) -> None:
         """A password login through the webhook gets a container."""

@@ -25,6 +25,7 @@ from twisted.test.iosim import FakeTransport, IOPump, connect
 from zope.interface import implementer
 
 from conch_container.config import AppConfig, SSHConfig
+from conch_container.config.ssh import CONTAINERSSH_MACS
 from conch_container.errors import ContainerSSHError
 from conch_container.interfaces import IAuthorizer, IPasswordAuthenticator, IPublicKeyAuthenticator
 from conch_container.log.logger import CodeLogger
@@ -62,8 +63,14 @@ def collecting_log(events: list[dict[str, Any]]) -> CodeLogger:
 
 
 def make_config(**ssh: Any) -> AppConfig:
-    """The default configuration with our host key and the given ``ssh`` settings."""
+    """The default configuration with our host key and the given ``ssh`` settings.
+
+    The MACs are ContainerSSH's list, not the default: Conch's client (the
+    harness's) speaks neither an AEAD cipher nor an ``-etm`` MAC, so it needs
+    the classic ``hmac-sha2-256`` the default no longer offers.
+    """
     ssh.setdefault("hostkeys", (HOST_KEY_PEM,))
+    ssh.setdefault("macs", CONTAINERSSH_MACS)
     return AppConfig(ssh=attrs.evolve(SSHConfig(), **ssh))
 
 
