@@ -26,6 +26,7 @@ from twisted.internet.endpoints import TCP4ClientEndpoint
 from twisted.python.failure import Failure
 
 from bench.procs import LOOPBACK
+from conch_container.ssh.packettransport import PacketPath
 
 #: Terminal the sessions ask for: type, rows, columns.
 TERM = b"xterm"
@@ -129,8 +130,16 @@ class _UserAuth(userauth.SSHUserAuthClient):
         return defer.succeed(self.key)
 
 
-class _Transport(transport.SSHClientTransport):
+class _Transport(PacketPath, transport.SSHClientTransport):
+    """Conch's client on the project's packet path: it speaks the gateway's
+    default algorithms (AEAD ciphers, encrypt-then-MAC MACs), which Conch's
+    own client does not."""
+
     link: Link
+    supportedCiphers = [b"aes128-gcm@openssh.com", b"chacha20-poly1305@openssh.com"]
+    supportedMACs = [b"hmac-sha2-256-etm@openssh.com"]
+    supportedKeyExchanges = [b"curve25519-sha256", b"curve25519-sha256@libssh.org"]
+    _secure = False
 
     def connectionMade(self) -> None:
         tcp: Any = self.transport
@@ -141,6 +150,10 @@ class _Transport(transport.SSHClientTransport):
         return defer.succeed(True)
 
     def connectionSecure(self) -> None:
+        # Conch's client calls this after every key exchange, rekeys too.
+        if self._secure:
+            return
+        self._secure = True
         link = self.link
         self.requestService(_UserAuth(link.user, _Connection(link), link.key))
 
