@@ -25,6 +25,7 @@ from conch_container.endpoints import check_endpoints
 from conch_container.health.check import probe, public_url
 from conch_container.httpserver import TLSConfigError
 from conch_container.log.setup import emit_early
+from conch_container.ssh.preflight import check_ssh_offer
 from conch_container.testing.authconfig import command as test_webhook_server
 
 
@@ -32,6 +33,7 @@ def _check(path: str) -> int:
     try:
         config = check_backend_config(load_config(path))
         check_endpoints(config)
+        check_ssh_offer(config.ssh)
     except (BackendNotAvailable, TLSConfigError) as error:
         emit_early(messages.CORE_CONFIG_ERROR, "Invalid configuration: {reason}", reason=str(error))
         print(f"{path}: {error}", file=sys.stderr)

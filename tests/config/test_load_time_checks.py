@@ -50,7 +50,9 @@ KUBERNETES_WRONG = (
 )
 
 
-class LoadTimeTests(SynchronousTestCase):
+class _ConfigFileTestCase(SynchronousTestCase):
+    """A configuration file written per test; the CLI's output captured."""
+
     def setUp(self) -> None:
         self.stderr = io.StringIO()
         self.patch(sys, "stderr", self.stderr)
@@ -66,6 +68,8 @@ class LoadTimeTests(SynchronousTestCase):
         }
         return write(self.directory, "config.yaml", yaml.safe_dump(data), mode=0o600)
 
+
+class LoadTimeTests(_ConfigFileTestCase):
     def test_check_config_refuses(self) -> None:
         """check-config exits 1 and names the key path of a wrong type deep in a structure."""
         for sections, path in (DOCKER_WRONG, DOCKER_LABEL_WRONG, KUBERNETES_WRONG):
@@ -98,3 +102,44 @@ class LoadTimeTests(SynchronousTestCase):
                 with self.assertRaises(usage.UsageError) as raised:
                     Options().parseOptions(["--config", config])
                 self.assertIn(path, str(raised.exception))
+
+
+class SSHOfferTests(_ConfigFileTestCase):
+    """check-config refuses what the SSH server would refuse to start with."""
+
+    def test_no_usable_host_key_algorithm(self) -> None:
+        """An Ed25519 host key and only ``ssh-rsa`` allowed: refused, naming the list."""
+        config = self.write_config(
+            {"ssh": {"hostkeys": [ed25519_pem()], "hostKeyAlgorithms": ["ssh-rsa"]}}
+        )
+        self.assertEqual(cli.main(["check-config", "-c", config]), 1)
+        self.assertIn(
+            f"{config}: ssh.hostKeyAlgorithms: none of the configured ssh.hostKeyAlgorithms",
+            self.stderr.getvalue(),
+        )
+
+    def test_generated_key_counts_as_ed25519(self) -> None:
+        """Without host keys the gateway generates an Ed25519 one: a list without
+        ``ssh-ed25519`` could not sign with it; nothing is written to the file."""
+        config = self.write_config({"ssh": {"hostKeyAlgorithms": ["rsa-sha2-512"]}})
+        before = open(config).read()
+        self.assertEqual(cli.main(["check-config", "-c", config]), 1)
+        self.assertIn("ssh.hostKeyAlgorithms: ", self.stderr.getvalue())
+        self.assertEqual(open(config).read(), before)
+
+    def test_no_usable_cipher(self) -> None:
+        """A cipher list with nothing this server implements: refused, naming ``ssh.ciphers``."""
+        config = self.write_config(
+            {"ssh": {"hostkeys": [ed25519_pem()], "ciphers": ["3des-cbc-nonexistent"]}}
+        )
+        self.assertEqual(cli.main(["check-config", "-c", config]), 1)
+        self.assertIn(f"{config}: ssh.ciphers: none of the configured", self.stderr.getvalue())
+
+    def test_default_lists_accepted(self) -> None:
+        """The defaults, with a configured or a generated host key, pass."""
+        for ssh in ({"hostkeys": [ed25519_pem()]}, {}):
+            with self.subTest(ssh=ssh):
+                config = self.write_config({"ssh": ssh})
+                self.assertEqual(
+                    cli.main(["check-config", "-c", config]), 0, self.stderr.getvalue()
+                )
