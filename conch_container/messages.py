@@ -1333,6 +1333,22 @@ SSH_ALGORITHM_UNSUPPORTED = MessageCode(
     own=True,
 )
 
+SSH_FORWARD_DIAL = MessageCode(
+    "SSH_FORWARD_DIAL",
+    Level.DEBUG,
+    "SSH",
+    "A direct-tcpip channel (ssh -L, ssh -D) opened: the container dials the host and port the client named, with nc or socat.",
+    own=True,
+)
+
+SSH_FORWARD_FAILED = MessageCode(
+    "SSH_FORWARD_FAILED",
+    Level.WARNING,
+    "SSH",
+    "A forwarded connection could not be dialled from the container: the dialler did not start (the container is gone, the backend refused), reported an error (its message, such as a refused connection or an image without nc or socat, is logged), or the execution mode has no container that lives as long as the connection (session mode).",
+    own=True,
+)
+
 SSH_REKEY = MessageCode(
     "SSH_REKEY",
     Level.DEBUG,
@@ -1425,6 +1441,14 @@ CORE_FRAMEWORK_LOG = MessageCode(
     own=True,
 )
 
+
+SECURITY_FORWARDING_REJECTED = MessageCode(
+    "SECURITY_FORWARDING_REJECTED",
+    Level.DEBUG,
+    "Security",
+    "A port forwarding channel (direct-tcpip: ssh -L, ssh -D) was refused with 'administratively prohibited' because security.forwarding.forwardingMode does not enable it (the default).",
+    own=True,
+)
 
 SECURITY_MAX_SESSIONS = MessageCode(
     "SECURITY_MAX_SESSIONS",

@@ -23,6 +23,7 @@ declare -A PACKAGE_FOR=(
   [sshpass]=sshpass
   [busybox]=busybox-static
   [asciinema]=asciinema
+  [curl]=curl
   # Debian ships promtool (which checks a metrics scrape) only with the server.
   [promtool]=prometheus
 )

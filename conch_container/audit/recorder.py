@@ -78,6 +78,7 @@ class ConnectionAudit:
         self.stdin = on and bool(intercept.stdin)
         self.stdout = on and bool(intercept.stdout)
         self.stderr = on and bool(intercept.stderr)
+        self.forwarding = on and bool(getattr(intercept, "forwarding", False))
         self._passwords = on and bool(intercept.passwords)
         self._channels: dict[int, AuditedChannel] = {}
         self._holding = False
@@ -151,15 +152,28 @@ class ConnectionAudit:
         self._emit(MessageType.NEW_CHANNEL_FAILED, {"channelType": channel_type, "reason": reason})
 
     def channel_opened(
-        self, channel_id: int, channel_type: str, channel: AuditedChannel
+        self,
+        channel_id: int,
+        channel_type: str,
+        channel: AuditedChannel,
+        forwarded: bool = False,
     ) -> ChannelAudit:
-        """The channel is open: its recorder; it is held back while the audit log is behind."""
+        """The channel is open: its recorder; it is held back while the audit log is behind.
+
+        :param forwarded: the channel carries a forwarded connection: its data
+            (client to container as stream 0, back as stream 1) is recorded
+            under ``intercept.forwarding``.
+        """
         self._emit(MessageType.NEW_CHANNEL_SUCCESSFUL, {"channelType": channel_type}, channel_id)
         if self._stream is not None:
             self._channels[channel_id] = channel
             if self._holding:
                 channel.audit_paused()
-        return ChannelAudit(self, channel_id)
+        audit = ChannelAudit(self, channel_id)
+        if forwarded:
+            audit.stdin = audit.stdout = self.forwarding
+            audit.stderr = False
+        return audit
 
     def channel_gone(self, channel_id: int) -> None:
         """The channel closed; it is no longer held back."""

@@ -85,7 +85,11 @@ class ForwardingSecurityConfig:
         "reverseForwardingMode", "Remote port forwarding (`tcpip-forward`, `ssh -R`)."
     )
     forwarding_mode: str = _forwarding(
-        "forwardingMode", "Local port forwarding (`direct-tcpip`, `ssh -L`, `ssh -D`)."
+        "forwardingMode",
+        "Local port forwarding (`direct-tcpip`: `ssh -L`, `ssh -D`). `enable`: each forwarded "
+        "connection is dialled from the user's container, with `nc` or `socat` from the image "
+        "(connection mode only); `filter` and `disable` refuse the channel as administratively "
+        "prohibited (`SECURITY_FORWARDING_REJECTED`). See [forwarding.md](forwarding.md).",
     )
     socket_forwarding_mode: str = _forwarding(
         "socketForwardingMode", "Unix socket connections (`direct-streamlocal@openssh.com`)."

@@ -66,7 +66,6 @@ def _forwarding(key: str, attribute: str, what: str) -> Unsupported:
 
 
 NOT_YET_SUPPORTED: tuple[Unsupported, ...] = (
-    _forwarding("forwardingMode", "forwarding_mode", "port forwarding (ssh -L, ssh -D)"),
     _forwarding(
         "reverseForwardingMode", "reverse_forwarding_mode", "remote port forwarding (ssh -R)"
     ),

@@ -110,6 +110,29 @@ class SecurityConnection:
         self._open.add(session)
         return session
 
+    def open_forward(self, channel_id: object, host: str, port: int) -> Any:
+        """A session that runs the dialler of a forwarded connection, if the policy permits it.
+
+        The session is the backend's own: the command and shell policy and a
+        forced command concern what the user runs, not the dialler, and a
+        forwarded connection does not count against ``maxSessions``.
+
+        :raises RequestRejected: (``SECURITY_FORWARDING_REJECTED``) unless
+            ``security.forwarding.forwardingMode`` enables it.
+        :raises ContainerSSHError: (``SSH_FORWARD_FAILED``) when the backend
+            cannot dial from its containers.
+        """
+        log = self._log.bind(channelId=channel_id)
+        _enforce(self.policy.check_forwarding(host, port), log)
+        open_forward = getattr(self._connection, "open_forward", None)
+        if open_forward is None:
+            raise ContainerSSHError(
+                messages.SSH_FORWARD_FAILED,
+                "Port forwarding is not available.",
+                "this backend cannot dial connections from its containers",
+            )
+        return open_forward(channel_id, host, port)
+
     def close(self) -> Any:
         """Close the wrapped connection (and with it every session)."""
         return self._connection.close()

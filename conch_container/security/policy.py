@@ -91,6 +91,7 @@ class SecurityPolicy:
     force_command: str = ""
     max_sessions: int | None = None
     command_disabled_by_kuberun: bool = False
+    forwarding_mode: str = DISABLE
 
     @classmethod
     def from_config(cls, config: SecurityConfig) -> SecurityPolicy:
@@ -119,6 +120,9 @@ class SecurityPolicy:
             force_command=config.force_command,
             max_sessions=None if config.max_sessions < 0 else config.max_sessions,
             command_disabled_by_kuberun=config.kuberun_disable_command,
+            # Not subject to defaultMode: ContainerSSH's forwarding modes
+            # default to disable on their own.
+            forwarding_mode=config.forwarding.forwarding_mode,
         )
 
     # Requests before the program starts
@@ -250,6 +254,21 @@ class SecurityPolicy:
         )
 
     # Channels
+
+    def check_forwarding(self, host: str, port: int) -> RequestRejected | None:
+        """May the client open a connection to ``host:port`` from the container
+        (``direct-tcpip``: ``ssh -L``, ``ssh -D``)? ``filter`` refuses, as there
+        is no list to filter by."""
+        if self.forwarding_mode == ENABLE:
+            return None
+        return RequestRejected(
+            messages.SECURITY_FORWARDING_REJECTED,
+            "Port forwarding is disabled.",
+            "Port forwarding is rejected because it is not enabled in the security settings "
+            "(security.forwarding.forwardingMode).",
+            host=host,
+            port=port,
+        )
 
     def check_new_session(self, open_sessions: int) -> RequestRejected | None:
         """May another session channel open while ``open_sessions`` are open?"""

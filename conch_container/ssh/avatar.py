@@ -6,7 +6,11 @@ from typing import Any, Protocol
 
 from twisted.conch.avatar import ConchUser
 from twisted.conch.error import ConchError
-from twisted.conch.ssh.connection import OPEN_CONNECT_FAILED, OPEN_RESOURCE_SHORTAGE
+from twisted.conch.ssh.connection import (
+    OPEN_ADMINISTRATIVELY_PROHIBITED,
+    OPEN_CONNECT_FAILED,
+    OPEN_RESOURCE_SHORTAGE,
+)
 from twisted.internet.defer import Deferred, DeferredList, maybeDeferred
 
 from conch_container import messages
@@ -15,6 +19,9 @@ from conch_container.log.logger import CodeLogger
 from conch_container.metadata import ConnectionMetadata
 from conch_container.metrics.recorders import NULL_METRICS, Metrics
 from conch_container.ssh.channel import SessionChannel
+from conch_container.ssh.forwardchannel import DirectTcpipChannel
+from conch_container.ssh.forwarding import BadForwardTarget, parse_direct_tcpip
+from conch_container.ssh.requests import PayloadError
 from conch_container.ssh.session import ContainerSession
 
 #: Global requests answered with failure without a log line: OpenSSH clients
@@ -64,7 +71,7 @@ class ContainerAvatar(ConchUser):
         super().__init__()
         # The channel types served; the connection refuses the others before
         # looking them up.
-        self.channelLookup = {b"session": SessionChannel}
+        self.channelLookup = {b"session": SessionChannel, b"direct-tcpip": DirectTcpipChannel}
         self.backend_connection = connection
         self.metadata = metadata
         self.log = log
@@ -77,43 +84,77 @@ class ContainerAvatar(ConchUser):
     def lookupChannel(
         self, channelType: bytes, windowSize: int, maxPacket: int, data: bytes
     ) -> Any:
-        """A new channel; a session channel gets its backend session now, or is refused.
+        """A new channel; a session or ``direct-tcpip`` channel gets its backend
+        session now, or is refused.
 
         Opening the backend session before the channel is confirmed lets the
         backend, or a policy in front of it, refuse the channel itself: a
         session limit (``SECURITY_MAX_SESSIONS``) is answered with
-        ``OPEN_RESOURCE_SHORTAGE``, any other refusal with
-        ``OPEN_CONNECT_FAILED``, each with the error's user-safe message.
+        ``OPEN_RESOURCE_SHORTAGE``, forwarding the policy does not enable
+        (``SECURITY_FORWARDING_REJECTED``) with ``OPEN_ADMINISTRATIVELY_PROHIBITED``,
+        any other refusal with ``OPEN_CONNECT_FAILED``, each with the error's
+        user-safe message.
         """
+        channel_args = {
+            "remoteWindow": windowSize,
+            "remoteMaxPacket": maxPacket,
+            "data": data,
+            "avatar": self,
+        }
+        if channelType == b"direct-tcpip":
+            return self._direct_tcpip(data, channel_args)
         if channelType != b"session":
             return super().lookupChannel(channelType, windowSize, maxPacket, data)
-        session = ContainerSession(self, self._open_backend_session(), self.metrics)
-        return SessionChannel(
-            session, remoteWindow=windowSize, remoteMaxPacket=maxPacket, data=data, avatar=self
+        session = ContainerSession(
+            self, self._open_backend(b"session", self.backend_connection.open_session), self.metrics
         )
+        return SessionChannel(session, **channel_args)
 
-    def _open_backend_session(self) -> Any:
+    def _direct_tcpip(self, data: bytes, channel_args: dict[str, Any]) -> Any:
+        """A forwarded connection, if the payload is sound and the policy permits it."""
+        try:
+            target = parse_direct_tcpip(data)
+        except (BadForwardTarget, PayloadError) as e:
+            self._refuse_channel(
+                b"direct-tcpip", self.conn.localChannelID, str(e), OPEN_CONNECT_FAILED
+            )
+            raise ConchError("bad forwarding target", OPEN_CONNECT_FAILED) from None
+
+        def open_forward(channel_id: object) -> Any:
+            return self.backend_connection.open_forward(channel_id, target.host, target.port)
+
+        # Not counted among the sessions running a program.
+        session = ContainerSession(self, self._open_backend(b"direct-tcpip", open_forward))
+        return DirectTcpipChannel(session, target, **channel_args)
+
+    def _open_backend(self, channel_type: bytes, open_session: Any) -> Any:
         # Conch numbers the channel right after this lookup returns: it gets
         # the connection's next local channel id.
         channel_id = self.conn.localChannelID
         try:
-            return self.backend_connection.open_session(channel_id)
+            return open_session(channel_id)
         except ContainerSSHError as e:
-            log = self.log.bind(channelId=channel_id)
             if not isinstance(e, RequestRejected):
-                e.log(log)  # a policy's refusal was logged where it was decided
-            log.event(
-                messages.SSH_NEW_CHANNEL_REJECTED,
-                "Rejected new channel of type {channelType}: {reason}",
-                channelType="session",
-                reason=e.explanation,
-            )
+                e.log(self.log.bind(channelId=channel_id))  # a policy's was logged already
             if e.code == messages.SECURITY_MAX_SESSIONS:
                 reason = OPEN_RESOURCE_SHORTAGE
+            elif e.code == messages.SECURITY_FORWARDING_REJECTED:
+                reason = OPEN_ADMINISTRATIVELY_PROHIBITED
             else:
                 reason = OPEN_CONNECT_FAILED
+            self._refuse_channel(channel_type, channel_id, e.explanation, reason)
             description = e.user_message.encode("ascii", "replace").decode("ascii")
             raise ConchError(description, reason) from None
+
+    def _refuse_channel(
+        self, channel_type: bytes, channel_id: object, explanation: str, reason: int
+    ) -> None:
+        self.log.bind(channelId=channel_id).event(
+            messages.SSH_NEW_CHANNEL_REJECTED,
+            "Rejected new channel of type {channelType}: {reason}",
+            channelType=channel_type.decode("ascii"),
+            reason=explanation,
+        )
 
     # Session bookkeeping, used by ContainerSession.
 

@@ -65,6 +65,9 @@ class SessionChannel(SSHChannel):
     """
 
     name = b"session"
+    #: Whether the channel carries a forwarded connection (audited under
+    #: ``audit.intercept.forwarding`` rather than stdin/stdout/stderr).
+    forwarded = False
     log: CodeLogger
     #: Until the channel opens (tests may drive a channel that never does).
     audit: ChannelAudit = DISABLED_CHANNEL
@@ -92,11 +95,16 @@ class SessionChannel(SSHChannel):
         """Log the channel and open its backend session."""
         avatar: Any = self.avatar
         self.log = avatar.log.bind(channelId=self.id)
-        self.log.event(messages.SSH_NEW_CHANNEL, "New session channel", channelType="session")
+        channel_type = self.name.decode("ascii")
+        self.log.event(
+            messages.SSH_NEW_CHANNEL, "New {channelType} channel", channelType=channel_type
+        )
         connection_audit: ConnectionAudit = cast(Any, self.conn).transport.audit
         # Conch numbered the channel before opening it.
         assert self.id is not None
-        self.audit = connection_audit.channel_opened(self.id, "session", self)
+        self.audit = connection_audit.channel_opened(
+            self.id, channel_type, self, forwarded=self.forwarded
+        )
         try:
             self._gate = transport_gate(self.conn)
             self._gate.add(self)

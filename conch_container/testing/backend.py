@@ -142,6 +142,10 @@ class FakeConnection:
         self.sessions: dict[int, FakeSession] = {}
         self.closed = False
 
+    def open_forward(self, channel_id: int, host: str, port: int) -> FakeSession:
+        """A session for a forwarded connection's dialler (its program is the dial command)."""
+        return self.open_session(channel_id)
+
     def open_session(self, channel_id: int) -> FakeSession:
         """A session for a channel."""
         if self.closed:

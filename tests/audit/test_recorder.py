@@ -56,6 +56,28 @@ def summary(stream: ListStream) -> list[tuple[int, Any, int | None]]:
     return [(m.type, m.payload, m.channel_id) for m in stream.messages]
 
 
+class ForwardedChannelTests(SynchronousTestCase):
+    """A forwarded connection's data is recorded under ``intercept.forwarding`` only."""
+
+    def io_recorded(self, **intercept: bool) -> list[Any]:
+        audit, stream = recorder(**intercept)
+        channel = audit.channel_opened(1, "direct-tcpip", Channel(), forwarded=True)
+        channel.io(STDIN, b"GET /")
+        channel.io(STDOUT, b"200 OK")
+        return [m.payload for m in stream.messages if m.type == MessageType.IO]
+
+    def test_forwarding_on(self) -> None:
+        """Client to container as stream 0, back as stream 1."""
+        self.assertEqual(
+            self.io_recorded(forwarding=True),
+            [{"stream": 0, "data": b"GET /"}, {"stream": 1, "data": b"200 OK"}],
+        )
+
+    def test_session_interception_does_not_apply(self) -> None:
+        """stdin/stdout interception is about sessions: nothing of a forward."""
+        self.assertEqual(self.io_recorded(stdin=True, stdout=True, stderr=True), [])
+
+
 class ConnectionTests(SynchronousTestCase):
     def test_login_and_session(self) -> None:
         """A password login and a shell session, in ContainerSSH's messages."""

@@ -27,8 +27,8 @@ from .material import ed25519_pem, fixture, write
 
 WEBHOOK_AUTH = {"password": {"method": "webhook", "webhook": {"url": "http://127.0.0.1:8080"}}}
 
+#: The forwarding modes not supported yet (``forwardingMode`` is).
 FORWARDING_KEYS = (
-    "forwardingMode",
     "reverseForwardingMode",
     "socketForwardingMode",
     "socketListenMode",
@@ -66,7 +66,7 @@ MENTIONED_ONLY: dict[str, Any] = {
     },
     "configserver": {"url": "", "transmitSensitiveMetadata": True},
     "audit": {"enable": False, "format": "binary", "storage": "s3"},
-    "security": {"forwarding": dict.fromkeys(FORWARDING_KEYS, "disable")},
+    "security": {"forwarding": dict.fromkeys(("forwardingMode", *FORWARDING_KEYS), "disable")},
     "metrics": {"enable": False},
     "health": {"enable": False},
     "geoip": {"provider": "dummy"},

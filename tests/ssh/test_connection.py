@@ -22,9 +22,9 @@ from tests.ssh.harness import (
 
 
 class OtherChannel(ClientChannel):
-    """A channel type the gateway does not serve (port forwarding)."""
+    """A channel type the gateway does not serve (Unix socket forwarding)."""
 
-    name = b"direct-tcpip"
+    name = b"direct-streamlocal@openssh.com"
 
 
 class ChannelAndGlobalRequestTests(SynchronousTestCase):
@@ -35,7 +35,7 @@ class ChannelAndGlobalRequestTests(SynchronousTestCase):
         self.client = self.harness.login()
 
     def test_unknown_channel_type_is_refused(self) -> None:
-        """Port forwarding channels are refused as an unsupported channel type."""
+        """Socket forwarding channels are refused as an unsupported channel type."""
         channel = OtherChannel(conn=self.client.connection)
         self.client.connection.openChannel(channel, b"\x00" * 8)
         self.harness.flush()

@@ -43,9 +43,9 @@ RECEIVE_WINDOW = 4 * CAP
 
 
 class OtherChannel(ClientChannel):
-    """A channel type the gateway does not serve."""
+    """A channel type the gateway does not serve (Unix socket forwarding)."""
 
-    name = b"direct-tcpip"
+    name = b"direct-streamlocal@openssh.com"
 
 
 class CapsTestCase(SynchronousTestCase):

@@ -342,6 +342,23 @@ class DockerConnection:
 
     # -- sessions
 
+    def open_forward(self, channel_id: object, host: str, port: int) -> DockerExecSession:
+        """A session for a forwarded connection's dialler: an exec in the connection's container.
+
+        :raises ContainerSSHError: (``SSH_FORWARD_FAILED``) in session mode,
+            where no container lives as long as the connection.
+        """
+        if self._template is not None:
+            raise ContainerSSHError(
+                messages.SSH_FORWARD_FAILED,
+                "Port forwarding needs the connection execution mode.",
+                "in session mode no container lives as long as the connection to dial from",
+                channelId=channel_id,
+            )
+        session = self.open_session(channel_id)
+        assert isinstance(session, DockerExecSession)
+        return session
+
     def open_session(self, channel_id: object) -> DockerExecSession | DockerContainerSession:
         """A new session for a session channel: an exec, or in session mode a container."""
         if self._template is not None and self.engine is not None and not self._closing:

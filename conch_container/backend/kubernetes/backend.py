@@ -124,6 +124,10 @@ class KubernetesConnection(SessionOwner[KubernetesExecSession]):
             log=self._log,
         )
 
+    def open_forward(self, channel_id: object, host: str, port: int) -> KubernetesExecSession:
+        """A session for a forwarded connection's dialler: an exec in the connection's pod."""
+        return self.open_session(channel_id)
+
     def open_session(self, channel_id: object) -> KubernetesExecSession:
         """A new exec session for a session channel."""
         self._refuse_if_closing(channel_id)

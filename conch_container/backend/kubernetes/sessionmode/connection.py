@@ -16,9 +16,11 @@ from typing import TYPE_CHECKING, Any
 
 from zope.interface import implementer
 
+from conch_container import messages
 from conch_container.backend.kubernetes.agents import pod_agent
 from conch_container.backend.kubernetes.sessionmode.session import KubernetesPodSession
 from conch_container.backend.kubernetes.sessionowner import SessionOwner
+from conch_container.errors import ContainerSSHError
 from conch_container.interfaces import IBackendConnection
 from conch_container.log.logger import CodeLogger
 from conch_container.metadata import ConnectionMetadata, FileValue
@@ -58,6 +60,18 @@ class KubernetesSessionConnection(SessionOwner[KubernetesPodSession]):
     async def write_files(self, files: Mapping[str, FileValue]) -> None:
         """Keep ``files``: each session's pod gets them before its program starts."""
         self._files.update(files)
+
+    def open_forward(self, channel_id: object, host: str, port: int) -> KubernetesPodSession:
+        """Refused: in session mode no pod lives as long as the connection to dial from.
+
+        :raises ContainerSSHError: (``SSH_FORWARD_FAILED``) always.
+        """
+        raise ContainerSSHError(
+            messages.SSH_FORWARD_FAILED,
+            "Port forwarding needs the connection execution mode.",
+            "in session mode no pod lives as long as the connection to dial from",
+            channelId=channel_id,
+        )
 
     def open_session(self, channel_id: object) -> KubernetesPodSession:
         """A new session channel, whose program will run in a pod of its own."""

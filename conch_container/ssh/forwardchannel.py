@@ -1,0 +1,99 @@
+"""A ``direct-tcpip`` channel: a connection dialled from the user's container.
+
+It is a session channel that runs one program of its own choosing, the
+dialler of :func:`~conch_container.ssh.forwarding.dial_command`, the moment
+it opens, and takes no requests: the window handling, the hold-back while
+the client's socket or the audit log is behind, and the pausing of the
+program's output and the client's input all work as for a session. When
+the program ends (the far side closed) the channel sends EOF and closes
+without an exit status, which a forwarded connection has no place for; when
+the client closes the channel, the program is stopped.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from twisted.internet.defer import Deferred, maybeDeferred, succeed
+from twisted.python.failure import Failure
+
+from conch_container import messages
+from conch_container.interfaces import ExitStatus
+from conch_container.ssh.channel import SessionChannel
+from conch_container.ssh.forwarding import ForwardTarget, dial_command
+
+if TYPE_CHECKING:
+    from conch_container.ssh.session import ContainerSession
+
+#: Bytes of the dialler's stderr put in one log event.
+_MAX_REPORT = 512
+
+
+class DirectTcpipChannel(SessionChannel):
+    """``ssh -L`` and ``ssh -D``: one forwarded connection.
+
+    :param session: the session that runs the dialler in the container.
+    :param target: the host and port to dial, and the client's originator.
+    """
+
+    name = b"direct-tcpip"
+    forwarded = True
+
+    def __init__(self, session: ContainerSession, target: ForwardTarget, **channel_args: Any):
+        super().__init__(session, **channel_args)
+        self.target = target
+
+    def channelOpen(self, specificData: bytes) -> None:
+        super().channelOpen(specificData)
+        if self.localClosed:
+            return
+        target = self.target
+        self.log.event(
+            messages.SSH_FORWARD_DIAL,
+            "Forwarding a connection from {originator} to {host}:{port} in the container",
+            host=target.host,
+            port=target.port,
+            originator=f"{target.originator_host}:{target.originator_port}",
+        )
+        started = maybeDeferred(self.session.run, "exec", dial_command(target.host, target.port))
+        started.addErrback(self._dial_failed)
+
+    def _dial_failed(self, failure: Failure) -> None:
+        self.log.event(
+            messages.SSH_FORWARD_FAILED,
+            "Forwarding to {host}:{port} failed: {reason}",
+            host=self.target.host,
+            port=self.target.port,
+            reason=failure.getErrorMessage(),
+        )
+        self.loseConnection()
+
+    def writeExtended(self, dataType: int, data: bytes) -> None:
+        """The dialler's stderr (why it could not connect) goes to the log, not the
+        client: a forwarded connection has no stderr, and OpenSSH drops it."""
+        self.log.event(
+            messages.SSH_FORWARD_FAILED,
+            "The dialler for {host}:{port} reports: {report}",
+            host=self.target.host,
+            port=self.target.port,
+            report=data[:_MAX_REPORT].decode("utf-8", "replace").strip(),
+        )
+
+    def requestReceived(self, requestType: bytes, data: bytes) -> Deferred[bool]:
+        """A forwarded connection takes no requests (RFC 4254 defines none for it)."""
+        self.log.event(
+            messages.SSH_CHANNEL_REQUEST_FAILED,
+            "Refusing a {requestType} request on a forwarded connection",
+            requestType=requestType.decode("ascii", "replace"),
+            reason="forwarded connections take no requests",
+        )
+        return succeed(False)
+
+    def finish(self, status: ExitStatus | None) -> None:
+        """The dialler ended (the far side closed): EOF after the output, then close."""
+
+        def done() -> None:
+            self._send_eof_now()
+            self.loseConnection()
+
+        self.after_reply(lambda: self._when_drained(done))

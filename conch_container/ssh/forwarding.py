@@ -1,0 +1,73 @@
+"""Local port forwarding (``direct-tcpip``): what the client asks for, and how
+the container dials it.
+
+``ssh -L`` and ``ssh -D`` open a ``direct-tcpip`` channel per connection
+(RFC 4254, section 7.2) naming the host and port to reach from the server's
+side, here from inside the user's container. The container dials it with
+what a plain image offers: ``nc`` (busybox has it) or ``socat``, run as a
+program whose stdin and stdout are the channel's data, so the program
+machinery's flow control holds in both directions.
+"""
+
+from __future__ import annotations
+
+import re
+import shlex
+
+import attrs
+
+from conch_container.ssh.requests import PayloadReader
+
+#: Host names and addresses a forward may name: DNS names, IPv4, IPv6 (with
+#: an optional zone). Anything else is refused before it reaches a shell.
+_HOST = re.compile(r"[A-Za-z0-9._:%-]{1,253}")
+
+
+@attrs.frozen
+class ForwardTarget:
+    """Where a ``direct-tcpip`` channel goes, and who asked, as the client says."""
+
+    host: str
+    port: int
+    originator_host: str
+    originator_port: int
+
+
+class BadForwardTarget(ValueError):
+    """The channel's payload names no host this server would dial."""
+
+
+def parse_direct_tcpip(data: bytes) -> ForwardTarget:
+    """The target of a ``direct-tcpip`` channel open.
+
+    :raises BadForwardTarget: for a payload that does not decode, a port
+        outside 1-65535 or a host name with characters no host has.
+    :raises PayloadError: for a truncated payload.
+    """
+    reader = PayloadReader(data)
+    host = reader.text()
+    port = reader.uint32()
+    originator_host = reader.text()
+    originator_port = reader.uint32()
+    if not _HOST.fullmatch(host):
+        raise BadForwardTarget(f"not a host name or address: {host[:64]!r}")
+    if not 0 < port < 65536:
+        raise BadForwardTarget(f"not a port: {port}")
+    return ForwardTarget(host, port, originator_host, originator_port)
+
+
+def dial_command(host: str, port: int) -> str:
+    """A shell command that joins its stdin and stdout to ``host:port``.
+
+    ``nc`` first (busybox's closes its sending side when stdin ends, so a
+    request-response protocol completes), then ``socat``; without either it
+    says so on stderr and exits with 127, as a shell does for a missing
+    command.
+    """
+    nc = f"nc {shlex.quote(host)} {port}"
+    socat = f"socat - {shlex.quote(f'TCP:{host}:{port}')}"
+    return (
+        f"if command -v nc >/dev/null 2>&1; then exec {nc}; "
+        f"elif command -v socat >/dev/null 2>&1; then exec {socat}; "
+        "else echo 'port forwarding needs nc or socat in the image' >&2; exit 127; fi"
+    )

@@ -1,0 +1,162 @@
+"""Local port forwarding through the gateway with the real OpenSSH client.
+
+A web server (busybox ``httpd``) runs in the user's container on its
+loopback interface, where nothing outside the container can reach it. With
+``security.forwarding.forwardingMode: enable``, ``ssh -L`` carries 20 MB from
+it intact and ``ssh -D`` serves ``curl --socks5-hostname``; under the default
+policy both are refused. Every test ends with no container left behind
+(checked by the base class after the gateway stops).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import socket
+import subprocess
+from typing import Any
+
+from twisted.internet.defer import Deferred
+from twisted.internet.task import deferLater
+from twisted.internet.threads import deferToThread
+from twisted.internet.utils import getProcessOutputAndValue
+
+from tests.integration.gateway import SSH, ControlMasterMixin, GatewayTestCase, reactor
+from tests.integration.processes import free_port
+
+SIZE = 20 * 1024 * 1024
+#: Starts the server in the container (it runs on after the exec returns) and
+#: prints the file's digest.
+SERVE = (
+    "mkdir -p /tmp/www && head -c {size} /dev/urandom > /tmp/www/blob && "
+    "sha256sum /tmp/www/blob && busybox httpd -p 127.0.0.1:8080 -h /tmp/www"
+)
+
+
+def fetch(url: str, proxy: str | None = None) -> bytes:
+    """GET ``url`` with curl (through a SOCKS5 proxy resolving the name, if given)."""
+
+    argv = ["curl", "--silent", "--show-error", "--fail", "--max-time", "60", url]
+    if proxy is not None:
+        argv[1:1] = ["--socks5-hostname", proxy]
+    return subprocess.run(argv, check=True, capture_output=True, timeout=90).stdout
+
+
+class _Forwarding(ControlMasterMixin, GatewayTestCase):
+    timeout = 180
+
+    def setUp(self) -> Any:
+        if shutil.which("curl") is None:
+            self.fail("curl is required (scripts/test installs it)")
+        return super().setUp()
+
+    async def serve(self) -> str:
+        """Log in, start the web server in the container; the served file's sha256."""
+        await self.start_master()
+        out, err, code = await self.ssh(SERVE.format(size=SIZE), "-S", self.control)
+        self.assertEqual(code, 0, err)
+        return out.split()[0].decode()
+
+    async def add_forward(self, *spec: str) -> None:
+        assert SSH is not None
+        argv = self.ssh_args("-S", self.control, "-O", "forward", *spec)
+        _out, err, code = await getProcessOutputAndValue(SSH, argv, env=dict(os.environ))
+        self.assertEqual(code, 0, err)
+
+    async def wait_listening(self, port: int) -> None:
+        for _ in range(100):
+            with socket.socket() as s:
+                if s.connect_ex(("127.0.0.1", port)) == 0:
+                    return
+            await deferLater(reactor, 0.05, lambda: None)
+        self.fail(f"nothing listens on {port}")
+
+
+class LocalForwardTests(_Forwarding):
+    config_overrides = {"security": {"forwarding": {"forwardingMode": "enable"}}}
+
+    async def test_local_forward_carries_20_mb(self) -> None:
+        """``ssh -L``: 20 MB from a server only the container can reach, intact."""
+        digest = await self.serve()
+        port = free_port()
+        await self.add_forward("-L", f"127.0.0.1:{port}:127.0.0.1:8080")
+        await self.wait_listening(port)
+        body = await deferToThread(fetch, f"http://127.0.0.1:{port}/blob")
+        self.assertEqual(len(body), SIZE)
+        self.assertEqual(hashlib.sha256(body).hexdigest(), digest)
+        self.assertIn("SSH_FORWARD_DIAL", self.logged_codes())
+
+    async def test_dynamic_forward(self) -> None:
+        """``ssh -D``: curl through the SOCKS proxy, the name resolved in the container."""
+        digest = await self.serve()
+        port = free_port()
+        await self.add_forward("-D", f"127.0.0.1:{port}")
+        await self.wait_listening(port)
+        body = await deferToThread(fetch, "http://localhost:8080/blob", f"127.0.0.1:{port}")
+        self.assertEqual(hashlib.sha256(body).hexdigest(), digest)
+
+    async def test_many_connections_through_one_forward(self) -> None:
+        """Twenty connections at once through one ``-L``, each complete."""
+        digest = await self.serve()
+        port = free_port()
+        await self.add_forward("-L", f"127.0.0.1:{port}:127.0.0.1:8080")
+        await self.wait_listening(port)
+        url = f"http://127.0.0.1:{port}/blob"
+        bodies: list[Any] = await gather([deferToThread(fetch, url) for _ in range(20)])
+        for body in bodies:
+            self.assertEqual(hashlib.sha256(body).hexdigest(), digest)
+
+    async def test_nothing_listening(self) -> None:
+        """A port nothing listens on in the container: the connection ends, the
+        dialler's complaint is logged, the SSH connection carries on."""
+        digest = await self.serve()
+        port = free_port()
+        await self.add_forward("-L", f"127.0.0.1:{port}:127.0.0.1:8081")
+        await self.wait_listening(port)
+        with self.assertRaises(subprocess.CalledProcessError):
+            await deferToThread(fetch, f"http://127.0.0.1:{port}/blob")
+        reports = [r.details for r in self.log_records if r.code == "SSH_FORWARD_FAILED"]
+        self.assertTrue(reports)
+        self.assertEqual({r["port"] for r in reports}, {8081})
+        self.assertIn("refused", " ".join(r["report"] for r in reports).lower())
+        out, err, code = await self.ssh("sha256sum /tmp/www/blob", "-S", self.control)
+        self.assertEqual((code, out.split()[0].decode()), (0, digest), err)
+
+
+class SessionModeTests(_Forwarding):
+    """Session mode has no container that lives as long as the connection: refused."""
+
+    def config_data(self) -> dict[str, Any]:
+        data = super().config_data()
+        execution = {**data["docker"]["execution"], "mode": "session"}
+        data["docker"] = {**data["docker"], "execution": execution}
+        data["security"] = {"forwarding": {"forwardingMode": "enable"}}
+        return data
+
+    async def test_refused(self) -> None:
+        await self.start_master()
+        port = free_port()
+        await self.add_forward("-L", f"127.0.0.1:{port}:127.0.0.1:8080")
+        await self.wait_listening(port)
+        with self.assertRaises(subprocess.CalledProcessError):
+            await deferToThread(fetch, f"http://127.0.0.1:{port}/")
+        self.assertIn("SSH_FORWARD_FAILED", self.logged_codes())
+        self.assertNotIn("SSH_FORWARD_DIAL", self.logged_codes())
+
+
+class RefusedByDefaultTests(_Forwarding):
+    async def test_local_forward_refused(self) -> None:
+        """The default policy: the channel is refused and the refusal logged."""
+        await self.serve()
+        port = free_port()
+        await self.add_forward("-L", f"127.0.0.1:{port}:127.0.0.1:8080")
+        await self.wait_listening(port)
+        with self.assertRaises(subprocess.CalledProcessError):
+            await deferToThread(fetch, f"http://127.0.0.1:{port}/blob")
+        self.assertIn("SECURITY_FORWARDING_REJECTED", self.logged_codes())
+        self.assertNotIn("SSH_FORWARD_DIAL", self.logged_codes())
+
+
+async def gather(ds: list[Deferred[Any]]) -> list[Any]:
+    return [await d for d in ds]
