@@ -90,6 +90,7 @@ class SessionChannel(SSHChannel):
         self._adding_window = False
         self._resume_after_flush = False
         self._eof_sent = False
+        self._eof_hold: Any = None
 
     def channelOpen(self, specificData: bytes) -> None:
         """Log the channel and open its backend session."""
@@ -294,6 +295,7 @@ class SessionChannel(SSHChannel):
 
     def closed(self) -> None:
         """The channel is closed on both sides: end the backend session."""
+        self._cancel_eof_hold()
         if self._gate is not None:
             self._gate.remove(self)
         if self._io is not None:
@@ -418,8 +420,35 @@ class SessionChannel(SSHChannel):
         self.finish(ExitStatus(code=START_FAILED_EXIT_STATUS))
 
     def send_eof(self) -> None:
-        """Send EOF once everything written before it has been delivered."""
-        self.after_reply(lambda: self._when_drained(self._send_eof_now))
+        """Send EOF once everything written before it has been delivered, and the
+        exit status first if it comes within :data:`EOF_HOLD_SECONDS`.
+
+        OpenSSH's sshd sends the exit status before EOF as a rule, and a client
+        that closes a channel as soon as both sides sent EOF (an OpenSSH
+        ControlMaster does, for its multiplexed sessions) never sees a status
+        that comes after: ``ssh -S`` then exits with 255.
+        """
+        self.after_reply(lambda: self._when_drained(self._hold_eof))
+
+    def _hold_eof(self) -> None:
+        if self._eof_sent or self._eof_hold is not None or self.conn is None:
+            return
+        clock = getattr(self.conn.transport, "clock", None)
+        if clock is None:
+            self._send_eof_now()
+            return
+        self._eof_hold = clock.callLater(EOF_HOLD_SECONDS, self._eof_hold_expired)
+
+    def _eof_hold_expired(self) -> None:
+        # The program closed its output but runs on: EOF now, the status later.
+        self._eof_hold = None
+        self._send_eof_now()
+
+    def _cancel_eof_hold(self) -> None:
+        if self._eof_hold is not None:
+            if self._eof_hold.active():
+                self._eof_hold.cancel()
+            self._eof_hold = None
 
     def _send_eof_now(self) -> None:
         if not self._eof_sent and self.conn is not None:
@@ -427,7 +456,7 @@ class SessionChannel(SSHChannel):
             self.conn.sendEOF(self)
 
     def finish(self, status: ExitStatus | None) -> None:
-        """After the output: EOF, the exit status (if known), and close.
+        """After the output: the exit status (if known), EOF, and close.
 
         All of it waits for the reply to a request being answered (a signal
         can end the program before its own reply is sent) and for buffered
@@ -435,14 +464,21 @@ class SessionChannel(SSHChannel):
         """
 
         def done() -> None:
-            self._send_eof_now()
+            self._cancel_eof_hold()
             if status is not None and self.conn is not None:
                 self.audit.exited(status)
                 request, payload = exit_request(status)
                 self.conn.sendRequest(self, request, payload)
+            self._send_eof_now()
             self.loseConnection()
 
         self.after_reply(lambda: self._when_drained(done))
+
+
+#: How long EOF waits, once the program's output closed, for its exit status
+#: to go first (see :meth:`SessionChannel.send_eof`). The Docker backend
+#: learns the status a few milliseconds after the output ends.
+EOF_HOLD_SECONDS = 0.5
 
 
 #: The requests a session channel serves, and their handlers. Anything else

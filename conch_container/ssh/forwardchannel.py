@@ -93,6 +93,7 @@ class DirectTcpipChannel(SessionChannel):
         """The dialler ended (the far side closed): EOF after the output, then close."""
 
         def done() -> None:
+            self._cancel_eof_hold()
             self._send_eof_now()
             self.loseConnection()
 

@@ -215,6 +215,24 @@ class SharedConnectionTests(ControlMasterMixin, GatewayTestCase):
         self.assertEqual(len({out for out, _, _ in results}), 1)
         self.assertEqual(len(self.webhook.bodies("pubkey")), 1)
 
+    async def test_exit_status_with_stdin_at_end(self) -> None:
+        """A shared connection's session with stdin at its end at once (``-n``) gets its
+        exit status: the master closes such a channel as soon as both sides sent EOF,
+        so the status must come before the gateway's EOF, as sshd sends it."""
+        await self.start_master()
+        for command, expected in (("echo hi", 0), ("exit 3", 3), ("head -c 1000000 /dev/zero", 0)):
+            with self.subTest(command=command):
+                _out, err, code = await self.ssh(command, "-n", "-S", self.control)
+                self.assertEqual(code, expected, err)
+
+    async def test_output_closed_before_the_end(self) -> None:
+        """A program that closes its output and runs on: EOF first, the status at its end."""
+        await self.start_master()
+        out, err, code = await self.ssh(
+            "echo before; exec >&- 2>&-; sleep 2; exit 4", "-n", "-S", self.control
+        )
+        self.assertEqual((out, code), (b"before\n", 4), err)
+
 
 class LongProgramTests(GatewayTestCase):
     """Exit statuses that ContainerSSH loses."""

@@ -65,11 +65,12 @@ class ExecTests(SessionTestCase):
     """``exec`` requests."""
 
     def test_echo(self) -> None:
-        """The reply comes first, then output, EOF, exit status 0 and close."""
+        """The reply comes first, then output, exit status 0, EOF and close (the status
+        before EOF, as sshd sends it: see test_exit_status_before_eof)."""
         channel = self.exec('echo "Hello world!"')
         self.assertEqual(channel.stdout, b"Hello world!\n")
         self.assertEqual(channel.exit_status, 0)
-        self.assertEqual(channel.order, ["reply", "data", "eof", "exit-status", "closed"])
+        self.assertEqual(channel.order, ["reply", "data", "exit-status", "eof", "closed"])
         self.assertIn("SSH_EXIT", self.harness.codes())
         self.assertEqual(self.backend_session().program.command, 'echo "Hello world!"')
 
@@ -156,7 +157,7 @@ class ExecTests(SessionTestCase):
         self.assertEqual(request_result(d), "ok")
         self.assertEqual(channel.stderr, b"Cannot run your program.\n")
         self.assertEqual(channel.exit_status, 1)
-        self.assertEqual(channel.order, ["reply", "ext", "eof", "exit-status", "closed"])
+        self.assertEqual(channel.order, ["reply", "ext", "exit-status", "eof", "closed"])
         self.assertIn("DOCKER_EXEC_CREATE_FAILED", self.harness.codes())
         self.assertEqual(self.failed_reasons(), ["program start failed: engine said no"])
         self.assertTrue(self.backend_session().closed)
@@ -249,7 +250,7 @@ class TerminalTests(SessionTestCase):
         self.assertIn(b"120\r\n", self.type(channel, b"tput cols\n"))
         self.type(channel, b"exit 3\n")
         self.assertEqual(channel.exit_status, 3)
-        self.assertEqual(channel.order[-2:], ["exit-status", "closed"])
+        self.assertEqual(channel.order[-3:], ["exit-status", "eof", "closed"])
 
     def test_window_change_before_the_program_is_applied_at_start(self) -> None:
         """A resize between ``pty-req`` and ``shell`` is applied once the shell runs."""
