@@ -27,6 +27,7 @@ from bench import (
     configserver,
     cpuuse,
     engine,
+    forwarding,
     kubernetes,
     longrun,
     metrics,
@@ -282,6 +283,8 @@ def main(argv: list[str] | None = None) -> int:
         return metrics.main(sys.argv[1:] if argv is None else argv)
     if kubernetes.requested(sys.argv[1:] if argv is None else argv):
         return kubernetes.main(sys.argv[1:] if argv is None else argv)
+    if forwarding.requested(sys.argv[1:] if argv is None else argv):
+        return forwarding.main(sys.argv[1:] if argv is None else argv)
     settings = parse_args(sys.argv[1:] if argv is None else argv)
     signal.signal(signal.SIGTERM, _terminate)
     signal.signal(signal.SIGHUP, _terminate)
