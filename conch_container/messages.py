@@ -1450,6 +1450,14 @@ SECURITY_FORWARDING_REJECTED = MessageCode(
     own=True,
 )
 
+SECURITY_MAX_FORWARDS = MessageCode(
+    "SECURITY_MAX_FORWARDS",
+    Level.INFO,
+    "Security",
+    "The connection has reached security.forwarding.maxConnections forwarded connections open at once and a new one (ssh -L, ssh -D) was refused as a resource shortage.",
+    own=True,
+)
+
 SECURITY_MAX_SESSIONS = MessageCode(
     "SECURITY_MAX_SESSIONS",
     Level.INFO,

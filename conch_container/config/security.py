@@ -98,6 +98,16 @@ class ForwardingSecurityConfig:
         "socketListenMode", "Unix socket listeners (`streamlocal-forward@openssh.com`)."
     )
     x11_forwarding_mode: str = _forwarding("x11ForwardingMode", "X11 forwarding (`x11-req`).")
+    max_connections: int = setting(
+        "maxConnections",
+        Int(at_least(1)),
+        256,
+        doc="Forwarded connections (`ssh -L`, `ssh -D`) open at the same time on one SSH "
+        "connection; another is refused as a resource shortage (`SECURITY_MAX_FORWARDS`). "
+        "They do not count against `ssh.maxChannels` or `maxSessions`. Each may hold up to "
+        "`ssh.receiveWindowSize` of the client's data in the gateway.",
+        extension=True,
+    )
 
 
 @attrs.frozen

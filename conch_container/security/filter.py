@@ -90,6 +90,7 @@ class SecurityConnection:
         self.policy = policy
         self._log = log
         self._open: set[SecuritySession] = set()
+        self._forwards: set[_CountedSession] = set()
 
     @property
     def open_sessions(self) -> int:
@@ -124,6 +125,7 @@ class SecurityConnection:
         """
         log = self._log.bind(channelId=channel_id)
         _enforce(self.policy.check_forwarding(host, port), log)
+        _enforce(self.policy.check_new_forward(len(self._forwards)), log)
         open_forward = getattr(self._connection, "open_forward", None)
         if open_forward is None:
             raise ContainerSSHError(
@@ -131,11 +133,29 @@ class SecurityConnection:
                 "Port forwarding is not available.",
                 "this backend cannot dial connections from its containers",
             )
-        return open_forward(channel_id, host, port)
+        forward = _CountedSession(open_forward(channel_id, host, port), self._forwards.discard)
+        self._forwards.add(forward)
+        return forward
 
     def close(self) -> Any:
         """Close the wrapped connection (and with it every session)."""
         return self._connection.close()
+
+
+class _CountedSession:
+    """A forwarded connection's backend session, counted until it is closed."""
+
+    def __init__(self, session: Any, on_closed: Callable[[_CountedSession], None]) -> None:
+        self._session = session
+        self._on_closed = on_closed
+
+    def __getattr__(self, name: str) -> Any:
+        # Everything but close is the backend session's own.
+        return getattr(self._session, name)
+
+    def close(self) -> Any:
+        self._on_closed(self)
+        return self._session.close()
 
 
 @implementer(IBackendSession)

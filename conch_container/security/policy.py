@@ -92,6 +92,7 @@ class SecurityPolicy:
     max_sessions: int | None = None
     command_disabled_by_kuberun: bool = False
     forwarding_mode: str = DISABLE
+    max_forwards: int = 256
 
     @classmethod
     def from_config(cls, config: SecurityConfig) -> SecurityPolicy:
@@ -123,6 +124,7 @@ class SecurityPolicy:
             # Not subject to defaultMode: ContainerSSH's forwarding modes
             # default to disable on their own.
             forwarding_mode=config.forwarding.forwarding_mode,
+            max_forwards=config.forwarding.max_connections,
         )
 
     # Requests before the program starts
@@ -268,6 +270,18 @@ class SecurityPolicy:
             "(security.forwarding.forwardingMode).",
             host=host,
             port=port,
+        )
+
+    def check_new_forward(self, open_forwards: int) -> RequestRejected | None:
+        """May another forwarded connection open while ``open_forwards`` are open?"""
+        if open_forwards < self.max_forwards:
+            return None
+        return RequestRejected(
+            messages.SECURITY_MAX_FORWARDS,
+            "Too many forwarded connections.",
+            "The connection has reached the maximum number of forwarded connections open "
+            "at once (security.forwarding.maxConnections).",
+            maxConnections=self.max_forwards,
         )
 
     def check_new_session(self, open_sessions: int) -> RequestRejected | None:

@@ -89,9 +89,10 @@ class ContainerAvatar(ConchUser):
 
         Opening the backend session before the channel is confirmed lets the
         backend, or a policy in front of it, refuse the channel itself: a
-        session limit (``SECURITY_MAX_SESSIONS``) is answered with
-        ``OPEN_RESOURCE_SHORTAGE``, forwarding the policy does not enable
-        (``SECURITY_FORWARDING_REJECTED``) with ``OPEN_ADMINISTRATIVELY_PROHIBITED``,
+        session or forward limit (``SECURITY_MAX_SESSIONS``,
+        ``SECURITY_MAX_FORWARDS``) is answered with ``OPEN_RESOURCE_SHORTAGE``,
+        forwarding the policy does not enable (``SECURITY_FORWARDING_REJECTED``)
+        with ``OPEN_ADMINISTRATIVELY_PROHIBITED``,
         any other refusal with ``OPEN_CONNECT_FAILED``, each with the error's
         user-safe message.
         """
@@ -136,7 +137,7 @@ class ContainerAvatar(ConchUser):
         except ContainerSSHError as e:
             if not isinstance(e, RequestRejected):
                 e.log(self.log.bind(channelId=channel_id))  # a policy's was logged already
-            if e.code == messages.SECURITY_MAX_SESSIONS:
+            if e.code in (messages.SECURITY_MAX_SESSIONS, messages.SECURITY_MAX_FORWARDS):
                 reason = OPEN_RESOURCE_SHORTAGE
             elif e.code == messages.SECURITY_FORWARDING_REJECTED:
                 reason = OPEN_ADMINISTRATIVELY_PROHIBITED

@@ -182,7 +182,9 @@ class ServerConnection(connection.SSHConnection):
                 name,
             )
             return
-        if len(self.channels) >= self.limits.max_channels:
+        # Forwarded connections have their own cap, in the security policy
+        # (security.forwarding.maxConnections), as OpenSSH limits sessions only.
+        if channel_type != b"direct-tcpip" and self._unforwarded() >= self.limits.max_channels:
             self._refuse_channel_limit(sender_channel, name)
             return
         # Look the channel up here rather than inside Conch's handler: Conch
@@ -216,6 +218,10 @@ class ServerConnection(connection.SSHConnection):
         if local is not None and self.channels.get(local) is channel:
             self._windows()[local] = window - honoured_window
 
+    def _unforwarded(self) -> int:
+        """The open channels that are not forwarded connections."""
+        return sum(1 for c in self.channels.values() if not getattr(c, "forwarded", False))
+
     def _refuse_channel_limit(self, sender_channel: int, name: str) -> None:
         log = self.transport.log
         log.event(
@@ -223,7 +229,7 @@ class ServerConnection(connection.SSHConnection):
             "Refusing a {channelType} channel: {openChannels} channels open (at most "
             "{maxChannels})",
             channelType=name,
-            openChannels=len(self.channels),
+            openChannels=self._unforwarded(),
             maxChannels=self.limits.max_channels,
         )
         log.event(

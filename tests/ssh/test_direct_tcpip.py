@@ -112,6 +112,39 @@ class DirectTcpipTests(SynchronousTestCase):
         harness.flush()
         self.failureResultOf(reply)
 
+    def test_cap_on_open_forwards(self) -> None:
+        """``maxConnections`` forwards at once; the next is a resource shortage until
+        one closes. Forwards do not count against ``ssh.maxChannels``."""
+        forwarding = ForwardingSecurityConfig(forwarding_mode="enable", max_connections=2)
+        config = attrs.evolve(
+            with_security(forwarding=forwarding),
+            ssh=attrs.evolve(make_config().ssh, max_channels=1),
+        )
+        harness = gateway(config)
+        harness.backend.start_delay = 5.0  # the diallers keep starting: the channels stay open
+        client = harness.login()
+        session = harness.open_session(client)
+        self.successResultOf(session.opened)
+        channels = []
+        for _ in range(3):
+            channel = ForwardChannel(conn=client.connection)
+            client.connection.openChannel(channel, target())
+            harness.flush()
+            channels.append(channel)
+        self.successResultOf(channels[0].opened)
+        self.successResultOf(channels[1].opened)
+        self.failureResultOf(channels[2].opened)
+        self.assertEqual(channels[2].open_failure.args[1], connection.OPEN_RESOURCE_SHORTAGE)
+        [event] = harness.events_with("SECURITY_MAX_FORWARDS")
+        self.assertEqual(event["maxConnections"], 2)
+        channels[0].loseConnection()
+        harness.flush()
+        again = ForwardChannel(conn=client.connection)
+        client.connection.openChannel(again, target())
+        harness.flush()
+        self.successResultOf(again.opened)
+        harness.advance(10)
+
     def test_bad_target_refused(self) -> None:
         """A host no host could have, or port 0: refused before anything runs."""
         harness = self.enabled()
