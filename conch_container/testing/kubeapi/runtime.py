@@ -17,7 +17,7 @@ from __future__ import annotations
 from typing import Any, cast
 
 import docker
-from twisted.internet.defer import CancelledError, Deferred
+from twisted.internet.defer import CancelledError, Deferred, DeferredList
 from twisted.internet.protocol import Protocol
 from twisted.internet.task import deferLater
 from twisted.python.failure import Failure
@@ -41,6 +41,8 @@ LABEL_UID = "io.kubernetes.pod.uid"
 
 #: Seconds from ``ErrImagePull`` to ``ImagePullBackOff``, as the kubelet backs off.
 PULL_BACKOFF = 1.0
+#: Seconds a stopping server waits for the pod starts under way.
+CLOSE_START_WAIT = 30.0
 
 
 @engine_errors
@@ -78,6 +80,9 @@ class DockerPods:
         #: Docker container ids by pod uid and container name.
         self._containers: dict[str, dict[str, str]] = {}
         self._running: set[Deferred[None]] = set()
+        #: Pod starts under way: close() lets them finish rather than cancel
+        #: them, as an engine call cancelled here still completes in the engine.
+        self._starting: set[Deferred[None]] = set()
         #: The attach streams that tell a container's end, until each ends.
         self._watchers: set[_EndWatcher] = set()
         self._closing = False
@@ -87,7 +92,10 @@ class DockerPods:
 
     def start(self, pod: Pod) -> None:
         """Create and start the pod's containers in the background."""
-        self._track(Deferred.fromCoroutine(self._start(pod)))
+        d = Deferred.fromCoroutine(self._start(pod))
+        self._starting.add(d)
+        self._track(d)
+        d.addBoth(lambda _: self._starting.discard(d))
 
     def _track(self, d: Deferred[None]) -> None:
         self._running.add(d)
@@ -125,8 +133,9 @@ class DockerPods:
             )
             container_id = await self.engine.create_container(request)
             self._containers.setdefault(pod["metadata"]["uid"], {})[name] = container_id
-            if pod["metadata"].get("deletionTimestamp"):
-                # Deleted while this was being created: its deletion may be over already.
+            if pod["metadata"].get("deletionTimestamp") or self._closing:
+                # Deleted (or the server stopping) while this was being created:
+                # the deletion, or the stop's sweep, may be over already.
                 await self._remove(container_id, 0)
                 return False
             watcher = _EndWatcher()
@@ -223,8 +232,24 @@ class DockerPods:
         """Remove every container this server made, running or not, and drop
         the streams that watched them: nothing of the server's stays open."""
         self._closing = True
+        starting = list(self._starting)
         for d in list(self._running):
-            d.cancel()
+            if d not in self._starting:
+                d.cancel()
+        # A create the engine is carrying out would leave its container behind
+        # a sweep that ran first: the starts end (they remove what they made
+        # once they see the stop) before the sweep.
+        if starting:
+            waited = DeferredList(starting, consumeErrors=True)
+            timer = self._reactor.callLater(CLOSE_START_WAIT, waited.cancel)
+            try:
+                await waited
+            except CancelledError:
+                for d in starting:
+                    d.cancel()
+            finally:
+                if timer.active():
+                    timer.cancel()
         for container_id in await self.engine.list_labelled(LABEL_SERVER, self.instance):
             await self._remove(container_id, 0)
         # The engine ends these streams itself once their containers are gone,
