@@ -30,6 +30,7 @@ from conch_container.backend.kubernetes.websocket import (
     Sink,
     StreamEvents,
 )
+from conch_container.backend.kubernetes.wstimers import unbatched
 from conch_container.deferreds import DeadlineExceeded, with_deadline
 
 _TLS_MINIMUM = ssl.TLSVersion.TLSv1_2
@@ -129,6 +130,7 @@ async def open_channel_stream(
         # The deadline below bounds the handshake on the reactor's clock.
         openHandshakeTimeout=0,
     )
+    unbatched(factory, reactor)
 
     def build() -> ChannelStream:
         stream = ChannelStream()

@@ -87,6 +87,11 @@ class DockerPods:
         self._watchers: set[_EndWatcher] = set()
         self._closing = False
 
+    @property
+    def reactor(self) -> Any:
+        """The reactor the server runs on."""
+        return self._reactor
+
     def container_id(self, pod: Pod, container: str) -> str | None:
         return self._containers.get(pod["metadata"]["uid"], {}).get(container)
 

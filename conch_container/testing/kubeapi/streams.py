@@ -29,6 +29,7 @@ from conch_container import messages
 from conch_container.backend.docker.engine.errors import EngineError
 from conch_container.backend.docker.engine.stream import FrameDemuxer
 from conch_container.backend.docker.engine.upgrade import UpgradedStream
+from conch_container.backend.kubernetes.wstimers import unbatched
 from conch_container.log import CodeLogger
 from conch_container.testing.kubeapi.runtime import DockerPods
 from conch_container.testing.kubeapi.status import exec_result, stream_error
@@ -62,6 +63,7 @@ def factory(target: StreamTarget) -> WebSocketServerFactory:
     ws = WebSocketServerFactory()
     ws.protocol = lambda: ChannelProtocol(target)  # type: ignore[assignment]
     ws.setProtocolOptions(maxMessagePayloadSize=MAX_MESSAGE, maxFramePayloadSize=MAX_MESSAGE)
+    unbatched(ws, target.pods.reactor)
     return ws
 
 
