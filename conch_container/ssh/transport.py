@@ -118,6 +118,8 @@ class ServerTransport(PacketServerTransport):
     remote_address = ""
     username = ""
     authenticated = False
+    #: Why a key exchange came due before the login, if one did.
+    _rekey_due: str | None = None
     closing = False
     lost = False
     log: CodeLogger
@@ -204,10 +206,28 @@ class ServerTransport(PacketServerTransport):
         self._rekey_call = None
 
     def rekey(self, reason: str = "requested") -> None:
-        """Start a new key exchange, unless the connection is closing."""
+        """Start a new key exchange, unless the connection is closing or no user has
+        logged in yet.
+
+        As OpenSSH's sshd, the server never starts one before authentication:
+        OpenSSH's client refuses a KEXINIT during it ("bad message during
+        authentication"). One that came due meanwhile starts once the login
+        succeeded, after the client was told (see :meth:`setService`).
+        """
         if self.closing or self.lost:
             return
+        if not self.authenticated:
+            self._rekey_due = reason
+            return
         super().rekey(reason)
+
+    def setService(self, service: Any) -> None:
+        """Start a service; after the login (``ssh-connection``), a key exchange that
+        came due during authentication."""
+        super().setService(service)
+        if self.authenticated and self._rekey_due is not None:
+            reason, self._rekey_due = self._rekey_due, None
+            self.rekey(reason)
 
     def rekey_started(self, reason: str, sent: int, received: int) -> None:
         self.log.event(
@@ -247,6 +267,7 @@ class ServerTransport(PacketServerTransport):
         self.authenticated = True
         if self.admission is not None:
             self.admission.authenticated()
+
         self.username = metadata.username
         self.log = self.log.bind(username=metadata.username)
         self.audit.handshake_successful(metadata.effective_username)

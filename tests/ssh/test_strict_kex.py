@@ -253,6 +253,23 @@ class ServerRekeyTests(CatSessions):
         self.assert_echoed(channel, b"before during after")
         self.assertFalse(client.lost.called)
 
+    def test_none_before_login(self) -> None:
+        """A key exchange due before the login waits for it: OpenSSH's client refuses a
+        KEXINIT during authentication, and sshd never sends one then."""
+        client = self.login(_CHACHA, _ETM)
+        server = client.server
+        server.authenticated = False  # as during authentication
+        server.rekey("time")
+        self.harness.flush()
+        self.assertEqual(self.kexinits, 1)
+        server.authenticated = True
+        # The login's service starts (a fresh one: the client is told of it after).
+        server.setService(server.factory.services[b"ssh-connection"]())
+        self.harness.flush()
+        self.assertEqual(self.kexinits, 2)
+        [event] = self.harness.events_with("SSH_REKEY")
+        self.assertEqual(event["reason"], "time")
+
     def test_client_started(self) -> None:
         """A key exchange the client starts is logged as the client's."""
         client, channel = self.cat_under_way()
