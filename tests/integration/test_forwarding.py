@@ -17,13 +17,14 @@ import socket
 import subprocess
 from typing import Any
 
-from twisted.internet.defer import Deferred
+from twisted.internet.defer import gatherResults
 from twisted.internet.task import deferLater
 from twisted.internet.threads import deferToThread
 from twisted.internet.utils import getProcessOutputAndValue
 
 from tests.integration.gateway import SSH, ControlMasterMixin, GatewayTestCase, reactor
 from tests.integration.processes import free_port
+from tests.integration.test_session_mode import SessionModeGatewayTestCase
 
 SIZE = 20 * 1024 * 1024
 #: Starts the server in the container (it runs on after the exec returns) and
@@ -64,6 +65,14 @@ class _Forwarding(ControlMasterMixin, GatewayTestCase):
         _out, err, code = await getProcessOutputAndValue(SSH, argv, env=dict(os.environ))
         self.assertEqual(code, 0, err)
 
+    async def local_forward(self, remote_port: int = 8080) -> int:
+        """``-L`` from a free local port to ``remote_port`` on the container's loopback,
+        listening once this returns; the local port."""
+        port = free_port()
+        await self.add_forward("-L", f"127.0.0.1:{port}:127.0.0.1:{remote_port}")
+        await self.wait_listening(port)
+        return port
+
     async def wait_listening(self, port: int) -> None:
         for _ in range(100):
             with socket.socket() as s:
@@ -79,9 +88,7 @@ class LocalForwardTests(_Forwarding):
     async def test_local_forward_carries_20_mb(self) -> None:
         """``ssh -L``: 20 MB from a server only the container can reach, intact."""
         digest = await self.serve()
-        port = free_port()
-        await self.add_forward("-L", f"127.0.0.1:{port}:127.0.0.1:8080")
-        await self.wait_listening(port)
+        port = await self.local_forward()
         body = await deferToThread(fetch, f"http://127.0.0.1:{port}/blob")
         self.assertEqual(len(body), SIZE)
         self.assertEqual(hashlib.sha256(body).hexdigest(), digest)
@@ -99,11 +106,9 @@ class LocalForwardTests(_Forwarding):
     async def test_many_connections_through_one_forward(self) -> None:
         """Twenty connections at once through one ``-L``, each complete."""
         digest = await self.serve()
-        port = free_port()
-        await self.add_forward("-L", f"127.0.0.1:{port}:127.0.0.1:8080")
-        await self.wait_listening(port)
+        port = await self.local_forward()
         url = f"http://127.0.0.1:{port}/blob"
-        bodies: list[Any] = await gather([deferToThread(fetch, url) for _ in range(20)])
+        bodies: list[Any] = await gatherResults([deferToThread(fetch, url) for _ in range(20)])
         for body in bodies:
             self.assertEqual(hashlib.sha256(body).hexdigest(), digest)
 
@@ -111,9 +116,7 @@ class LocalForwardTests(_Forwarding):
         """A port nothing listens on in the container: the connection ends, the
         dialler's complaint is logged, the SSH connection carries on."""
         digest = await self.serve()
-        port = free_port()
-        await self.add_forward("-L", f"127.0.0.1:{port}:127.0.0.1:8081")
-        await self.wait_listening(port)
+        port = await self.local_forward(8081)
         with self.assertRaises(subprocess.CalledProcessError):
             await deferToThread(fetch, f"http://127.0.0.1:{port}/blob")
         reports = [r.details for r in self.log_records if r.code == "SSH_FORWARD_FAILED"]
@@ -124,21 +127,14 @@ class LocalForwardTests(_Forwarding):
         self.assertEqual((code, out.split()[0].decode()), (0, digest), err)
 
 
-class SessionModeTests(_Forwarding):
+class SessionModeTests(_Forwarding, SessionModeGatewayTestCase):
     """Session mode has no container that lives as long as the connection: refused."""
 
-    def config_data(self) -> dict[str, Any]:
-        data = super().config_data()
-        execution = {**data["docker"]["execution"], "mode": "session"}
-        data["docker"] = {**data["docker"], "execution": execution}
-        data["security"] = {"forwarding": {"forwardingMode": "enable"}}
-        return data
+    config_overrides = {"security": {"forwarding": {"forwardingMode": "enable"}}}
 
     async def test_refused(self) -> None:
         await self.start_master()
-        port = free_port()
-        await self.add_forward("-L", f"127.0.0.1:{port}:127.0.0.1:8080")
-        await self.wait_listening(port)
+        port = await self.local_forward()
         with self.assertRaises(subprocess.CalledProcessError):
             await deferToThread(fetch, f"http://127.0.0.1:{port}/")
         self.assertIn("SSH_FORWARD_FAILED", self.logged_codes())
@@ -149,14 +145,8 @@ class RefusedByDefaultTests(_Forwarding):
     async def test_local_forward_refused(self) -> None:
         """The default policy: the channel is refused and the refusal logged."""
         await self.serve()
-        port = free_port()
-        await self.add_forward("-L", f"127.0.0.1:{port}:127.0.0.1:8080")
-        await self.wait_listening(port)
+        port = await self.local_forward()
         with self.assertRaises(subprocess.CalledProcessError):
             await deferToThread(fetch, f"http://127.0.0.1:{port}/blob")
         self.assertIn("SECURITY_FORWARDING_REJECTED", self.logged_codes())
         self.assertNotIn("SSH_FORWARD_DIAL", self.logged_codes())
-
-
-async def gather(ds: list[Deferred[Any]]) -> list[Any]:
-    return [await d for d in ds]
