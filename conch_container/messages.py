@@ -1337,7 +1337,7 @@ SSH_FORWARD_DIAL = MessageCode(
     "SSH_FORWARD_DIAL",
     Level.DEBUG,
     "SSH",
-    "A direct-tcpip channel (ssh -L, ssh -D) opened: the container dials the host and port the client named, with nc or socat.",
+    "A direct-tcpip channel (ssh -L, ssh -D) opened: the container dials the host and port the client named, with the forwarding helper, or nc or socat.",
     own=True,
 )
 
@@ -1346,6 +1346,14 @@ SSH_FORWARD_FAILED = MessageCode(
     Level.WARNING,
     "SSH",
     "A forwarded connection could not be dialled from the container: the dialler did not start (the container is gone, the backend refused), reported an error (its message, such as a refused connection or an image without nc or socat, is logged), or the execution mode has no container that lives as long as the connection (session mode).",
+    own=True,
+)
+
+SSH_FORWARD_HELPER = MessageCode(
+    "SSH_FORWARD_HELPER",
+    Level.DEBUG,
+    "SSH",
+    "The first forwarded connection of a container found how the container dials: with the forwarding helper (this project's guest image carries one; ContainerSSH's agent has forward-server), which copies in large pieces, or else with nc or socat from the image (reason says why the helper was not used). The choice holds for the container's lifetime.",
     own=True,
 )
 

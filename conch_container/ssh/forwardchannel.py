@@ -1,8 +1,9 @@
 """A ``direct-tcpip`` channel: a connection dialled from the user's container.
 
 It is a session channel that runs one program of its own choosing, the
-dialler of :func:`~conch_container.ssh.forwarding.dial_command`, the moment
-it opens, and takes no requests: the window handling, the hold-back while
+moment it opens: the backend's dialler (its ``open_forward``; the
+forwarding helper, or the ``nc``/``socat`` command of
+:func:`~conch_container.ssh.forwarding.dial_command`). It takes no requests: the window handling, the hold-back while
 the client's socket or the audit log is behind, and the pausing of the
 program's output and the client's input all work as for a session. When
 the program ends (the far side closed) the channel sends EOF and closes

@@ -96,6 +96,11 @@ class GuestAgent:
         """Whether this is the project's own agent."""
         return self.kind is not AgentKind.IMAGE
 
+    @property
+    def installed_path(self) -> str | None:
+        """Where a program can run the agent in the container (None if it is passed inline)."""
+        return None if self.kind is AgentKind.INLINE else self.path
+
     def command(self, *args: str) -> list[str]:
         """The command line that runs the agent with ``args``."""
         if self.kind is AgentKind.INLINE:

@@ -40,6 +40,7 @@ from conch_container.backend.docker.sessionmode.session import (
     DockerContainerSession,
     SessionTemplate,
 )
+from conch_container.backend.forwarddial import ForwardDialSession, ForwardHelper
 from conch_container.codes import Level, MessageCode
 from conch_container.deferreds import DeadlineExceeded, Once, with_deadline
 from conch_container.errors import GENERIC_USER_MESSAGE, ContainerSSHError
@@ -113,6 +114,8 @@ class DockerConnection:
         self.container_id: str | None = None
         #: The container's guest agent (None if disabled), chosen before it starts.
         self.agent: GuestAgent | None = GuestAgent.configured(docker_config.execution)
+        #: How this container dials forwarded connections, once the first found out.
+        self._forward_helper: ForwardHelper | None = None
         self._create_result: Once[str] | None = None
         self._launch_d: Deferred[None] | None = None
         self._sessions: set[DockerExecSession | DockerContainerSession] = set()
@@ -342,8 +345,8 @@ class DockerConnection:
 
     # -- sessions
 
-    def open_forward(self, channel_id: object, host: str, port: int) -> DockerExecSession:
-        """A session for a forwarded connection's dialler: an exec in the connection's container.
+    def open_forward(self, channel_id: object, host: str, port: int) -> ForwardDialSession:
+        """A session for a forwarded connection's dialler: execs in the connection's container.
 
         :raises ContainerSSHError: (``SSH_FORWARD_FAILED``) in session mode,
             where no container lives as long as the connection.
@@ -355,9 +358,11 @@ class DockerConnection:
                 "in session mode no container lives as long as the connection to dial from",
                 channelId=channel_id,
             )
-        session = self.open_session(channel_id)
-        assert isinstance(session, DockerExecSession)
-        return session
+        if self._forward_helper is None:
+            agent = self.agent
+            path = agent.installed_path if agent is not None else None
+            self._forward_helper = ForwardHelper(self._reactor, path, self._log)
+        return self._forward_helper.dial(lambda: self.open_session(channel_id), host, port)
 
     def open_session(self, channel_id: object) -> DockerExecSession | DockerContainerSession:
         """A new session for a session channel: an exec, or in session mode a container."""

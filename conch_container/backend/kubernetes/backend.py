@@ -30,6 +30,7 @@ from twisted.python.failure import Failure
 from zope.interface import implementer
 
 from conch_container import messages
+from conch_container.backend.forwarddial import ForwardDialSession, ForwardHelper
 from conch_container.backend.kubernetes.agents import pod_agent, runs_agent
 from conch_container.backend.kubernetes.client import ClusterClient, KubernetesClient
 from conch_container.backend.kubernetes.errors import KubernetesError
@@ -98,6 +99,8 @@ class KubernetesConnection(SessionOwner[KubernetesExecSession]):
         self._kill_on_close = keep_pod
         self._container = console_container_name(config.pod)
         self._agent = pod_agent(config, pod_runs_agent=pod_runs_agent)
+        #: How this pod dials forwarded connections, once the first found out.
+        self._forward_helper: ForwardHelper | None = None
         if self._agent is None:
             self._log.event(
                 messages.KUBERNETES_GUEST_AGENT_DISABLED,
@@ -124,9 +127,13 @@ class KubernetesConnection(SessionOwner[KubernetesExecSession]):
             log=self._log,
         )
 
-    def open_forward(self, channel_id: object, host: str, port: int) -> KubernetesExecSession:
-        """A session for a forwarded connection's dialler: an exec in the connection's pod."""
-        return self.open_session(channel_id)
+    def open_forward(self, channel_id: object, host: str, port: int) -> ForwardDialSession:
+        """A session for a forwarded connection's dialler: execs in the connection's pod."""
+        if self._forward_helper is None:
+            agent = self._agent
+            path = agent.installed_path if agent is not None else None
+            self._forward_helper = ForwardHelper(self._reactor, path, self._log)
+        return self._forward_helper.dial(lambda: self.open_session(channel_id), host, port)
 
     def open_session(self, channel_id: object) -> KubernetesExecSession:
         """A new exec session for a session channel."""
