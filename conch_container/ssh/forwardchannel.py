@@ -3,12 +3,13 @@
 It is a session channel that runs one program of its own choosing, the
 moment it opens: the backend's dialler (its ``open_forward``; the
 forwarding helper, or the ``nc``/``socat`` command of
-:func:`~conch_container.ssh.forwarding.dial_command`). It takes no requests: the window handling, the hold-back while
-the client's socket or the audit log is behind, and the pausing of the
-program's output and the client's input all work as for a session. When
-the program ends (the far side closed) the channel sends EOF and closes
-without an exit status, which a forwarded connection has no place for; when
-the client closes the channel, the program is stopped.
+:func:`~conch_container.ssh.forwarding.dial_command`). It takes no
+requests. The window handling, the hold-back while the client's socket or
+the audit log is behind, and the pausing of the program's output and the
+client's input all work as for a session. When the program ends (the far
+side closed) the channel sends EOF and closes without an exit status, which
+a forwarded connection has no place for; when the client closes the
+channel, the program is stopped.
 """
 
 from __future__ import annotations
@@ -28,6 +29,9 @@ if TYPE_CHECKING:
 
 #: Bytes of the dialler's stderr put in one log event.
 _MAX_REPORT = 512
+#: Log events one forwarded connection's dialler may cause; a dialler that
+#: writes to stderr without end would otherwise flood the log.
+_MAX_REPORTS = 8
 
 
 class DirectTcpipChannel(SessionChannel):
@@ -43,6 +47,7 @@ class DirectTcpipChannel(SessionChannel):
     def __init__(self, session: ContainerSession, target: ForwardTarget, **channel_args: Any):
         super().__init__(session, **channel_args)
         self.target = target
+        self._reports = 0
 
     def channelOpen(self, specificData: bytes) -> None:
         super().channelOpen(specificData)
@@ -71,7 +76,11 @@ class DirectTcpipChannel(SessionChannel):
 
     def writeExtended(self, dataType: int, data: bytes) -> None:
         """The dialler's stderr (why it could not connect) goes to the log, not the
-        client: a forwarded connection has no stderr, and OpenSSH drops it."""
+        client: a forwarded connection has no stderr, and OpenSSH drops it.
+        Only the first few pieces are logged."""
+        self._reports += 1
+        if self._reports > _MAX_REPORTS:
+            return
         self.log.event(
             messages.SSH_FORWARD_FAILED,
             "The dialler for {host}:{port} reports: {report}",

@@ -103,6 +103,21 @@ class DirectTcpipTests(SynchronousTestCase):
         self.assertIsNone(channel.exit_status)
         self.assertNotIn("exit-status", channel.order)
 
+    def test_dialler_reports_bounded(self) -> None:
+        """A dialler writing to stderr without end causes a few log events, not one per write."""
+        harness = self.enabled()
+        harness.backend.start_delay = 5.0  # keep the dialler starting
+        client = harness.login()
+        channel = ForwardChannel(conn=client.connection)
+        client.connection.openChannel(channel, target())
+        harness.flush()
+        [server_channel] = client.server.service.channels.values()
+        for _ in range(100):
+            server_channel.writeExtended(1, b"nc: connection refused\n")
+        reports = [e for e in harness.events_with("SSH_FORWARD_FAILED") if "report" in e]
+        self.assertEqual(len(reports), 8)
+        self.assertEqual(reports[0]["report"], "nc: connection refused")
+
     def test_requests_refused(self) -> None:
         """A forwarded connection takes no requests (an exec would run a second program)."""
         harness = self.enabled()
