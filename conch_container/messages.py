@@ -1349,6 +1349,22 @@ SSH_FORWARD_FAILED = MessageCode(
     own=True,
 )
 
+SSH_FORWARD_LISTEN = MessageCode(
+    "SSH_FORWARD_LISTEN",
+    Level.DEBUG,
+    "SSH",
+    "A remote port forwarding request (tcpip-forward: ssh -R) was granted: the forwarding helper listens on the address and port in the user's container (port 0: the one it chose, sent in the reply), or a cancel-tcpip-forward stopped it (stopped=true).",
+    own=True,
+)
+
+SSH_FORWARD_ACCEPT = MessageCode(
+    "SSH_FORWARD_ACCEPT",
+    Level.DEBUG,
+    "SSH",
+    "A connection to a port the container listens on for the client (ssh -R) arrived: a forwarded-tcpip channel to the client carries it.",
+    own=True,
+)
+
 SSH_FORWARD_HELPER = MessageCode(
     "SSH_FORWARD_HELPER",
     Level.DEBUG,
@@ -1455,6 +1471,14 @@ SECURITY_FORWARDING_REJECTED = MessageCode(
     Level.DEBUG,
     "Security",
     "A port forwarding channel (direct-tcpip: ssh -L, ssh -D) was refused with 'administratively prohibited' because security.forwarding.forwardingMode does not enable it (the default).",
+    own=True,
+)
+
+SECURITY_REVERSE_FORWARDING_REJECTED = MessageCode(
+    "SECURITY_REVERSE_FORWARDING_REJECTED",
+    Level.DEBUG,
+    "Security",
+    "A remote port forwarding request (tcpip-forward: ssh -R) was answered with failure because security.forwarding.reverseForwardingMode does not enable it (the default).",
     own=True,
 )
 

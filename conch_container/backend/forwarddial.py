@@ -23,11 +23,13 @@ from __future__ import annotations
 
 import enum
 import shlex
+from collections.abc import Callable
 from typing import Any
 
 from twisted.internet.defer import CancelledError, Deferred, succeed
 
 from conch_container import messages
+from conch_container.backend.forwardlisten import ForwardListener, ListenedConnection
 from conch_container.backend.forwardprotocol import (
     ConnectionType,
     Packet,
@@ -96,6 +98,34 @@ class ForwardHelper:
             host=host,
             port=port,
             originator=originator,
+            log=self._log,
+        )
+
+    def listen(
+        self,
+        open_session: Any,
+        bind_host: str,
+        bind_port: int,
+        on_connection: Callable[[ListenedConnection], Any],
+    ) -> ForwardListener:
+        """A listening port in the container (``ssh -R``); only the helper can listen.
+
+        :raises ContainerSSHError: (``SSH_FORWARD_FAILED``) when this
+            container is known to have no helper.
+        """
+        if self.kind is HelperKind.PLAIN:
+            raise ContainerSSHError(
+                messages.SSH_FORWARD_FAILED,
+                "Remote port forwarding needs the forwarding helper in the container image.",
+                "the container has no forwarding helper to listen with (nc and socat only dial)",
+            )
+        return ForwardListener(
+            reactor=self._reactor,
+            open_session=open_session,
+            command=self.command,
+            bind_host=bind_host,
+            bind_port=bind_port,
+            on_connection=on_connection,
             log=self._log,
         )
 

@@ -137,6 +137,24 @@ class SecurityConnection:
         self._forwards.add(forward)
         return forward
 
+    def open_listener(self, bind_host: str, bind_port: int, on_connection: Any) -> Any:
+        """A port the container listens on for the client, if the policy permits it.
+
+        :raises RequestRejected: (``SECURITY_REVERSE_FORWARDING_REJECTED``)
+            unless ``security.forwarding.reverseForwardingMode`` enables it.
+        :raises ContainerSSHError: (``SSH_FORWARD_FAILED``) when the backend
+            cannot listen in its containers.
+        """
+        _enforce(self.policy.check_reverse_forwarding(bind_host, bind_port), self._log)
+        open_listener = getattr(self._connection, "open_listener", None)
+        if open_listener is None:
+            raise ContainerSSHError(
+                messages.SSH_FORWARD_FAILED,
+                "Remote port forwarding is not available.",
+                "this backend cannot listen in its containers",
+            )
+        return open_listener(bind_host, bind_port, on_connection)
+
     def close(self) -> Any:
         """Close the wrapped connection (and with it every session)."""
         return self._connection.close()

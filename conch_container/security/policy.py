@@ -92,6 +92,7 @@ class SecurityPolicy:
     max_sessions: int | None = None
     command_disabled_by_kuberun: bool = False
     forwarding_mode: str = DISABLE
+    reverse_forwarding_mode: str = DISABLE
     max_forwards: int = 256
 
     @classmethod
@@ -124,6 +125,7 @@ class SecurityPolicy:
             # Not subject to defaultMode: ContainerSSH's forwarding modes
             # default to disable on their own.
             forwarding_mode=config.forwarding.forwarding_mode,
+            reverse_forwarding_mode=config.forwarding.reverse_forwarding_mode,
             max_forwards=config.forwarding.max_connections,
         )
 
@@ -268,6 +270,20 @@ class SecurityPolicy:
             "Port forwarding is disabled.",
             "Port forwarding is rejected because it is not enabled in the security settings "
             "(security.forwarding.forwardingMode).",
+            host=host,
+            port=port,
+        )
+
+    def check_reverse_forwarding(self, host: str, port: int) -> RequestRejected | None:
+        """May the container listen on ``host:port`` for the client (``tcpip-forward``:
+        ``ssh -R``)? ``filter`` refuses, as there is no list to filter by."""
+        if self.reverse_forwarding_mode == ENABLE:
+            return None
+        return RequestRejected(
+            messages.SECURITY_REVERSE_FORWARDING_REJECTED,
+            "Remote port forwarding is disabled.",
+            "Remote port forwarding is rejected because it is not enabled in the security "
+            "settings (security.forwarding.reverseForwardingMode).",
             host=host,
             port=port,
         )

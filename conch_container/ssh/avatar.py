@@ -21,6 +21,7 @@ from conch_container.metrics.recorders import NULL_METRICS, Metrics
 from conch_container.ssh.channel import SessionChannel
 from conch_container.ssh.forwardchannel import DirectTcpipChannel
 from conch_container.ssh.forwarding import BadForwardTarget, parse_direct_tcpip
+from conch_container.ssh.remoteforward import RemoteForwards
 from conch_container.ssh.requests import PayloadError
 from conch_container.ssh.session import ContainerSession
 
@@ -80,6 +81,7 @@ class ContainerAvatar(ConchUser):
         self._sessions: set[ContainerSession] = set()
         self._closing: set[Deferred[None]] = set()
         self._logged_out = False
+        self._remote_forwards = RemoteForwards(self)
 
     def lookupChannel(
         self, channelType: bytes, windowSize: int, maxPacket: int, data: bytes
@@ -174,14 +176,19 @@ class ContainerAvatar(ConchUser):
         """False once the gateway is shutting down or this user logged out."""
         return not self._logged_out and bool(self._registry.accepting)
 
-    def gotGlobalRequest(self, requestType: bytes, data: bytes) -> int:
-        """Refuse every global request; log those that are not keepalives."""
+    def gotGlobalRequest(self, requestType: bytes, data: bytes) -> Any:
+        """Serve ``tcpip-forward`` and its cancel; refuse the others, logging
+        those that are not keepalives."""
         if requestType in _QUIET_GLOBAL_REQUESTS:
             return 0
         name = requestType.decode("ascii", "replace")
         self.log.event(
             messages.SSH_GLOBAL_REQUEST, "Global request {requestType}", requestType=name
         )
+        if requestType == b"tcpip-forward" and not self._logged_out:
+            return self._remote_forwards.request(data)
+        if requestType == b"cancel-tcpip-forward":
+            return self._remote_forwards.cancel(data)
         self.log.event(
             messages.SSH_UNSUPPORTED_GLOBAL_REQUEST,
             "Unsupported global request {requestType}",
@@ -198,6 +205,7 @@ class ContainerAvatar(ConchUser):
         if self._logged_out:
             return
         self._logged_out = True
+        self._remote_forwards.close()
         for session in list(self._sessions):
             session.close()
         teardown = Deferred.fromCoroutine(self._teardown())

@@ -24,6 +24,9 @@ from conch_container.ssh.requests import EnvBudget, EnvLimitReached, PayloadErro
 
 #: The largest window RFC 4254 allows a channel to have (section 5.2).
 MAX_WINDOW = 2**32 - 1
+#: Global requests a client may have waiting for an answer at once (OpenSSH
+#: sends one ``tcpip-forward`` per ``-R`` at login).
+MAX_PENDING_GLOBAL = 64
 
 
 class ServerConnection(connection.SSHConnection):
@@ -60,6 +63,8 @@ class ServerConnection(connection.SSHConnection):
     def __init__(self, limits: SSHConfig) -> None:
         super().__init__()
         self.limits = limits
+        #: Replies to global requests, in request order; each holds its result once known.
+        self._global_replies: list[list[Any]] = []
 
     def serviceStarted(self) -> None:
         """The user logged in: start keepalives if configured."""
@@ -95,22 +100,61 @@ class ServerConnection(connection.SSHConnection):
         self.transport.abort(DISCONNECT_CONNECTION_LOST, "keepalive timeout")
 
     def ssh_GLOBAL_REQUEST(self, packet: bytes) -> None:
-        """Answer a global request at once (so none is ever pending); refuse a malformed one.
+        """Hand a global request to the avatar; replies go out in request order.
 
-        Conch's handler fails with an exception on a request without its
-        want-reply flag; here that is a protocol error like any other.
+        A request may be answered later (``tcpip-forward`` waits for the
+        container to listen): a client matches replies to requests by their
+        order, so a quick answer waits for the slower ones before it. At most
+        :data:`MAX_PENDING_GLOBAL` wait at once; a client with more is
+        disconnected. Conch's handler fails with an exception on a request
+        without its want-reply flag; here that is a protocol error.
         """
         try:
             reader = PayloadReader(packet)
             request_type = reader.string()
-            if not reader.rest():
+            rest = reader.rest()
+            if not rest:
                 raise PayloadError("no want-reply flag")
         except PayloadError:
             self._protocol_error("Cannot decode a global request", b"malformed global request")
             return
-        # None is served (forwarding is not supported): each is an unknown one.
         self.transport.audit.global_request(request_type.decode("ascii", "replace"))
-        super().ssh_GLOBAL_REQUEST(packet)
+        want_reply = rest[0] != 0
+        if want_reply and len(self._global_replies) >= MAX_PENDING_GLOBAL:
+            self._protocol_error(
+                "Too many global requests are waiting for an answer",
+                b"too many global requests",
+            )
+            return
+        answer = maybeDeferred(self.gotGlobalRequest, request_type, rest[1:])
+        if not want_reply:
+            answer.addErrback(lambda _: None)
+            return
+        slot: list[Any] = []
+        self._global_replies.append(slot)
+
+        def answered(result: Any) -> None:
+            slot.append(result)
+            self._send_global_replies()
+
+        answer.addCallbacks(answered, lambda _: answered(0))
+
+    def _send_global_replies(self) -> None:
+        replies = self._global_replies
+        while replies and replies[0]:
+            (result,) = replies.pop(0)
+            if self.transport is None or getattr(self.transport, "disconnected", False):
+                continue
+            if not result:
+                self.transport.sendPacket(connection.MSG_REQUEST_FAILURE, b"")
+            else:
+                data = result[1] if isinstance(result, tuple | list) else b""
+                self.transport.sendPacket(connection.MSG_REQUEST_SUCCESS, data)
+
+    def open_forwarded_channel(self, channel: Any, extra: bytes) -> None:
+        """Open a channel to the client (``forwarded-tcpip``) with the gateway's window."""
+        channel.localWindowSize = channel.localWindowLeft = self.limits.receive_window_size
+        self.openChannel(channel, extra)
 
     def ssh_REQUEST_SUCCESS(self, packet: bytes) -> None:
         """The answer to our oldest global request (a keepalive); unasked for, an error."""

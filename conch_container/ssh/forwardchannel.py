@@ -14,7 +14,7 @@ channel, the program is stopped.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from twisted.internet.defer import Deferred, maybeDeferred, succeed
 from twisted.python.failure import Failure
@@ -54,6 +54,12 @@ class DirectTcpipChannel(SessionChannel):
         if self.localClosed:
             return
         target = self.target
+        self._announce()
+        started = maybeDeferred(self.session.run, "exec", dial_command(target.host, target.port))
+        started.addErrback(self._dial_failed)
+
+    def _announce(self) -> None:
+        target = self.target
         self.log.event(
             messages.SSH_FORWARD_DIAL,
             "Forwarding a connection from {originator} to {host}:{port} in the container",
@@ -61,8 +67,6 @@ class DirectTcpipChannel(SessionChannel):
             port=target.port,
             originator=f"{target.originator_host}:{target.originator_port}",
         )
-        started = maybeDeferred(self.session.run, "exec", dial_command(target.host, target.port))
-        started.addErrback(self._dial_failed)
 
     def _dial_failed(self, failure: Failure) -> None:
         self.log.event(
@@ -108,3 +112,49 @@ class DirectTcpipChannel(SessionChannel):
             self.loseConnection()
 
         self.after_reply(lambda: self._when_drained(done))
+
+
+class ForwardedTcpipChannel(DirectTcpipChannel):
+    """``ssh -R``: a connection the container accepted, opened towards the client.
+
+    :param session: the session whose backend is the accepted connection
+        (a :class:`~conch_container.backend.forwardlisten.ListenedConnection`).
+    :param target: the listening address and port as the client asked for
+        them, and the originator in the container.
+    :param accepted: the same backend session, told when the client refuses.
+    """
+
+    name = b"forwarded-tcpip"
+
+    def __init__(
+        self,
+        session: ContainerSession,
+        target: ForwardTarget,
+        accepted: Any,
+        **channel_args: Any,
+    ):
+        super().__init__(session, target, **channel_args)
+        self._accepted = accepted
+
+    def _announce(self) -> None:
+        target = self.target
+        self.log.event(
+            messages.SSH_FORWARD_ACCEPT,
+            "Forwarding a connection from {originator} in the container to the client's "
+            "{host}:{port} forward",
+            host=target.host,
+            port=target.port,
+            originator=f"{target.originator_host}:{target.originator_port}",
+        )
+
+    def openFailed(self, reason: Any) -> None:
+        """The client refused the channel: the container's side is closed."""
+        self.log = cast(Any, self.avatar).log
+        self.log.event(
+            messages.SSH_FORWARD_FAILED,
+            "The client refused a forwarded connection for {host}:{port}: {reason}",
+            host=self.target.host,
+            port=self.target.port,
+            reason=str(reason),
+        )
+        self._accepted.refuse()

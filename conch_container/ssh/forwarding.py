@@ -56,6 +56,11 @@ def parse_direct_tcpip(data: bytes) -> ForwardTarget:
     return ForwardTarget(host, port, originator_host, originator_port)
 
 
+def valid_bind_host(host: str) -> bool:
+    """Whether ``host`` may be listened on: empty (every address) or a host name or address."""
+    return host == "" or _HOST.fullmatch(host) is not None
+
+
 def dial_command(host: str, port: int) -> str:
     """A shell command that joins its stdin and stdout to ``host:port``.
 

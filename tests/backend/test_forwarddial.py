@@ -31,8 +31,23 @@ from conch_container.log.logger import CodeLogger
 from conch_container.testing.sessionio import RecordingSessionIO
 
 
-class ScriptedSession:
-    """A backend session whose program a test plays."""
+class Producer:
+    """A push producer that records whether it is paused."""
+
+    paused = False
+
+    def pauseProducing(self) -> None:
+        self.paused = True
+
+    def resumeProducing(self) -> None:
+        self.paused = False
+
+    def stopProducing(self) -> None:
+        pass
+
+
+class ScriptedSession(Producer):
+    """A backend session whose program a test plays (its output stream is the producer)."""
 
     def __init__(self) -> None:
         self.program: ProgramRequest | None = None

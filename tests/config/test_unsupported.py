@@ -27,9 +27,9 @@ from .material import ed25519_pem, fixture, write
 
 WEBHOOK_AUTH = {"password": {"method": "webhook", "webhook": {"url": "http://127.0.0.1:8080"}}}
 
-#: The forwarding modes not supported yet (``forwardingMode`` is).
+#: The forwarding modes not supported yet (``forwardingMode`` and
+#: ``reverseForwardingMode`` are).
 FORWARDING_KEYS = (
-    "reverseForwardingMode",
     "socketForwardingMode",
     "socketListenMode",
     "x11ForwardingMode",

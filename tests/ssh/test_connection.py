@@ -52,11 +52,11 @@ class ChannelAndGlobalRequestTests(SynchronousTestCase):
 
     def test_unknown_global_request_is_refused(self) -> None:
         """An unsupported global request is answered with failure and logged."""
-        d = self.client.connection.sendGlobalRequest(b"tcpip-forward", b"", wantReply=True)
+        d = self.client.connection.sendGlobalRequest(b"no-such-request", b"", wantReply=True)
         self.harness.flush()
         self.assertEqual(request_result(d), "failed")
         [event] = self.harness.events_with("SSH_UNSUPPORTED_GLOBAL_REQUEST")
-        self.assertEqual(event["requestType"], "tcpip-forward")
+        self.assertEqual(event["requestType"], "no-such-request")
 
     def test_client_keepalive_is_answered_quietly(self) -> None:
         """OpenSSH's ``keepalive@openssh.com`` gets a failure reply and no log line."""

@@ -41,6 +41,7 @@ from conch_container.backend.docker.sessionmode.session import (
     SessionTemplate,
 )
 from conch_container.backend.forwarddial import ForwardDialSession, ForwardHelper
+from conch_container.backend.forwardlisten import ForwardListener
 from conch_container.codes import Level, MessageCode
 from conch_container.deferreds import DeadlineExceeded, Once, with_deadline
 from conch_container.errors import GENERIC_USER_MESSAGE, ContainerSSHError
@@ -351,18 +352,31 @@ class DockerConnection:
         :raises ContainerSSHError: (``SSH_FORWARD_FAILED``) in session mode,
             where no container lives as long as the connection.
         """
+        self._refuse_forwarding_in_session_mode()
+        return self._forwarding().dial(lambda: self.open_session(channel_id), host, port)
+
+    def open_listener(self, bind_host: str, bind_port: int, on_connection: Any) -> ForwardListener:
+        """A port the container listens on for the client (``ssh -R``), served by the helper."""
+        self._refuse_forwarding_in_session_mode()
+        label = f"tcpip-forward {bind_host}:{bind_port}"
+        return self._forwarding().listen(
+            lambda: self.open_session(label), bind_host, bind_port, on_connection
+        )
+
+    def _refuse_forwarding_in_session_mode(self) -> None:
         if self._template is not None:
             raise ContainerSSHError(
                 messages.SSH_FORWARD_FAILED,
                 "Port forwarding needs the connection execution mode.",
-                "in session mode no container lives as long as the connection to dial from",
-                channelId=channel_id,
+                "in session mode no container lives as long as the connection to forward from",
             )
+
+    def _forwarding(self) -> ForwardHelper:
         if self._forward_helper is None:
             agent = self.agent
             path = agent.installed_path if agent is not None else None
             self._forward_helper = ForwardHelper(self._reactor, path, self._log)
-        return self._forward_helper.dial(lambda: self.open_session(channel_id), host, port)
+        return self._forward_helper
 
     def open_session(self, channel_id: object) -> DockerExecSession | DockerContainerSession:
         """A new session for a session channel: an exec, or in session mode a container."""

@@ -31,6 +31,7 @@ from zope.interface import implementer
 
 from conch_container import messages
 from conch_container.backend.forwarddial import ForwardDialSession, ForwardHelper
+from conch_container.backend.forwardlisten import ForwardListener
 from conch_container.backend.kubernetes.agents import pod_agent, runs_agent
 from conch_container.backend.kubernetes.client import ClusterClient, KubernetesClient
 from conch_container.backend.kubernetes.errors import KubernetesError
@@ -129,11 +130,21 @@ class KubernetesConnection(SessionOwner[KubernetesExecSession]):
 
     def open_forward(self, channel_id: object, host: str, port: int) -> ForwardDialSession:
         """A session for a forwarded connection's dialler: execs in the connection's pod."""
+        return self._forwarding().dial(lambda: self.open_session(channel_id), host, port)
+
+    def open_listener(self, bind_host: str, bind_port: int, on_connection: Any) -> ForwardListener:
+        """A port the pod listens on for the client (``ssh -R``), served by the helper."""
+        label = f"tcpip-forward {bind_host}:{bind_port}"
+        return self._forwarding().listen(
+            lambda: self.open_session(label), bind_host, bind_port, on_connection
+        )
+
+    def _forwarding(self) -> ForwardHelper:
         if self._forward_helper is None:
             agent = self._agent
             path = agent.installed_path if agent is not None else None
             self._forward_helper = ForwardHelper(self._reactor, path, self._log)
-        return self._forward_helper.dial(lambda: self.open_session(channel_id), host, port)
+        return self._forward_helper
 
     def open_session(self, channel_id: object) -> KubernetesExecSession:
         """A new exec session for a session channel."""
