@@ -1482,6 +1482,22 @@ SECURITY_REVERSE_FORWARDING_REJECTED = MessageCode(
     own=True,
 )
 
+SECURITY_SOCKET_FORWARDING_REJECTED = MessageCode(
+    "SECURITY_SOCKET_FORWARDING_REJECTED",
+    Level.DEBUG,
+    "Security",
+    "A Unix socket forwarding channel (direct-streamlocal@openssh.com: ssh -L to a socket path) was refused with 'administratively prohibited' because security.forwarding.socketForwardingMode does not enable it (the default).",
+    own=True,
+)
+
+SECURITY_SOCKET_LISTEN_REJECTED = MessageCode(
+    "SECURITY_SOCKET_LISTEN_REJECTED",
+    Level.DEBUG,
+    "Security",
+    "A request to listen on a Unix socket in the container (streamlocal-forward@openssh.com: ssh -R from a socket path) was answered with failure because security.forwarding.socketListenMode does not enable it (the default).",
+    own=True,
+)
+
 SECURITY_MAX_FORWARDS = MessageCode(
     "SECURITY_MAX_FORWARDS",
     Level.INFO,

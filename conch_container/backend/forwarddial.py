@@ -44,7 +44,7 @@ from conch_container.deferreds import DeadlineExceeded, with_deadline
 from conch_container.errors import ContainerSSHError
 from conch_container.interfaces import ExitStatus, ISessionIO, ProgramRequest
 from conch_container.log.logger import CodeLogger
-from conch_container.ssh.forwarding import dial_command
+from conch_container.ssh.forwarding import dial_command, socket_dial_command
 
 #: Where this project's guest image keeps its forwarding helper.
 HELPER_PATH = "/usr/libexec/conch-container/forward-server"
@@ -88,15 +88,18 @@ class ForwardHelper:
         host: str,
         port: int,
         *,
+        unix: bool = False,
         originator: tuple[str, int] = ("", 0),
     ) -> ForwardDialSession:
-        """A forwarded connection to ``host:port``, in sessions ``open_session`` makes."""
+        """A forwarded connection to ``host:port`` (or the Unix socket at path
+        ``host``), in sessions ``open_session`` makes."""
         return ForwardDialSession(
             reactor=self._reactor,
             open_session=open_session,
             helper=self,
             host=host,
             port=port,
+            unix=unix,
             originator=originator,
             log=self._log,
         )
@@ -107,6 +110,8 @@ class ForwardHelper:
         bind_host: str,
         bind_port: int,
         on_connection: Callable[[ListenedConnection], Any],
+        *,
+        unix: bool = False,
     ) -> ForwardListener:
         """A listening port in the container (``ssh -R``); only the helper can listen.
 
@@ -125,6 +130,7 @@ class ForwardHelper:
             command=self.command,
             bind_host=bind_host,
             bind_port=bind_port,
+            unix=unix,
             on_connection=on_connection,
             log=self._log,
         )
@@ -165,12 +171,14 @@ class ForwardDialSession:
         port: int,
         originator: tuple[str, int],
         log: CodeLogger,
+        unix: bool = False,
     ) -> None:
         self._reactor = reactor
         self._open_session = open_session
         self._helper = helper
         self._host = host
         self._port = port
+        self._unix = unix
         self._originator = originator
         self._log = log
         self._inner: Any = None
@@ -178,6 +186,10 @@ class ForwardDialSession:
         #: Set while the helper is spoken to; None for nc or socat.
         self._speaking: _HelperSpeaker | None = None
         self._closed = False
+
+    @property
+    def _target(self) -> str:
+        return self._host if self._unix else f"{self._host}:{self._port}"
 
     # IBackendSession
 
@@ -208,7 +220,7 @@ class ForwardDialSession:
             raise ContainerSSHError(
                 messages.SSH_FORWARD_FAILED,
                 FORWARD_FAILED_MESSAGE,
-                f"the dial of {self._host}:{self._port} did not finish in {DIAL_TIMEOUT:g} s",
+                f"the dial of {self._target} did not finish in {DIAL_TIMEOUT:g} s",
             ) from None
 
     async def _dial(self, io: ISessionIO) -> None:
@@ -221,7 +233,10 @@ class ForwardDialSession:
         if self._closed:
             raise CancelledError()
         self._inner = self._open_session()
-        await self._inner.start(ProgramRequest("exec", dial_command(self._host, self._port)), io)
+        command = (
+            socket_dial_command(self._host) if self._unix else dial_command(self._host, self._port)
+        )
+        await self._inner.start(ProgramRequest("exec", command), io)
 
     async def _dial_with_helper(self, io: ISessionIO) -> None:
         self._inner = inner = self._open_session()
@@ -232,7 +247,9 @@ class ForwardDialSession:
             + encode_packet(
                 PacketType.NEW_CONNECTION,
                 _CONNECTION,
-                new_connection_payload("tcp", self._host, self._port, *self._originator),
+                new_connection_payload(
+                    "unix" if self._unix else "tcp", self._host, self._port, *self._originator
+                ),
             )
         )
         try:

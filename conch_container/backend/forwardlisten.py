@@ -80,12 +80,15 @@ class ForwardListener:
         bind_port: int,
         on_connection: Callable[[ListenedConnection], Any],
         log: CodeLogger,
+        unix: bool = False,
     ) -> None:
         self._reactor = reactor
         self._open_session = open_session
         self._command = command
         self.bind_host = bind_host
         self.bind_port = bind_port
+        #: Listening on a Unix socket at path :attr:`bind_host`, not a TCP port.
+        self.unix = unix
         #: The port listened on, once listening (the helper's choice for 0).
         self.bound_port = bind_port
         self._on_connection = on_connection
@@ -132,9 +135,10 @@ class ForwardListener:
                 PacketType.SETUP,
                 0,
                 setup_payload(
-                    ConnectionType.PORT_FORWARD,
+                    ConnectionType.SOCKET_FORWARD if self.unix else ConnectionType.PORT_FORWARD,
                     bind_host=self.bind_host,
                     bind_port=self.bind_port,
+                    protocol="unix" if self.unix else "tcp",
                 ),
             )
         )

@@ -66,8 +66,6 @@ def _forwarding(key: str, attribute: str, what: str) -> Unsupported:
 
 
 NOT_YET_SUPPORTED: tuple[Unsupported, ...] = (
-    _forwarding("socketForwardingMode", "socket_forwarding_mode", "Unix socket forwarding"),
-    _forwarding("socketListenMode", "socket_listen_mode", "Unix socket listening"),
     _forwarding("x11ForwardingMode", "x11_forwarding_mode", "X11 forwarding"),
     Unsupported(
         "backend",

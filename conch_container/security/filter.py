@@ -111,7 +111,7 @@ class SecurityConnection:
         self._open.add(session)
         return session
 
-    def open_forward(self, channel_id: object, host: str, port: int) -> Any:
+    def open_forward(self, channel_id: object, host: str, port: int, *, unix: bool = False) -> Any:
         """A session that runs the dialler of a forwarded connection, if the policy permits it.
 
         The session is the backend's own: the command and shell policy and a
@@ -124,7 +124,10 @@ class SecurityConnection:
             cannot dial from its containers.
         """
         log = self._log.bind(channelId=channel_id)
-        _enforce(self.policy.check_forwarding(host, port), log)
+        if unix:
+            _enforce(self.policy.check_socket_forwarding(host), log)
+        else:
+            _enforce(self.policy.check_forwarding(host, port), log)
         _enforce(self.policy.check_new_forward(len(self._forwards)), log)
         open_forward = getattr(self._connection, "open_forward", None)
         if open_forward is None:
@@ -133,11 +136,15 @@ class SecurityConnection:
                 "Port forwarding is not available.",
                 "this backend cannot dial connections from its containers",
             )
-        forward = _CountedSession(open_forward(channel_id, host, port), self._forwards.discard)
+        forward = _CountedSession(
+            open_forward(channel_id, host, port, unix=unix), self._forwards.discard
+        )
         self._forwards.add(forward)
         return forward
 
-    def open_listener(self, bind_host: str, bind_port: int, on_connection: Any) -> Any:
+    def open_listener(
+        self, bind_host: str, bind_port: int, on_connection: Any, *, unix: bool = False
+    ) -> Any:
         """A port the container listens on for the client, if the policy permits it.
 
         :raises RequestRejected: (``SECURITY_REVERSE_FORWARDING_REJECTED``)
@@ -145,7 +152,10 @@ class SecurityConnection:
         :raises ContainerSSHError: (``SSH_FORWARD_FAILED``) when the backend
             cannot listen in its containers.
         """
-        _enforce(self.policy.check_reverse_forwarding(bind_host, bind_port), self._log)
+        if unix:
+            _enforce(self.policy.check_socket_listen(bind_host), self._log)
+        else:
+            _enforce(self.policy.check_reverse_forwarding(bind_host, bind_port), self._log)
         open_listener = getattr(self._connection, "open_listener", None)
         if open_listener is None:
             raise ContainerSSHError(
@@ -153,7 +163,7 @@ class SecurityConnection:
                 "Remote port forwarding is not available.",
                 "this backend cannot listen in its containers",
             )
-        return open_listener(bind_host, bind_port, on_connection)
+        return open_listener(bind_host, bind_port, on_connection, unix=unix)
 
     def close(self) -> Any:
         """Close the wrapped connection (and with it every session)."""

@@ -93,6 +93,8 @@ class SecurityPolicy:
     command_disabled_by_kuberun: bool = False
     forwarding_mode: str = DISABLE
     reverse_forwarding_mode: str = DISABLE
+    socket_forwarding_mode: str = DISABLE
+    socket_listen_mode: str = DISABLE
     max_forwards: int = 256
 
     @classmethod
@@ -126,6 +128,8 @@ class SecurityPolicy:
             # default to disable on their own.
             forwarding_mode=config.forwarding.forwarding_mode,
             reverse_forwarding_mode=config.forwarding.reverse_forwarding_mode,
+            socket_forwarding_mode=config.forwarding.socket_forwarding_mode,
+            socket_listen_mode=config.forwarding.socket_listen_mode,
             max_forwards=config.forwarding.max_connections,
         )
 
@@ -286,6 +290,32 @@ class SecurityPolicy:
             "settings (security.forwarding.reverseForwardingMode).",
             host=host,
             port=port,
+        )
+
+    def check_socket_forwarding(self, path: str) -> RequestRejected | None:
+        """May the client connect to the Unix socket ``path`` in the container
+        (``direct-streamlocal@openssh.com``: ``ssh -L ...:/path``)?"""
+        if self.socket_forwarding_mode == ENABLE:
+            return None
+        return RequestRejected(
+            messages.SECURITY_SOCKET_FORWARDING_REJECTED,
+            "Socket forwarding is disabled.",
+            "Unix socket forwarding is rejected because it is not enabled in the security "
+            "settings (security.forwarding.socketForwardingMode).",
+            path=path,
+        )
+
+    def check_socket_listen(self, path: str) -> RequestRejected | None:
+        """May the container listen on the Unix socket ``path`` for the client
+        (``streamlocal-forward@openssh.com``: ``ssh -R /path:...``)?"""
+        if self.socket_listen_mode == ENABLE:
+            return None
+        return RequestRejected(
+            messages.SECURITY_SOCKET_LISTEN_REJECTED,
+            "Socket listening is disabled.",
+            "Listening on a Unix socket is rejected because it is not enabled in the security "
+            "settings (security.forwarding.socketListenMode).",
+            path=path,
         )
 
     def check_new_forward(self, open_forwards: int) -> RequestRejected | None:

@@ -19,14 +19,20 @@ from conch_container.log.logger import CodeLogger
 from conch_container.metadata import ConnectionMetadata
 from conch_container.metrics.recorders import NULL_METRICS, Metrics
 from conch_container.ssh.channel import SessionChannel
-from conch_container.ssh.forwardchannel import DirectTcpipChannel
-from conch_container.ssh.forwarding import BadForwardTarget, parse_direct_tcpip
+from conch_container.ssh.forwardchannel import DirectStreamlocalChannel, DirectTcpipChannel
+from conch_container.ssh.forwarding import (
+    BadForwardTarget,
+    parse_direct_streamlocal,
+    parse_direct_tcpip,
+)
 from conch_container.ssh.remoteforward import RemoteForwards
 from conch_container.ssh.requests import PayloadError
 from conch_container.ssh.session import ContainerSession
 
 #: Global requests answered with failure without a log line: OpenSSH clients
 #: send this one every ``ServerAliveInterval``; ContainerSSH does the same.
+#: OpenSSH's channel for a connection to a Unix socket (its PROTOCOL, 2.4).
+STREAMLOCAL = b"direct-streamlocal@openssh.com"
 _QUIET_GLOBAL_REQUESTS = frozenset({b"keepalive@openssh.com"})
 
 
@@ -72,7 +78,11 @@ class ContainerAvatar(ConchUser):
         super().__init__()
         # The channel types served; the connection refuses the others before
         # looking them up.
-        self.channelLookup = {b"session": SessionChannel, b"direct-tcpip": DirectTcpipChannel}
+        self.channelLookup = {
+            b"session": SessionChannel,
+            b"direct-tcpip": DirectTcpipChannel,
+            STREAMLOCAL: DirectStreamlocalChannel,
+        }
         self.backend_connection = connection
         self.metadata = metadata
         self.log = log
@@ -104,8 +114,8 @@ class ContainerAvatar(ConchUser):
             "data": data,
             "avatar": self,
         }
-        if channelType == b"direct-tcpip":
-            return self._direct_tcpip(data, channel_args)
+        if channelType in (b"direct-tcpip", STREAMLOCAL):
+            return self._direct_tcpip(channelType, data, channel_args)
         if channelType != b"session":
             return super().lookupChannel(channelType, windowSize, maxPacket, data)
         session = ContainerSession(
@@ -113,22 +123,27 @@ class ContainerAvatar(ConchUser):
         )
         return SessionChannel(session, **channel_args)
 
-    def _direct_tcpip(self, data: bytes, channel_args: dict[str, Any]) -> Any:
-        """A forwarded connection, if the payload is sound and the policy permits it."""
+    def _direct_tcpip(self, channel_type: bytes, data: bytes, channel_args: dict[str, Any]) -> Any:
+        """A forwarded connection (to a port, or to a Unix socket), if the payload
+        is sound and the policy permits it."""
+        unix = channel_type == STREAMLOCAL
         try:
-            target = parse_direct_tcpip(data)
+            target = parse_direct_streamlocal(data) if unix else parse_direct_tcpip(data)
         except (BadForwardTarget, PayloadError) as e:
             self._refuse_channel(
-                b"direct-tcpip", self.conn.localChannelID, str(e), OPEN_CONNECT_FAILED
+                channel_type, self.conn.localChannelID, str(e), OPEN_CONNECT_FAILED
             )
             raise ConchError("bad forwarding target", OPEN_CONNECT_FAILED) from None
 
         def open_forward(channel_id: object) -> Any:
-            return self.backend_connection.open_forward(channel_id, target.host, target.port)
+            return self.backend_connection.open_forward(
+                channel_id, target.host, target.port, unix=unix
+            )
 
         # Not counted among the sessions running a program.
-        session = ContainerSession(self, self._open_backend(b"direct-tcpip", open_forward))
-        return DirectTcpipChannel(session, target, **channel_args)
+        session = ContainerSession(self, self._open_backend(channel_type, open_forward))
+        channel_class = DirectStreamlocalChannel if unix else DirectTcpipChannel
+        return channel_class(session, target, **channel_args)
 
     def _open_backend(self, channel_type: bytes, open_session: Any) -> Any:
         # Conch numbers the channel right after this lookup returns: it gets
@@ -141,7 +156,10 @@ class ContainerAvatar(ConchUser):
                 e.log(self.log.bind(channelId=channel_id))  # a policy's was logged already
             if e.code in (messages.SECURITY_MAX_SESSIONS, messages.SECURITY_MAX_FORWARDS):
                 reason = OPEN_RESOURCE_SHORTAGE
-            elif e.code == messages.SECURITY_FORWARDING_REJECTED:
+            elif e.code in (
+                messages.SECURITY_FORWARDING_REJECTED,
+                messages.SECURITY_SOCKET_FORWARDING_REJECTED,
+            ):
                 reason = OPEN_ADMINISTRATIVELY_PROHIBITED
             else:
                 reason = OPEN_CONNECT_FAILED
@@ -189,6 +207,10 @@ class ContainerAvatar(ConchUser):
             return self._remote_forwards.request(data)
         if requestType == b"cancel-tcpip-forward":
             return self._remote_forwards.cancel(data)
+        if requestType == b"streamlocal-forward@openssh.com" and not self._logged_out:
+            return self._remote_forwards.request(data, unix=True)
+        if requestType == b"cancel-streamlocal-forward@openssh.com":
+            return self._remote_forwards.cancel(data, unix=True)
         self.log.event(
             messages.SSH_UNSUPPORTED_GLOBAL_REQUEST,
             "Unsupported global request {requestType}",

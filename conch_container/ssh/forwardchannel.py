@@ -158,3 +158,16 @@ class ForwardedTcpipChannel(DirectTcpipChannel):
             reason=str(reason),
         )
         self._accepted.refuse()
+
+
+class DirectStreamlocalChannel(DirectTcpipChannel):
+    """``ssh -L port:/path``: one connection to a Unix socket in the container
+    (``target.host`` is the socket's path)."""
+
+    name = b"direct-streamlocal@openssh.com"
+
+
+class ForwardedStreamlocalChannel(ForwardedTcpipChannel):
+    """``ssh -R /path:...``: a connection the container accepted on a Unix socket."""
+
+    name = b"forwarded-streamlocal@openssh.com"

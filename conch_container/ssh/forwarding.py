@@ -56,6 +56,43 @@ def parse_direct_tcpip(data: bytes) -> ForwardTarget:
     return ForwardTarget(host, port, originator_host, originator_port)
 
 
+def socket_dial_command(path: str) -> str:
+    """A shell command that joins its stdin and stdout to the Unix socket at ``path``
+    (``socat``: busybox's ``nc`` has no Unix sockets)."""
+    socat = f"socat - {shlex.quote(f'UNIX-CONNECT:{path}')}"
+    return (
+        f"if command -v socat >/dev/null 2>&1; then exec {socat}; "
+        "else echo 'socket forwarding needs the forwarding helper or socat in the image' >&2; "
+        "exit 127; fi"
+    )
+
+
+#: The longest Unix socket path Linux takes (``sun_path`` less its NUL).
+MAX_SOCKET_PATH = 107
+
+
+def valid_socket_path(path: str) -> bool:
+    """Whether ``path`` may name a Unix socket in the container: absolute, no NUL, short enough."""
+    return (
+        path.startswith("/") and "\x00" not in path and len(path.encode("utf-8")) <= MAX_SOCKET_PATH
+    )
+
+
+def parse_direct_streamlocal(data: bytes) -> ForwardTarget:
+    """The socket of a ``direct-streamlocal@openssh.com`` channel open (OpenSSH's
+    PROTOCOL 2.4: the path, then a reserved string and integer), as a target
+    whose host is the path.
+
+    :raises BadForwardTarget: for a path no socket could have.
+    :raises PayloadError: for a truncated payload.
+    """
+    reader = PayloadReader(data)
+    path = reader.text()
+    if not valid_socket_path(path):
+        raise BadForwardTarget(f"not a socket path: {path[:64]!r}")
+    return ForwardTarget(path, 0, "", 0)
+
+
 def valid_bind_host(host: str) -> bool:
     """Whether ``host`` may be listened on: empty (every address) or a host name or address."""
     return host == "" or _HOST.fullmatch(host) is not None

@@ -1,11 +1,14 @@
-"""Remote port forwarding (``ssh -R``): ports the user's container listens on for the client.
+"""Remote forwarding (``ssh -R``): ports and Unix sockets the user's container listens on
+for the client.
 
 ``tcpip-forward`` asks the server to listen on an address and port (RFC
 4254, section 7.1), here in the user's container; port 0 asks for any free
 port, whose number goes back in the reply. Each connection accepted there
 becomes a ``forwarded-tcpip`` channel to the client, which connects it on
 its side. ``cancel-tcpip-forward`` stops listening; connections already
-forwarded go on. The backend listens (``open_listener``), behind the
+forwarded go on. OpenSSH's ``streamlocal-forward@openssh.com`` does the same
+for a Unix socket path (``ssh -R /path:...``), with
+``forwarded-streamlocal@openssh.com`` channels. The backend listens (``open_listener``), behind the
 security policy (``security.forwarding.reverseForwardingMode``).
 """
 
@@ -19,8 +22,8 @@ from twisted.internet.defer import Deferred, succeed
 
 from conch_container import messages
 from conch_container.errors import ContainerSSHError, RequestRejected
-from conch_container.ssh.forwardchannel import ForwardedTcpipChannel
-from conch_container.ssh.forwarding import ForwardTarget, valid_bind_host
+from conch_container.ssh.forwardchannel import ForwardedStreamlocalChannel, ForwardedTcpipChannel
+from conch_container.ssh.forwarding import ForwardTarget, valid_bind_host, valid_socket_path
 from conch_container.ssh.requests import PayloadError, PayloadReader
 from conch_container.ssh.session import ContainerSession
 
@@ -41,21 +44,25 @@ class RemoteForwards:
         self._listeners: dict[tuple[str, int], Any] = {}
         self._starting = 0
 
-    def request(self, data: bytes) -> Deferred[Any]:
-        """Answer a ``tcpip-forward``: 1, or ``(1, port)`` for port 0, or 0 for failure."""
+    def request(self, data: bytes, *, unix: bool = False) -> Deferred[Any]:
+        """Answer a ``tcpip-forward``: 1, or ``(1, port)`` for port 0, or 0 for failure;
+        with ``unix``, a ``streamlocal-forward@openssh.com`` (a socket path only)."""
         log = self._avatar.log
         try:
             reader = PayloadReader(data)
-            host, port = reader.text(), reader.uint32()
+            host = reader.text()
+            port = 0 if unix else reader.uint32()
         except PayloadError as e:
             return self._refused("", 0, f"undecodable request: {e}")
-        if not valid_bind_host(host) or port > 65535:
+        if unix and not valid_socket_path(host):
+            return self._refused(host, port, "not a socket path to listen on")
+        if not unix and (not valid_bind_host(host) or port > 65535):
             return self._refused(host, port, "not an address and port to listen on")
         if len(self._listeners) + self._starting >= MAX_LISTENERS:
             return self._refused(host, port, f"{MAX_LISTENERS} ports are open already")
         try:
             listener = self._avatar.backend_connection.open_listener(
-                host, port, lambda accepted: self._accepted(host, accepted)
+                host, port, lambda accepted: self._accepted(host, accepted, unix), unix=unix
             )
         except RequestRejected:
             return succeed(0)  # the policy logged why
@@ -78,7 +85,7 @@ class RemoteForwards:
                 port=bound,
                 requestedPort=port,
             )
-            return (1, struct.pack(">L", bound)) if port == 0 else 1
+            return (1, struct.pack(">L", bound)) if port == 0 and not unix else 1
 
         def failed(failure: Any) -> int:
             self._starting -= 1
@@ -92,11 +99,12 @@ class RemoteForwards:
         starting.addCallbacks(listening, failed)
         return starting
 
-    def cancel(self, data: bytes) -> int:
-        """Answer a ``cancel-tcpip-forward``: stop listening there (1), or 0 if nothing did."""
+    def cancel(self, data: bytes, *, unix: bool = False) -> int:
+        """Answer a ``cancel-tcpip-forward`` (with ``unix``, its socket form): stop
+        listening there (1), or 0 if nothing did."""
         try:
             reader = PayloadReader(data)
-            key = (reader.text(), reader.uint32())
+            key = (reader.text(), 0 if unix else reader.uint32())
         except PayloadError:
             return 0
         listener = self._listeners.pop(key, None)
@@ -118,20 +126,25 @@ class RemoteForwards:
         for listener in listeners.values():
             listener.close()
 
-    def _accepted(self, host: str, accepted: Any) -> None:
+    def _accepted(self, host: str, accepted: Any, unix: bool) -> None:
         """A connection arrived at a listener: open its channel to the client."""
         avatar = self._avatar
         listener_port = accepted.listener_port
         origin = accepted.accepted
         target = ForwardTarget(host, listener_port, origin.originator_host, origin.originator_port)
         session = ContainerSession(avatar, accepted)
-        channel = ForwardedTcpipChannel(session, target, accepted, avatar=avatar)
-        payload = (
-            NS(host.encode("utf-8"))
-            + struct.pack(">L", listener_port)
-            + NS(origin.originator_host.encode("utf-8"))
-            + struct.pack(">L", origin.originator_port)
-        )
+        if unix:
+            # OpenSSH's PROTOCOL, 2.4: the socket path and a reserved string.
+            channel: Any = ForwardedStreamlocalChannel(session, target, accepted, avatar=avatar)
+            payload = NS(host.encode("utf-8")) + NS(b"")
+        else:
+            channel = ForwardedTcpipChannel(session, target, accepted, avatar=avatar)
+            payload = (
+                NS(host.encode("utf-8"))
+                + struct.pack(">L", listener_port)
+                + NS(origin.originator_host.encode("utf-8"))
+                + struct.pack(">L", origin.originator_port)
+            )
         avatar.conn.open_forwarded_channel(channel, payload)
 
     def _refused(self, host: str, port: int, reason: str) -> Deferred[Any]:

@@ -140,10 +140,15 @@ class FakeConnection:
         self.container_id = container_id
         self.context = context
         self.sessions: dict[int, FakeSession] = {}
+        #: ``(host, port, unix)`` of every forwarded connection opened.
+        self.forwards: list[tuple[str, int, bool]] = []
         self.closed = False
 
-    def open_forward(self, channel_id: int, host: str, port: int) -> FakeSession:
+    def open_forward(
+        self, channel_id: int, host: str, port: int, *, unix: bool = False
+    ) -> FakeSession:
         """A session for a forwarded connection's dialler (its program is the dial command)."""
+        self.forwards.append((host, port, unix))
         return self.open_session(channel_id)
 
     def open_session(self, channel_id: int) -> FakeSession:

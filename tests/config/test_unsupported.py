@@ -27,13 +27,8 @@ from .material import ed25519_pem, fixture, write
 
 WEBHOOK_AUTH = {"password": {"method": "webhook", "webhook": {"url": "http://127.0.0.1:8080"}}}
 
-#: The forwarding modes not supported yet (``forwardingMode`` and
-#: ``reverseForwardingMode`` are).
-FORWARDING_KEYS = (
-    "socketForwardingMode",
-    "socketListenMode",
-    "x11ForwardingMode",
-)
+#: The forwarding modes not supported yet (the port and socket ones are).
+FORWARDING_KEYS = ("x11ForwardingMode",)
 
 #: For every row of the table, settings that switch it on, and nothing else.
 ENABLING: tuple[tuple[str, str, dict[str, Any]], ...] = (

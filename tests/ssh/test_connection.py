@@ -22,9 +22,9 @@ from tests.ssh.harness import (
 
 
 class OtherChannel(ClientChannel):
-    """A channel type the gateway does not serve (Unix socket forwarding)."""
+    """A channel type the gateway does not serve (X11)."""
 
-    name = b"direct-streamlocal@openssh.com"
+    name = b"x11"
 
 
 class ChannelAndGlobalRequestTests(SynchronousTestCase):
@@ -35,7 +35,7 @@ class ChannelAndGlobalRequestTests(SynchronousTestCase):
         self.client = self.harness.login()
 
     def test_unknown_channel_type_is_refused(self) -> None:
-        """Socket forwarding channels are refused as an unsupported channel type."""
+        """X11 channels from the client are refused as an unsupported channel type."""
         channel = OtherChannel(conn=self.client.connection)
         self.client.connection.openChannel(channel, b"\x00" * 8)
         self.harness.flush()

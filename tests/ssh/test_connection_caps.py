@@ -43,9 +43,9 @@ RECEIVE_WINDOW = 4 * CAP
 
 
 class OtherChannel(ClientChannel):
-    """A channel type the gateway does not serve (Unix socket forwarding)."""
+    """A channel type the gateway does not serve (X11)."""
 
-    name = b"direct-streamlocal@openssh.com"
+    name = b"x11"
 
 
 class CapsTestCase(SynchronousTestCase):

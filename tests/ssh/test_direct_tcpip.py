@@ -172,6 +172,53 @@ class DirectTcpipTests(SynchronousTestCase):
             self.assertEqual(connection_.sessions, {})
 
 
+class StreamlocalChannel(ClientChannel):
+    name = b"direct-streamlocal@openssh.com"
+
+
+def socket_target(path: bytes = b"/run/app.sock") -> bytes:
+    return common.NS(path) + common.NS(b"") + struct.pack(">L", 0)
+
+
+class DirectStreamlocalTests(SynchronousTestCase):
+    """``ssh -L port:/path``: a connection to a Unix socket in the container."""
+
+    def open(self, harness: Harness, payload: bytes) -> StreamlocalChannel:
+        client = harness.login()
+        channel = StreamlocalChannel(conn=client.connection)
+        client.connection.openChannel(channel, payload)
+        harness.flush()
+        return channel
+
+    def test_refused_by_default(self) -> None:
+        """socketForwardingMode, not forwardingMode, governs it."""
+        forwarding = ForwardingSecurityConfig(forwarding_mode="enable")
+        harness = gateway(with_security(forwarding=forwarding))
+        channel = self.open(harness, socket_target())
+        self.failureResultOf(channel.opened)
+        self.assertEqual(channel.open_failure.args[1], connection.OPEN_ADMINISTRATIVELY_PROHIBITED)
+        [event] = harness.events_with("SECURITY_SOCKET_FORWARDING_REJECTED")
+        self.assertEqual(event["path"], "/run/app.sock")
+
+    def test_enabled_dials_the_socket(self) -> None:
+        forwarding = ForwardingSecurityConfig(socket_forwarding_mode="enable")
+        harness = gateway(with_security(forwarding=forwarding))
+        channel = self.open(harness, socket_target())
+        self.successResultOf(channel.opened)
+        self.assertEqual(harness.backend.connections[-1].forwards, [("/run/app.sock", 0, True)])
+
+    def test_bad_path_refused(self) -> None:
+        forwarding = ForwardingSecurityConfig(socket_forwarding_mode="enable")
+        harness = gateway(with_security(forwarding=forwarding))
+        for payload in (socket_target(b"relative.sock"), socket_target(b"/" + b"x" * 200), b""):
+            with self.subTest(payload=payload):
+                channel = self.open(harness, payload)
+                self.failureResultOf(channel.opened)
+                self.assertEqual(channel.open_failure.args[1], connection.OPEN_CONNECT_FAILED)
+        for connection_ in harness.backend.connections:
+            self.assertEqual(connection_.forwards, [])
+
+
 class ParseTests(SynchronousTestCase):
     def test_parse(self) -> None:
         parsed = parse_direct_tcpip(target(b"::1", 22))

@@ -52,8 +52,8 @@ class RemoteForwardTests(SynchronousTestCase):
                 self.helpers.append(session)
                 return session
 
-            connection.open_listener = lambda host, port, accepted: helper.listen(
-                open_session, host, port, accepted
+            connection.open_listener = lambda host, port, accepted, **kwargs: helper.listen(
+                open_session, host, port, accepted, **kwargs
             )
             return connection
 
@@ -124,6 +124,49 @@ class RemoteForwardTests(SynchronousTestCase):
         self.assertTrue(channel.eof)
         self.assertIn(Packet(PacketType.DATA, 1, b"request"), helper.packets())
         self.assertTrue(harness.events_with("SSH_FORWARD_ACCEPT"))
+
+    def test_socket(self) -> None:
+        """``streamlocal-forward@openssh.com``: the helper listens on a Unix socket;
+        connections arrive as forwarded-streamlocal channels naming the path."""
+        forwarding = ForwardingSecurityConfig(socket_listen_mode="enable")
+        harness = self.with_listener(gateway(with_security(forwarding=forwarding)))
+        client = self.login(harness)
+        client.connection.channel_forwarded_streamlocal_openssh_com = (
+            client.connection.channel_forwarded_tcpip
+        )
+        reply = self.request(
+            harness, client, common.NS(b"/tmp/app.sock"), b"streamlocal-forward@openssh.com"
+        )
+        [helper] = self.helpers
+        [setup] = helper.packets()
+        fields = cbor2.loads(setup.payload)
+        self.assertEqual(
+            (fields["ConnectionType"], fields["Protocol"], fields["BindHost"]),
+            (3, "unix", "/tmp/app.sock"),
+        )
+        helper.reply(PacketType.SUCCESS, 0)
+        harness.flush()
+        self.assertEqual(self.successResultOf(reply), b"")
+        helper.reply(PacketType.NEW_CONNECTION, 1, new_connection_payload("unix", "", 0))
+        harness.flush()
+        [(channel, data)] = self.client_channels
+        self.assertEqual(data, common.NS(b"/tmp/app.sock") + common.NS(b""))
+        self.successResultOf(channel.opened)
+        cancel = common.NS(b"/tmp/app.sock")
+        self.successResultOf(
+            self.request(harness, client, cancel, b"cancel-streamlocal-forward@openssh.com")
+        )
+
+    def test_socket_refused_by_default(self) -> None:
+        forwarding = ForwardingSecurityConfig(reverse_forwarding_mode="enable")
+        harness = self.with_listener(gateway(with_security(forwarding=forwarding)))
+        client = self.login(harness)
+        request = common.NS(b"/tmp/app.sock")
+        self.failureResultOf(
+            self.request(harness, client, request, b"streamlocal-forward@openssh.com")
+        )
+        self.assertTrue(harness.events_with("SECURITY_SOCKET_LISTEN_REJECTED"))
+        self.assertEqual(self.helpers, [])
 
     def test_cancel(self) -> None:
         harness = self.enabled()

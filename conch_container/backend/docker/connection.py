@@ -346,21 +346,25 @@ class DockerConnection:
 
     # -- sessions
 
-    def open_forward(self, channel_id: object, host: str, port: int) -> ForwardDialSession:
+    def open_forward(
+        self, channel_id: object, host: str, port: int, *, unix: bool = False
+    ) -> ForwardDialSession:
         """A session for a forwarded connection's dialler: execs in the connection's container.
 
         :raises ContainerSSHError: (``SSH_FORWARD_FAILED``) in session mode,
             where no container lives as long as the connection.
         """
         self._refuse_forwarding_in_session_mode()
-        return self._forwarding().dial(lambda: self.open_session(channel_id), host, port)
+        return self._forwarding().dial(lambda: self.open_session(channel_id), host, port, unix=unix)
 
-    def open_listener(self, bind_host: str, bind_port: int, on_connection: Any) -> ForwardListener:
+    def open_listener(
+        self, bind_host: str, bind_port: int, on_connection: Any, *, unix: bool = False
+    ) -> ForwardListener:
         """A port the container listens on for the client (``ssh -R``), served by the helper."""
         self._refuse_forwarding_in_session_mode()
         label = f"tcpip-forward {bind_host}:{bind_port}"
         return self._forwarding().listen(
-            lambda: self.open_session(label), bind_host, bind_port, on_connection
+            lambda: self.open_session(label), bind_host, bind_port, on_connection, unix=unix
         )
 
     def _refuse_forwarding_in_session_mode(self) -> None:

@@ -61,7 +61,9 @@ class KubernetesSessionConnection(SessionOwner[KubernetesPodSession]):
         """Keep ``files``: each session's pod gets them before its program starts."""
         self._files.update(files)
 
-    def open_forward(self, channel_id: object, host: str, port: int) -> KubernetesPodSession:
+    def open_forward(
+        self, channel_id: object, host: str, port: int, *, unix: bool = False
+    ) -> KubernetesPodSession:
         """Refused: in session mode no pod lives as long as the connection to dial from.
 
         :raises ContainerSSHError: (``SSH_FORWARD_FAILED``) always.
