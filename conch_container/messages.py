@@ -1498,6 +1498,22 @@ SECURITY_SOCKET_LISTEN_REJECTED = MessageCode(
     own=True,
 )
 
+SECURITY_X11_REJECTED = MessageCode(
+    "SECURITY_X11_REJECTED",
+    Level.DEBUG,
+    "Security",
+    "An X11 forwarding request (x11-req: ssh -X, ssh -Y) was answered with failure because security.forwarding.x11ForwardingMode does not enable it (the default; filter refuses too).",
+    own=True,
+)
+
+SECURITY_AGENT_FORWARDING_REJECTED = MessageCode(
+    "SECURITY_AGENT_FORWARDING_REJECTED",
+    Level.DEBUG,
+    "Security",
+    "An agent forwarding request (auth-agent-req@openssh.com: ssh -A) was answered with failure because security.forwarding.agentForwardingMode does not enable it (the default).",
+    own=True,
+)
+
 SECURITY_MAX_FORWARDS = MessageCode(
     "SECURITY_MAX_FORWARDS",
     Level.INFO,

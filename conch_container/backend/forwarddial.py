@@ -29,7 +29,11 @@ from typing import Any
 from twisted.internet.defer import CancelledError, Deferred, succeed
 
 from conch_container import messages
-from conch_container.backend.forwardlisten import ForwardListener, ListenedConnection
+from conch_container.backend.forwardlisten import (
+    ForwardListener,
+    ListenedConnection,
+    ListenRequest,
+)
 from conch_container.backend.forwardprotocol import (
     ConnectionType,
     Packet,
@@ -107,13 +111,10 @@ class ForwardHelper:
     def listen(
         self,
         open_session: Any,
-        bind_host: str,
-        bind_port: int,
+        request: ListenRequest,
         on_connection: Callable[[ListenedConnection], Any],
-        *,
-        unix: bool = False,
     ) -> ForwardListener:
-        """A listening port in the container (``ssh -R``); only the helper can listen.
+        """A port, socket or X11 display in the container; only the helper can listen.
 
         :raises ContainerSSHError: (``SSH_FORWARD_FAILED``) when this
             container is known to have no helper.
@@ -128,9 +129,7 @@ class ForwardHelper:
             reactor=self._reactor,
             open_session=open_session,
             command=self.command,
-            bind_host=bind_host,
-            bind_port=bind_port,
-            unix=unix,
+            request=request,
             on_connection=on_connection,
             log=self._log,
         )

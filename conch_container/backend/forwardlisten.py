@@ -50,6 +50,47 @@ _ENDED = ExitStatus(code=0)
 
 
 @attrs.frozen
+class ListenRequest:
+    """What to listen on in the container, as the helper's setup packet says it.
+
+    :ivar kind: ``PORT_FORWARD`` (``ssh -R``), ``SOCKET_FORWARD`` (``ssh -R
+        /path``), ``X11`` (a display for ``x11-req``) or ``SSH_AGENT`` (a
+        socket for ``auth-agent-req@openssh.com``).
+    :ivar bind_host: the address, or the socket's path.
+    :ivar bind_port: the port (0: the helper chooses).
+    :ivar single_connection: stop listening after the first connection (X11).
+    :ivar screen: the X11 screen number.
+    :ivar auth_protocol: the X11 authentication protocol (``MIT-MAGIC-COOKIE-1``).
+    :ivar auth_cookie: the X11 cookie, in hex, as the client sent it.
+    """
+
+    kind: ConnectionType
+    bind_host: str = ""
+    bind_port: int = 0
+    single_connection: bool = False
+    screen: int = 0
+    auth_protocol: str = attrs.field(default="", repr=False)
+    auth_cookie: str = attrs.field(default="", repr=False)
+
+    @property
+    def unix(self) -> bool:
+        """Whether the helper listens on a Unix socket at :attr:`bind_host`."""
+        return self.kind in (ConnectionType.SOCKET_FORWARD, ConnectionType.SSH_AGENT)
+
+    def setup(self) -> bytes:
+        return setup_payload(
+            self.kind,
+            bind_host=self.bind_host,
+            bind_port=self.bind_port,
+            protocol="unix" if self.unix else "tcp",
+            screen=str(self.screen) if self.kind == ConnectionType.X11 else "",
+            single_connection=self.single_connection,
+            auth_protocol=self.auth_protocol,
+            auth_cookie=self.auth_cookie,
+        )
+
+
+@attrs.frozen
 class Accepted:
     """A connection the helper accepted, as its NEW_CONNECTION packet says."""
 
@@ -76,21 +117,19 @@ class ForwardListener:
         reactor: Any,
         open_session: Callable[[], Any],
         command: str,
-        bind_host: str,
-        bind_port: int,
+        request: ListenRequest,
         on_connection: Callable[[ListenedConnection], Any],
         log: CodeLogger,
-        unix: bool = False,
     ) -> None:
         self._reactor = reactor
         self._open_session = open_session
         self._command = command
-        self.bind_host = bind_host
-        self.bind_port = bind_port
-        #: Listening on a Unix socket at path :attr:`bind_host`, not a TCP port.
-        self.unix = unix
-        #: The port listened on, once listening (the helper's choice for 0).
-        self.bound_port = bind_port
+        self.request = request
+        self.bind_host = request.bind_host
+        self.bind_port = request.bind_port
+        #: The port listened on, once listening (the helper's choice for 0;
+        #: for X11, the display number).
+        self.bound_port = request.bind_port
         self._on_connection = on_connection
         self._log = log
         self._inner: Any = None
@@ -130,22 +169,39 @@ class ForwardListener:
     async def _listen(self, listening: Deferred[int]) -> int:
         self._inner = inner = self._open_session()
         await inner.start(ProgramRequest("exec", self._command), self)
-        inner.write(
-            encode_packet(
-                PacketType.SETUP,
-                0,
-                setup_payload(
-                    ConnectionType.SOCKET_FORWARD if self.unix else ConnectionType.PORT_FORWARD,
-                    bind_host=self.bind_host,
-                    bind_port=self.bind_port,
-                    protocol="unix" if self.unix else "tcp",
-                ),
-            )
-        )
+        inner.write(encode_packet(PacketType.SETUP, 0, self.request.setup()))
         register = getattr(inner, "register_input_producer", None)
         if register is not None:
             register(_InputFanOut(self))
         return await listening
+
+    def run_command(self, command: str, timeout: float) -> Deferred[CommandResult]:
+        """Run a short shell command in the container beside the helper (``xauth``).
+
+        Never fails: a command that cannot start or does not end within
+        ``timeout`` seconds (it is then stopped) gives a result without status.
+        """
+        return Deferred.fromCoroutine(self._run_command(command, timeout))
+
+    async def _run_command(self, command: str, timeout: float) -> CommandResult:
+        session = self._open_session()
+        collector = _Collector()
+        try:
+            await with_deadline(
+                self._reactor, timeout, self._run_to_end(session, command, collector)
+            )
+        except DeadlineExceeded:
+            return CommandResult(None, "did not end in time")
+        except ContainerSSHError as e:
+            return CommandResult(None, e.explanation)
+        finally:
+            await session.close()
+        return CommandResult(collector.status, bytes(collector.output).decode("utf-8", "replace"))
+
+    async def _run_to_end(self, session: Any, command: str, collector: _Collector) -> None:
+        await session.start(ProgramRequest("exec", command), collector)
+        session.close_stdin()
+        await collector.ended
 
     # -- the helper's program output (ISessionIO)
 
@@ -197,9 +253,11 @@ class ForwardListener:
             connection.packet(kind, packet.payload)
 
     def _bound_port(self, payload: bytes) -> int:
+        """The port (or X11 display) the helper's answer names; else the one asked for."""
+        key = "Display" if self.request.kind == ConnectionType.X11 else "BindPort"
         if payload:
             try:
-                port = uint_field(decode_map(payload), "BindPort")
+                port = uint_field(decode_map(payload), key)
             except ProtocolError:
                 port = 0
             if port:
@@ -419,6 +477,44 @@ class ListenedConnection:
         if self._io is not None and not self._output_closed:
             self._output_closed = True
             self._io.output_closed()
+
+
+@attrs.frozen
+class CommandResult:
+    """How :meth:`ForwardListener.run_command` went: the status (None if it did
+    not end) and the first bytes of its output, or why it did not run."""
+
+    status: ExitStatus | None
+    output: str
+
+
+class _Collector:
+    """The ``ISessionIO`` of a short command: keeps the first output bytes and the status."""
+
+    def __init__(self) -> None:
+        self.output = bytearray()
+        self.status: ExitStatus | None = None
+        self.ended: Deferred[None] = Deferred()
+
+    def stdout(self, data: bytes) -> None:
+        if len(self.output) < _MAX_REPORT:
+            self.output += data[: _MAX_REPORT - len(self.output)]
+
+    stderr = stdout
+
+    def output_closed(self) -> None:
+        pass
+
+    def exited(self, status: ExitStatus) -> None:
+        self.status = status
+        if not self.ended.called:
+            self.ended.callback(None)
+
+    def register_producer(self, producer: Any) -> None:
+        pass
+
+    def unregister_producer(self) -> None:
+        pass
 
 
 class _OutputPauser:

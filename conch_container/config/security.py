@@ -82,22 +82,41 @@ class ForwardingSecurityConfig:
     """Port, socket and X11 forwarding; all off unless enabled."""
 
     reverse_forwarding_mode: str = _forwarding(
-        "reverseForwardingMode", "Remote port forwarding (`tcpip-forward`, `ssh -R`)."
+        "reverseForwardingMode",
+        "Remote port forwarding (`tcpip-forward`: `ssh -R`). `enable`: the user's container "
+        "listens through the forwarding helper (connection mode only); `filter` and `disable` "
+        "answer with failure (`SECURITY_REVERSE_FORWARDING_REJECTED`).",
     )
     forwarding_mode: str = _forwarding(
         "forwardingMode",
         "Local port forwarding (`direct-tcpip`: `ssh -L`, `ssh -D`). `enable`: each forwarded "
-        "connection is dialled from the user's container, with `nc` or `socat` from the image "
-        "(connection mode only); `filter` and `disable` refuse the channel as administratively "
-        "prohibited (`SECURITY_FORWARDING_REJECTED`). See [forwarding.md](forwarding.md).",
+        "connection is dialled from the user's container, with the forwarding helper, or `nc` "
+        "or `socat` from the image (connection mode only); `filter` and `disable` refuse the "
+        "channel as administratively prohibited (`SECURITY_FORWARDING_REJECTED`). See "
+        "[forwarding.md](forwarding.md).",
     )
     socket_forwarding_mode: str = _forwarding(
-        "socketForwardingMode", "Unix socket connections (`direct-streamlocal@openssh.com`)."
+        "socketForwardingMode",
+        "Connections to Unix sockets in the container (`direct-streamlocal@openssh.com`: "
+        "`ssh -L port:/path`); refusals log `SECURITY_SOCKET_FORWARDING_REJECTED`.",
     )
     socket_listen_mode: str = _forwarding(
-        "socketListenMode", "Unix socket listeners (`streamlocal-forward@openssh.com`)."
+        "socketListenMode",
+        "Unix socket listeners in the container (`streamlocal-forward@openssh.com`: "
+        "`ssh -R /path:...`); refusals log `SECURITY_SOCKET_LISTEN_REJECTED`.",
     )
     x11_forwarding_mode: str = _forwarding("x11ForwardingMode", "X11 forwarding (`x11-req`).")
+    agent_forwarding_mode: str = setting(
+        "agentForwardingMode",
+        Choice(*MODES),
+        "disable",
+        doc="SSH agent forwarding (`auth-agent-req@openssh.com`: `ssh -A`): a socket in the "
+        "user's container, named by `SSH_AUTH_SOCK` in the program's environment, whose "
+        "connections reach the client's agent. `filter` and `disable` refuse "
+        "(`SECURITY_AGENT_FORWARDING_REJECTED`). Off by default, as in OpenSSH: whoever is root "
+        "in the container can use the agent while the user is connected.",
+        extension=True,
+    )
     max_connections: int = setting(
         "maxConnections",
         Int(at_least(1)),

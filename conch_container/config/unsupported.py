@@ -2,8 +2,8 @@
 
 Every ContainerSSH key parses, so that an existing file still reads. Parsing a
 key is not implementing it, though, and a gateway that quietly ignores
-``security.forwarding.forwardingMode`` lets the operator believe users may
-forward ports while every request is refused. So each such
+``backend: sshproxy`` would let the operator believe users reach the
+upstream server while every connection fails. So each such
 feature has a row in :data:`NOT_YET_SUPPORTED`: the key that switches it on,
 how to tell whether the file does, and whether the gateway may run without it:
 
@@ -16,9 +16,8 @@ how to tell whether the file does, and whether the gateway may run without it:
   ``CONFIG_UNSUPPORTED_FEATURE``.
 
 A file that merely mentions a feature while leaving it off
-(``configserver.url: ""``, forwarding modes ``disable``, as in a
-ContainerSSH ``--dump-config`` output) loads quietly. When a feature is built,
-its row goes.
+(``configserver.url: ""``, as in a ContainerSSH ``--dump-config`` output)
+loads quietly. When a feature is built, its row goes.
 """
 
 from __future__ import annotations
@@ -55,18 +54,7 @@ class Unsupported:
     message: str
 
 
-def _forwarding(key: str, attribute: str, what: str) -> Unsupported:
-    return Unsupported(
-        f"security.forwarding.{key}",
-        lambda config: getattr(config.security.forwarding, attribute) != "disable",
-        REFUSE,
-        f"{what} is not supported yet; every such request would be refused whatever this "
-        'mode says. Set it to "disable" or remove it',
-    )
-
-
 NOT_YET_SUPPORTED: tuple[Unsupported, ...] = (
-    _forwarding("x11ForwardingMode", "x11_forwarding_mode", "X11 forwarding"),
     Unsupported(
         "backend",
         lambda config: config.backend == "sshproxy",

@@ -24,6 +24,7 @@ from typing import Any
 from zope.interface import implementer
 
 from conch_container import messages
+from conch_container.backend.forwardlisten import ListenRequest
 from conch_container.deferreds import as_deferred
 from conch_container.envnames import value_problem
 from conch_container.errors import ContainerSSHError, RequestRejected
@@ -142,28 +143,26 @@ class SecurityConnection:
         self._forwards.add(forward)
         return forward
 
-    def open_listener(
-        self, bind_host: str, bind_port: int, on_connection: Any, *, unix: bool = False
-    ) -> Any:
-        """A port the container listens on for the client, if the policy permits it.
+    def open_listener(self, request: ListenRequest, on_connection: Any) -> Any:
+        """A port, socket or X11 display the container listens on for the client, if
+        the policy permits that kind of listening.
 
-        :raises RequestRejected: (``SECURITY_REVERSE_FORWARDING_REJECTED``)
-            unless ``security.forwarding.reverseForwardingMode`` enables it.
+        :raises RequestRejected: (``SECURITY_*_REJECTED``) unless the mode of
+            ``security.forwarding`` for that kind enables it.
         :raises ContainerSSHError: (``SSH_FORWARD_FAILED``) when the backend
             cannot listen in its containers.
         """
-        if unix:
-            _enforce(self.policy.check_socket_listen(bind_host), self._log)
-        else:
-            _enforce(self.policy.check_reverse_forwarding(bind_host, bind_port), self._log)
+        _enforce(
+            self.policy.check_listen(request.kind, request.bind_host, request.bind_port), self._log
+        )
         open_listener = getattr(self._connection, "open_listener", None)
         if open_listener is None:
             raise ContainerSSHError(
                 messages.SSH_FORWARD_FAILED,
-                "Remote port forwarding is not available.",
+                "Forwarding is not available.",
                 "this backend cannot listen in its containers",
             )
-        return open_listener(bind_host, bind_port, on_connection, unix=unix)
+        return open_listener(request, on_connection)
 
     def close(self) -> Any:
         """Close the wrapped connection (and with it every session)."""
@@ -215,6 +214,11 @@ class SecuritySession:
             _enforce(self._policy.check_variable(name, value), self._log)
         else:
             _enforce(self._policy.check_env(name, value), self._log)
+        return self._session.set_env(name, value)
+
+    def set_gateway_env(self, name: str, value: str) -> Any:
+        """Pass a variable the gateway sets for its own features (``DISPLAY``,
+        ``SSH_AUTH_SOCK``); the ``env`` policy judges the client's variables only."""
         return self._session.set_env(name, value)
 
     def _is_terminal_type(self, name: str, value: str) -> bool:

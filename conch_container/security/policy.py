@@ -29,6 +29,7 @@ from __future__ import annotations
 import attrs
 
 from conch_container import messages
+from conch_container.backend.forwardprotocol import ConnectionType
 from conch_container.config.security import SecurityConfig
 from conch_container.envnames import env_rejection, variable_problem
 from conch_container.errors import RequestRejected
@@ -95,6 +96,8 @@ class SecurityPolicy:
     reverse_forwarding_mode: str = DISABLE
     socket_forwarding_mode: str = DISABLE
     socket_listen_mode: str = DISABLE
+    x11_forwarding_mode: str = DISABLE
+    agent_forwarding_mode: str = DISABLE
     max_forwards: int = 256
 
     @classmethod
@@ -130,6 +133,8 @@ class SecurityPolicy:
             reverse_forwarding_mode=config.forwarding.reverse_forwarding_mode,
             socket_forwarding_mode=config.forwarding.socket_forwarding_mode,
             socket_listen_mode=config.forwarding.socket_listen_mode,
+            x11_forwarding_mode=config.forwarding.x11_forwarding_mode,
+            agent_forwarding_mode=config.forwarding.agent_forwarding_mode,
             max_forwards=config.forwarding.max_connections,
         )
 
@@ -316,6 +321,38 @@ class SecurityPolicy:
             "Listening on a Unix socket is rejected because it is not enabled in the security "
             "settings (security.forwarding.socketListenMode).",
             path=path,
+        )
+
+    def check_listen(self, kind: int, host: str, port: int) -> RequestRejected | None:
+        """May the container listen for the client: a port (``ssh -R``), a Unix
+        socket (``ssh -R /path``), an X11 display (``x11-req``) or an agent
+        socket (``auth-agent-req@openssh.com``)? ``kind`` is the helper's
+        connection type."""
+        if kind == ConnectionType.PORT_FORWARD:
+            return self.check_reverse_forwarding(host, port)
+        if kind == ConnectionType.SOCKET_FORWARD:
+            return self.check_socket_listen(host)
+        if kind == ConnectionType.X11:
+            mode, code, what, key = (
+                self.x11_forwarding_mode,
+                messages.SECURITY_X11_REJECTED,
+                "X11 forwarding",
+                "x11ForwardingMode",
+            )
+        else:
+            mode, code, what, key = (
+                self.agent_forwarding_mode,
+                messages.SECURITY_AGENT_FORWARDING_REJECTED,
+                "Agent forwarding",
+                "agentForwardingMode",
+            )
+        if mode == ENABLE:
+            return None
+        return RequestRejected(
+            code,
+            f"{what} is disabled.",
+            f"{what} is rejected because it is not enabled in the security settings "
+            f"(security.forwarding.{key}).",
         )
 
     def check_new_forward(self, open_forwards: int) -> RequestRejected | None:

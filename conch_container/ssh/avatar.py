@@ -177,6 +177,11 @@ class ContainerAvatar(ConchUser):
             reason=explanation,
         )
 
+    def session_for(self, backend_session: Any) -> ContainerSession:
+        """A session around a backend session the gateway opened itself (a forwarded
+        connection the container accepted); not counted among the programs."""
+        return ContainerSession(self, backend_session)
+
     # Session bookkeeping, used by ContainerSession.
 
     def session_opened(self, session: ContainerSession) -> None:

@@ -38,6 +38,7 @@ from conch_container.audit.recorder import (
 from conch_container.interfaces import ExitStatus, PtyRequest
 from conch_container.log.logger import CodeLogger
 from conch_container.ssh.backpressure import TransportGate, transport_gate
+from conch_container.ssh.forwarding import parse_x11_request
 from conch_container.ssh.requests import (
     START_FAILED_EXIT_STATUS,
     PayloadError,
@@ -241,6 +242,14 @@ class SessionChannel(SSHChannel):
         self.audit.setenv(self._request_id, name, value)
         self.session.set_env(name, value)
         return True
+
+    def request_x11_req(self, data: bytes) -> Any:
+        """X11 forwarding: a display in the container, answered once it listens."""
+        return self.session.forward_x11(parse_x11_request(data))
+
+    def request_auth_agent_req(self, data: bytes) -> Any:
+        """Agent forwarding: a socket in the container, answered once it listens."""
+        return self.session.forward_agent()
 
     def request_shell(self, data: bytes) -> Any:
         """Start the user's shell; answered once it runs."""
@@ -485,6 +494,8 @@ EOF_HOLD_SECONDS = 0.5
 #: (agent forwarding, X11, ...) is refused as unsupported; the handlers are
 #: looked up in this table only, never by building a name from client input.
 _HANDLERS: dict[bytes, str] = {
+    b"x11-req": "request_x11_req",
+    b"auth-agent-req@openssh.com": "request_auth_agent_req",
     b"pty-req": "request_pty_req",
     b"env": "request_env",
     b"shell": "request_shell",

@@ -171,3 +171,17 @@ class ForwardedStreamlocalChannel(ForwardedTcpipChannel):
     """``ssh -R /path:...``: a connection the container accepted on a Unix socket."""
 
     name = b"forwarded-streamlocal@openssh.com"
+
+
+class ForwardedX11Channel(ForwardedTcpipChannel):
+    """``ssh -X``: a connection to the X11 display of a session, towards the client's
+    X server (``target.host`` names the display)."""
+
+    name = b"x11"
+
+
+class AgentChannel(ForwardedTcpipChannel):
+    """``ssh -A``: a connection to a session's agent socket, towards the client's agent
+    (``target.host`` is the socket's path)."""
+
+    name = b"auth-agent@openssh.com"

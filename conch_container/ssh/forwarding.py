@@ -16,7 +16,7 @@ import shlex
 
 import attrs
 
-from conch_container.ssh.requests import PayloadReader
+from conch_container.ssh.requests import PayloadReader, RequestRefused
 
 #: Host names and addresses a forward may name: DNS names, IPv4, IPv6 (with
 #: an optional zone). Anything else is refused before it reaches a shell.
@@ -113,3 +113,35 @@ def dial_command(host: str, port: int) -> str:
         f"elif command -v socat >/dev/null 2>&1; then exec {socat}; "
         "else echo 'port forwarding needs nc or socat in the image' >&2; exit 127; fi"
     )
+
+
+#: The cookie protocols an X server knows; anything else is refused.
+_AUTH_PROTOCOLS = frozenset({"MIT-MAGIC-COOKIE-1", "XDM-AUTHORIZATION-1"})
+
+
+@attrs.frozen
+class X11Request:
+    single_connection: bool
+    auth_protocol: str
+    auth_cookie: str = attrs.field(repr=False)
+    screen: int
+
+
+def parse_x11_request(data: bytes) -> X11Request:
+    """An ``x11-req`` payload.
+
+    :raises PayloadError: for a truncated payload.
+    :raises RequestRefused: for a protocol or cookie no X server would take.
+    """
+    reader = PayloadReader(data)
+    single = reader.boolean()
+    protocol = reader.text()
+    cookie = reader.text()
+    screen = reader.uint32()
+    if protocol not in _AUTH_PROTOCOLS:
+        raise RequestRefused(f"unknown X11 authentication protocol {protocol[:40]!r}")
+    if not cookie or len(cookie) > 256 or any(c not in "0123456789abcdefABCDEF" for c in cookie):
+        raise RequestRefused("the X11 cookie is not hexadecimal")
+    if screen > 1000:
+        raise RequestRefused(f"not a screen number: {screen}")
+    return X11Request(single, protocol, cookie, screen)

@@ -21,15 +21,26 @@ from twisted.conch.ssh.common import NS
 from twisted.internet.defer import Deferred, succeed
 
 from conch_container import messages
+from conch_container.backend.forwardlisten import ListenRequest
+from conch_container.backend.forwardprotocol import ConnectionType
 from conch_container.errors import ContainerSSHError, RequestRejected
 from conch_container.ssh.forwardchannel import ForwardedStreamlocalChannel, ForwardedTcpipChannel
 from conch_container.ssh.forwarding import ForwardTarget, valid_bind_host, valid_socket_path
 from conch_container.ssh.requests import PayloadError, PayloadReader
-from conch_container.ssh.session import ContainerSession
 
+NO_LISTENING = "this backend cannot listen in its containers"
 #: Listening ports one connection may hold at once (OpenSSH's sshd has no
 #: limit of its own; each costs a helper process in the container).
 MAX_LISTENERS = 64
+
+
+def open_accepted_channel(
+    avatar: Any, channel_class: Any, target: ForwardTarget, accepted: Any, payload: bytes
+) -> None:
+    """Open a channel to the client for a connection a listener in the container
+    accepted; the connection (a ``ListenedConnection``) is its backend session."""
+    channel = channel_class(avatar.session_for(accepted), target, accepted, avatar=avatar)
+    avatar.conn.open_forwarded_channel(channel, payload)
 
 
 class RemoteForwards:
@@ -60,9 +71,14 @@ class RemoteForwards:
             return self._refused(host, port, "not an address and port to listen on")
         if len(self._listeners) + self._starting >= MAX_LISTENERS:
             return self._refused(host, port, f"{MAX_LISTENERS} ports are open already")
+        open_listener = getattr(self._avatar.backend_connection, "open_listener", None)
+        if open_listener is None:
+            return self._refused(host, port, NO_LISTENING)
         try:
-            listener = self._avatar.backend_connection.open_listener(
-                host, port, lambda accepted: self._accepted(host, accepted, unix), unix=unix
+            kind = ConnectionType.SOCKET_FORWARD if unix else ConnectionType.PORT_FORWARD
+            listener = open_listener(
+                ListenRequest(kind, host, port),
+                lambda accepted: self._accepted(host, accepted, unix),
             )
         except RequestRejected:
             return succeed(0)  # the policy logged why
@@ -132,20 +148,23 @@ class RemoteForwards:
         listener_port = accepted.listener_port
         origin = accepted.accepted
         target = ForwardTarget(host, listener_port, origin.originator_host, origin.originator_port)
-        session = ContainerSession(avatar, accepted)
         if unix:
             # OpenSSH's PROTOCOL, 2.4: the socket path and a reserved string.
-            channel: Any = ForwardedStreamlocalChannel(session, target, accepted, avatar=avatar)
-            payload = NS(host.encode("utf-8")) + NS(b"")
-        else:
-            channel = ForwardedTcpipChannel(session, target, accepted, avatar=avatar)
-            payload = (
-                NS(host.encode("utf-8"))
-                + struct.pack(">L", listener_port)
-                + NS(origin.originator_host.encode("utf-8"))
-                + struct.pack(">L", origin.originator_port)
+            open_accepted_channel(
+                avatar,
+                ForwardedStreamlocalChannel,
+                target,
+                accepted,
+                NS(host.encode("utf-8")) + NS(b""),
             )
-        avatar.conn.open_forwarded_channel(channel, payload)
+            return
+        payload = (
+            NS(host.encode("utf-8"))
+            + struct.pack(">L", listener_port)
+            + NS(origin.originator_host.encode("utf-8"))
+            + struct.pack(">L", origin.originator_port)
+        )
+        open_accepted_channel(avatar, ForwardedTcpipChannel, target, accepted, payload)
 
     def _refused(self, host: str, port: int, reason: str) -> Deferred[Any]:
         return succeed(self._refused_now(host, port, reason))

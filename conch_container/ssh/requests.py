@@ -82,6 +82,12 @@ class PayloadReader:
         self._offset = end
         return int(value)
 
+    def boolean(self) -> bool:
+        if self._offset >= len(self._data):
+            raise PayloadError("payload too short")
+        self._offset += 1
+        return self._data[self._offset - 1] != 0
+
     def string(self) -> bytes:
         length = self.uint32()
         end = self._offset + length

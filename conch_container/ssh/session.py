@@ -23,7 +23,9 @@ from conch_container.interfaces import ExitStatus, ProgramRequest, PtyRequest
 from conch_container.log.logger import CodeLogger
 from conch_container.metrics.recorders import NULL_METRICS, Metrics
 from conch_container.ssh.channellimits import OneAtATime
+from conch_container.ssh.forwarding import X11Request
 from conch_container.ssh.requests import ProgramStartFailed, RequestRefused
+from conch_container.ssh.sessionforwards import SessionForwards
 from conch_container.ssh.sessionio import ChannelIO, StdinBuffer
 
 if TYPE_CHECKING:
@@ -64,6 +66,7 @@ class ContainerSession:
         self._stdin: StdinBuffer | None = None
         self._io: ChannelIO | None = None
         self._early_eof = False
+        self._forwards: SessionForwards | None = None
         # One backend call of each kind per channel (see channellimits).
         self._resizes: OneAtATime[tuple[int, int, int, int]] = OneAtATime(
             self._resize_running, replace_waiting=True
@@ -113,6 +116,32 @@ class ContainerSession:
                 reason=e.explanation,
                 level=Level.DEBUG,
             )
+
+    def forward_x11(self, request: X11Request) -> Deferred[bool]:
+        """``x11-req``: a display in the container for the program (``DISPLAY``)."""
+        self._before_start("x11-req")
+        return Deferred.fromCoroutine(self._session_forwards().x11(request, self._set_own_env))
+
+    def forward_agent(self) -> Deferred[bool]:
+        """``auth-agent-req@openssh.com``: the client's agent in the container
+        (``SSH_AUTH_SOCK``)."""
+        self._before_start("auth-agent-req@openssh.com")
+        return Deferred.fromCoroutine(self._session_forwards().agent(self._set_own_env))
+
+    def _session_forwards(self) -> SessionForwards:
+        if self._forwards is None:
+            self._forwards = SessionForwards(self._avatar, self.log)
+        return self._forwards
+
+    def _set_own_env(self, name: str, value: str) -> None:
+        """A variable the gateway sets for its own features, which the ``env``
+        policy (about the client's variables) does not judge."""
+        backend = self._before_start("env")
+        set_env = getattr(backend, "set_gateway_env", backend.set_env)
+        try:
+            set_env(name, value)
+        except ContainerSSHError as e:
+            raise RequestRefused(e.explanation) from None
 
     def set_env(self, name: str, value: str) -> None:
         """Pass an environment variable to the program."""
@@ -290,6 +319,8 @@ class ContainerSession:
             return
         self._closed = True
         self._state = _State.ENDED
+        if self._forwards is not None:
+            self._forwards.close()
         self._uncount()
         self._resizes.discard()
         self._signals.discard()

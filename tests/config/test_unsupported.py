@@ -27,16 +27,8 @@ from .material import ed25519_pem, fixture, write
 
 WEBHOOK_AUTH = {"password": {"method": "webhook", "webhook": {"url": "http://127.0.0.1:8080"}}}
 
-#: The forwarding modes not supported yet (the port and socket ones are).
-FORWARDING_KEYS = ("x11ForwardingMode",)
-
 #: For every row of the table, settings that switch it on, and nothing else.
 ENABLING: tuple[tuple[str, str, dict[str, Any]], ...] = (
-    *(
-        (f"security.forwarding.{key}", REFUSE, {"security": {"forwarding": {key: mode}}})
-        for key in FORWARDING_KEYS
-        for mode in ("enable", "filter")
-    ),
     ("backend", REFUSE, {"backend": "sshproxy"}),
     ("auth.password.method", REFUSE, {"auth": {"password": {"method": "kerberos"}}}),
     (
@@ -61,7 +53,7 @@ MENTIONED_ONLY: dict[str, Any] = {
     },
     "configserver": {"url": "", "transmitSensitiveMetadata": True},
     "audit": {"enable": False, "format": "binary", "storage": "s3"},
-    "security": {"forwarding": dict.fromkeys(("forwardingMode", *FORWARDING_KEYS), "disable")},
+    "security": {"forwarding": {"forwardingMode": "disable", "x11ForwardingMode": "disable"}},
     "metrics": {"enable": False},
     "health": {"enable": False},
     "geoip": {"provider": "dummy"},
@@ -221,10 +213,10 @@ class CommandTests(SynchronousTestCase):
 
     def test_check_config_refuses(self) -> None:
         """check-config exits 1 and names the key of a feature the gateway cannot run without."""
-        path = self.write_config(security={"forwarding": {"x11ForwardingMode": "enable"}})
+        path = self.write_config(backend="sshproxy")
         self.assertEqual(cli.main(["check-config", "-c", path]), 1)
         self.assertIn(
-            f"{path}: security.forwarding.x11ForwardingMode: X11 forwarding is not supported yet",
+            f"{path}: backend: the SSH proxy backend (sshproxy) is not supported yet",
             self.stderr.getvalue(),
         )
         self.assertIn("CORE_CONFIG_ERROR", self.stderr.getvalue())

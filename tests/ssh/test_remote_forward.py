@@ -30,14 +30,13 @@ def forward_request(host: bytes = b"localhost", port: int = 0) -> bytes:
     return common.NS(host) + struct.pack(">L", port)
 
 
-class RemoteForwardTests(SynchronousTestCase):
+class ScriptedListeners:
+    """Gives the fake backend's connections listening through scripted helpers
+    (:attr:`helpers`, in the order opened); collects the channels the client gets."""
+
     def setUp(self) -> None:
         self.helpers: list[ScriptedSession] = []
         self.client_channels: list[tuple[ClientChannel, bytes]] = []
-
-    def enabled(self) -> Harness:
-        forwarding = ForwardingSecurityConfig(reverse_forwarding_mode="enable")
-        return self.with_listener(gateway(with_security(forwarding=forwarding)))
 
     def with_listener(self, harness: Harness) -> Harness:
         """The fake backend's connections listen through a scripted helper."""
@@ -52,13 +51,19 @@ class RemoteForwardTests(SynchronousTestCase):
                 self.helpers.append(session)
                 return session
 
-            connection.open_listener = lambda host, port, accepted, **kwargs: helper.listen(
-                open_session, host, port, accepted, **kwargs
+            connection.open_listener = lambda request, accepted: helper.listen(
+                open_session, request, accepted
             )
             return connection
 
         harness.backend.connect = connect
         return harness
+
+
+class RemoteForwardTests(ScriptedListeners, SynchronousTestCase):
+    def enabled(self) -> Harness:
+        forwarding = ForwardingSecurityConfig(reverse_forwarding_mode="enable")
+        return self.with_listener(gateway(with_security(forwarding=forwarding)))
 
     def login(self, harness: Harness) -> Any:
         client = harness.login()

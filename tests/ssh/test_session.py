@@ -171,18 +171,21 @@ class ExecTests(SessionTestCase):
         self.assertIn("SSH_DECODE_FAILED", self.harness.codes())
         self.assertEqual(self.failed_reasons(), ["failed to unmarshal payload"])
 
-    def test_unsupported_requests(self) -> None:
-        """Agent forwarding and X11 requests are refused as unsupported."""
+    def test_forwarding_requests_refused(self) -> None:
+        """Agent forwarding and X11 requests fail on a backend that cannot listen,
+        and an X11 request with a protocol no X server knows fails before that."""
         channel = self.open()
         agent = self.request(channel, b"auth-agent-req@openssh.com")
-        x11 = self.request(channel, b"x11-req", b"\x00" + common.NS(b"MIT") + common.NS(b"00"))
+        x11 = self.request(
+            channel, b"x11-req", b"\x00" + common.NS(b"MIT") + common.NS(b"00") + b"\x00" * 4
+        )
         self.harness.flush()
         self.assertEqual((request_result(agent), request_result(x11)), ("failed", "failed"))
         self.assertEqual(
             self.failed_reasons(),
             [
-                "unsupported request type: auth-agent-req@openssh.com",
-                "unsupported request type: x11-req",
+                "this backend cannot listen in its containers",
+                "unknown X11 authentication protocol 'MIT'",
             ],
         )
 

@@ -41,7 +41,7 @@ from conch_container.backend.docker.sessionmode.session import (
     SessionTemplate,
 )
 from conch_container.backend.forwarddial import ForwardDialSession, ForwardHelper
-from conch_container.backend.forwardlisten import ForwardListener
+from conch_container.backend.forwardlisten import ForwardListener, ListenRequest
 from conch_container.codes import Level, MessageCode
 from conch_container.deferreds import DeadlineExceeded, Once, with_deadline
 from conch_container.errors import GENERIC_USER_MESSAGE, ContainerSSHError
@@ -357,15 +357,12 @@ class DockerConnection:
         self._refuse_forwarding_in_session_mode()
         return self._forwarding().dial(lambda: self.open_session(channel_id), host, port, unix=unix)
 
-    def open_listener(
-        self, bind_host: str, bind_port: int, on_connection: Any, *, unix: bool = False
-    ) -> ForwardListener:
-        """A port the container listens on for the client (``ssh -R``), served by the helper."""
+    def open_listener(self, request: ListenRequest, on_connection: Any) -> ForwardListener:
+        """A port, socket or X11 display the container listens on for the client,
+        served by the forwarding helper."""
         self._refuse_forwarding_in_session_mode()
-        label = f"tcpip-forward {bind_host}:{bind_port}"
-        return self._forwarding().listen(
-            lambda: self.open_session(label), bind_host, bind_port, on_connection, unix=unix
-        )
+        label = f"listen {request.kind.name.lower()} {request.bind_host}:{request.bind_port}"
+        return self._forwarding().listen(lambda: self.open_session(label), request, on_connection)
 
     def _refuse_forwarding_in_session_mode(self) -> None:
         if self._template is not None:

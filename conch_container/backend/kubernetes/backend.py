@@ -31,7 +31,7 @@ from zope.interface import implementer
 
 from conch_container import messages
 from conch_container.backend.forwarddial import ForwardDialSession, ForwardHelper
-from conch_container.backend.forwardlisten import ForwardListener
+from conch_container.backend.forwardlisten import ForwardListener, ListenRequest
 from conch_container.backend.kubernetes.agents import pod_agent, runs_agent
 from conch_container.backend.kubernetes.client import ClusterClient, KubernetesClient
 from conch_container.backend.kubernetes.errors import KubernetesError
@@ -134,14 +134,11 @@ class KubernetesConnection(SessionOwner[KubernetesExecSession]):
         """A session for a forwarded connection's dialler: execs in the connection's pod."""
         return self._forwarding().dial(lambda: self.open_session(channel_id), host, port, unix=unix)
 
-    def open_listener(
-        self, bind_host: str, bind_port: int, on_connection: Any, *, unix: bool = False
-    ) -> ForwardListener:
-        """A port the pod listens on for the client (``ssh -R``), served by the helper."""
-        label = f"tcpip-forward {bind_host}:{bind_port}"
-        return self._forwarding().listen(
-            lambda: self.open_session(label), bind_host, bind_port, on_connection, unix=unix
-        )
+    def open_listener(self, request: ListenRequest, on_connection: Any) -> ForwardListener:
+        """A port, socket or X11 display the pod listens on for the client,
+        served by the forwarding helper."""
+        label = f"listen {request.kind.name.lower()} {request.bind_host}:{request.bind_port}"
+        return self._forwarding().listen(lambda: self.open_session(label), request, on_connection)
 
     def _forwarding(self) -> ForwardHelper:
         if self._forward_helper is None:
