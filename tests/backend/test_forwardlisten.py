@@ -11,8 +11,13 @@ from twisted.internet.testing import EventLoggingObserver
 from twisted.trial.unittest import SynchronousTestCase
 
 from conch_container.backend.forwarddial import ForwardHelper, HelperKind
-from conch_container.backend.forwardlisten import LISTEN_TIMEOUT, ListenedConnection
+from conch_container.backend.forwardlisten import (
+    LISTEN_TIMEOUT,
+    ListenedConnection,
+    ListenRequest,
+)
 from conch_container.backend.forwardprotocol import (
+    ConnectionType,
     Packet,
     PacketType,
     decode_map,
@@ -40,7 +45,8 @@ class ListenTests(SynchronousTestCase):
         return session
 
     def listen(self, port: int = 0) -> Any:
-        listener = self.helper.listen(self.open_session, "localhost", port, self.accepted.append)
+        request = ListenRequest(ConnectionType.PORT_FORWARD, "localhost", port)
+        listener = self.helper.listen(self.open_session, request, self.accepted.append)
         return listener, listener.start()
 
     def listening(self) -> tuple[Any, ScriptedSession]:
