@@ -22,6 +22,8 @@ declare -A PACKAGE_FOR=(
   [ssh]=openssh-client
   [sshpass]=sshpass
   [busybox]=busybox-static
+  # The guest image's forwarding helper is a static program built with musl.
+  [musl-gcc]=musl-tools
   [asciinema]=asciinema
   [curl]=curl
   # Debian ships promtool (which checks a metrics scrape) only with the server.
@@ -96,10 +98,19 @@ ensure_engine() {
   die "dockerd did not become ready within 30 s"
 }
 
+# What the guest image is built from: a change rebuilds it.
+guest_image_inputs() {
+  cat "$ROOT/scripts/build-guest-image" "$ROOT"/guest/* | sha256sum | cut -c1-16
+}
+
 ensure_guest_image() {
-  if docker image inspect "$GUEST_IMAGE" >/dev/null 2>&1 && [ -z "${CONCH_CONTAINER_REBUILD_IMAGE:-}" ]; then
+  local inputs built
+  inputs="$(guest_image_inputs)"
+  built="$(docker image inspect -f '{{ index .Config.Labels "org.conch-container.inputs" }}' \
+    "$GUEST_IMAGE" 2>/dev/null || true)"
+  if [ "$built" = "$inputs" ] && [ -z "${CONCH_CONTAINER_REBUILD_IMAGE:-}" ]; then
     return 0
   fi
   say "building guest image $GUEST_IMAGE offline"
-  "$ROOT/scripts/build-guest-image" "$GUEST_IMAGE"
+  GUEST_IMAGE_INPUTS="$inputs" "$ROOT/scripts/build-guest-image" "$GUEST_IMAGE"
 }

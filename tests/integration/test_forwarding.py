@@ -21,6 +21,8 @@ from twisted.internet.defer import gatherResults
 from twisted.internet.task import deferLater
 from twisted.internet.threads import deferToThread
 from twisted.internet.utils import getProcessOutputAndValue
+from twisted.web.server import Site
+from twisted.web.static import File
 
 from tests.integration.gateway import SSH, ControlMasterMixin, GatewayTestCase, reactor
 from tests.integration.processes import free_port
@@ -93,6 +95,9 @@ class LocalForwardTests(_Forwarding):
         self.assertEqual(len(body), SIZE)
         self.assertEqual(hashlib.sha256(body).hexdigest(), digest)
         self.assertIn("SSH_FORWARD_DIAL", self.logged_codes())
+        # The guest image carries the forwarding helper, and it was used.
+        [helper] = [r.details for r in self.log_records if r.code == "SSH_FORWARD_HELPER"]
+        self.assertEqual(helper["helper"], "forward-server")
 
     async def test_dynamic_forward(self) -> None:
         """``ssh -D``: curl through the SOCKS proxy, the name resolved in the container."""
@@ -129,6 +134,87 @@ class LocalForwardTests(_Forwarding):
         self.assertEqual((code, out.split()[0].decode()), (0, digest), err)
 
 
+class RemoteForwardTests(_Forwarding):
+    """``ssh -R``: the container listens; a web server on the client's side answers."""
+
+    config_overrides = {"security": {"forwarding": {"reverseForwardingMode": "enable"}}}
+
+    def client_side_server(self) -> tuple[int, str]:
+        """A web server on the client's side serving 5 MB; its port and the file's digest."""
+        root = self.mktemp()
+        os.makedirs(root)
+        blob = os.urandom(5 * 1024 * 1024)
+        with open(os.path.join(root, "blob"), "wb") as f:
+            f.write(blob)
+        listening = reactor.listenTCP(0, Site(File(root)), interface="127.0.0.1")
+        self.addCleanup(listening.stopListening)
+        return listening.getHost().port, hashlib.sha256(blob).hexdigest()
+
+    async def remote_forward(self, spec: str) -> tuple[int, bytes, bytes]:
+        assert SSH is not None
+        argv = self.ssh_args("-S", self.control, "-O", "forward", "-R", spec)
+        out, err, code = await getProcessOutputAndValue(SSH, argv, env=dict(os.environ))
+        return code, out, err
+
+    async def fetch_in_container(self, port: int) -> tuple[bytes, bytes, int]:
+        return await self.ssh(
+            f"wget -q -O - http://127.0.0.1:{port}/blob | sha256sum", "-S", self.control
+        )
+
+    async def test_port_zero(self) -> None:
+        """``-R 0:...``: the container chooses the port, the client learns it, and a
+        program in the container reaches the client's server through it, intact."""
+        server_port, digest = self.client_side_server()
+        await self.start_master()
+        code, out, err = await self.remote_forward(f"0:127.0.0.1:{server_port}")
+        self.assertEqual(code, 0, err)
+        port = int(out.split()[0])
+        self.assertGreater(port, 0)
+        for _ in range(3):
+            out, err, code = await self.fetch_in_container(port)
+            self.assertEqual((code, out.split()[0].decode()), (0, digest), err)
+        codes = self.logged_codes()
+        self.assertIn("SSH_FORWARD_LISTEN", codes)
+        self.assertEqual(codes.count("SSH_FORWARD_ACCEPT"), 3)
+
+    async def test_fixed_port_then_cancel(self) -> None:
+        """A port of the client's choosing; after ``-O cancel`` nothing listens there."""
+        server_port, digest = self.client_side_server()
+        await self.start_master()
+        port = free_port()
+        spec = f"{port}:127.0.0.1:{server_port}"
+        code, _out, err = await self.remote_forward(spec)
+        self.assertEqual(code, 0, err)
+        out, err, code = await self.fetch_in_container(port)
+        self.assertEqual((code, out.split()[0].decode()), (0, digest), err)
+        assert SSH is not None
+        argv = self.ssh_args("-S", self.control, "-O", "cancel", "-R", spec)
+        _out, err, code = await getProcessOutputAndValue(SSH, argv, env=dict(os.environ))
+        self.assertEqual(code, 0, err)
+        for _ in range(50):  # the helper stops listening as the cancel's answer goes out
+            out, err, code = await self.ssh(
+                f"wget -q -T 5 -O /dev/null http://127.0.0.1:{port}/blob", "-S", self.control
+            )
+            if code != 0:
+                break
+            await deferLater(reactor, 0.1, lambda: None)
+        self.assertNotEqual(code, 0)
+
+    async def test_port_taken(self) -> None:
+        """A port something in the container listens on already: the request fails,
+        with the helper's reason logged."""
+        await self.start_master()
+        _out, err, code = await self.ssh(
+            "busybox httpd -p 127.0.0.1:8090 -h /tmp", "-S", self.control
+        )
+        self.assertEqual(code, 0, err)
+        code, _out, err = await self.remote_forward("127.0.0.1:8090:127.0.0.1:9")
+        self.assertNotEqual(code, 0)
+        failed = [r.details for r in self.log_records if r.code == "SSH_FORWARD_FAILED"]
+        self.assertTrue(failed)
+        self.assertIn("in use", " ".join(str(r.get("reason")) for r in failed).lower())
+
+
 class SessionModeTests(_Forwarding, SessionModeGatewayTestCase):
     """Session mode has no container that lives as long as the connection: refused."""
 
@@ -152,3 +238,11 @@ class RefusedByDefaultTests(_Forwarding):
             await deferToThread(fetch, f"http://127.0.0.1:{port}/blob")
         self.assertIn("SECURITY_FORWARDING_REJECTED", self.logged_codes())
         self.assertNotIn("SSH_FORWARD_DIAL", self.logged_codes())
+
+    async def test_remote_forward_refused(self) -> None:
+        await self.start_master()
+        assert SSH is not None
+        argv = self.ssh_args("-S", self.control, "-O", "forward", "-R", "0:127.0.0.1:9")
+        _out, _err, code = await getProcessOutputAndValue(SSH, argv, env=dict(os.environ))
+        self.assertNotEqual(code, 0)
+        self.assertIn("SECURITY_REVERSE_FORWARDING_REJECTED", self.logged_codes())

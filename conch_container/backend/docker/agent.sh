@@ -14,6 +14,9 @@
 #       wait for one of the signals, print TEXT (no newline), exit 0
 #   write-file PATH
 #       copy stdin to PATH, created with mode 0600; exit 0, or 1 on error
+#   forward-server
+#       run the forwarding helper (/usr/libexec/conch-container/forward-server)
+#       when the image has it; exit 1 if not
 #
 # NAME is one of ABRT ALRM FPE HUP ILL INT KILL PIPE QUIT SEGV TERM USR1 USR2.
 # Bad arguments exit 1. Only shell built-ins are used, except sleep in
@@ -240,5 +243,11 @@ case $agent_mode in
     signal) agent_signal "$@" ;;
     wait-signal) agent_wait_signal "$@" ;;
     write-file) agent_write_file "$@" ;;
+    forward-server)
+        # The packet protocol needs a program of its own; the image may carry it.
+        agent_helper=/usr/libexec/conch-container/forward-server
+        [ -x "$agent_helper" ] || agent_fail 1 "forward-server: this image has no forwarding helper ($agent_helper)"
+        exec "$agent_helper" forward-server
+        ;;
     *) agent_fail 1 "invalid mode: $agent_mode" ;;
 esac
