@@ -818,6 +818,9 @@ int main(int argc, char **argv)
 		return 1;
 	}
 	signal(SIGPIPE, SIG_IGN);
+	/* A larger pipe towards the engine lets it take more per read (best effort:
+	 * stdout may be no pipe, or the limit lower). */
+	fcntl(STDOUT_FILENO, F_SETPIPE_SZ, READ_SIZE * 4);
 	struct buffer in = {0};
 	int started = 0, stdin_open = 1;
 	struct pollfd polls[1 + MAX_LISTENERS + MAX_CONNECTIONS];

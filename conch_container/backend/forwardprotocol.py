@@ -166,7 +166,15 @@ def new_connection_payload(
 
 
 class _Incomplete(Exception):
-    """The buffer ends inside the item."""
+    """The buffer ends inside the item.
+
+    :ivar needed: the length the buffer must reach before trying again (the
+        end of the string being read), or 0 if not known.
+    """
+
+    def __init__(self, needed: int = 0) -> None:
+        super().__init__(needed)
+        self.needed = needed
 
 
 class _Reader:
@@ -208,7 +216,7 @@ class _Reader:
                 raise ProtocolError(f"a string of {value} bytes")
             end = self.pos + value
             if end > len(self.data):
-                raise _Incomplete
+                raise _Incomplete(end)
             raw = bytes(self.data[self.pos : end])
             self.pos = end
             if major == 2:
@@ -274,7 +282,11 @@ class PacketDecoder:
     """
 
     def __init__(self, deliver: Callable[[Packet], Any]) -> None:
-        self._buffer = bytearray()
+        # The start of an incomplete packet, in the pieces it came in: joined
+        # once, when enough has arrived, rather than copied at every piece.
+        self._pending: list[bytes] = []
+        self._pending_size = 0
+        self._needed = 0
         self._deliver = deliver
 
     def feed(self, data: bytes) -> None:
@@ -282,28 +294,44 @@ class PacketDecoder:
 
         :raises ProtocolError: for output that is no packet stream.
         """
-        if self._buffer:
-            self._buffer += data
-            source: bytes | bytearray = self._buffer
+        if self._pending:
+            self._pending.append(data)
+            self._pending_size += len(data)
+            if self._pending_size < self._needed:
+                return
+            source = b"".join(self._pending)
+            self._pending = []
         else:
-            source = data
+            source = bytes(data)
         consumed = 0
+        needed = 0
         for packet, end in _packets(source):
+            if packet is None:
+                needed = end
+                break
             consumed = end
             self._deliver(packet)
-        rest = source[consumed:]
+        rest = source[consumed:] if consumed else source
+        if not rest:
+            self._pending_size = 0
+            return
         if len(rest) > MAX_PAYLOAD + 64:
             raise ProtocolError("a packet larger than the protocol allows")
-        self._buffer = bytearray(rest)
+        self._pending = [rest]
+        self._pending_size = len(rest)
+        self._needed = max(needed - consumed, len(rest) + 1)
 
 
-def _packets(data: bytes | bytearray) -> Iterator[tuple[Packet, int]]:
+def _packets(data: bytes) -> Iterator[tuple[Packet | None, int]]:
+    """Each complete packet and where it ends; last, for an incomplete one,
+    None and the length ``data`` must reach for it (0: unknown)."""
     pos = 0
     while pos < len(data):
         reader = _Reader(data, pos)
         try:
             value = reader.item()
-        except _Incomplete:
+        except _Incomplete as e:
+            yield None, e.needed
             return
         if not isinstance(value, dict):
             raise ProtocolError("a packet that is not a map")

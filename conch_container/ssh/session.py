@@ -120,13 +120,15 @@ class ContainerSession:
     def forward_x11(self, request: X11Request) -> Deferred[bool]:
         """``x11-req``: a display in the container for the program (``DISPLAY``)."""
         self._before_start("x11-req")
-        return Deferred.fromCoroutine(self._session_forwards().x11(request, self._set_own_env))
+        forwards = self._session_forwards()
+        return forwards.tracked(Deferred.fromCoroutine(forwards.x11(request, self._set_own_env)))
 
     def forward_agent(self) -> Deferred[bool]:
         """``auth-agent-req@openssh.com``: the client's agent in the container
         (``SSH_AUTH_SOCK``)."""
         self._before_start("auth-agent-req@openssh.com")
-        return Deferred.fromCoroutine(self._session_forwards().agent(self._set_own_env))
+        forwards = self._session_forwards()
+        return forwards.tracked(Deferred.fromCoroutine(forwards.agent(self._set_own_env)))
 
     def _session_forwards(self) -> SessionForwards:
         if self._forwards is None:
@@ -136,7 +138,8 @@ class ContainerSession:
     def _set_own_env(self, name: str, value: str) -> None:
         """A variable the gateway sets for its own features, which the ``env``
         policy (about the client's variables) does not judge."""
-        backend = self._before_start("env")
+        # The program may be starting already (waiting for this very setup).
+        backend = self._require_backend()
         set_env = getattr(backend, "set_gateway_env", backend.set_env)
         try:
             set_env(name, value)
@@ -172,7 +175,16 @@ class ContainerSession:
         io = self._io = ChannelIO(self._channel, self._program_exited, self._channel.audit)
         self._channel.attach_io(io)
         reply: Deferred[bool] = Deferred()
-        started = maybeDeferred(backend.start, ProgramRequest(kind, command), io)
+        program = ProgramRequest(kind, command)
+        if self._forwards is not None and self._forwards.busy:
+            # An x11-req or auth-agent-req comes without waiting for its reply
+            # (OpenSSH sends the exec right after it): the program starts once
+            # the display or socket it is to find in its environment is there.
+            started = self._forwards.settled().addCallback(
+                lambda _: maybeDeferred(backend.start, program, io)
+            )
+        else:
+            started = maybeDeferred(backend.start, program, io)
         started.addCallbacks(
             self._started, self._start_failed, callbackArgs=(reply,), errbackArgs=(reply,)
         )

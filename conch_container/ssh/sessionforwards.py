@@ -19,10 +19,12 @@ import struct
 from typing import Any
 
 from twisted.conch.ssh.common import NS
+from twisted.internet.defer import Deferred, DeferredList
 
 from conch_container import messages
 from conch_container.backend.forwardlisten import ListenRequest
 from conch_container.backend.forwardprotocol import ConnectionType
+from conch_container.deferreds import shield
 from conch_container.errors import ContainerSSHError, RequestRejected
 from conch_container.ssh.forwardchannel import AgentChannel, ForwardedX11Channel
 from conch_container.ssh.forwarding import ForwardTarget, X11Request
@@ -47,6 +49,26 @@ class SessionForwards:
         self._x11 = False
         self._agent = False
         self._closed = False
+        self._setting_up: set[Deferred[Any]] = set()
+
+    @property
+    def busy(self) -> bool:
+        """Whether a display or socket is still being set up."""
+        return bool(self._setting_up)
+
+    def settled(self) -> Deferred[Any]:
+        """Fires (never fails) once every setup under way has finished, either way."""
+        return DeferredList([shield(d) for d in self._setting_up], consumeErrors=True)
+
+    def tracked(self, setup: Deferred[bool]) -> Deferred[bool]:
+        """Count ``setup`` as under way until it finishes."""
+        self._setting_up.add(setup)
+
+        def done(result: Any) -> Any:
+            self._setting_up.discard(setup)
+            return result
+
+        return setup.addBoth(done)
 
     async def x11(self, request: X11Request, set_env: Any) -> bool:
         """Listen on a display; set ``DISPLAY`` through ``set_env``."""

@@ -11,10 +11,14 @@ policy both are refused. Every test ends with no container left behind
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import shutil
+import signal
 import socket
 import subprocess
+import sys
+import tempfile
 from typing import Any
 
 from twisted.internet.defer import gatherResults
@@ -24,6 +28,7 @@ from twisted.internet.utils import getProcessOutputAndValue
 from twisted.web.server import Site
 from twisted.web.static import File
 
+from conch_container.backend.docker.containerconfig import LABEL_INSTANCE
 from tests.integration.gateway import SSH, ControlMasterMixin, GatewayTestCase, reactor
 from tests.integration.processes import free_port
 from tests.integration.test_session_mode import SessionModeGatewayTestCase
@@ -134,10 +139,8 @@ class LocalForwardTests(_Forwarding):
         self.assertEqual((code, out.split()[0].decode()), (0, digest), err)
 
 
-class RemoteForwardTests(_Forwarding):
-    """``ssh -R``: the container listens; a web server on the client's side answers."""
-
-    config_overrides = {"security": {"forwarding": {"reverseForwardingMode": "enable"}}}
+class _Remote(_Forwarding):
+    """Forwards the client's side serves: a web server there, and ways to reach it."""
 
     def client_side_server(self) -> tuple[int, str]:
         """A web server on the client's side serving 5 MB; its port and the file's digest."""
@@ -160,6 +163,12 @@ class RemoteForwardTests(_Forwarding):
         return await self.ssh(
             f"wget -q -O - http://127.0.0.1:{port}/blob | sha256sum", "-S", self.control
         )
+
+
+class RemoteForwardTests(_Remote):
+    """``ssh -R``: the container listens; a web server on the client's side answers."""
+
+    config_overrides = {"security": {"forwarding": {"reverseForwardingMode": "enable"}}}
 
     async def test_port_zero(self) -> None:
         """``-R 0:...``: the container chooses the port, the client learns it, and a
@@ -214,6 +223,122 @@ class RemoteForwardTests(_Forwarding):
         self.assertTrue(failed)
         self.assertIn("in use", " ".join(str(r.get("reason")) for r in failed).lower())
 
+    async def test_client_killed(self) -> None:
+        """The client vanishes with a listener open: the container, and with it the
+        helper and its listener, is removed without waiting for the gateway's stop."""
+        server_port, _digest = self.client_side_server()
+        await self.start_master()
+        code, _out, err = await self.remote_forward(f"0:127.0.0.1:{server_port}")
+        self.assertEqual(code, 0, err)
+        assert SSH is not None
+        _out, err, _code = await getProcessOutputAndValue(
+            SSH, self.ssh_args("-S", self.control, "-O", "check"), env=dict(os.environ)
+        )
+        pid = int(err.split(b"pid=")[1].split(b")")[0])
+        os.kill(pid, signal.SIGKILL)
+        for _ in range(300):
+            left = await deferToThread(
+                self.docker.containers,
+                all=True,
+                filters={"label": f"{LABEL_INSTANCE}={self.instance_id}"},
+            )
+            if not left:
+                break
+            await deferLater(reactor, 0.1, lambda: None)
+        self.assertEqual(left, [])
+
+
+class SocketForwardTests(_Remote):
+    """Unix sockets both ways: the container listens on a socket for the client's
+    web server (``-R /path:...``), and ``-L port:/path`` reaches that socket."""
+
+    config_overrides = {
+        "security": {"forwarding": {"socketForwardingMode": "enable", "socketListenMode": "enable"}}
+    }
+
+    async def test_socket_both_ways(self) -> None:
+        server_port, digest = self.client_side_server()
+        await self.start_master()
+        code, _out, err = await self.remote_forward(f"/tmp/app.sock:127.0.0.1:{server_port}")
+        self.assertEqual(code, 0, err)
+        out, err, code = await self.ssh("test -S /tmp/app.sock && echo socket", "-S", self.control)
+        self.assertEqual(out.strip(), b"socket", err)
+        port = free_port()
+        await self.add_forward("-L", f"127.0.0.1:{port}:/tmp/app.sock")
+        await self.wait_listening(port)
+        body = await deferToThread(fetch, f"http://127.0.0.1:{port}/blob")
+        self.assertEqual(hashlib.sha256(body).hexdigest(), digest)
+        codes = self.logged_codes()
+        self.assertIn("SSH_FORWARD_LISTEN", codes)
+        self.assertIn("SSH_FORWARD_ACCEPT", codes)
+
+
+class X11Tests(GatewayTestCase):
+    """``x11-req`` with paramiko: a connection to ``$DISPLAY`` in the container
+    arrives at the client as an ``x11`` channel."""
+
+    config_overrides = {"security": {"forwarding": {"x11ForwardingMode": "enable"}}}
+    timeout = 120
+
+    async def test_connection_to_display_reaches_client(self) -> None:
+        script = os.path.join(os.path.dirname(__file__), "paramiko_x11.py")
+        out, err, code = await getProcessOutputAndValue(
+            sys.executable, [script, str(self.port), self.key_file.path], env=dict(os.environ)
+        )
+        self.assertEqual(code, 0, err)
+        result = json.loads(out)
+        self.assertRegex(result["display"], r"^localhost:\d+\.0$")
+        self.assertGreaterEqual(int(result["display"].split(":")[1].split(".")[0]), 10)
+        self.assertEqual(result["carried"], "hello-x11\n")
+        self.assertEqual(result["exit_status"], 0)
+
+
+class _WithAgent(GatewayTestCase):
+    """An ssh-agent on the client's side."""
+
+    async def agent(self) -> dict[str, str]:
+        """An ssh-agent holding the test's key; the environment that names it."""
+        directory = tempfile.mkdtemp(prefix="agent-")
+        self.addCleanup(shutil.rmtree, directory, ignore_errors=True)
+        sock = os.path.join(directory, "agent.sock")
+        process = subprocess.Popen(
+            ["ssh-agent", "-D", "-a", sock],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        self.addCleanup(process.wait, 10)
+        self.addCleanup(process.kill)
+        env = {**os.environ, "SSH_AUTH_SOCK": sock}
+        for _ in range(100):
+            if os.path.exists(sock):
+                break
+            await deferLater(reactor, 0.05, lambda: None)
+        _out, err, code = await getProcessOutputAndValue("ssh-add", [self.key_file.path], env=env)
+        self.assertEqual(code, 0, err)
+        return env
+
+
+class AgentForwardTests(_WithAgent):
+    """``ssh -A``: a program in the container lists the keys of an ssh-agent on the
+    client's side."""
+
+    config_overrides = {"security": {"forwarding": {"agentForwardingMode": "enable"}}}
+    timeout = 120
+
+    async def test_agent_answers_from_the_container(self) -> None:
+        env = await self.agent()
+        listed, _err, code = await getProcessOutputAndValue("ssh-add", ["-l"], env=env)
+        self.assertEqual(code, 0)
+        assert SSH is not None
+        argv = [*self.ssh_args("-A"), 'echo "$SSH_AUTH_SOCK"; ssh-add -l']
+        out, err, code = await getProcessOutputAndValue(SSH, argv, env=env)
+        self.assertEqual(code, 0, err)
+        sock, keys = out.decode().split("\n", 1)
+        self.assertRegex(sock, r"^/tmp/ssh-agent-[0-9a-f]{16}\.sock$")
+        # The same key, seen from inside the container.
+        self.assertEqual(keys.split()[1], listed.decode().split()[1])
+        self.assertIn("SSH_FORWARD_ACCEPT", self.logged_codes())
+
 
 class SessionModeTests(_Forwarding, SessionModeGatewayTestCase):
     """Session mode has no container that lives as long as the connection: refused."""
@@ -229,7 +354,7 @@ class SessionModeTests(_Forwarding, SessionModeGatewayTestCase):
         self.assertNotIn("SSH_FORWARD_DIAL", self.logged_codes())
 
 
-class RefusedByDefaultTests(_Forwarding):
+class RefusedByDefaultTests(_Forwarding, _WithAgent):
     async def test_local_forward_refused(self) -> None:
         """The default policy: the channel is refused and the refusal logged."""
         await self.serve()
@@ -238,6 +363,15 @@ class RefusedByDefaultTests(_Forwarding):
             await deferToThread(fetch, f"http://127.0.0.1:{port}/blob")
         self.assertIn("SECURITY_FORWARDING_REJECTED", self.logged_codes())
         self.assertNotIn("SSH_FORWARD_DIAL", self.logged_codes())
+
+    async def test_agent_not_forwarded(self) -> None:
+        """``ssh -A`` under the default policy: no socket for the program."""
+        env = await self.agent()
+        assert SSH is not None
+        argv = [*self.ssh_args("-A"), 'echo "[$SSH_AUTH_SOCK]"']
+        out, err, code = await getProcessOutputAndValue(SSH, argv, env=env)
+        self.assertEqual((code, out.strip()), (0, b"[]"), err)
+        self.assertIn("SECURITY_AGENT_FORWARDING_REJECTED", self.logged_codes())
 
     async def test_remote_forward_refused(self) -> None:
         await self.start_master()

@@ -138,6 +138,22 @@ class SessionForwardTests(ScriptedListeners, SynchronousTestCase):
         self.assertEqual(data, b"")
         self.successResultOf(agent.opened)
 
+    def test_program_waits_for_the_socket(self) -> None:
+        """OpenSSH sends the exec right after an auth-agent-req it wants no reply
+        to: the program starts once SSH_AUTH_SOCK can be set."""
+        harness = self.harness(agent_forwarding_mode="enable")
+        _client, channel = self.session(harness)
+        channel.request(b"auth-agent-req@openssh.com", b"", want_reply=False)
+        started = channel.request(b"exec", common.NS(b"true"))
+        harness.flush()
+        [backend_session] = harness.backend.connections[-1].sessions.values()
+        self.assertIsNone(backend_session.program)
+        self.helpers[0].reply(PacketType.SUCCESS, 0)
+        harness.flush()
+        self.assertEqual(request_result(started), "ok")
+        self.assertIsNotNone(backend_session.program)
+        self.assertIn("SSH_AUTH_SOCK", backend_session.env)
+
     def test_agent_refused_by_default(self) -> None:
         harness = self.harness()
         _client, channel = self.session(harness)
