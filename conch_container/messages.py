@@ -1470,7 +1470,7 @@ SECURITY_FORWARDING_REJECTED = MessageCode(
     "SECURITY_FORWARDING_REJECTED",
     Level.DEBUG,
     "Security",
-    "A port forwarding channel (direct-tcpip: ssh -L, ssh -D) was refused with 'administratively prohibited' because security.forwarding.forwardingMode does not enable it (the default).",
+    "A port forwarding channel (direct-tcpip: ssh -L, ssh -D) was refused with 'administratively prohibited': security.forwarding.forwardingMode disables it (the default), or the target is in security.forwarding.deny (enable) or not in security.forwarding.allow (filter).",
     own=True,
 )
 
@@ -1478,7 +1478,7 @@ SECURITY_REVERSE_FORWARDING_REJECTED = MessageCode(
     "SECURITY_REVERSE_FORWARDING_REJECTED",
     Level.DEBUG,
     "Security",
-    "A remote port forwarding request (tcpip-forward: ssh -R) was answered with failure because security.forwarding.reverseForwardingMode does not enable it (the default).",
+    "A remote port forwarding request (tcpip-forward: ssh -R) was answered with failure: security.forwarding.reverseForwardingMode disables it (the default), or the port is in security.forwarding.reverseDeny (enable) or not in reverseAllow (filter).",
     own=True,
 )
 

@@ -9,6 +9,7 @@ from typing import Any
 
 import attrs
 
+from conch_container.config.forwardrules import ports_problem, target_problem
 from conch_container.config.kinds import Choice, Int, ListOf, Section, Str, at_least
 from conch_container.config.schema import PLANNED, setting
 
@@ -106,6 +107,41 @@ class ForwardingSecurityConfig:
         "`ssh -R /path:...`); refusals log `SECURITY_SOCKET_LISTEN_REJECTED`.",
     )
     x11_forwarding_mode: str = _forwarding("x11ForwardingMode", "X11 forwarding (`x11-req`).")
+    allow: tuple[str, ...] = setting(
+        "allow",
+        ListOf(Str(target_problem), type_name="list of HOST:PORT patterns"),
+        (),
+        doc="With `forwardingMode: filter`, the only targets `ssh -L` and `ssh -D` may reach: "
+        "`HOST:PORT` patterns, the host a shell-style pattern matched against the name the "
+        "client sent (`*.internal:5432`, `127.0.0.1:*`, `[::1]:8000-8999`). Empty: `filter` "
+        "refuses everything, as in ContainerSSH.",
+        extension=True,
+    )
+    deny: tuple[str, ...] = setting(
+        "deny",
+        ListOf(Str(target_problem), type_name="list of HOST:PORT patterns"),
+        (),
+        doc="With `forwardingMode: enable`, targets `ssh -L` and `ssh -D` may not reach "
+        "(patterns as for `allow`). Names are matched as the client sent them, before the "
+        "container resolves them: to confine users, prefer `filter` with `allow`.",
+        extension=True,
+    )
+    reverse_allow: tuple[str, ...] = setting(
+        "reverseAllow",
+        ListOf(Str(ports_problem), type_name="list of port patterns"),
+        (),
+        doc="With `reverseForwardingMode: filter`, the only ports `ssh -R` may listen on in the "
+        "container: a port, a range `LOW-HIGH`, or `*`. Port 0 (any free port) is allowed "
+        "only by a pattern that contains 0.",
+        extension=True,
+    )
+    reverse_deny: tuple[str, ...] = setting(
+        "reverseDeny",
+        ListOf(Str(ports_problem), type_name="list of port patterns"),
+        (),
+        doc="With `reverseForwardingMode: enable`, ports `ssh -R` may not listen on.",
+        extension=True,
+    )
     agent_forwarding_mode: str = setting(
         "agentForwardingMode",
         Choice(*MODES),

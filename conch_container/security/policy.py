@@ -30,6 +30,14 @@ import attrs
 
 from conch_container import messages
 from conch_container.backend.forwardprotocol import ConnectionType
+from conch_container.config.forwardrules import (
+    PortRange,
+    TargetPattern,
+    any_port,
+    any_target,
+    parse_ports,
+    parse_target,
+)
 from conch_container.config.security import SecurityConfig
 from conch_container.envnames import env_rejection, variable_problem
 from conch_container.errors import RequestRejected
@@ -94,6 +102,10 @@ class SecurityPolicy:
     command_disabled_by_kuberun: bool = False
     forwarding_mode: str = DISABLE
     reverse_forwarding_mode: str = DISABLE
+    forward_allow: tuple[TargetPattern, ...] = ()
+    forward_deny: tuple[TargetPattern, ...] = ()
+    reverse_allow: tuple[PortRange, ...] = ()
+    reverse_deny: tuple[PortRange, ...] = ()
     socket_forwarding_mode: str = DISABLE
     socket_listen_mode: str = DISABLE
     x11_forwarding_mode: str = DISABLE
@@ -131,6 +143,10 @@ class SecurityPolicy:
             # default to disable on their own.
             forwarding_mode=config.forwarding.forwarding_mode,
             reverse_forwarding_mode=config.forwarding.reverse_forwarding_mode,
+            forward_allow=tuple(parse_target(p) for p in config.forwarding.allow),
+            forward_deny=tuple(parse_target(p) for p in config.forwarding.deny),
+            reverse_allow=tuple(parse_ports(p) for p in config.forwarding.reverse_allow),
+            reverse_deny=tuple(parse_ports(p) for p in config.forwarding.reverse_deny),
             socket_forwarding_mode=config.forwarding.socket_forwarding_mode,
             socket_listen_mode=config.forwarding.socket_listen_mode,
             x11_forwarding_mode=config.forwarding.x11_forwarding_mode,
@@ -270,29 +286,53 @@ class SecurityPolicy:
 
     def check_forwarding(self, host: str, port: int) -> RequestRejected | None:
         """May the client open a connection to ``host:port`` from the container
-        (``direct-tcpip``: ``ssh -L``, ``ssh -D``)? ``filter`` refuses, as there
-        is no list to filter by."""
-        if self.forwarding_mode == ENABLE:
+        (``direct-tcpip``: ``ssh -L``, ``ssh -D``)? ``enable``: unless ``deny``
+        matches; ``filter``: only if ``allow`` matches (nothing when empty, as
+        in ContainerSSH); ``disable``: never."""
+        mode = self.forwarding_mode
+        if mode == ENABLE and not any_target(self.forward_deny, host, port):
             return None
+        if mode == FILTER and any_target(self.forward_allow, host, port):
+            return None
+        why = {
+            ENABLE: "the target is in security.forwarding.deny",
+            FILTER: "the target is not in security.forwarding.allow",
+        }.get(
+            mode, "it is not enabled in the security settings (security.forwarding.forwardingMode)"
+        )
         return RequestRejected(
             messages.SECURITY_FORWARDING_REJECTED,
-            "Port forwarding is disabled.",
-            "Port forwarding is rejected because it is not enabled in the security settings "
-            "(security.forwarding.forwardingMode).",
+            "Port forwarding is disabled."
+            if mode not in (ENABLE, FILTER)
+            else "Port forwarding to this target is not permitted.",
+            f"Port forwarding is rejected because {why}.",
             host=host,
             port=port,
         )
 
     def check_reverse_forwarding(self, host: str, port: int) -> RequestRejected | None:
         """May the container listen on ``host:port`` for the client (``tcpip-forward``:
-        ``ssh -R``)? ``filter`` refuses, as there is no list to filter by."""
-        if self.reverse_forwarding_mode == ENABLE:
+        ``ssh -R``)? ``enable``: unless ``reverseDeny`` has the port; ``filter``:
+        only if ``reverseAllow`` has it; ``disable``: never."""
+        mode = self.reverse_forwarding_mode
+        if mode == ENABLE and not any_port(self.reverse_deny, port):
             return None
+        if mode == FILTER and any_port(self.reverse_allow, port):
+            return None
+        why = {
+            ENABLE: "the port is in security.forwarding.reverseDeny",
+            FILTER: "the port is not in security.forwarding.reverseAllow",
+        }.get(
+            mode,
+            "it is not enabled in the security settings "
+            "(security.forwarding.reverseForwardingMode)",
+        )
         return RequestRejected(
             messages.SECURITY_REVERSE_FORWARDING_REJECTED,
-            "Remote port forwarding is disabled.",
-            "Remote port forwarding is rejected because it is not enabled in the security "
-            "settings (security.forwarding.reverseForwardingMode).",
+            "Remote port forwarding is disabled."
+            if mode not in (ENABLE, FILTER)
+            else "Remote port forwarding on this port is not permitted.",
+            f"Remote port forwarding is rejected because {why}.",
             host=host,
             port=port,
         )
