@@ -74,6 +74,16 @@ class SignalSecurityConfig:
     deny: tuple[str, ...] = _names("deny", "Signals refused in `enable` mode.")
 
 
+def _targets(key: str, doc: str) -> Any:
+    kind = ListOf(Str(target_problem), type_name="list of HOST:PORT patterns")
+    return setting(key, kind, (), doc=doc, extension=True)
+
+
+def _ports(key: str, doc: str) -> Any:
+    kind = ListOf(Str(ports_problem), type_name="list of port patterns")
+    return setting(key, kind, (), doc=doc, extension=True)
+
+
 def _forwarding(key: str, doc: str) -> Any:
     return setting(key, Choice(*MODES), "disable", doc=doc)
 
@@ -107,40 +117,28 @@ class ForwardingSecurityConfig:
         "`ssh -R /path:...`); refusals log `SECURITY_SOCKET_LISTEN_REJECTED`.",
     )
     x11_forwarding_mode: str = _forwarding("x11ForwardingMode", "X11 forwarding (`x11-req`).")
-    allow: tuple[str, ...] = setting(
+    allow: tuple[str, ...] = _targets(
         "allow",
-        ListOf(Str(target_problem), type_name="list of HOST:PORT patterns"),
-        (),
-        doc="With `forwardingMode: filter`, the only targets `ssh -L` and `ssh -D` may reach: "
+        "With `forwardingMode: filter`, the only targets `ssh -L` and `ssh -D` may reach: "
         "`HOST:PORT` patterns, the host a shell-style pattern matched against the name the "
         "client sent (`*.internal:5432`, `127.0.0.1:*`, `[::1]:8000-8999`). Empty: `filter` "
         "refuses everything, as in ContainerSSH.",
-        extension=True,
     )
-    deny: tuple[str, ...] = setting(
+    deny: tuple[str, ...] = _targets(
         "deny",
-        ListOf(Str(target_problem), type_name="list of HOST:PORT patterns"),
-        (),
-        doc="With `forwardingMode: enable`, targets `ssh -L` and `ssh -D` may not reach "
+        "With `forwardingMode: enable`, targets `ssh -L` and `ssh -D` may not reach "
         "(patterns as for `allow`). Names are matched as the client sent them, before the "
         "container resolves them: to confine users, prefer `filter` with `allow`.",
-        extension=True,
     )
-    reverse_allow: tuple[str, ...] = setting(
+    reverse_allow: tuple[str, ...] = _ports(
         "reverseAllow",
-        ListOf(Str(ports_problem), type_name="list of port patterns"),
-        (),
-        doc="With `reverseForwardingMode: filter`, the only ports `ssh -R` may listen on in the "
+        "With `reverseForwardingMode: filter`, the only ports `ssh -R` may listen on in the "
         "container: a port, a range `LOW-HIGH`, or `*`. Port 0 (any free port) is allowed "
         "only by a pattern that contains 0.",
-        extension=True,
     )
-    reverse_deny: tuple[str, ...] = setting(
+    reverse_deny: tuple[str, ...] = _ports(
         "reverseDeny",
-        ListOf(Str(ports_problem), type_name="list of port patterns"),
-        (),
-        doc="With `reverseForwardingMode: enable`, ports `ssh -R` may not listen on.",
-        extension=True,
+        "With `reverseForwardingMode: enable`, ports `ssh -R` may not listen on.",
     )
     agent_forwarding_mode: str = setting(
         "agentForwardingMode",
