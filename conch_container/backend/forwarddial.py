@@ -41,6 +41,7 @@ from conch_container.backend.forwardprotocol import (
     PacketType,
     ProtocolError,
     encode_packet,
+    end_helper,
     new_connection_payload,
     setup_payload,
 )
@@ -301,8 +302,12 @@ class ForwardDialSession:
 
     async def _close_inner(self) -> None:
         inner, self._inner = self._inner, None
-        if inner is not None:
-            await inner.close()
+        if inner is None:
+            return
+        if self._speaking is not None:
+            await end_helper(inner)
+        else:
+            await inner.close()  # nc may keep reading after its stdin ends
 
 
 class _HelperSpeaker:

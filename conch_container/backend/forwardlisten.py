@@ -32,6 +32,7 @@ from conch_container.backend.forwardprotocol import (
     ProtocolError,
     decode_map,
     encode_packet,
+    end_helper,
     setup_payload,
     text_field,
     uint_field,
@@ -340,7 +341,7 @@ class ForwardListener:
         inner, self._inner = self._inner, None
         if inner is None:
             return succeed(None)
-        result: Deferred[None] = inner.close()
+        result: Deferred[None] = end_helper(inner)
         return result
 
     def _broken(self, reason: str) -> None:

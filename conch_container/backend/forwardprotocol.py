@@ -342,3 +342,14 @@ def _packets(data: bytes) -> Iterator[tuple[Packet | None, int]]:
             raise ProtocolError("a packet whose payload is not a byte string")
         yield Packet(_uint(value, "Type"), _uint(value, "ConnectionId"), payload), reader.pos
         pos = reader.pos
+
+
+def end_helper(session: Any) -> Any:
+    """End a helper's backend session: the end of its stdin makes it exit, so
+    its stream is closed without killing it (a kill is one more exec for the
+    engine, per forwarded connection). Returns the session's close awaitable."""
+    shutdown = getattr(session, "shutdown", None)
+    if shutdown is None:
+        return session.close()
+    session.close_stdin()
+    return shutdown(kill=False)

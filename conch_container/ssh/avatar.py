@@ -188,11 +188,15 @@ class ContainerAvatar(ConchUser):
         """A session channel now holds a backend session."""
         self._sessions.add(session)
 
+    def closing(self, closed: Deferred[Any]) -> None:
+        """Teardown under way (a listener's helper ending); logout waits for it."""
+        self._closing.add(closed)
+        closed.addBoth(lambda _: self._closing.discard(closed))
+
     def session_closing(self, session: ContainerSession, closed: Deferred[None]) -> None:
         """A session's backend teardown started; logout waits for it."""
         self._sessions.discard(session)
-        self._closing.add(closed)
-        closed.addBoth(lambda _: self._closing.discard(closed))
+        self.closing(closed)
 
     @property
     def accepting_channels(self) -> bool:
@@ -232,7 +236,8 @@ class ContainerAvatar(ConchUser):
         if self._logged_out:
             return
         self._logged_out = True
-        self._remote_forwards.close()
+        for closed in self._remote_forwards.close():
+            self.closing(closed)
         for session in list(self._sessions):
             session.close()
         teardown = Deferred.fromCoroutine(self._teardown())

@@ -136,11 +136,10 @@ class RemoteForwards:
         )
         return 1
 
-    def close(self) -> None:
-        """The connection ends: every listener with it."""
+    def close(self) -> list[Deferred[Any]]:
+        """The connection ends: every listener with it; what each close is waiting for."""
         listeners, self._listeners = self._listeners, {}
-        for listener in listeners.values():
-            listener.close()
+        return [listener.close() for listener in listeners.values()]
 
     def _accepted(self, host: str, accepted: Any, unix: bool) -> None:
         """A connection arrived at a listener: open its channel to the client."""

@@ -116,7 +116,7 @@ class SessionForwards:
         self._closed = True
         listeners, self._listeners = self._listeners, []
         for listener in listeners:
-            listener.close()
+            self._avatar.closing(listener.close())
 
     async def _listen(self, request: ListenRequest, on_connection: Any) -> Any:
         open_listener = getattr(self._avatar.backend_connection, "open_listener", None)

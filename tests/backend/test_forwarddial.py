@@ -56,6 +56,7 @@ class ScriptedSession(Producer):
         self.stdin_closed = False
         self.closed = False
         self.input_producer: Any = None
+        self.killed: bool | None = None
 
     def start(self, program: ProgramRequest, io: Any) -> Deferred[None]:
         self.program, self.io = program, io
@@ -72,7 +73,11 @@ class ScriptedSession(Producer):
         self.input_producer = producer
 
     def close(self) -> Deferred[None]:
+        return self.shutdown(kill=True)
+
+    def shutdown(self, *, kill: bool) -> Deferred[None]:
         self.closed = True
+        self.killed = kill
         return succeed(None)
 
     def packets(self) -> list[Packet]:
@@ -232,7 +237,10 @@ class DialTests(SynchronousTestCase):
         self.assertIn("SSH_FORWARD_FAILED", [e.get("code") for e in self.events])
 
     def test_close(self) -> None:
+        """The helper ends with its stdin: its stream closes without a kill."""
         forward, _io, inner = self.connect()
         self.successResultOf(forward.close())
         self.assertTrue(inner.closed)
+        self.assertTrue(inner.stdin_closed)
+        self.assertFalse(inner.killed)
         forward.write(b"late")  # dropped, no error

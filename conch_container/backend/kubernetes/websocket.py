@@ -49,6 +49,7 @@ from conch_container.backend.kubernetes.channels import (
     resize_frame,
 )
 from conch_container.backend.kubernetes.errors import KubernetesError
+from conch_container.backend.kubernetes.wstimers import cancel_close_timer
 
 Sink = Callable[[bytes], Any]
 
@@ -177,6 +178,7 @@ class ChannelStream(WebSocketClientProtocol):
         # meaning from the server: ignored, as the official clients do.
 
     def onClose(self, wasClean: bool, code: int | None, reason: str | None) -> None:
+        cancel_close_timer(self)
         self._input = None
         if not self._opened:
             # Never handed over (refused, cancelled, past its deadline): nobody

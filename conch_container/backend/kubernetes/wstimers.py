@@ -7,6 +7,8 @@ it fires. A connection closed just before a reactor stops (a test's end, a
 gateway's shutdown) then leaves a call pending for nothing. With
 :func:`unbatched` each timer is its own reactor call, gone when cancelled;
 the few WebSockets a gateway holds gain nothing from batching.
+:func:`cancel_close_timer` removes the one timer Autobahn leaves behind when
+a connection is lost during a close handshake.
 """
 
 from __future__ import annotations
@@ -43,3 +45,17 @@ class _ReactorTimers:
 def unbatched(factory: Any, reactor: Any) -> None:
     """Give an Autobahn WebSocket factory's protocols one reactor call per timer."""
     factory._batched_timer = _ReactorTimers(reactor)
+
+
+def cancel_close_timer(protocol: Any) -> None:
+    """Cancel a closed WebSocket's close-handshake timer.
+
+    Autobahn cancels it only when the peer answers the close frame, not when
+    the connection is lost first (the peer went away): the timer then stays
+    scheduled for a second, for a connection that no longer exists. Called
+    from ``onClose``, which Autobahn calls once the connection is gone.
+    """
+    call = getattr(protocol, "closeHandshakeTimeoutCall", None)
+    if call is not None:
+        protocol.closeHandshakeTimeoutCall = None
+        call.cancel()

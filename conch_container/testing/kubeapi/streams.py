@@ -29,7 +29,7 @@ from conch_container import messages
 from conch_container.backend.docker.engine.errors import EngineError
 from conch_container.backend.docker.engine.stream import FrameDemuxer
 from conch_container.backend.docker.engine.upgrade import UpgradedStream
-from conch_container.backend.kubernetes.wstimers import unbatched
+from conch_container.backend.kubernetes.wstimers import cancel_close_timer, unbatched
 from conch_container.log import CodeLogger
 from conch_container.testing.kubeapi.runtime import DockerPods
 from conch_container.testing.kubeapi.status import exec_result, stream_error
@@ -283,6 +283,7 @@ class ChannelProtocol(WebSocketServerProtocol):
         resized.addErrback(lambda f: f.trap(EngineError))
 
     def onClose(self, wasClean: bool, code: int | None, reason: str | None) -> None:
+        cancel_close_timer(self)
         self._open = False
         if self._program is not None:
             if self._target.command is not None:

@@ -9,7 +9,7 @@ from twisted.internet.defer import CancelledError, Deferred
 from twisted.internet.interfaces import IPushProducer
 from twisted.internet.protocol import Factory, Protocol
 from twisted.logger import LogLevel, capturedLogs
-from twisted.trial.unittest import TestCase
+from twisted.trial.unittest import SynchronousTestCase, TestCase
 from zope.interface import implementer
 from zope.interface.verify import verifyObject
 
@@ -30,6 +30,7 @@ from conch_container.backend.kubernetes.credentials import Credentials
 from conch_container.backend.kubernetes.errors import KubernetesError
 from conch_container.backend.kubernetes.streamopen import open_channel_stream
 from conch_container.backend.kubernetes.websocket import MAX_EARLY_STDERR, ChannelStream
+from conch_container.backend.kubernetes.wstimers import cancel_close_timer
 from conch_container.backend.programsession import InputGate, ProgramTransport
 from tests.backend.kubernetes.channelserver import ChannelServer, exit_status
 
@@ -438,3 +439,16 @@ class ChannelStreamTests(TestCase):
         self.assertLessEqual(written, 2 * 65536)
         stream.release_input()
         self.assertTrue(producer.stopped)
+
+
+class CloseTimerTests(SynchronousTestCase):
+    """A WebSocket lost during its close handshake leaves no timer behind."""
+
+    def test_cancelled_when_the_connection_is_gone(self) -> None:
+        clock = task.Clock()
+        stream = ChannelStream()
+        stream.closeHandshakeTimeoutCall = clock.callLater(1, lambda: None)
+        cancel_close_timer(stream)
+        self.assertEqual(clock.getDelayedCalls(), [])
+        self.assertIsNone(stream.closeHandshakeTimeoutCall)
+        cancel_close_timer(stream)  # nothing left to cancel: no error
