@@ -96,9 +96,9 @@ def socket_dir() -> str:
 class Helper:
     """A running helper: packets in, packets out (read by a thread into a queue)."""
 
-    def __init__(self, *args: str) -> None:
+    def __init__(self, argv: list[str]) -> None:
         self.process = subprocess.Popen(
-            [helper_binary(), *args],
+            argv,
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
@@ -202,7 +202,11 @@ def rss_kib(pid: int) -> int:
 
 class ForwardServerTestCase(SynchronousTestCase):
     def helper(self, *first: bytes, args: tuple[str, ...] = ()) -> Helper:
-        helper = Helper(*args)
+        return self.start_helper([helper_binary(), *args], *first)
+
+    def start_helper(self, argv: list[str], *first: bytes) -> Helper:
+        """A helper run by ``argv``, stopped at cleanup, sent ``first``."""
+        helper = Helper(argv)
         self.addCleanup(self._stop, helper)
         if first:
             helper.send(*first)
@@ -814,6 +818,7 @@ class ListenTests(ForwardServerTestCase):
         with socket.create_connection(address, timeout=DEADLINE) as extra:
             self.assertEqual(extra.recv(1), b"")
         helper.send(packet(ERROR, 1))
+        self.assertEqual(clients[0].recv(1), b"")  # the helper has taken the ERROR
         with socket.create_connection(address, timeout=DEADLINE):
             helper.expect(NEW, limit + 1)
         self.assertEqual(helper.close(), 0)
