@@ -109,6 +109,7 @@ class Helper:
         threading.Thread(target=self._read_stderr, daemon=True).start()
 
     def _read(self) -> None:
+        assert self.process.stdout is not None
         decoder = cbor2.CBORDecoder(self.process.stdout)
         while True:
             try:
@@ -120,7 +121,8 @@ class Helper:
 
     def _read_stderr(self) -> None:
         assert self.process.stderr is not None
-        while chunk := self.process.stderr.read1(65536):
+        fd = self.process.stderr.fileno()
+        while chunk := os.read(fd, 65536):
             self._stderr += chunk
 
     def stderr(self) -> str:
@@ -163,7 +165,7 @@ class Helper:
 
     def rest(self) -> list[dict[str, Any]]:
         """Every packet left once the output ends."""
-        items = []
+        items: list[dict[str, Any]] = []
         while True:
             try:
                 item = self.packets.get(timeout=DEADLINE)
@@ -283,13 +285,15 @@ class UsageTests(SynchronousTestCase):
         """No arguments, or the agent's sub-command name, run the helper; anything else
         is a usage error."""
         dial = setup(PORT_DIAL)
-        for args in ((), ("forward-server",)):
+        good: tuple[tuple[str, ...], ...] = ((), ("forward-server",))
+        for args in good:
             done = run_once(dial, *args)
             self.assertEqual(done.returncode, 0, done.stderr)
             self.assertEqual(
                 cbor2.loads(done.stdout), {"Type": SUCCESS, "ConnectionId": 0, "Payload": None}
             )
-        for args in (("console",), ("forward-server", "x"), ("--help",)):
+        bad: tuple[tuple[str, ...], ...] = (("console",), ("forward-server", "x"), ("--help",))
+        for args in bad:
             done = run_once(dial, *args)
             self.assertEqual(done.returncode, 1)
             self.assertIn(b"usage: forward-server", done.stderr)
@@ -810,8 +814,13 @@ class ListenTests(ForwardServerTestCase):
         self.addCleanup(resource.setrlimit, resource.RLIMIT_NOFILE, (soft, hard))
         helper, answer = self.listening(kind=PORT_FORWARD, BindHost="127.0.0.1")
         address = ("127.0.0.1", answer["BindPort"])
-        clients = []
-        self.addCleanup(lambda: [c.close() for c in clients])
+        clients: list[socket.socket] = []
+
+        def close_clients() -> None:
+            for client in clients:
+                client.close()
+
+        self.addCleanup(close_clients)
         for i in range(1, limit + 1):
             clients.append(socket.create_connection(address, timeout=DEADLINE))
             helper.expect(NEW, i)
