@@ -577,7 +577,8 @@ static void queue(struct connection *c, const unsigned char *data, size_t length
 		b->start = b->end = 0;
 	if (b->size - b->end < length) {
 		size_t used = b->end - b->start;
-		memmove(b->data, b->data + b->start, used);
+		if (used)
+			memmove(b->data, b->data + b->start, used);
 		b->start = 0;
 		b->end = used;
 		if (b->size - used < length) {
@@ -1191,7 +1192,8 @@ static int read_input(void)
 {
 	if (input.size - input.end < READ_SIZE) {
 		size_t used = input.end - input.start;
-		memmove(input.data, input.data + input.start, used);
+		if (used)
+			memmove(input.data, input.data + input.start, used);
 		input.start = 0;
 		input.end = used;
 		if (input.size - used < READ_SIZE) {

@@ -689,6 +689,20 @@ class ListenTests(ForwardServerTestCase):
         answer = helper.expect(SUCCESS, 0)
         return helper, cbor2.loads(answer["Payload"])
 
+    def accepted(self, **fields: Any) -> tuple[Helper, int, socket.socket]:
+        """A helper listening on a loopback port, and a client's connection that it
+        announced as connection 1 (not answered yet)."""
+        helper, answer = self.listening(kind=PORT_FORWARD, BindHost="127.0.0.1", **fields)
+        port = answer["BindPort"]
+        client = socket.create_connection(("127.0.0.1", port), timeout=DEADLINE)
+        self.addCleanup(client.close)
+        helper.expect(NEW, 1)
+        return helper, port, client
+
+    def assertNotListening(self, port: int) -> None:
+        with self.assertRaises(OSError):
+            socket.create_connection(("127.0.0.1", port), timeout=DEADLINE).close()
+
     def test_port_zero(self) -> None:
         """Any free port, reported; a client's connection is announced with its
         originator, waits for the gateway's answer, then carries bytes both ways."""
@@ -716,8 +730,7 @@ class ListenTests(ForwardServerTestCase):
             helper.expect(SUCCESS, 1)
             self.assertEqual(client.recv(10), b"")
         self.assertEqual(helper.close(), 0)
-        with self.assertRaises(OSError):
-            socket.create_connection(("127.0.0.1", port), timeout=DEADLINE).close()
+        self.assertNotListening(port)
 
     def test_half_close_response_after_request(self) -> None:
         """The client sends its request and half-closes: CLOSE_WRITE reaches the gateway,
@@ -757,17 +770,10 @@ class ListenTests(ForwardServerTestCase):
     def test_single_connection(self) -> None:
         """SingleConnection: the listener goes after the first accept; NO_MORE, then the
         end of that connection, end the helper with its stdin still open."""
-        helper, answer = self.listening(
-            kind=PORT_FORWARD, BindHost="127.0.0.1", SingleConnection=True
-        )
-        port = answer["BindPort"]
-        first = socket.create_connection(("127.0.0.1", port), timeout=DEADLINE)
-        self.addCleanup(first.close)
-        helper.expect(NEW, 1)
-        with self.assertRaises(OSError):
-            socket.create_connection(("127.0.0.1", port), timeout=DEADLINE).close()
+        helper, port, client = self.accepted(SingleConnection=True)
+        self.assertNotListening(port)
         helper.send(packet(SUCCESS, 1), packet(NO_MORE, 0))
-        first.close()
+        client.close()
         helper.expect(CLOSE_WRITE, 1)
         self.assertIsNone(helper.process.poll())
         helper.send(packet(CLOSE_WRITE, 1))
@@ -775,17 +781,14 @@ class ListenTests(ForwardServerTestCase):
         self.assertEqual(helper.wait(), 0)
 
     def test_no_more_connections(self) -> None:
-        """NO_MORE_CONNECTIONS closes the listener; the open connection goes on."""
-        helper, answer = self.listening(kind=PORT_FORWARD, BindHost="127.0.0.1")
-        port = answer["BindPort"]
-        with socket.create_connection(("127.0.0.1", port), timeout=DEADLINE) as client:
-            helper.expect(NEW, 1)
-            helper.send(packet(SUCCESS, 1), packet(NO_MORE))
-            helper.send(packet(DATA, 1, b"after"))
-            self.assertEqual(client.recv(10), b"after")
-            with self.assertRaises(OSError):
-                socket.create_connection(("127.0.0.1", port), timeout=DEADLINE).close()
-            self.assertIsNone(helper.process.poll())
+        """NO_MORE_CONNECTIONS closes the listener; the open connection goes on, and
+        its end ends the helper."""
+        helper, port, client = self.accepted()
+        helper.send(packet(SUCCESS, 1), packet(NO_MORE), packet(DATA, 1, b"after"))
+        self.assertEqual(client.recv(10), b"after")
+        self.assertNotListening(port)
+        self.assertIsNone(helper.process.poll())
+        client.close()
         helper.expect(CLOSE_WRITE, 1)
         helper.send(packet(CLOSE, 1))
         helper.expect(SUCCESS, 1)
@@ -793,15 +796,11 @@ class ListenTests(ForwardServerTestCase):
 
     def test_end_of_stdin(self) -> None:
         """The end of stdin closes the listener and the connections; exit 0."""
-        helper, answer = self.listening(kind=PORT_FORWARD, BindHost="127.0.0.1")
-        port = answer["BindPort"]
-        with socket.create_connection(("127.0.0.1", port), timeout=DEADLINE) as client:
-            helper.expect(NEW, 1)
-            helper.send(packet(SUCCESS, 1))
-            self.assertEqual(helper.close(), 0)
-            self.assertEqual(client.recv(10), b"")
-        with self.assertRaises(OSError):
-            socket.create_connection(("127.0.0.1", port), timeout=DEADLINE).close()
+        helper, port, client = self.accepted()
+        helper.send(packet(SUCCESS, 1))
+        self.assertEqual(helper.close(), 0)
+        self.assertEqual(client.recv(10), b"")
+        self.assertNotListening(port)
 
     def test_connection_limit(self) -> None:
         """At most 4096 connections: one more is closed at once; when one ends, the
