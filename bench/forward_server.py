@@ -21,6 +21,7 @@ noisy on a busy machine.
 from __future__ import annotations
 
 import argparse
+import atexit
 import os
 import shutil
 import socket
@@ -55,7 +56,9 @@ def dial_packets(host: str, port: int) -> bytes:
 
 
 def build() -> str:
-    out = os.path.join(tempfile.mkdtemp(prefix="forward-server-bench-"), "forward-server")
+    directory = tempfile.mkdtemp(prefix="forward-server-bench-")
+    atexit.register(shutil.rmtree, directory, ignore_errors=True)
+    out = os.path.join(directory, "forward-server")
     subprocess.run(["cc", "-std=c11", "-O2", "-o", out, str(SOURCE)], check=True, timeout=120)
     return out
 

@@ -10,6 +10,7 @@ each helper is killed at cleanup if it still runs.
 
 from __future__ import annotations
 
+import atexit
 import hashlib
 import os
 import queue
@@ -48,7 +49,9 @@ def helper_binary() -> str:
         compiler = shutil.which("cc") or shutil.which("gcc") or shutil.which("clang")
         if compiler is None:
             raise SkipTest("no C compiler (cc, gcc or clang) to build guest/forward-server.c")
-        out = os.path.join(tempfile.mkdtemp(prefix="forward-server-"), "forward-server")
+        directory = tempfile.mkdtemp(prefix="forward-server-")
+        atexit.register(shutil.rmtree, directory, ignore_errors=True)
+        out = os.path.join(directory, "forward-server")
         subprocess.run(
             [compiler, "-std=c11", "-O2", "-Wall", "-Wextra", "-Werror", "-o", out, str(SOURCE)],
             check=True,
