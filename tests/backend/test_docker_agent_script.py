@@ -339,7 +339,21 @@ class AgentScriptMixin(_Base):
     def test_unknown_mode(self) -> None:
         """No mode or an unknown one exits 1."""
         self.assertEqual(self.agent().returncode, 1)
-        self.assertEqual(self.agent("forward-server").returncode, 1)
+        self.assertEqual(self.agent("license").returncode, 1)
+
+    def test_forward_server_without_helper(self) -> None:
+        """``forward-server`` runs the image's forwarding helper; where there is none
+        (this host), it exits 1 and names the path. The image that has it is
+        tests.guest.test_forward_server_engine's."""
+        helper = "/usr/libexec/conch-container/forward-server"
+        if os.path.exists(helper):
+            raise SkipTest(f"{helper} exists on this host")
+        done = self.agent("forward-server")
+        self.assertEqual(done.returncode, 1)
+        self.assertEqual(done.stdout, b"")
+        self.assertIn(
+            f"forward-server: this image has no forwarding helper ({helper})".encode(), done.stderr
+        )
 
 
 def _children(pid: int) -> list[int]:
