@@ -1381,6 +1381,54 @@ SSH_REKEY = MessageCode(
     own=True,
 )
 
+SSH_IDLE_WARNING = MessageCode(
+    "SSH_IDLE_WARNING",
+    Level.INFO,
+    "SSH",
+    "The connection had no client input and no program output for session.idleTimeout minus session.warning: the user was warned on each running program's terminal (or stderr) that the connection closes unless there is activity (secondsLeft, programs reached).",
+    own=True,
+)
+
+SSH_IDLE_RESUMED = MessageCode(
+    "SSH_IDLE_RESUMED",
+    Level.DEBUG,
+    "SSH",
+    "There was activity on the connection after the idle warning: the idle timeout starts over, and the user is warned again before it is reached.",
+    own=True,
+)
+
+SSH_IDLE_TIMEOUT = MessageCode(
+    "SSH_IDLE_TIMEOUT",
+    Level.INFO,
+    "SSH",
+    "The connection was idle for session.idleTimeout: every running program was sent session.signal, and the connection closes after session.grace (at once when no program runs).",
+    own=True,
+)
+
+SSH_TIME_LIMIT_WARNING = MessageCode(
+    "SSH_TIME_LIMIT_WARNING",
+    Level.INFO,
+    "SSH",
+    "The connection is session.warning away from session.maxSessionDuration: the user was warned on each running program's terminal (or stderr) when it closes.",
+    own=True,
+)
+
+SSH_TIME_LIMIT_REACHED = MessageCode(
+    "SSH_TIME_LIMIT_REACHED",
+    Level.INFO,
+    "SSH",
+    "The connection lasted session.maxSessionDuration: every running program was sent session.signal, and the connection closes after session.grace (at once when no program runs).",
+    own=True,
+)
+
+SSH_TIMEOUT_DISCONNECT = MessageCode(
+    "SSH_TIMEOUT_DISCONNECT",
+    Level.INFO,
+    "SSH",
+    "The grace period after an idle timeout or the time limit ended: the gateway closed the connection, telling the client why (idle timeout, session time limit reached).",
+    own=True,
+)
+
 SSH_PACKET_REFUSED = MessageCode(
     "SSH_PACKET_REFUSED",
     Level.WARNING,

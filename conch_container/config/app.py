@@ -26,6 +26,7 @@ from conch_container.config.services import (
     HealthConfig,
     MetricsConfig,
 )
+from conch_container.config.session import SessionConfig
 from conch_container.config.ssh import SSHConfig
 from conch_container.config.sshproxy import SSHProxyConfig
 
@@ -88,11 +89,18 @@ class AppConfig:
         SecurityConfig(),
         doc="Security policies: what users may run, set and send (see docs/security.md).",
     )
+    session: SessionConfig = setting(
+        "session",
+        Section(SessionConfig),
+        SessionConfig(),
+        doc="Time limits of a connection: idle and absolute (see docs/timeouts.md).",
+        extension=True,
+    )
     backend: str = setting(
         "backend",
         Str(_backend_name, type_name="backend name"),
         "docker",
-        doc="The backend users are put into: `docker`, `kubernetes` (planned), `sshproxy` "
+        doc="The backend users are put into: `docker`, `kubernetes`, `sshproxy` "
         "(planned), or the name of an installed backend plugin. A name no installed plugin "
         "provides stops the gateway at start-up.",
     )
@@ -103,8 +111,7 @@ class AppConfig:
         "kubernetes",
         Section(KubernetesConfig),
         KubernetesConfig(),
-        doc="Kubernetes backend.",
-        status=PLANNED,
+        doc="Kubernetes backend (see kubernetes.md).",
     )
     sshproxy: SSHProxyConfig = setting(
         "sshproxy",

@@ -1,4 +1,4 @@
-"""The ``kubernetes`` section: accepted and validated; the backend is planned.
+"""The ``kubernetes`` section: the Kubernetes backend's API connection, pod and time limits.
 
 ``pod.metadata`` and ``pod.spec`` are Kubernetes API objects (camelCase API
 names), read against the generated field tables of

@@ -30,7 +30,7 @@ from conch_container.config.loader import checked_config, merge_config
 from conch_container.config.schema import fields_of, join
 
 #: Top-level sections a configuration server may change for one connection.
-VARIABLE_SECTIONS = frozenset({"docker", "kubernetes", "sshproxy", "security"})
+VARIABLE_SECTIONS = frozenset({"docker", "kubernetes", "sshproxy", "security", "session"})
 
 
 def connection_config(base: AppConfig, override: object) -> AppConfig:

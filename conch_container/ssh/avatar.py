@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Any, Protocol
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, Protocol
 
 from twisted.conch.avatar import ConchUser
 from twisted.conch.error import ConchError
@@ -12,8 +13,10 @@ from twisted.conch.ssh.connection import (
     OPEN_RESOURCE_SHORTAGE,
 )
 from twisted.internet.defer import Deferred, DeferredList, maybeDeferred
+from twisted.python.failure import Failure
 
 from conch_container import messages
+from conch_container.codes import Level
 from conch_container.errors import ContainerSSHError, RequestRejected
 from conch_container.log.logger import CodeLogger
 from conch_container.metadata import ConnectionMetadata
@@ -26,8 +29,11 @@ from conch_container.ssh.forwarding import (
     parse_direct_tcpip,
 )
 from conch_container.ssh.remoteforward import RemoteForwards
-from conch_container.ssh.requests import PayloadError
+from conch_container.ssh.requests import PayloadError, RequestRefused
 from conch_container.ssh.session import ContainerSession
+
+if TYPE_CHECKING:
+    from conch_container.config.session import SessionConfig
 
 #: Global requests answered with failure without a log line: OpenSSH clients
 #: send this one every ``ServerAliveInterval``; ContainerSSH does the same.
@@ -65,6 +71,9 @@ class ContainerAvatar(ConchUser):
     :param registry: the session registry; the teardown is handed to it so
         that shutdown can wait for it.
     :param metrics: counts the sessions running a program.
+    :param session_config: the connection's time limits (``session`` section);
+        the connection service enforces them (:mod:`~conch_container.ssh.timeouts`),
+        acting on the user through this avatar.
     """
 
     def __init__(
@@ -74,6 +83,7 @@ class ContainerAvatar(ConchUser):
         log: CodeLogger,
         registry: TeardownRegistry,
         metrics: Metrics = NULL_METRICS,
+        session_config: SessionConfig | None = None,
     ) -> None:
         super().__init__()
         # The channel types served; the connection refuses the others before
@@ -92,6 +102,9 @@ class ContainerAvatar(ConchUser):
         self._closing: set[Deferred[None]] = set()
         self._logged_out = False
         self._remote_forwards = RemoteForwards(self)
+        self.session_config = session_config
+        #: Set by the connection service: how the client is disconnected.
+        self.disconnect: Callable[[str], None] | None = None
 
     def lookupChannel(
         self, channelType: bytes, windowSize: int, maxPacket: int, data: bytes
@@ -226,6 +239,44 @@ class ContainerAvatar(ConchUser):
             requestType=name,
         )
         return 0
+
+    # What the connection's time limits act on (ssh.timeouts.TimeoutTarget).
+
+    def tell_user(self, text: str) -> int:
+        """Write a notice to every running program's terminal (or stderr)."""
+        return sum(1 for session in list(self._sessions) if session.tell_user(text))
+
+    def signal_programs(self, name: str) -> int:
+        """Send signal ``name`` to every running program; refusals are logged, not raised."""
+        signalled = 0
+        for session in list(self._sessions):
+            if not session.running:
+                continue
+            try:
+                d = session.signal(name)
+            except RequestRefused as e:
+                self._signal_refused(session, str(e))
+                continue
+            signalled += 1
+            d.addErrback(self._signal_failed, session)
+        return signalled
+
+    def _signal_failed(self, failure: Failure, session: ContainerSession) -> None:
+        self._signal_refused(session, failure.getErrorMessage())
+
+    def _signal_refused(self, session: ContainerSession, reason: str) -> None:
+        session.log.event(
+            messages.SSH_CHANNEL_REQUEST_FAILED,
+            "The time limit's signal did not reach the program: {reason}",
+            requestType="signal",
+            reason=reason,
+            level=Level.DEBUG,
+        )
+
+    def close_connection(self, description: str) -> None:
+        """Disconnect the client, telling it ``description``."""
+        if self.disconnect is not None:
+            self.disconnect(description)
 
     def logout(self) -> None:
         """The connection is gone: close the sessions, then the backend connection.

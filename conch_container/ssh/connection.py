@@ -21,6 +21,7 @@ from conch_container.config import SSHConfig
 from conch_container.ssh.keepalive import KeepAlive
 from conch_container.ssh.pendingrequests import PendingRequests
 from conch_container.ssh.requests import EnvBudget, EnvLimitReached, PayloadError, PayloadReader
+from conch_container.ssh.timeouts import ConnectionTimeouts
 
 #: The largest window RFC 4254 allows a channel to have (section 5.2).
 MAX_WINDOW = 2**32 - 1
@@ -38,6 +39,9 @@ class ServerConnection(connection.SSHConnection):
     - while the gateway shuts down no new channel is opened;
     - keepalive requests go out every ``ssh.clientAliveInterval`` once the
       user is logged in (this service only starts after authentication);
+    - the connection's ``session`` time limits are enforced, every data
+      packet in either direction counting as activity
+      (:mod:`~conch_container.ssh.timeouts`);
     - channel requests are answered in the order they arrived on each
       channel, and a client with more than ``ssh.maxPendingRequests``
       unanswered is disconnected (``SSH_CHANNEL_REQUESTS_FLOOD``);
@@ -54,6 +58,7 @@ class ServerConnection(connection.SSHConnection):
 
     transport: Any
     _keepalive: KeepAlive | None = None
+    _timeouts: ConnectionTimeouts | None = None
     _looked_up: Any = None
     _pending: PendingRequests | None = None
     _flooded = False
@@ -80,12 +85,50 @@ class ServerConnection(connection.SSHConnection):
                 self.transport.log,
             )
             self._keepalive.start()
+        self._start_timeouts()
+
+    def _start_timeouts(self) -> None:
+        """Enforce the connection's ``session`` time limits, if it has any."""
+        avatar: Any = getattr(self.transport, "avatar", None)
+        config = getattr(avatar, "session_config", None)
+        if avatar is None or config is None:
+            return
+        timeouts = ConnectionTimeouts(self.transport.clock, config, avatar, self.transport.log)
+        if not timeouts.active:
+            return
+        avatar.disconnect = lambda text: self.transport.disconnect(DISCONNECT_BY_APPLICATION, text)
+        self._timeouts = timeouts
+        timeouts.start()
 
     def serviceStopped(self) -> None:
-        """Stop keepalives, then close every channel (Conch)."""
+        """Stop keepalives and time limits, then close every channel (Conch)."""
         if self._keepalive is not None:
             self._keepalive.stop()
+        if self._timeouts is not None:
+            self._timeouts.stop()
         super().serviceStopped()
+
+    # Data in either direction is activity for the idle timeout.
+
+    def ssh_CHANNEL_DATA(self, packet: bytes) -> None:
+        if self._timeouts is not None:
+            self._timeouts.touch()
+        super().ssh_CHANNEL_DATA(packet)
+
+    def ssh_CHANNEL_EXTENDED_DATA(self, packet: bytes) -> None:
+        if self._timeouts is not None:
+            self._timeouts.touch()
+        super().ssh_CHANNEL_EXTENDED_DATA(packet)
+
+    def sendData(self, channel: Any, data: bytes) -> None:
+        if self._timeouts is not None:
+            self._timeouts.touch()
+        super().sendData(channel, data)
+
+    def sendExtendedData(self, channel: Any, dataType: int, data: bytes) -> None:
+        if self._timeouts is not None:
+            self._timeouts.touch()
+        super().sendExtendedData(channel, dataType, data)
 
     def _send_keepalive(self) -> Deferred[Any]:
         d: Deferred[Any] = self.sendGlobalRequest(b"keepalive@openssh.com", b"", wantReply=True)

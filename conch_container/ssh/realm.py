@@ -208,7 +208,9 @@ class ConnectionRealm:
                 raise self._reject(log, reason, GENERIC_USER_MESSAGE)
             if clock is not None:
                 backend_metrics.setup_latency(clock.seconds() - started)
-            avatar = ContainerAvatar(connection, metadata, log, registry, self._metrics)
+            avatar = ContainerAvatar(
+                connection, metadata, log, registry, self._metrics, session_config=config.session
+            )
             return (IConchUser, avatar, avatar.logout)
         finally:
             settled.callback(None)

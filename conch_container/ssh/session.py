@@ -13,6 +13,7 @@ from __future__ import annotations
 import enum
 from typing import TYPE_CHECKING, Any
 
+from twisted.conch.ssh.connection import EXTENDED_DATA_STDERR
 from twisted.internet.defer import Deferred, maybeDeferred
 from twisted.python.failure import Failure
 
@@ -312,6 +313,24 @@ class ContainerSession:
             raise RequestRefused("no program running")
         d = maybeDeferred(backend.signal, name)
         return d.addCallbacks(lambda _: True, _refusal)
+
+    @property
+    def running(self) -> bool:
+        """True while the channel's program runs."""
+        return self._state is _State.RUNNING and not self._closed
+
+    def tell_user(self, text: str) -> bool:
+        """Write a notice from the gateway to the user: on the program's terminal,
+        or on its stderr when it has none. False when no program runs."""
+        channel = self._channel
+        if channel is None or not self.running:
+            return False
+        data = text.encode("utf-8", "replace")
+        if self._pty is not None:
+            channel.write(data.replace(b"\n", b"\r\n"))
+        else:
+            channel.writeExtended(EXTENDED_DATA_STDERR, data)
+        return True
 
     def write_stdin(self, data: bytes) -> None:
         """Client stdin for the program; dropped when no program was requested."""

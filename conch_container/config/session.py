@@ -1,0 +1,76 @@
+"""The ``session`` section: how long a connection may stay idle, and in all.
+
+An extension (ContainerSSH has no such limits). It may vary per connection: a
+configuration server can give one user longer limits than another.
+"""
+
+# setting() returns an attrs field declaration, not a shared default value.
+
+from __future__ import annotations
+
+from typing import Any
+
+import attrs
+
+from conch_container.config.kinds import Choice, Duration, Str
+from conch_container.config.schema import setting
+
+#: Signals a timed-out program may be sent first (RFC 4254's names, without ``SIG``).
+TIMEOUT_SIGNALS = ("TERM", "HUP", "INT", "KILL")
+
+
+def _limit(key: str, doc: str) -> Any:
+    return setting(key, Duration(_zero_or_a_second, flexible=True), 0.0, doc=doc, extension=True)
+
+
+def _zero_or_a_second(value: float) -> str | None:
+    return "must be 0 (no limit) or at least 1s" if 0 < value < 1 else None
+
+
+@attrs.frozen
+class SessionConfig:
+    """Time limits of a connection: idle and absolute, each with a warning and a grace period."""
+
+    idle_timeout: float = _limit(
+        "idleTimeout",
+        "A connection with no input from the client and no output from its programs for this "
+        "long is closed (after the warning and the grace period); 0: never. Keepalives do "
+        "not count as input.",
+    )
+    max_session_duration: float = _limit(
+        "maxSessionDuration",
+        "A connection is closed this long after login, busy or not (after the warning and "
+        "the grace period); 0: never.",
+    )
+    warning: float = setting(
+        "warning",
+        Duration(flexible=True),
+        60.0,
+        doc="How long before a limit is reached the user is warned, on each terminal of the "
+        "connection (stderr of programs without one). A warning longer than the limit is "
+        "given at login; 0: no warning.",
+        extension=True,
+    )
+    warning_message: str = setting(
+        "warningMessage",
+        Str(),
+        "",
+        doc="The warning's text; `{reason}` (`idle` or `time limit`) and `{seconds}` (time "
+        "left) are replaced. Empty: a built-in English text.",
+        extension=True,
+    )
+    signal: str = setting(
+        "signal",
+        Choice(*TIMEOUT_SIGNALS),
+        "TERM",
+        doc="Signal sent to every running program when a limit is reached.",
+        extension=True,
+    )
+    grace: float = setting(
+        "grace",
+        Duration(flexible=True),
+        10.0,
+        doc="Time the programs have after the signal before the connection is closed "
+        "(at once when no program runs).",
+        extension=True,
+    )
