@@ -1049,9 +1049,11 @@ static void accept_from(struct listener *l)
 	n += text(payload + n, address);
 	n += text(payload + n, "OriginatorPort");
 	n += head(payload + n, 0, strtoul(service, NULL, 10));
-	send_packet(P_NEW, c->id, payload, n);
+	/* Closed before the gateway hears of the connection, so that nobody can
+	 * connect a second time once the first is known. */
 	if (single_connection)
 		close_listeners();
+	send_packet(P_NEW, c->id, payload, n);
 }
 
 /* ---- packets from the gateway ---- */
