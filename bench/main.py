@@ -119,6 +119,10 @@ def start_servers(
         "gateway": lambda: servers.gateway(work, settings.python, ROOT, settings.image),
         "sshd": lambda: servers.sshd(work),
     }
+    if "latency" in settings.benchmarks:
+        wanted["pool"] = lambda: servers.pool_gateway(
+            work, settings.python, ROOT, settings.image, POOL_SIZE
+        )
     if "throughput" in settings.benchmarks:
         wanted["bare"] = lambda: servers.bare_conch(work, settings.python)
     started: dict[str, Client | str] = {}
@@ -174,15 +178,25 @@ def bench_latency(
     progress(f"==> connection latency: {settings.latency_rounds} rounds")
     commands = {
         "gateway": _over_ssh(targets["gateway"], "echo hello", False),
+        "pool": _over_ssh(targets["pool"], "echo hello", False),
         "docker": engine.docker_run_argv(settings.image, run_id, ["echo", "hello"]),
         "sshd": _over_ssh(targets["sshd"], "echo hello", False),
     }
-    return run_rounds(
-        commands,
-        settings.latency_rounds,
-        lambda argv: time_to_first_byte(argv, b"hello\n", LATENCY_TIMEOUT),
-    )
 
+    def measure(key: str, argv: list[str]) -> float:
+        seconds = time_to_first_byte(argv, b"hello\n", LATENCY_TIMEOUT)
+        if key == "pool":
+            # The refill must not run under the next target's measurement.
+            servers.wait_pool_full("pool")
+        return seconds
+
+    return run_keyed_rounds(commands, settings.latency_rounds, measure)
+
+
+#: Every warm pool container carries this label.
+POOL_LABEL = "conch_container_pool"
+#: Containers the warm pool gateway keeps ready (more than one login needs at a time).
+POOL_SIZE = 2
 
 #: The servers whose data path the throughput benchmark compares, by key.
 THROUGHPUT_SERVERS = ("gateway", "sshd", "bare")
@@ -267,9 +281,12 @@ def run(settings: Settings, report: Report) -> None:
                 bench_throughput(settings, targets, run_id, report)
             progress("==> stopping the servers")
         # The gateway has stopped by now: none of its containers may remain.
-        report.leftover_containers = engine.containers_labelled(GATEWAY_LABEL)
+        # Pool containers carry no user label (they are made before any user).
+        report.leftover_containers = engine.containers_labelled(
+            GATEWAY_LABEL
+        ) + engine.containers_labelled(POOL_LABEL)
     finally:
-        engine.remove_labelled(GATEWAY_LABEL, f"{engine.BENCH_LABEL}={run_id}")
+        engine.remove_labelled(GATEWAY_LABEL, POOL_LABEL, f"{engine.BENCH_LABEL}={run_id}")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -19,6 +19,7 @@ from bench.sshclient import CIPHER
 
 LATENCY_ROWS = {
     "gateway": "gateway (ssh -> container echo)",
+    "pool": "gateway, warm pool (docker.pool)",
     "docker": "docker run --rm echo",
     "sshd": "sshd (ssh -> local echo)",
 }
@@ -78,7 +79,11 @@ class Report:
             "machine": self.machine,
             "settings": self.settings,
             "latency_s": {k: s.as_json() for k, s in self.latency.items()},
-            "latency_ratios": _ratios(self.latency, "gateway", ["docker", "sshd"]),
+            "latency_ratios": {
+                **_ratios(self.latency, "gateway", ["docker", "sshd"]),
+                **_ratios(self.latency, "pool", ["docker"]),
+                "pool/docker p95": _ratio_p95(self.latency, "pool", "docker"),
+            },
             "throughput_mib_s": {k: s.as_json() for k, s in self.throughput.items()},
             "throughput_ratios": {
                 **_ratios(self.throughput, "gateway", ["sshd", "bare", "transport", "docker"]),
@@ -102,6 +107,13 @@ def _ratio(series: dict[str, Series], top: str, bottom: str) -> float | None:
     if a is None or b is None or not (a.ok() and b.ok()):
         return None
     return median(a.samples) / median(b.samples)
+
+
+def _ratio_p95(series: dict[str, Series], top: str, bottom: str) -> float | None:
+    a, b = series.get(top), series.get(bottom)
+    if a is None or b is None or not (a.ok() and b.ok()):
+        return None
+    return p95(a.samples) / p95(b.samples)
 
 
 def _ratios(series: dict[str, Series], top: str, bottoms: list[str]) -> dict[str, float | None]:
@@ -140,6 +152,12 @@ def latency_table(report: Report) -> list[str]:
         if bottom in report.latency:
             ratio = _ratio(report.latency, "gateway", bottom)
             lines.append(_row(f"ratio gateway/{name}", _fmt_ratio(ratio, "x")))
+    if "pool" in report.latency and "docker" in report.latency:
+        for label, ratio in (
+            ("ratio warm pool/docker-run (median)", _ratio(report.latency, "pool", "docker")),
+            ("ratio warm pool/docker-run (p95)", _ratio_p95(report.latency, "pool", "docker")),
+        ):
+            lines.append(_row(label, _fmt_ratio(ratio, "x")))
     return lines
 
 
@@ -206,10 +224,10 @@ def render(report: Report) -> str:
         lines += throughput_table(report)
     left = report.leftover_containers
     if left is None:
-        lines.append(f"containers labelled {GATEWAY_LABEL} left behind: not checked")
+        lines.append(f"gateway containers ({GATEWAY_LABEL}, pool) left behind: not checked")
     else:
         found = f"{len(left)} (removed now)" if left else "none"
-        lines.append(f"containers labelled {GATEWAY_LABEL} left behind: {found}")
+        lines.append(f"gateway containers ({GATEWAY_LABEL}, pool) left behind: {found}")
     errors = _error_lines(report)
     if errors:
         lines += ["errors:", *errors]

@@ -13,6 +13,8 @@ import getpass
 import json
 import os
 import secrets
+import time
+import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -60,11 +62,13 @@ def gateway_config(
     port: int,
     extra: dict[str, object] | None = None,
     name: str = "gateway",
+    docker_extra: dict[str, object] | None = None,
 ) -> Path:
     """Write the gateway's ContainerSSH config and users file; return the config path.
 
     :param extra: top-level sections added to the configuration.
     :param name: names its files (several gateways may share a workspace).
+    :param docker_extra: keys added to the ``docker`` section (``pool``).
     """
     try:
         import bcrypt  # the project's own dependency: only in its virtualenv
@@ -94,7 +98,8 @@ def gateway_config(
                 "disableAgent": True,
                 "idleCommand": IDLE_COMMAND,
                 "shellCommand": ["/bin/sh"],
-            }
+            },
+            **(docker_extra or {}),
         },
         **(extra or {}),
     }
@@ -134,6 +139,54 @@ def gateway(work: Workspace, python: str, project_root: Path, image: str) -> Ite
     with running_gateway("gateway (twistd containerssh)", python, config, port,
                          work.root / "gateway.log", project_root) as server:  # fmt: skip
         yield work.client("gateway", port, GATEWAY_USER, server)
+
+
+@contextmanager
+def pool_gateway(
+    work: Workspace, python: str, project_root: Path, image: str, size: int
+) -> Iterator[Client]:
+    """A second gateway keeping ``size`` containers ready (``docker.pool``), with its
+    metrics on a free port so the benchmark can wait for the pool to be full again
+    (:func:`wait_pool_full`) before it measures anything else."""
+    port, metrics_port = free_port(), free_port()
+    config = gateway_config(
+        work,
+        image,
+        port,
+        extra={"metrics": {"enable": True, "listen": f"{LOOPBACK}:{metrics_port}"}},
+        name="pool-gateway",
+        docker_extra={"pool": {"size": size}},
+    )
+    with running_gateway("gateway with a warm pool", python, config, port,
+                         work.root / "pool-gateway.log", project_root) as server:  # fmt: skip
+        client = work.client("pool", port, GATEWAY_USER, server)
+        POOL_METRICS[client.label] = (f"http://{LOOPBACK}:{metrics_port}/metrics", size)
+        wait_pool_full(client.label)
+        yield client
+
+
+#: Where each pool gateway's metrics are, and its pool size, by client label.
+POOL_METRICS: dict[str, tuple[str, int]] = {}
+
+
+def wait_pool_full(label: str, timeout: float = 60.0) -> None:
+    """Block until the pool gateway ``label`` has its whole pool ready and nothing starting."""
+    url, size = POOL_METRICS[label]
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            text = urllib.request.urlopen(url, timeout=5).read().decode()
+        except OSError:
+            text = ""
+        counts: dict[str, float] = {}
+        for line in text.splitlines():
+            if line.startswith("conch_container_backend_pool_containers{"):
+                state = line.split('state="', 1)[1].split('"', 1)[0]
+                counts[state] = float(line.rsplit(" ", 1)[1])
+        if counts.get("ready") == size and counts.get("starting") == 0:
+            return
+        time.sleep(0.05)
+    raise BenchError(f"the warm pool did not refill to {size} within {timeout:g} s")
 
 
 def _sshd_config(work: Workspace, port: int) -> Path:

@@ -1474,6 +1474,78 @@ DOCKER_PROGRAM_NOT_RUNNING = MessageCode(
     "The user requested an action that needs a running program (window change, signal), but no program is running on the channel.",
 )
 
+DOCKER_POOL_STARTED = MessageCode(
+    "DOCKER_POOL_STARTED",
+    Level.INFO,
+    "Docker",
+    "A warm pool was set up for a container template (docker.pool.size): that many containers are created and started ahead of demand (poolTemplate names the template, also the conch_container_pool label of its containers).",
+    own=True,
+)
+
+DOCKER_POOL_FILL = MessageCode(
+    "DOCKER_POOL_FILL",
+    Level.DEBUG,
+    "Docker",
+    "The warm pool started creating a container to replace one a connection took, or to fill up (ready and starting counts).",
+    own=True,
+)
+
+DOCKER_POOL_READY = MessageCode(
+    "DOCKER_POOL_READY",
+    Level.DEBUG,
+    "Docker",
+    "A warm pool container is created and started, with its guest agent chosen, and waits for a connection.",
+    own=True,
+)
+
+DOCKER_POOL_FILL_FAILED = MessageCode(
+    "DOCKER_POOL_FILL_FAILED",
+    Level.WARNING,
+    "Docker",
+    "A warm pool container could not be created or started (reason from the engine); the pool tries again after the retry interval. Connections meanwhile create their own containers, as without a pool.",
+    own=True,
+)
+
+DOCKER_POOL_HANDOVER = MessageCode(
+    "DOCKER_POOL_HANDOVER",
+    Level.INFO,
+    "Docker",
+    "A connection took a ready container from the warm pool: its environment goes to every program, its files are written, and the container is removed when the connection ends, never returned to the pool.",
+    own=True,
+)
+
+DOCKER_POOL_EMPTY = MessageCode(
+    "DOCKER_POOL_EMPTY",
+    Level.INFO,
+    "Docker",
+    "A connection found no ready container in its template's warm pool (a burst larger than the pool, or a pool still filling): it creates its own, as without a pool.",
+    own=True,
+)
+
+DOCKER_POOL_STALE = MessageCode(
+    "DOCKER_POOL_STALE",
+    Level.WARNING,
+    "Docker",
+    "A ready warm pool container had stopped by the time a connection took it (its idle command exited, the engine restarted, someone stopped it): it is removed and the connection takes the next one, or creates its own.",
+    own=True,
+)
+
+DOCKER_POOL_DRAIN = MessageCode(
+    "DOCKER_POOL_DRAIN",
+    Level.INFO,
+    "Docker",
+    "The gateway is stopping (or a template's pool is evicted): the warm pool's containers, ready and starting, are removed.",
+    own=True,
+)
+
+DOCKER_POOL_UNAVAILABLE = MessageCode(
+    "DOCKER_POOL_UNAVAILABLE",
+    Level.WARNING,
+    "Docker",
+    "docker.pool.size is set, but the configuration cannot have a warm pool (session mode, a fixed containername, or a container configuration the engine would refuse): no containers are made ahead of demand.",
+    own=True,
+)
+
 DOCKER_CONTAINER_RECONCILE = MessageCode(
     "DOCKER_CONTAINER_RECONCILE",
     Level.NOTICE,

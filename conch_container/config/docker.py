@@ -27,11 +27,13 @@ from conch_container.config.kinds import (
     Bool,
     Choice,
     Duration,
+    Int,
     ListOf,
     RawMap,
     Section,
     Str,
     StrMap,
+    at_least,
 )
 from conch_container.config.schema import fail, join, setting
 from conch_container.config.values import is_pem
@@ -165,6 +167,31 @@ class DockerTimeoutConfig:
 
 
 @attrs.frozen
+class DockerPoolConfig:
+    """Containers created and started ahead of demand (connection mode)."""
+
+    size: int = setting(
+        "size",
+        Int(at_least(0)),
+        0,
+        doc="Containers kept created and started for each container template (this "
+        "section's settings, without what belongs to one user: environment from "
+        "authentication, files, labels naming the user); a new connection takes one and "
+        "the pool makes another. 0: no pool. Only in connection mode, without "
+        "`containername`.",
+        extension=True,
+    )
+    refill_concurrency: int = setting(
+        "refillConcurrency",
+        Int(at_least(1)),
+        2,
+        doc="Pool containers being created at the same time, at most; a failed one is "
+        "retried after the backend's retry interval (10 s).",
+        extension=True,
+    )
+
+
+@attrs.frozen
 class DockerConfig:
     """The Docker backend: engine connection, the container each user gets, time limits."""
 
@@ -182,6 +209,13 @@ class DockerConfig:
     )
     timeouts: DockerTimeoutConfig = setting(
         "timeouts", Section(DockerTimeoutConfig), DockerTimeoutConfig(), doc="Time limits."
+    )
+    pool: DockerPoolConfig = setting(
+        "pool",
+        Section(DockerPoolConfig),
+        DockerPoolConfig(),
+        doc="Warm pool: containers ready before users connect (see docs/warm-pool.md).",
+        extension=True,
     )
 
 

@@ -21,7 +21,12 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.metrics_core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from conch_container.metrics.recorders import AuditBacklog, AuthRecorder, WebhookRecorder
+from conch_container.metrics.recorders import (
+    AuditBacklog,
+    AuthRecorder,
+    PoolCounts,
+    WebhookRecorder,
+)
 
 #: ContainerSSH's country for an address GeoIP cannot place (and for every
 #: address with its ``dummy`` provider, the only one this gateway has).
@@ -111,6 +116,10 @@ class _BackendRecorder:
         self._errors = metrics.backend_errors.labels(name)
         self._setup = metrics.backend_setup.labels(name)
         self._removal_failures = metrics.removal_failures.labels(name)
+        self._pool_handovers = metrics.pool_handovers.labels(name)
+        self._pool_misses = metrics.pool_misses.labels(name)
+        self._pool_ready = metrics.pool_containers.labels(name, "ready")
+        self._pool_starting = metrics.pool_containers.labels(name, "starting")
 
     def request(self) -> None:
         self._requests.inc()
@@ -123,6 +132,17 @@ class _BackendRecorder:
 
     def removal_failed(self) -> None:
         self._removal_failures.inc()
+
+    def pool_handover(self) -> None:
+        self._pool_handovers.inc()
+
+    def pool_miss(self) -> None:
+        self._pool_misses.inc()
+
+    def watch_pool(self, source: Callable[[], PoolCounts]) -> None:
+        # Read at each scrape: filling the pool pays nothing for the metrics.
+        self._pool_ready.set_function(lambda: source().ready)
+        self._pool_starting.set_function(lambda: source().starting)
 
 
 class _AuditBacklogCollector(Collector):
@@ -219,6 +239,18 @@ class GatewayMetrics:
         self.removal_failures = counter(
             "conch_container_backend_removal_failures", "failures", ("backend",),
             "The number of containers the backend gave up removing",
+        )  # fmt: skip
+        self.pool_handovers = counter(
+            "conch_container_backend_pool_handovers", "handovers", ("backend",),
+            "The number of connections that took a warm pool container",
+        )  # fmt: skip
+        self.pool_misses = counter(
+            "conch_container_backend_pool_misses", "misses", ("backend",),
+            "The number of connections that found their warm pool empty and created a container",
+        )  # fmt: skip
+        self.pool_containers = gauge(
+            "conch_container_backend_pool_containers", "containers", ("backend", "state"),
+            "Warm pool containers now, ready for a connection or starting",
         )  # fmt: skip
         self._auth_recorders: dict[str, _AuthRecorder] = {}
         self._backend_recorders: dict[str, _BackendRecorder] = {}

@@ -41,6 +41,18 @@ class AuditBacklog:
     streams: int
 
 
+@attrs.frozen
+class PoolCounts:
+    """A backend's warm pool containers, over every template.
+
+    :ivar ready: created and started, waiting for a connection.
+    :ivar starting: being created or started.
+    """
+
+    ready: int = 0
+    starting: int = 0
+
+
 class WebhookRecorder(Protocol):
     """The attempts of one webhook client (see the module documentation)."""
 
@@ -75,6 +87,15 @@ class BackendRecorder(Protocol):
 
     def removal_failed(self) -> None:
         """The backend gave up removing a container it created."""
+
+    def pool_handover(self) -> None:
+        """A connection took a warm pool container."""
+
+    def pool_miss(self) -> None:
+        """A connection found its template's warm pool empty and created its own."""
+
+    def watch_pool(self, source: Callable[[], PoolCounts]) -> None:
+        """Read the warm pool's counts from ``source`` at each scrape."""
 
 
 class Metrics(Protocol):
@@ -136,6 +157,15 @@ class _NullBackendRecorder:
         pass
 
     def removal_failed(self) -> None:
+        pass
+
+    def pool_handover(self) -> None:
+        pass
+
+    def pool_miss(self) -> None:
+        pass
+
+    def watch_pool(self, source: Callable[[], PoolCounts]) -> None:
         pass
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import shutil
 import tempfile
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from twisted.internet.defer import CancelledError, Deferred, DeferredList, succeed
@@ -34,6 +35,7 @@ from conch_container.backend.docker.engine.client import EngineSettings, thd_con
 from conch_container.backend.docker.engine.errors import EngineError
 from conch_container.backend.docker.pull import PullPolicy, registry_auth
 from conch_container.backend.docker.reconcile import Sweep, remove_leftovers
+from conch_container.backend.docker.warmpool import TemplatePool, WarmPools
 from conch_container.backend.logging import connection_logger
 from conch_container.codes import Level
 from conch_container.deferreds import DeadlineExceeded, Once, with_deadline
@@ -46,7 +48,7 @@ from conch_container.interfaces import (
 )
 from conch_container.log.logger import CodeLogger
 from conch_container.metadata import exposed_metadata
-from conch_container.metrics.recorders import NULL_BACKEND_RECORDER, BackendRecorder
+from conch_container.metrics.recorders import NULL_BACKEND_RECORDER, BackendRecorder, PoolCounts
 
 if TYPE_CHECKING:
     from conch_container.config import DockerConfig, DockerExecutionConfig
@@ -99,10 +101,50 @@ class DockerBackend:
         self._default_config: DockerConfig | None = None
         self._reconciling: Deferred[int] | None = None
         self._recorder: BackendRecorder = NULL_BACKEND_RECORDER
+        self._pools = self._new_pools()
+
+    def _new_pools(self) -> WarmPools:
+        return WarmPools(
+            self._reactor,
+            self._log,
+            instance_id=self.instance_id,
+            retry_interval=self._retry_interval,
+            make_connection=self._pool_connection,
+            engine_source=lambda config: self._engine_source(EngineSettings.from_config(config)),
+        )
+
+    def _engine_source(self, settings: EngineSettings) -> Callable[[], Deferred[Engine]]:
+        return lambda: self.engine_for(settings)
+
+    def _pool_connection(
+        self,
+        docker_config: DockerConfig,
+        log: CodeLogger,
+        on_closed: Callable[[DockerConnection], object],
+    ) -> DockerConnection:
+        return DockerConnection(
+            reactor=self._reactor,
+            docker_config=docker_config,
+            log=log,
+            retry_interval=self._retry_interval,
+            on_closed=on_closed,
+            removal_failed=lambda: self._recorder.removal_failed(),
+        )
+
+    @property
+    def pool_counts(self) -> PoolCounts:
+        """Warm pool containers ready and starting, over every template."""
+        return self._pools.counts
+
+    def pool_ready_ids(self) -> list[str | None]:
+        """The ready warm pool containers, each template's next to be taken first."""
+        return self._pools.ready_ids()
 
     def record_with(self, recorder: BackendRecorder) -> None:
-        """Count the containers this backend gives up removing on ``recorder``."""
+        """Count the containers this backend gives up removing, and its warm pools,
+        on ``recorder``."""
         self._recorder = recorder
+        recorder.watch_pool(lambda: self._pools.counts)
 
     # -- lifecycle
 
@@ -138,6 +180,7 @@ class DockerBackend:
                 "they stay until removed by hand",
                 level=Level.WARNING,
             )
+            self._warm(docker_config)
             return succeed(None)
         settings = EngineSettings.from_config(docker_config)
         d = Deferred.fromCoroutine(
@@ -155,8 +198,36 @@ class DockerBackend:
             self._reconciling = None
             if isinstance(result, Failure):
                 result.trap(CancelledError)  # stop() during start-up
+                return
+            # Only now: the sweep above removes whatever carries this instance id.
+            self._warm(docker_config)
 
         return d.addBoth(done)
+
+    def _warm(self, docker_config: DockerConfig) -> None:
+        """Fill the static configuration's warm pool, if it has one."""
+        if docker_config.pool.size <= 0 or not self._running:
+            return
+        execution = docker_config.execution
+        why_not = _pool_unavailable(docker_config)
+        if why_not is not None:
+            self._log.event(
+                messages.DOCKER_POOL_UNAVAILABLE,
+                "docker.pool.size is set, but no warm pool is kept: {reason}",
+                reason=why_not,
+            )
+            return
+        try:
+            policy = PullPolicy.parse(execution.image_pull_policy)
+            template = self._template_request(execution)
+        except (ValueError, ContainerConfigError) as e:
+            self._log.event(
+                messages.DOCKER_POOL_UNAVAILABLE,
+                "docker.pool.size is set, but no warm pool is kept: {reason}",
+                reason=str(e),
+            )
+            return
+        self._pools.pool_for(docker_config, template, policy, registry_auth(execution.auth))
 
     def stop(self) -> Deferred[None]:
         """Close every connection, release the clients and stop the pool."""
@@ -168,7 +239,10 @@ class DockerBackend:
         self._running = False
         if self._reconciling is not None:
             self._reconciling.cancel()
-        await DeferredList([c.close() for c in list(self._connections)], consumeErrors=True)
+        pools, self._pools = self._pools, self._new_pools()
+        await DeferredList(
+            [pools.stop(), *(c.close() for c in list(self._connections))], consumeErrors=True
+        )
         engines, self._engines = self._engines, {}
         for once in engines.values():
             if once.done:
@@ -230,13 +304,7 @@ class DockerBackend:
         execution = docker_config.execution
         log = connection_logger(context.log, "conch_container.backend.docker", backend=self.name)
         if not self._running:
-            error = ContainerSSHError(
-                messages.DOCKER_CONNECTION_FAILED,
-                GENERIC_USER_MESSAGE,
-                "the Docker backend is not running",
-            )
-            error.log(log)
-            raise error
+            raise _not_running(log)
         if execution.mode not in ("connection", "session"):
             raise _config_error(log, f"unknown execution mode {execution.mode!r}")
         # In session mode no container is made here: each session channel gets
@@ -256,6 +324,10 @@ class DockerBackend:
                     messages.DOCKER_GUEST_AGENT_DISABLED,
                     "The guest agent is disabled but the idle command still runs it",
                 )
+        if not session_mode:
+            handed_over = await self._from_pool(context, policy, log)
+            if handed_over is not None:
+                return handed_over
         request = self._create_request(execution, metadata, log)
         settings = EngineSettings.from_config(docker_config)
         connection = DockerConnection(
@@ -281,6 +353,101 @@ class DockerBackend:
             raise launch_error(e, connection) from None
         return connection
 
+    async def _from_pool(
+        self, context: ConnectionContext, policy: PullPolicy, log: CodeLogger
+    ) -> DockerConnection | None:
+        """The connection in a warm pool container, or None when there is none to take."""
+        docker_config = context.config.docker
+        pool = self._pool_for(docker_config, policy)
+        if pool is None:
+            return None
+        connection = pool.take()
+        while connection is not None and not await self._still_running(connection, docker_config):
+            log.event(
+                messages.DOCKER_POOL_STALE,
+                "Warm pool container {staleContainerId} has stopped: removing it, taking another",
+                staleContainerId=connection.container_id,
+                poolTemplate=pool.key,
+            )
+            pool.discard(connection)
+            connection = pool.take()
+        if connection is not None and not self._running:
+            # The gateway began to stop during the check: the pool no longer
+            # holds this container, so nothing else would remove it.
+            await connection.close()
+            raise _not_running(log)
+        if connection is None:
+            self._recorder.pool_miss()
+            log.event(
+                messages.DOCKER_POOL_EMPTY,
+                "No warm pool container is ready ({starting} starting): creating one for "
+                "this connection",
+                starting=pool.counts.starting,
+                poolTemplate=pool.key,
+            )
+            return None
+        metadata: Any = context.metadata
+        connection.hand_over(
+            docker_config=docker_config,
+            log=log,
+            env=self._connection_env(docker_config.execution, metadata, log),
+            on_closed=self._connections.discard,
+        )
+        self._recorder.pool_handover()
+        self._connections.add(connection)
+        try:
+            await with_deadline(
+                self._reactor,
+                docker_config.timeouts.container_start,
+                connection.write_files(metadata.files),
+            )
+        except BaseException as e:
+            await connection.close()
+            raise launch_error(e, connection) from None
+        return connection
+
+    async def _still_running(
+        self, connection: DockerConnection, docker_config: DockerConfig
+    ) -> bool:
+        """Whether a pool container still runs (it may have waited for hours)."""
+        engine, container_id = connection.engine, connection.container_id
+        if engine is None or container_id is None:
+            return False
+        try:
+            state = await with_deadline(
+                self._reactor, docker_config.timeouts.http, engine.container_state(container_id)
+            )
+        except (EngineError, DeadlineExceeded):
+            return False
+        return bool(state.get("Running"))
+
+    def _pool_for(self, docker_config: DockerConfig, policy: PullPolicy) -> TemplatePool | None:
+        if docker_config.pool.size <= 0 or _pool_unavailable(docker_config) is not None:
+            return None
+        execution = docker_config.execution
+        try:
+            template = self._template_request(execution)
+        except ContainerConfigError:
+            return None  # the launch without the pool reports it
+        return self._pools.pool_for(docker_config, template, policy, registry_auth(execution.auth))
+
+    def _template_request(self, execution: DockerExecutionConfig) -> CreateRequest:
+        """A warm pool container's create request: nothing of any one user in it."""
+        return execution_create_request(
+            execution, labels={LABEL_INSTANCE: self.instance_id}, env=[]
+        )
+
+    @staticmethod
+    def _connection_env(
+        execution: DockerExecutionConfig, metadata: ConnectionMetadata, log: CodeLogger
+    ) -> list[tuple[str, str]]:
+        """The variables authentication gives this connection's programs."""
+        env: list[tuple[str, str]] = []
+        if execution.expose_auth_metadata_as_env:
+            env.extend(exposed_metadata(metadata.metadata, log))
+        env.extend((name, value.value) for name, value in metadata.environment.items())
+        return env
+
     def _create_request(
         self, execution: DockerExecutionConfig, metadata: ConnectionMetadata, log: CodeLogger
     ) -> CreateRequest:
@@ -290,10 +457,7 @@ class DockerBackend:
             LABEL_USERNAME: metadata.username,
             LABEL_INSTANCE: self.instance_id,
         }
-        env: list[tuple[str, str]] = []
-        if execution.expose_auth_metadata_as_env:
-            env.extend(exposed_metadata(metadata.metadata, log))
-        env.extend((name, value.value) for name, value in metadata.environment.items())
+        env = self._connection_env(execution, metadata, log)
         try:
             return execution_create_request(execution, labels=labels, env=env)
         except ContainerConfigError as e:
@@ -346,6 +510,24 @@ class DockerBackend:
                 )
             removed += sweep.removed
         return removed
+
+
+def _not_running(log: CodeLogger) -> ContainerSSHError:
+    error = ContainerSSHError(
+        messages.DOCKER_CONNECTION_FAILED, GENERIC_USER_MESSAGE, "the Docker backend is not running"
+    )
+    error.log(log)
+    return error
+
+
+def _pool_unavailable(docker_config: DockerConfig) -> str | None:
+    """Why ``docker_config`` cannot have a warm pool, or None."""
+    execution = docker_config.execution
+    if execution.mode != "connection":
+        return "session mode creates a container per session channel"
+    if execution.containername:
+        return "a fixed containername allows one container at a time"
+    return None
 
 
 async def _raise(error: Exception) -> Any:

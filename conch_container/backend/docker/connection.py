@@ -14,7 +14,7 @@ it is known, so no container outlives its connection.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from twisted.internet import task
@@ -127,6 +127,35 @@ class DockerConnection:
         self._close_once: Once[None] | None = None
         #: The ``_FAILED`` code of the step in progress, for a deadline that expires in it.
         self.current_failure_code: MessageCode = messages.DOCKER_CONNECTION_FAILED
+        #: Variables every program gets on top of the container's own (a pool
+        #: container's user: its environment could not be part of the create).
+        self._program_env: tuple[tuple[str, str], ...] = ()
+
+    def hand_over(
+        self,
+        *,
+        docker_config: DockerConfig,
+        log: CodeLogger,
+        env: Sequence[tuple[str, str]],
+        on_closed: Callable[[DockerConnection], object],
+    ) -> None:
+        """Make a launched warm pool container a user's: from now on it runs
+        with the user's ``docker`` settings, logs on the user's logger, gives
+        ``env`` to every program, and reports its close to ``on_closed``."""
+        self._config = docker_config
+        self._timeouts = docker_config.timeouts
+        self._log = log.bind(containerId=self.container_id)
+        self._program_env = tuple(env)
+        self._on_closed = on_closed
+        self._log.event(
+            messages.DOCKER_POOL_HANDOVER,
+            "Took container {containerId} from the warm pool",
+        )
+
+    def write_files(self, files: Mapping[str, object]) -> Deferred[None]:
+        """Write authentication's ``files`` into the running container (a pool container's
+        user's, at hand-over)."""
+        return Deferred.fromCoroutine(self._write_files(files))
 
     # -- launch
 
@@ -413,6 +442,7 @@ class DockerConnection:
             channel_id=channel_id,
             on_closed=self._sessions.discard,
             agent=self.agent,
+            env=self._program_env,
         )
         self._sessions.add(session)
         return session

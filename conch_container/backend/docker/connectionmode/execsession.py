@@ -20,7 +20,7 @@ the backend-neutral :class:`~conch_container.backend.programsession.ProgramSessi
 from __future__ import annotations
 
 import enum
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any, Literal
 
 from twisted.internet.defer import CancelledError, Deferred
@@ -88,6 +88,7 @@ class DockerExecSession(DockerSessionBase):
         (:func:`~conch_container.backend.docker.agent.select_agent`), None if
         disabled; by default the image's agent at ``agentPath``, unless the
         configuration disables it.
+    :param env: variables the program gets on top of the container's own.
     """
 
     def __init__(
@@ -101,8 +102,13 @@ class DockerExecSession(DockerSessionBase):
         channel_id: object,
         on_closed: Callable[[DockerExecSession], object] | None = None,
         agent: GuestAgent | Literal[_Agent.CONFIGURED] | None = _Agent.CONFIGURED,
+        env: Iterable[tuple[str, str]] = (),
     ) -> None:
         super().__init__(reactor=reactor, docker_config=docker_config, on_closed=on_closed)
+        # The connection's own variables (a warm pool container's user's); the
+        # client's env requests may still replace them, as they would replace
+        # the container's.
+        self._env.update(env)
         self._engine = engine
         self._container_id = container_id
         self._agent = (
