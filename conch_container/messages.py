@@ -1474,6 +1474,54 @@ DOCKER_PROGRAM_NOT_RUNNING = MessageCode(
     "The user requested an action that needs a running program (window change, signal), but no program is running on the channel.",
 )
 
+CONTAINER_KEY_NEW = MessageCode(
+    "CONTAINER_KEY_NEW",
+    Level.INFO,
+    "Backend",
+    "A connection carries a container key (session.containerKey) that no container of this user has: its container is created as usual and kept for the user's next connections with the same key. containerKey is a digest of the key, never the key.",
+    own=True,
+)
+
+CONTAINER_KEY_JOINED = MessageCode(
+    "CONTAINER_KEY_JOINED",
+    Level.INFO,
+    "Backend",
+    "A connection with a container key joined the container an earlier connection of the same user with the same key created: its programs run there with its own environment, and its files are written there (users: connections now using the container).",
+    own=True,
+)
+
+CONTAINER_KEY_KEPT = MessageCode(
+    "CONTAINER_KEY_KEPT",
+    Level.INFO,
+    "Backend",
+    "The last connection using a keyed container closed: the container stays for session.keepAlive, for a next connection with the same key.",
+    own=True,
+)
+
+CONTAINER_KEY_EXPIRED = MessageCode(
+    "CONTAINER_KEY_EXPIRED",
+    Level.INFO,
+    "Backend",
+    "No connection with its key came within session.keepAlive: the keyed container is removed.",
+    own=True,
+)
+
+CONTAINER_KEY_STALE = MessageCode(
+    "CONTAINER_KEY_STALE",
+    Level.WARNING,
+    "Backend",
+    "A connection's key names a container that is no longer running (stopped, removed, the engine restarted): it is removed and a new one is made for the key.",
+    own=True,
+)
+
+CONTAINER_KEY_INVALID = MessageCode(
+    "CONTAINER_KEY_INVALID",
+    Level.WARNING,
+    "Backend",
+    "The container key a connection carries is too long (over 256 characters) or not printable: it is ignored and the connection gets a container of its own.",
+    own=True,
+)
+
 DOCKER_POOL_STARTED = MessageCode(
     "DOCKER_POOL_STARTED",
     Level.INFO,

@@ -25,6 +25,7 @@ _AGENT = "tests.backend.test_docker_agent"
 _AGENT_REAL = "tests.backend.test_docker_agent_integration"
 _REGISTRY = "tests.backend.test_docker_registry.RegistryPullTests"
 _RECONCILE = "tests.backend.test_docker_reconcile.RemoveLeftoversTests"
+_POOL = "tests.backend.test_docker_warmpool.WarmPoolTests"
 
 #: Each ``DOCKER_*`` code -> the tests that produce it and assert it.
 PRODUCERS: dict[str, tuple[str, ...]] = {
@@ -112,6 +113,19 @@ PRODUCERS: dict[str, tuple[str, ...]] = {
     "DOCKER_CONTAINER_SIGNAL_FAILED": (f"{_SESSION_MODE}.test_signal_unsupported",),
     "DOCKER_CONTAINER_STOP": (f"{_SESSION_MODE}.test_channel_close_stops_and_removes",),
     "DOCKER_CONTAINER_STOP_FAILED": (f"{_SESSION_FAKE}.test_stop_fails",),
+    # -- the warm pool
+    "DOCKER_POOL_STARTED": (f"{_POOL}.test_filled_at_start",),
+    "DOCKER_POOL_FILL": (f"{_POOL}.test_hand_over_applies_the_user_and_refills",),
+    "DOCKER_POOL_READY": (f"{_POOL}.test_filled_at_start",),
+    "DOCKER_POOL_FILL_FAILED": (
+        f"{_POOL}.test_failed_fill_is_retried_not_hammered",
+        "tests.backend.test_warmpool_unit.TemplatePoolTests.test_failure_waits_the_retry_interval",
+    ),
+    "DOCKER_POOL_HANDOVER": (f"{_POOL}.test_hand_over_applies_the_user_and_refills",),
+    "DOCKER_POOL_EMPTY": (f"{_POOL}.test_burst_three_times_the_pool",),
+    "DOCKER_POOL_STALE": (f"{_POOL}.test_stopped_container_is_not_handed_over",),
+    "DOCKER_POOL_DRAIN": (f"{_POOL}.test_stop_removes_ready_containers",),
+    "DOCKER_POOL_UNAVAILABLE": (f"{_POOL}.test_session_mode_has_no_pool",),
 }
 
 #: Codes this version of the Docker backend has no situation for, and why. Keep it short.

@@ -28,6 +28,7 @@ from zope.interface import implementer
 
 from conch_container import messages
 from conch_container.backend.registry import BackendNotAvailable, find_backend_factory
+from conch_container.backend.shared import SharedContainers
 from conch_container.config import AppConfig, ConfigError
 from conch_container.deferreds import DeadlineExceeded, Once, settled_within, with_deadline
 from conch_container.errors import GENERIC_USER_MESSAGE, ContainerSSHError
@@ -82,6 +83,8 @@ class DispatchingBackend:
         self._ready: dict[str, Any] = {}
         #: Starts under way, awaited by the connections that need them and by :meth:`stop`.
         self._starting: dict[str, Once[Any]] = {}
+        #: Containers shared by connections with the same key (session.containerKey).
+        self.shared = SharedContainers(reactor)
         self._stopped = False
         self._build(self.name, factory_for(self.name), config)
 
@@ -117,6 +120,8 @@ class DispatchingBackend:
     async def _stop(self) -> None:
         self._stopped = True
         await DeferredList([once.wait() for once in self._starting.values()], consumeErrors=True)
+        # Kept containers first: their backends are still there to remove them.
+        await self.shared.stop()
         names = list(self._ready)
         stops = []
         for name in names:
@@ -160,7 +165,7 @@ class DispatchingBackend:
         except ContainerSSHError as error:
             error.log(context.log)
             raise
-        return await maybeDeferred(backend.connect, context)
+        return await self.shared.connect(context.config.backend, backend.connect, context)
 
     async def _backend_for(self, context: ConnectionContext) -> Any:
         name = context.config.backend

@@ -1,10 +1,11 @@
-"""The ``session`` section: how long a connection may stay idle, and in all.
+"""The ``session`` section: time limits, and returning to the same container.
 
-An extension (ContainerSSH has no such limits). It may vary per connection: a
-configuration server can give one user longer limits than another.
+An extension (ContainerSSH has neither). It may vary per connection: a
+configuration server can give one user longer limits than another, or a key.
 """
 
 # setting() returns an attrs field declaration, not a shared default value.
+# ruff: noqa: RUF009
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ from typing import Any
 
 import attrs
 
-from conch_container.config.kinds import Choice, Duration, Str
+from conch_container.config.kinds import Choice, Duration, Section, Str
 from conch_container.config.schema import setting
 
 #: Signals a timed-out program may be sent first (RFC 4254's names, without ``SIG``).
@@ -28,8 +29,33 @@ def _zero_or_a_second(value: float) -> str | None:
 
 
 @attrs.frozen
+class ContainerKeyConfig:
+    """Where a connection's container key comes from; connections of the same user
+    with the same key share one container."""
+
+    metadata: str = setting(
+        "metadata",
+        Str(),
+        "",
+        doc="Name of the authentication webhook's metadata entry (or the configuration "
+        "server's) holding the key. Empty: not from metadata.",
+        extension=True,
+    )
+    environment: str = setting(
+        "environment",
+        Str(),
+        "",
+        doc="Name of a variable of the connection's environment (as the authentication "
+        "webhook or the configuration server set it, e.g. `CI_JOB_ID`) holding the key; "
+        "used when `metadata` gives none. Empty: not from the environment.",
+        extension=True,
+    )
+
+
+@attrs.frozen
 class SessionConfig:
-    """Time limits of a connection: idle and absolute, each with a warning and a grace period."""
+    """Time limits of a connection (idle and absolute, each with a warning and a grace
+    period), and the container key that lets connections share a container."""
 
     idle_timeout: float = _limit(
         "idleTimeout",
@@ -64,6 +90,22 @@ class SessionConfig:
         Choice(*TIMEOUT_SIGNALS),
         "TERM",
         doc="Signal sent to every running program when a limit is reached.",
+        extension=True,
+    )
+    container_key: ContainerKeyConfig = setting(
+        "containerKey",
+        Section(ContainerKeyConfig),
+        ContainerKeyConfig(),
+        doc="Returning to the same container: where a connection's key comes from "
+        "(see docs/container-reuse.md).",
+        extension=True,
+    )
+    keep_alive: float = setting(
+        "keepAlive",
+        Duration(flexible=True),
+        300.0,
+        doc="How long a keyed container stays after its last connection closed, for the "
+        "next connection with the same key; then it is removed. 0: removed at once.",
         extension=True,
     )
     grace: float = setting(

@@ -134,6 +134,15 @@ class GatewayTestCase(TestCase):
     def logged_codes(self) -> list[str]:
         return [record.code for record in self.log_records]
 
+    async def own_container_ids(self) -> list[str]:
+        """The ids of the engine's containers carrying this gateway's instance label."""
+        found = await deferToThread(
+            self.docker.containers,
+            all=True,
+            filters={"label": f"{LABEL_INSTANCE}={self.instance_id}"},
+        )
+        return [c["Id"] for c in found]
+
     async def assert_nothing_left(self) -> None:
         """After the test (and the gateway's stop), the engine holds none of its containers."""
         left = await deferToThread(

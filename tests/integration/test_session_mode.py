@@ -13,10 +13,8 @@ from typing import Any
 
 from twisted.internet import task
 from twisted.internet.defer import Deferred, gatherResults
-from twisted.internet.threads import deferToThread
 from twisted.internet.utils import getProcessOutputAndValue
 
-from conch_container.backend.docker.containerconfig import LABEL_INSTANCE
 from conch_container.testing.webhook import WebhookUser
 from tests.integration.gateway import (
     SSH,
@@ -37,17 +35,9 @@ class SessionModeGatewayTestCase(GatewayTestCase):
         data["docker"] = {**data["docker"], "execution": execution}
         return data
 
-    async def containers(self) -> list[str]:
-        found = await deferToThread(
-            self.docker.containers,
-            all=True,
-            filters={"label": f"{LABEL_INSTANCE}={self.instance_id}"},
-        )
-        return [c["Id"] for c in found]
-
     async def until_no_containers(self, timeout: float = 30.0) -> None:
         waited = 0.0
-        while await self.containers():
+        while await self.own_container_ids():
             if waited > timeout:
                 self.fail("the session containers were not removed")
             await task.deferLater(reactor, 0.1)
@@ -140,7 +130,7 @@ class MultiplexedConnectionTests(ControlMasterMixin, SessionModeGatewayTestCase)
         argv = [*self.ssh_args("-S", self.control), "sleep 60"]
         running = getProcessOutputAndValue(SSH, argv, env=dict(os.environ))
         waited = 0.0
-        while not await self.containers():
+        while not await self.own_container_ids():
             self.assertLess(waited, 30.0, "the session's container never appeared")
             await task.deferLater(reactor, 0.1)
             waited += 0.1

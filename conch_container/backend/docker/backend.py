@@ -362,7 +362,7 @@ class DockerBackend:
         if pool is None:
             return None
         connection = pool.take()
-        while connection is not None and not await self._still_running(connection, docker_config):
+        while connection is not None and not await connection.still_running():
             log.event(
                 messages.DOCKER_POOL_STALE,
                 "Warm pool container {staleContainerId} has stopped: removing it, taking another",
@@ -405,21 +405,6 @@ class DockerBackend:
             await connection.close()
             raise launch_error(e, connection) from None
         return connection
-
-    async def _still_running(
-        self, connection: DockerConnection, docker_config: DockerConfig
-    ) -> bool:
-        """Whether a pool container still runs (it may have waited for hours)."""
-        engine, container_id = connection.engine, connection.container_id
-        if engine is None or container_id is None:
-            return False
-        try:
-            state = await with_deadline(
-                self._reactor, docker_config.timeouts.http, engine.container_state(container_id)
-            )
-        except (EngineError, DeadlineExceeded):
-            return False
-        return bool(state.get("Running"))
 
     def _pool_for(self, docker_config: DockerConfig, policy: PullPolicy) -> TemplatePool | None:
         if docker_config.pool.size <= 0 or _pool_unavailable(docker_config) is not None:

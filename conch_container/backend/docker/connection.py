@@ -152,6 +152,32 @@ class DockerConnection:
             "Took container {containerId} from the warm pool",
         )
 
+    def still_running(self) -> Deferred[bool]:
+        """Whether the container still runs (a warm pool's or a kept one may have
+        waited for hours). Only a definite answer says no: the engine reports it
+        stopped, or does not know it. An engine that does not answer in time is
+        given the benefit of the doubt (removing a kept container on a hiccup
+        would lose the user's work)."""
+        return Deferred.fromCoroutine(self._still_running())
+
+    async def _still_running(self) -> bool:
+        if self._closing:
+            return False
+        if self._template is not None:
+            return True  # session mode: no container of the connection's own
+        engine, container_id = self.engine, self.container_id
+        if engine is None or container_id is None:
+            return False
+        try:
+            state = await with_deadline(
+                self._reactor, self._timeouts.http, engine.container_state(container_id)
+            )
+        except EngineError as e:
+            return e.status != 404
+        except DeadlineExceeded:
+            return True
+        return bool(state.get("Running"))
+
     def write_files(self, files: Mapping[str, object]) -> Deferred[None]:
         """Write authentication's ``files`` into the running container (a pool container's
         user's, at hand-over)."""
@@ -408,15 +434,23 @@ class DockerConnection:
             self._forward_helper = ForwardHelper(self._reactor, path, self._log)
         return self._forward_helper
 
-    def open_session(self, channel_id: object) -> DockerExecSession | DockerContainerSession:
-        """A new session for a session channel: an exec, or in session mode a container."""
+    def open_session(
+        self, channel_id: object, *, log: CodeLogger | None = None
+    ) -> DockerExecSession | DockerContainerSession:
+        """A new session for a session channel: an exec, or in session mode a container.
+
+        :param log: the logger of the SSH connection the session belongs to, when
+            that is not the one this container was made for (a container shared
+            by key); the container's id is added to it.
+        """
+        session_log = self._log if log is None else log.bind(containerId=self.container_id)
         if self._template is not None and self.engine is not None and not self._closing:
             container_session = DockerContainerSession(
                 reactor=self._reactor,
                 engine=self.engine,
                 template=self._template,
                 docker_config=self._config,
-                log=self._log,
+                log=session_log,
                 channel_id=channel_id,
                 retry_interval=self._retry_interval,
                 on_closed=self._sessions.discard,
@@ -438,7 +472,7 @@ class DockerConnection:
             engine=self.engine,
             container_id=self.container_id,
             docker_config=self._config,
-            log=self._log,
+            log=session_log,
             channel_id=channel_id,
             on_closed=self._sessions.discard,
             agent=self.agent,

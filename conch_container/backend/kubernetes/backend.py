@@ -147,8 +147,15 @@ class KubernetesConnection(SessionOwner[KubernetesExecSession]):
             self._forward_helper = ForwardHelper(self._reactor, path, self._log)
         return self._forward_helper
 
-    def open_session(self, channel_id: object) -> KubernetesExecSession:
-        """A new exec session for a session channel."""
+    def open_session(
+        self, channel_id: object, *, log: CodeLogger | None = None
+    ) -> KubernetesExecSession:
+        """A new exec session for a session channel.
+
+        :param log: the logger of the SSH connection the session belongs to, when
+            that is not the one this pod was made for (a pod shared by key); the
+            pod's name is added to it.
+        """
         self._refuse_if_closing(channel_id)
         session = KubernetesExecSession(
             reactor=self._reactor,
@@ -157,11 +164,23 @@ class KubernetesConnection(SessionOwner[KubernetesExecSession]):
             container=self._container,
             config=self._config,
             agent=self._agent,
-            log=self._log,
+            log=self._log if log is None else log.bind(pod=self.pod.name),
             channel_id=channel_id,
             on_closed=self._sessions.discard,
         )
         return self._track(session)
+
+    async def still_running(self) -> bool:
+        """Whether the pod is still running (a kept one may have waited for minutes).
+        Only a definite answer says no; an API server that does not answer is given
+        the benefit of the doubt (removing a kept pod on a hiccup would lose work)."""
+        try:
+            pod = await self._cluster.pods.get_pod(self.pod.namespace, self.pod.name)
+        except Exception:
+            return True
+        if pod is None or (pod.get("metadata") or {}).get("deletionTimestamp"):
+            return False
+        return bool((pod.get("status") or {}).get("phase") == "Running")
 
     async def _after_sessions(self) -> None:
         """Delete the pod (within ``timeouts.podStop``), unless it is kept."""
