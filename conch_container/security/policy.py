@@ -30,6 +30,7 @@ import attrs
 
 from conch_container import messages
 from conch_container.backend.forwardprotocol import ConnectionType
+from conch_container.codes import MessageCode
 from conch_container.config.forwardrules import (
     PortRange,
     TargetPattern,
@@ -59,6 +60,94 @@ def effective_mode(mode: str, default_mode: str) -> str:
 def signal_name(name: str) -> str:
     """A signal's name as the policy compares it: without the ``SIG`` prefix."""
     return name.removeprefix("SIG")
+
+
+@attrs.frozen
+class _ForwardingGate:
+    """One kind of forwarding under ``security.forwarding``: its mode's key, code
+    and wording. ``enable`` permits unless the deny list matches, ``filter``
+    only what the allow list matches (a kind without lists: nothing), any
+    other mode nothing.
+
+    :ivar what: the kind, as the log's explanation names it.
+    :ivar disabled: what the user reads when the mode does not permit the kind.
+    :ivar narrowed: what the user reads when a list refused this one request
+        (None: the kind has no lists).
+    :ivar in_deny, not_in_allow: why, for the log, a list refused it.
+    """
+
+    mode_key: str
+    code: MessageCode
+    what: str
+    disabled: str
+    narrowed: str | None = None
+    in_deny: str = ""
+    not_in_allow: str = ""
+
+    def decide(
+        self, mode: str, *, denied: bool = False, allowed: bool = False, **fields: object
+    ) -> RequestRejected | None:
+        """None when ``mode`` and the lists (``denied``, ``allowed``) permit; else the refusal."""
+        lists = self.narrowed is not None
+        if mode == ENABLE and not denied:
+            return None
+        if mode == FILTER and lists and allowed:
+            return None
+        if lists and mode == ENABLE:
+            user, why = self.narrowed, self.in_deny
+        elif lists and mode == FILTER:
+            user, why = self.narrowed, self.not_in_allow
+        else:
+            user = self.disabled
+            why = (
+                f"it is not enabled in the security settings (security.forwarding.{self.mode_key})"
+            )
+        assert user is not None
+        return RequestRejected(self.code, user, f"{self.what} is rejected because {why}.", **fields)
+
+
+_FORWARD = _ForwardingGate(
+    "forwardingMode",
+    messages.SECURITY_FORWARDING_REJECTED,
+    "Port forwarding",
+    "Port forwarding is disabled.",
+    "Port forwarding to this target is not permitted.",
+    "the target is in security.forwarding.deny",
+    "the target is not in security.forwarding.allow",
+)
+_REVERSE = _ForwardingGate(
+    "reverseForwardingMode",
+    messages.SECURITY_REVERSE_FORWARDING_REJECTED,
+    "Remote port forwarding",
+    "Remote port forwarding is disabled.",
+    "Remote port forwarding on this port is not permitted.",
+    "the port is in security.forwarding.reverseDeny",
+    "the port is not in security.forwarding.reverseAllow",
+)
+_SOCKET = _ForwardingGate(
+    "socketForwardingMode",
+    messages.SECURITY_SOCKET_FORWARDING_REJECTED,
+    "Unix socket forwarding",
+    "Socket forwarding is disabled.",
+)
+_SOCKET_LISTEN = _ForwardingGate(
+    "socketListenMode",
+    messages.SECURITY_SOCKET_LISTEN_REJECTED,
+    "Listening on a Unix socket",
+    "Socket listening is disabled.",
+)
+_X11 = _ForwardingGate(
+    "x11ForwardingMode",
+    messages.SECURITY_X11_REJECTED,
+    "X11 forwarding",
+    "X11 forwarding is disabled.",
+)
+_AGENT = _ForwardingGate(
+    "agentForwardingMode",
+    messages.SECURITY_AGENT_FORWARDING_REJECTED,
+    "Agent forwarding",
+    "Agent forwarding is disabled.",
+)
 
 
 def _refusal(mode: str, name: str, allow: frozenset[str], deny: frozenset[str]) -> str | None:
@@ -289,23 +378,10 @@ class SecurityPolicy:
         (``direct-tcpip``: ``ssh -L``, ``ssh -D``)? ``enable``: unless ``deny``
         matches; ``filter``: only if ``allow`` matches (nothing when empty, as
         in ContainerSSH); ``disable``: never."""
-        mode = self.forwarding_mode
-        if mode == ENABLE and not any_target(self.forward_deny, host, port):
-            return None
-        if mode == FILTER and any_target(self.forward_allow, host, port):
-            return None
-        why = {
-            ENABLE: "the target is in security.forwarding.deny",
-            FILTER: "the target is not in security.forwarding.allow",
-        }.get(
-            mode, "it is not enabled in the security settings (security.forwarding.forwardingMode)"
-        )
-        return RequestRejected(
-            messages.SECURITY_FORWARDING_REJECTED,
-            "Port forwarding is disabled."
-            if mode not in (ENABLE, FILTER)
-            else "Port forwarding to this target is not permitted.",
-            f"Port forwarding is rejected because {why}.",
+        return _FORWARD.decide(
+            self.forwarding_mode,
+            denied=any_target(self.forward_deny, host, port),
+            allowed=any_target(self.forward_allow, host, port),
             host=host,
             port=port,
         )
@@ -314,25 +390,10 @@ class SecurityPolicy:
         """May the container listen on ``host:port`` for the client (``tcpip-forward``:
         ``ssh -R``)? ``enable``: unless ``reverseDeny`` has the port; ``filter``:
         only if ``reverseAllow`` has it; ``disable``: never."""
-        mode = self.reverse_forwarding_mode
-        if mode == ENABLE and not any_port(self.reverse_deny, port):
-            return None
-        if mode == FILTER and any_port(self.reverse_allow, port):
-            return None
-        why = {
-            ENABLE: "the port is in security.forwarding.reverseDeny",
-            FILTER: "the port is not in security.forwarding.reverseAllow",
-        }.get(
-            mode,
-            "it is not enabled in the security settings "
-            "(security.forwarding.reverseForwardingMode)",
-        )
-        return RequestRejected(
-            messages.SECURITY_REVERSE_FORWARDING_REJECTED,
-            "Remote port forwarding is disabled."
-            if mode not in (ENABLE, FILTER)
-            else "Remote port forwarding on this port is not permitted.",
-            f"Remote port forwarding is rejected because {why}.",
+        return _REVERSE.decide(
+            self.reverse_forwarding_mode,
+            denied=any_port(self.reverse_deny, port),
+            allowed=any_port(self.reverse_allow, port),
             host=host,
             port=port,
         )
@@ -340,28 +401,12 @@ class SecurityPolicy:
     def check_socket_forwarding(self, path: str) -> RequestRejected | None:
         """May the client connect to the Unix socket ``path`` in the container
         (``direct-streamlocal@openssh.com``: ``ssh -L ...:/path``)?"""
-        if self.socket_forwarding_mode == ENABLE:
-            return None
-        return RequestRejected(
-            messages.SECURITY_SOCKET_FORWARDING_REJECTED,
-            "Socket forwarding is disabled.",
-            "Unix socket forwarding is rejected because it is not enabled in the security "
-            "settings (security.forwarding.socketForwardingMode).",
-            path=path,
-        )
+        return _SOCKET.decide(self.socket_forwarding_mode, path=path)
 
     def check_socket_listen(self, path: str) -> RequestRejected | None:
         """May the container listen on the Unix socket ``path`` for the client
         (``streamlocal-forward@openssh.com``: ``ssh -R /path:...``)?"""
-        if self.socket_listen_mode == ENABLE:
-            return None
-        return RequestRejected(
-            messages.SECURITY_SOCKET_LISTEN_REJECTED,
-            "Socket listening is disabled.",
-            "Listening on a Unix socket is rejected because it is not enabled in the security "
-            "settings (security.forwarding.socketListenMode).",
-            path=path,
-        )
+        return _SOCKET_LISTEN.decide(self.socket_listen_mode, path=path)
 
     def check_listen(self, kind: int, host: str, port: int) -> RequestRejected | None:
         """May the container listen for the client: a port (``ssh -R``), a Unix
@@ -373,27 +418,8 @@ class SecurityPolicy:
         if kind == ConnectionType.SOCKET_FORWARD:
             return self.check_socket_listen(host)
         if kind == ConnectionType.X11:
-            mode, code, what, key = (
-                self.x11_forwarding_mode,
-                messages.SECURITY_X11_REJECTED,
-                "X11 forwarding",
-                "x11ForwardingMode",
-            )
-        else:
-            mode, code, what, key = (
-                self.agent_forwarding_mode,
-                messages.SECURITY_AGENT_FORWARDING_REJECTED,
-                "Agent forwarding",
-                "agentForwardingMode",
-            )
-        if mode == ENABLE:
-            return None
-        return RequestRejected(
-            code,
-            f"{what} is disabled.",
-            f"{what} is rejected because it is not enabled in the security settings "
-            f"(security.forwarding.{key}).",
-        )
+            return _X11.decide(self.x11_forwarding_mode)
+        return _AGENT.decide(self.agent_forwarding_mode)
 
     def check_new_forward(self, open_forwards: int) -> RequestRejected | None:
         """May another forwarded connection open while ``open_forwards`` are open?"""
