@@ -1514,6 +1514,14 @@ CONTAINER_KEY_STALE = MessageCode(
     own=True,
 )
 
+CONTAINER_KEY_ABSENT = MessageCode(
+    "CONTAINER_KEY_ABSENT",
+    Level.INFO,
+    "Backend",
+    "With session.containerKey.clientEnvironment the container is chosen when the connection first needs one; at that moment the client had not sent the variable (its first program came without it, or a port, X11 or agent forward needed the container before any program): the connection gets a container of its own. Also the code of a program or forward refused because the connection closed before its container was chosen.",
+    own=True,
+)
+
 CONTAINER_KEY_INVALID = MessageCode(
     "CONTAINER_KEY_INVALID",
     Level.WARNING,

@@ -85,6 +85,7 @@ class DispatchingBackend:
         self._starting: dict[str, Once[Any]] = {}
         #: Containers shared by connections with the same key (session.containerKey).
         self.shared = SharedContainers(reactor)
+        metrics.watch_shared_containers(lambda: self.shared.counts)
         self._stopped = False
         self._build(self.name, factory_for(self.name), config)
 

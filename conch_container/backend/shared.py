@@ -38,29 +38,34 @@ from conch_container.deferreds import Once
 from conch_container.errors import ContainerSSHError
 from conch_container.interfaces import ConnectionContext, IBackendConnection
 from conch_container.log.logger import CodeLogger
+from conch_container.metrics.recorders import SharedCounts
 
 #: A key longer than this is no key (logged, and the connection gets its own container).
 MAX_KEY_LENGTH = 256
 
 
 def container_key(context: ConnectionContext) -> str | None:
-    """The connection's container key, or None when it has none (or an unusable one)."""
+    """The connection's container key from its webhooks, or None when it has none (or an
+    unusable one)."""
     source = context.config.session.container_key
     metadata: Any = context.metadata
-    key: str | None = None
-    where = ""
     if source.metadata:
         value = metadata.metadata.get(source.metadata)
         if value is not None and value.value:
-            key, where = value.value, f"metadata {source.metadata}"
-    if key is None and source.environment:
+            return usable_key(value.value, f"metadata {source.metadata}", context.log)
+    if source.environment:
         value = metadata.environment.get(source.environment)
         if value is not None and value.value:
-            key, where = value.value, f"environment variable {source.environment}"
-    if key is None:
-        return None
+            return usable_key(
+                value.value, f"environment variable {source.environment}", context.log
+            )
+    return None
+
+
+def usable_key(key: str, where: str, log: CodeLogger) -> str | None:
+    """``key`` if it can be one (from ``where``, for the log), else None (logged)."""
     if len(key) > MAX_KEY_LENGTH or not key.isprintable():
-        context.log.event(
+        log.event(
             messages.CONTAINER_KEY_INVALID,
             "The container key from {source} is not usable ({length} characters, at most "
             "{limit} printable ones): this connection gets a container of its own",
@@ -107,16 +112,44 @@ class SharedContainers:
     def __len__(self) -> int:
         return len(self._shared)
 
+    @property
+    def counts(self) -> SharedCounts:
+        """Keyed containers in use, and kept for their next connection."""
+        in_use = sum(1 for shared in self._shared.values() if shared.users > 0)
+        return SharedCounts(in_use=in_use, kept=len(self._shared) - in_use)
+
     async def connect(
         self,
         backend_name: str,
         connect: Callable[[ConnectionContext], Any],
         context: ConnectionContext,
     ) -> Any:
-        """The connection of ``context``: its own (``connect``), or its key's shared one."""
-        key = container_key(context) if not self._stopped else None
-        if key is None:
+        """The connection of ``context``: its own (``connect``), or its key's shared one.
+
+        When the key is to come from a variable the client sends
+        (``clientEnvironment``) and the webhooks gave none, the container is
+        chosen later, when it is first needed (:mod:`~conch_container.backend.latekey`).
+        """
+        if self._stopped:
             return await maybeDeferred(connect, context)
+        key = container_key(context)
+        if key is not None:
+            return await self.connect_with_key(backend_name, connect, context, key)
+        variable = context.config.session.container_key.client_environment
+        if variable:
+            from conch_container.backend.latekey import LateKeyConnection
+
+            return LateKeyConnection(self, backend_name, connect, context, variable)
+        return await maybeDeferred(connect, context)
+
+    async def connect_with_key(
+        self,
+        backend_name: str,
+        connect: Callable[[ConnectionContext], Any],
+        context: ConnectionContext,
+        key: str,
+    ) -> Any:
+        """The shared container of ``key`` for this connection's user: joined, or created."""
         metadata: Any = context.metadata
         ident = (backend_name, metadata.authenticated_username, key)
         digest = key_digest(key)

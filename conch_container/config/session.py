@@ -46,8 +46,20 @@ class ContainerKeyConfig:
         Str(),
         "",
         doc="Name of a variable of the connection's environment (as the authentication "
-        "webhook or the configuration server set it, e.g. `CI_JOB_ID`) holding the key; "
-        "used when `metadata` gives none. Empty: not from the environment.",
+        "webhook or the configuration server set it) holding the key; used when `metadata` "
+        "gives none. Empty: not from the webhooks' environment.",
+        extension=True,
+    )
+    client_environment: str = setting(
+        "clientEnvironment",
+        Str(),
+        "",
+        doc="Name of a variable the client sends on its first session channel "
+        "(`ssh -o SetEnv=CI_JOB_ID=...`, `SendEnv`; the `env` policy must allow it) holding "
+        "the key, when the webhooks give none. The container is then chosen when the "
+        "connection first needs one: at its first program (with that channel's variables), "
+        "or earlier for port, X11 or agent forwarding (without a key). Empty: not from the "
+        "client.",
         extension=True,
     )
 

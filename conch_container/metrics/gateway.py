@@ -25,6 +25,7 @@ from conch_container.metrics.recorders import (
     AuditBacklog,
     AuthRecorder,
     PoolCounts,
+    SharedCounts,
     WebhookRecorder,
 )
 
@@ -252,6 +253,10 @@ class GatewayMetrics:
             "conch_container_backend_pool_containers", "containers", ("backend", "state"),
             "Warm pool containers now, ready for a connection or starting",
         )  # fmt: skip
+        self.shared_containers = gauge(
+            "conch_container_shared_containers", "containers", ("state",),
+            "Containers shared by key now: in use by a connection, or kept for the next",
+        )  # fmt: skip
         self._auth_recorders: dict[str, _AuthRecorder] = {}
         self._backend_recorders: dict[str, _BackendRecorder] = {}
         self._config_recorder = _WebhookRecorder(self.config_server, ())
@@ -302,6 +307,13 @@ class GatewayMetrics:
         if recorder is None:
             recorder = self._backend_recorders[name] = _BackendRecorder(self, name)
         return recorder
+
+    # Containers shared by key
+
+    def watch_shared_containers(self, source: Callable[[], SharedCounts]) -> None:
+        """Read the keyed containers from ``source`` at each scrape."""
+        self.shared_containers.labels("in_use").set_function(lambda: source().in_use)
+        self.shared_containers.labels("kept").set_function(lambda: source().kept)
 
     # Audit
 

@@ -53,6 +53,18 @@ class PoolCounts:
     starting: int = 0
 
 
+@attrs.frozen
+class SharedCounts:
+    """Containers shared by key (``session.containerKey``), over every backend.
+
+    :ivar in_use: used by at least one connection.
+    :ivar kept: used by none, kept for ``session.keepAlive``.
+    """
+
+    in_use: int = 0
+    kept: int = 0
+
+
 class WebhookRecorder(Protocol):
     """The attempts of one webhook client (see the module documentation)."""
 
@@ -131,6 +143,9 @@ class Metrics(Protocol):
     def watch_audit_backlog(self, source: Callable[[], AuditBacklog]) -> None:
         """Read the audit upload backlog from ``source`` at each scrape."""
 
+    def watch_shared_containers(self, source: Callable[[], SharedCounts]) -> None:
+        """Read the containers shared by key from ``source`` at each scrape."""
+
 
 class _NullWebhookRecorder:
     def request(self, retry: bool) -> None:
@@ -204,6 +219,9 @@ class NullMetrics:
         return NULL_BACKEND_RECORDER
 
     def watch_audit_backlog(self, source: Callable[[], AuditBacklog]) -> None:
+        pass
+
+    def watch_shared_containers(self, source: Callable[[], SharedCounts]) -> None:
         pass
 
 

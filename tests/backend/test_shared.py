@@ -16,6 +16,7 @@ from conch_container.config.session import ContainerKeyConfig
 from conch_container.errors import GENERIC_USER_MESSAGE, ContainerSSHError
 from conch_container.interfaces import ConnectionContext
 from conch_container.metadata import ConnectionMetadata, FileValue, MetadataValue
+from conch_container.metrics.recorders import SharedCounts
 from tests.ssh.harness import collecting_log
 
 FROM_METADATA = ContainerKeyConfig(metadata="containerKey")
@@ -127,9 +128,12 @@ class SharedContainersTests(TestCase):
         self.assertEqual(len(self.shared), 0)
 
     async def test_kept_for_keep_alive_then_removed(self) -> None:
-        """After the last connection, the container stays keepAlive seconds, then goes."""
+        """After the last connection, the container stays keepAlive seconds, then goes;
+        the counts follow (in use, then kept, then gone)."""
         first = await self.open(self.context(keep_alive=60.0))
+        self.assertEqual(self.shared.counts, SharedCounts(in_use=1, kept=0))
         await first.close()
+        self.assertEqual(self.shared.counts, SharedCounts(in_use=0, kept=1))
         self.assertEqual(self.made[0].closed, 0)
         self.assertIn("CONTAINER_KEY_KEPT", self.codes())
         self.clock.advance(59)
@@ -137,6 +141,7 @@ class SharedContainersTests(TestCase):
         self.clock.advance(1)
         self.assertEqual(self.made[0].closed, 1)
         self.assertIn("CONTAINER_KEY_EXPIRED", self.codes())
+        self.assertEqual(self.shared.counts, SharedCounts())
         # The key now makes a new container.
         await self.open(self.context())
         self.assertEqual(len(self.made), 2)

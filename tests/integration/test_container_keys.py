@@ -104,3 +104,31 @@ class KubernetesContainerKeyTests(KubernetesGatewayCase):
                 break
             await deferLater(reactor, 0.1, lambda: None)
         self.assertEqual(await self.own_pods(), [])
+
+
+class ClientVariableKeyTests(GatewayTestCase):
+    """The key is a variable the client sends (``ssh -o SetEnv=CI_JOB_ID=...``)."""
+
+    timeout = 120
+    config_overrides = {
+        "session": {"containerKey": {"clientEnvironment": "CI_JOB_ID"}, "keepAlive": "30s"}
+    }
+
+    async def job(self, job_id: str | None, command: str) -> tuple[bytes, bytes, int]:
+        options = () if job_id is None else ("-o", f"SetEnv=CI_JOB_ID={job_id}")
+        return await self.ssh(command, *options)
+
+    async def test_each_command_of_a_job_in_one_container(self) -> None:
+        """Commands of one job, each on its own connection, share a container; another
+        job, or a connection without the variable, does not."""
+        _out, err, code = await self.job("4711", "echo built > /tmp/artifact")
+        self.assertEqual(code, 0, err)
+        out, err, code = await self.job("4711", "cat /tmp/artifact")
+        self.assertEqual((out, code), (b"built\n", 0), err)
+        out, _err, code = await self.job("4712", "cat /tmp/artifact")
+        self.assertNotEqual(code, 0)
+        out, _err, code = await self.job(None, "cat /tmp/artifact")
+        self.assertNotEqual(code, 0)
+        self.assertIn("CONTAINER_KEY_ABSENT", self.logged_codes())
+        self.assertEqual(self.logged_codes().count("CONTAINER_KEY_JOINED"), 1)
+        self.assertEqual(self.logged_codes().count("DOCKER_CONTAINER_CREATE"), 3)

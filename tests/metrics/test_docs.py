@@ -9,6 +9,7 @@ from pathlib import Path
 from twisted.trial.unittest import SynchronousTestCase
 
 from conch_container.metrics import AuditBacklog, GatewayMetrics
+from conch_container.metrics.recorders import SharedCounts
 
 DOCS = Path(__file__).resolve().parents[2] / "docs"
 _NAME = re.compile(r"\b((?:containerssh|conch_container)_[a-z_]+)\b")
@@ -18,6 +19,7 @@ def _sample_names() -> set[str]:
     """Every sample name a gateway with every metric in use exposes."""
     metrics = GatewayMetrics()
     metrics.watch_audit_backlog(lambda: AuditBacklog(0, 0))
+    metrics.watch_shared_containers(lambda: SharedCounts(0, 0))
     metrics.connected("192.0.2.1:1")
     metrics.auth_webhook("password").failure(True, False, "X")
     metrics.auth_webhook("password").decision(True, False, "192.0.2.1:1")

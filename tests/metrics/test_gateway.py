@@ -36,6 +36,7 @@ OWN_METRICS = {
     "conch_container_backend_pool_handovers": ("counter", ("backend",)),
     "conch_container_backend_pool_misses": ("counter", ("backend",)),
     "conch_container_backend_pool_containers": ("gauge", ("backend", "state")),
+    "conch_container_shared_containers": ("gauge", ("state",)),
     "conch_container_auth_server_request_duration_seconds": ("histogram", ("authtype",)),
     "conch_container_config_server_request_duration_seconds": ("histogram", ()),
 }
