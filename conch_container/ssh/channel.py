@@ -69,6 +69,9 @@ class SessionChannel(SSHChannel):
     #: Whether the channel carries a forwarded connection (audited under
     #: ``audit.intercept.forwarding`` rather than stdin/stdout/stderr).
     forwarded = False
+    #: Whether the program's end is reported to the client (``exit-status`` or
+    #: ``exit-signal``) before EOF and close.
+    reports_exit = True
     log: CodeLogger
     #: Until the channel opens (tests may drive a channel that never does).
     audit: ChannelAudit = DISABLED_CHANNEL
@@ -474,7 +477,7 @@ class SessionChannel(SSHChannel):
 
         def done() -> None:
             self._cancel_eof_hold()
-            if status is not None and self.conn is not None:
+            if status is not None and self.reports_exit and self.conn is not None:
                 self.audit.exited(status)
                 request, payload = exit_request(status)
                 self.conn.sendRequest(self, request, payload)

@@ -20,7 +20,6 @@ from twisted.internet.defer import Deferred, maybeDeferred, succeed
 from twisted.python.failure import Failure
 
 from conch_container import messages
-from conch_container.interfaces import ExitStatus
 from conch_container.ssh.channel import SessionChannel
 from conch_container.ssh.forwarding import ForwardTarget, dial_command
 
@@ -43,6 +42,9 @@ class DirectTcpipChannel(SessionChannel):
 
     name = b"direct-tcpip"
     forwarded = True
+    #: A forwarded connection has no exit status to send: when the dialler ends
+    #: (the far side closed), the channel gets EOF after the output, then closes.
+    reports_exit = False
 
     def __init__(self, session: ContainerSession, target: ForwardTarget, **channel_args: Any):
         super().__init__(session, **channel_args)
@@ -103,15 +105,6 @@ class DirectTcpipChannel(SessionChannel):
         )
         return succeed(False)
 
-    def finish(self, status: ExitStatus | None) -> None:
-        """The dialler ended (the far side closed): EOF after the output, then close."""
-
-        def done() -> None:
-            self._cancel_eof_hold()
-            self._send_eof_now()
-            self.loseConnection()
-
-        self.after_reply(lambda: self._when_drained(done))
 
 
 class ForwardedTcpipChannel(DirectTcpipChannel):
