@@ -1694,7 +1694,7 @@ SECURITY_MAX_FORWARDS = MessageCode(
     "SECURITY_MAX_FORWARDS",
     Level.INFO,
     "Security",
-    "The connection has reached security.forwarding.maxConnections forwarded connections open at once and a new one (ssh -L, ssh -D) was refused as a resource shortage.",
+    "The connection has reached security.forwarding.maxConnections forwarded connections open at once: a new one the client opened (ssh -L, ssh -D) was refused as a resource shortage, or a new one the container accepted (ssh -R, X11, agent) was closed at once.",
     own=True,
 )
 

@@ -155,9 +155,11 @@ class ForwardingSecurityConfig:
         "maxConnections",
         Int(at_least(1)),
         256,
-        doc="Forwarded connections (`ssh -L`, `ssh -D`) open at the same time on one SSH "
-        "connection; another is refused as a resource shortage (`SECURITY_MAX_FORWARDS`). "
-        "They do not count against `ssh.maxChannels` or `maxSessions`. Each may hold up to "
+        doc="Forwarded connections open at the same time on one SSH connection: those the "
+        "client opens (`ssh -L`, `ssh -D`) and those the container accepts for it (`ssh -R`, "
+        "X11, the agent). Another one the client opens is refused as a resource shortage, "
+        "another one the container accepts is closed at once (`SECURITY_MAX_FORWARDS`). They "
+        "do not count against `ssh.maxChannels` or `maxSessions`. Each may hold up to "
         "`ssh.receiveWindowSize` of the client's data in the gateway.",
         extension=True,
     )

@@ -147,6 +147,10 @@ class SecurityConnection:
         """A port, socket or X11 display the container listens on for the client, if
         the policy permits that kind of listening.
 
+        Each connection the container accepts counts, until its channel closes,
+        against ``security.forwarding.maxConnections`` with the ``ssh -L``/``-D``
+        ones; one beyond the limit is closed at once (``SECURITY_MAX_FORWARDS``).
+
         :raises RequestRejected: (``SECURITY_*_REJECTED``) unless the mode of
             ``security.forwarding`` for that kind enables it.
         :raises ContainerSSHError: (``SSH_FORWARD_FAILED``) when the backend
@@ -162,7 +166,21 @@ class SecurityConnection:
                 "Forwarding is not available.",
                 "this backend cannot listen in its containers",
             )
-        return open_listener(request, on_connection)
+
+        def accepted(connection: Any) -> None:
+            # Connections the container accepts share the budget of forwarded
+            # connections (security.forwarding.maxConnections) with ssh -L/-D:
+            # one beyond it is closed at once, before any channel opens.
+            refusal = self.policy.check_new_forward(len(self._forwards))
+            if refusal is not None:
+                refusal.log(self._log)
+                connection.close()
+                return
+            counted = _CountedSession(connection, self._forwards.discard)
+            self._forwards.add(counted)
+            on_connection(counted)
+
+        return open_listener(request, accepted)
 
     def close(self) -> Any:
         """Close the wrapped connection (and with it every session)."""

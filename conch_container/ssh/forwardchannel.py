@@ -106,7 +106,6 @@ class DirectTcpipChannel(SessionChannel):
         return succeed(False)
 
 
-
 class ForwardedTcpipChannel(DirectTcpipChannel):
     """``ssh -R``: a connection the container accepted, opened towards the client.
 

@@ -11,6 +11,8 @@ from twisted.trial.unittest import SynchronousTestCase, TestCase
 from zope.interface.verify import verifyObject
 
 from conch_container import messages
+from conch_container.backend.forwardlisten import ListenRequest
+from conch_container.backend.forwardprotocol import ConnectionType
 from conch_container.config import parse_config
 from conch_container.deferreds import as_deferred
 from conch_container.errors import ContainerSSHError, RequestRejected
@@ -26,6 +28,7 @@ from conch_container.interfaces import (
 from conch_container.log.logger import CodeLogger
 from conch_container.metadata import ConnectionMetadata
 from conch_container.security import SecurityBackend, SecurityConnection
+from conch_container.security.policy import SecurityPolicy
 from conch_container.testing.backend import FakeBackend
 from conch_container.testing.conformance import BackendConformanceMixin
 from conch_container.testing.sessionio import RecordingSessionIO
@@ -350,3 +353,53 @@ class FilteredFakeBackendConformanceTests(BackendConformanceMixin, TestCase):
 
     async def leftovers(self, backend: Any, context: Any) -> list[str]:
         return self.fake.live_containers
+
+
+class _Listening:
+    """A backend connection that hands every accepted connection to the gateway."""
+
+    def __init__(self) -> None:
+        self.on_connection: Any = None
+
+    def open_listener(self, request: Any, on_connection: Any) -> object:
+        self.on_connection = on_connection
+        return object()
+
+
+class _Accepted:
+    def __init__(self) -> None:
+        self.closed = 0
+        self.listener_port = 8080
+
+    def close(self) -> None:
+        self.closed += 1
+
+
+class AcceptedConnectionLimitTests(SynchronousTestCase):
+    """Connections the container accepts share ``maxConnections`` with ``ssh -L``."""
+
+    def test_beyond_the_limit_closed_at_once(self) -> None:
+        events: list[dict[str, Any]] = []
+        ctx = context(
+            {"forwarding": {"reverseForwardingMode": "enable", "maxConnections": 2}}, events
+        )
+        backend = _Listening()
+        policy = SecurityPolicy.from_config(ctx.config.security)
+        connection = SecurityConnection(backend, policy, ctx.log)
+        handed: list[Any] = []
+        request = ListenRequest(ConnectionType.PORT_FORWARD, "127.0.0.1", 0)
+        connection.open_listener(request, handed.append)
+        first, second, third = _Accepted(), _Accepted(), _Accepted()
+        for accepted in (first, second, third):
+            backend.on_connection(accepted)
+        self.assertEqual(len(handed), 2)
+        self.assertEqual(third.closed, 1)
+        self.assertEqual(handed[0].listener_port, 8080)
+        self.assertIn(messages.SECURITY_MAX_FORWARDS.code, [e.get("code") for e in events])
+        # A channel that closes frees its place.
+        handed[0].close()
+        self.assertEqual(first.closed, 1)
+        fourth = _Accepted()
+        backend.on_connection(fourth)
+        self.assertEqual(len(handed), 3)
+        self.assertEqual(fourth.closed, 0)
