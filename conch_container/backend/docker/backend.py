@@ -107,7 +107,6 @@ class DockerBackend:
         return WarmPools(
             self._reactor,
             self._log,
-            instance_id=self.instance_id,
             retry_interval=self._retry_interval,
             make_connection=self._pool_connection,
             engine_source=lambda config: self._engine_source(EngineSettings.from_config(config)),
@@ -210,21 +209,17 @@ class DockerBackend:
             return
         execution = docker_config.execution
         why_not = _pool_unavailable(docker_config)
+        if why_not is None:
+            try:
+                policy = PullPolicy.parse(execution.image_pull_policy)
+                template = self._template_request(execution)
+            except (ValueError, ContainerConfigError) as e:
+                why_not = str(e)
         if why_not is not None:
             self._log.event(
                 messages.DOCKER_POOL_UNAVAILABLE,
                 "docker.pool.size is set, but no warm pool is kept: {reason}",
                 reason=why_not,
-            )
-            return
-        try:
-            policy = PullPolicy.parse(execution.image_pull_policy)
-            template = self._template_request(execution)
-        except (ValueError, ContainerConfigError) as e:
-            self._log.event(
-                messages.DOCKER_POOL_UNAVAILABLE,
-                "docker.pool.size is set, but no warm pool is kept: {reason}",
-                reason=str(e),
             )
             return
         self._pools.pool_for(docker_config, template, policy, registry_auth(execution.auth))

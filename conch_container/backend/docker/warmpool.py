@@ -75,8 +75,10 @@ def template_key(docker_config: DockerConfig, request: CreateRequest) -> str:
 class TemplatePool:
     """The ready containers of one template, and their refills.
 
-    :param make: starts one pool container: a launched
-        :class:`DockerConnection` or a failure (already logged).
+    :param make: a new pool container's :class:`DockerConnection`, not
+        launched yet, whose close calls the callable it is given.
+    :param launch: launches one (pull policy, create, agent, start); its
+        failures are logged by the connection.
     :param size: containers to keep ready.
     :param concurrency: creations at once, at most.
     :param retry_interval: seconds to wait after a failed creation.
@@ -212,7 +214,7 @@ class WarmPools:
 
     :param make_connection: a new, not yet launched :class:`DockerConnection`
         for ``docker_config`` whose close calls ``on_closed``.
-    :param launch: launches a pool connection from its template request.
+    :param engine_source: for a ``docker`` section, what gives its engine.
     """
 
     def __init__(
@@ -220,7 +222,6 @@ class WarmPools:
         reactor: Any,
         log: CodeLogger,
         *,
-        instance_id: str,
         retry_interval: float,
         make_connection: Callable[
             [DockerConfig, CodeLogger, Callable[[DockerConnection], object]], DockerConnection
@@ -229,7 +230,6 @@ class WarmPools:
     ) -> None:
         self._reactor = reactor
         self._log = log
-        self._instance_id = instance_id
         self._retry_interval = retry_interval
         self._make_connection = make_connection
         self._engine_source = engine_source
