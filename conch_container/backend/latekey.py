@@ -28,7 +28,7 @@ from twisted.internet.defer import Deferred, maybeDeferred, succeed
 from zope.interface import implementer
 
 from conch_container import messages
-from conch_container.backend.shared import usable_key
+from conch_container.backend.containerkey import usable_key
 from conch_container.deferreds import Once
 from conch_container.errors import GENERIC_USER_MESSAGE, ContainerSSHError
 from conch_container.interfaces import ConnectionContext, IBackendConnection, IBackendSession

@@ -24,7 +24,6 @@ and two optional methods a backend connection may have (``write_files`` and
 
 from __future__ import annotations
 
-import hashlib
 import inspect
 from collections.abc import Callable
 from typing import Any
@@ -34,52 +33,13 @@ from twisted.python.failure import Failure
 from zope.interface import implementer
 
 from conch_container import messages
+from conch_container.backend.containerkey import container_key, key_digest
+from conch_container.backend.latekey import LateKeyConnection
 from conch_container.deferreds import Once
 from conch_container.errors import ContainerSSHError
 from conch_container.interfaces import ConnectionContext, IBackendConnection
 from conch_container.log.logger import CodeLogger
 from conch_container.metrics.recorders import SharedCounts
-
-#: A key longer than this is no key (logged, and the connection gets its own container).
-MAX_KEY_LENGTH = 256
-
-
-def container_key(context: ConnectionContext) -> str | None:
-    """The connection's container key from its webhooks, or None when it has none (or an
-    unusable one)."""
-    source = context.config.session.container_key
-    metadata: Any = context.metadata
-    if source.metadata:
-        value = metadata.metadata.get(source.metadata)
-        if value is not None and value.value:
-            return usable_key(value.value, f"metadata {source.metadata}", context.log)
-    if source.environment:
-        value = metadata.environment.get(source.environment)
-        if value is not None and value.value:
-            return usable_key(
-                value.value, f"environment variable {source.environment}", context.log
-            )
-    return None
-
-
-def usable_key(key: str, where: str, log: CodeLogger) -> str | None:
-    """``key`` if it can be one (from ``where``, for the log), else None (logged)."""
-    if len(key) > MAX_KEY_LENGTH or not key.isprintable():
-        log.event(
-            messages.CONTAINER_KEY_INVALID,
-            "The container key from {source} is not usable ({length} characters, at most "
-            "{limit} printable ones): this connection gets a container of its own",
-            source=where,
-            length=len(key),
-            limit=MAX_KEY_LENGTH,
-        )
-        return None
-    return key
-
-
-def key_digest(key: str) -> str:
-    """What logs show of a key: enough to match lines, not the key (it may be a job token)."""
-    return hashlib.sha256(key.encode()).hexdigest()[:12]
 
 
 class _Shared:
@@ -137,8 +97,6 @@ class SharedContainers:
             return await self.connect_with_key(backend_name, connect, context, key)
         variable = context.config.session.container_key.client_environment
         if variable:
-            from conch_container.backend.latekey import LateKeyConnection
-
             return LateKeyConnection(self, backend_name, connect, context, variable)
         return await maybeDeferred(connect, context)
 

@@ -10,7 +10,8 @@ from twisted.internet.task import Clock
 from twisted.trial.unittest import TestCase
 
 from conch_container import messages
-from conch_container.backend.shared import SharedContainers, container_key, key_digest
+from conch_container.backend.containerkey import container_key, key_digest
+from conch_container.backend.shared import SharedContainers
 from conch_container.config import AppConfig
 from conch_container.config.session import ContainerKeyConfig
 from conch_container.errors import GENERIC_USER_MESSAGE, ContainerSSHError
