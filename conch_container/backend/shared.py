@@ -269,17 +269,18 @@ class SharedConnection:
         self.connection = connection
         self._env = env
         self._log = log
-        #: Joined a container another connection made (not its creator).
-        self._joined = joined
+        #: A joining connection's programs are logged under it, not under the
+        #: connection that made the container (when the backend can do that).
+        self._own_session_log = (
+            joined and "log" in inspect.signature(connection.open_session).parameters
+        )
         self._closed = False
 
     def open_session(self, channel_id: object) -> Any:
-        open_session = self.connection.open_session
-        if self._joined and "log" in inspect.signature(open_session).parameters:
-            # Its programs' log lines name this SSH connection, not the first one.
-            session = open_session(channel_id, log=self._log)
+        if self._own_session_log:
+            session = self.connection.open_session(channel_id, log=self._log)
         else:
-            session = open_session(channel_id)
+            session = self.connection.open_session(channel_id)
         # A joining connection's environment could not be the container's own:
         # each program gets it (the client's env requests may still replace it).
         set_env = getattr(session, "set_gateway_env", session.set_env)
