@@ -1502,7 +1502,7 @@ CONTAINER_KEY_EXPIRED = MessageCode(
     "CONTAINER_KEY_EXPIRED",
     Level.INFO,
     "Backend",
-    "No connection with its key came within session.keepAlive: the keyed container is removed.",
+    "No connection with its key came within session.keepAlive, or more than 8 unused keyed containers are kept for the user (the one unused the longest goes): the keyed container is removed.",
     own=True,
 )
 

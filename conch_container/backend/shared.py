@@ -41,6 +41,9 @@ from conch_container.interfaces import ConnectionContext, IBackendConnection
 from conch_container.log.logger import CodeLogger
 from conch_container.metrics.recorders import SharedCounts
 
+#: Unused keyed containers kept for one user at once (the oldest goes first).
+MAX_KEPT_PER_USER = 8
+
 
 class _Shared:
     """One keyed container: the backend connection and who uses it."""
@@ -53,6 +56,8 @@ class _Shared:
         self.users = 0
         self.keep_alive = 0.0
         self.expiry: Any = None
+        #: When its last connection closed (while kept).
+        self.kept_since = 0.0
         self.removing = False
         self.log: CodeLogger | None = None
 
@@ -202,7 +207,29 @@ class SharedContainers:
             "for {keepAlive} s",
             keepAlive=shared.keep_alive,
         )
+        shared.kept_since = self._reactor.seconds()
         shared.expiry = self._reactor.callLater(shared.keep_alive, self._expired, shared)
+        self._bound_kept(shared.ident[:2], log)
+
+    def _bound_kept(self, owner: tuple[str, str], log: CodeLogger) -> None:
+        """At most :data:`MAX_KEPT_PER_USER` unused containers per user: a client
+        that connects with ever new keys must not leave a container per key."""
+        kept = [
+            shared
+            for shared in self._shared.values()
+            if shared.ident[:2] == owner and shared.users == 0 and not shared.removing
+        ]
+        if len(kept) <= MAX_KEPT_PER_USER:
+            return
+        oldest = min(kept, key=lambda shared: shared.kept_since)
+        log.event(
+            messages.CONTAINER_KEY_EXPIRED,
+            "More than {limit} unused containers are kept for this user: removing the one "
+            "of key {expiredKey}, unused the longest",
+            limit=MAX_KEPT_PER_USER,
+            expiredKey=oldest.digest,
+        )
+        self._remove(oldest)
 
     def _expired(self, shared: _Shared) -> None:
         shared.expiry = None

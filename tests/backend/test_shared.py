@@ -11,7 +11,7 @@ from twisted.trial.unittest import TestCase
 
 from conch_container import messages
 from conch_container.backend.containerkey import container_key, key_digest
-from conch_container.backend.shared import SharedContainers
+from conch_container.backend.shared import MAX_KEPT_PER_USER, SharedContainers
 from conch_container.config import AppConfig
 from conch_container.config.session import ContainerKeyConfig
 from conch_container.errors import GENERIC_USER_MESSAGE, ContainerSSHError
@@ -160,6 +160,21 @@ class SharedContainersTests(TestCase):
         await again.close()  # idempotent: released once
         self.clock.advance(60)
         self.assertEqual(self.made[0].closed, 1)
+
+    async def test_unused_containers_per_user_bounded(self) -> None:
+        """A user who connects with ever new keys keeps at most MAX_KEPT_PER_USER
+        unused containers: the one unused the longest goes first; others' are untouched."""
+        bob = await self.open(self.context("bob", key="b"))
+        await bob.close()
+        for n in range(MAX_KEPT_PER_USER + 2):
+            connection = await self.open(self.context(key=f"job-{n}"))
+            await connection.close()
+            self.clock.advance(1)
+        self.assertEqual([c.closed for c in self.made[1:3]], [1, 1])
+        self.assertEqual({c.closed for c in self.made[3:]}, {0})
+        self.assertEqual(self.made[0].closed, 0)
+        self.assertEqual(self.shared.counts, SharedCounts(in_use=0, kept=MAX_KEPT_PER_USER + 1))
+        self.assertEqual(self.codes().count("CONTAINER_KEY_EXPIRED"), 2)
 
     async def test_zero_keep_alive_removes_at_once(self) -> None:
         first = await self.open(self.context(keep_alive=0.0))
